@@ -1,0 +1,161 @@
+/**
+ * Elementwise kernels: residual/broadcast add, exact GELU and its backward, drop-path row
+ * scaling, and the two-pass column sum behind `biasGrad` (and the LayerNorm parameter
+ * gradients).
+ *
+ * Every kernel follows the dispatch contract of `src/backend/webgpu/backend.ts`: binding 0
+ * is the uniform params struct whose first fields are the element offsets of the bound
+ * tensors in binding order; bindings 1..n are `read_write` storage buffers (so `out` may be
+ * the same buffer as an input).
+ *
+ * | kernel         | bindings                  | params (after offsets)     | dispatch                          |
+ * | -------------- | ------------------------- | -------------------------- | --------------------------------- |
+ * | `ADD`          | out, a, b                 | n, m (= b.size)            | `linearGroups(n, 256)`            |
+ * | `GELU`         | out, inp                  | n                          | `linearGroups(n, 256)`            |
+ * | `GELU_BACKWARD`| dinp, dout, inp           | n                          | `linearGroups(n, 256)`            |
+ * | `SCALE_ROWS`   | out, inp, scale           | n (= rows·C), C            | `linearGroups(n, 256)`            |
+ * | `COLSUM_PARTIAL`| part, src                | rows, C, rowsPer           | `[ceil(C/64), G, 1]`, wg (64, 4)  |
+ * | `COLSUM_FINAL` | dst, part                 | C, G, stride               | `[ceil(C/64), 1, 1]`, wg (64, 4)  |
+ *
+ * @module
+ */
+import { ERF_WGSL } from "./erf.ts";
+
+/** Shared index helper: the linear invocation id of a 1-D/2-D grid of 256-wide groups. */
+const LINEAR_ID = /* wgsl */ `
+fn linear_id(gid: vec3u, nwg: vec3u) -> u32 {
+  return gid.x + gid.y * nwg.x * 256u;
+}
+`;
+
+/** `out[i] = a[i] + b[i mod m]`; `out` may alias `a` (each invocation reads then writes index i). */
+export const ADD: string = /* wgsl */ `
+struct Params { off_out: u32, off_a: u32, off_b: u32, n: u32, m: u32 }
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> a: array<f32>;
+@group(0) @binding(3) var<storage, read_write> b: array<f32>;
+${LINEAR_ID}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = linear_id(gid, nwg);
+  if (i >= P.n) { return; }
+  // m == n is the residual add; m < n broadcasts b (position embedding over a batch).
+  let j = select(i % P.m, i, P.m == P.n);
+  out[P.off_out + i] = a[P.off_a + i] + b[P.off_b + j];
+}
+`;
+
+/** `out[i] = gelu(inp[i])`, exact erf GELU (`erf.ts`). */
+export const GELU: string = /* wgsl */ `
+struct Params { off_out: u32, off_inp: u32, n: u32 }
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> inp: array<f32>;
+${ERF_WGSL}
+${LINEAR_ID}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = linear_id(gid, nwg);
+  if (i >= P.n) { return; }
+  out[P.off_out + i] = gelu_f32(inp[P.off_inp + i]);
+}
+`;
+
+/** `dinp[i] = dout[i]·gelu'(inp[i])` with `gelu'(x) = Φ(x) + x·φ(x)`. */
+export const GELU_BACKWARD: string = /* wgsl */ `
+struct Params { off_dinp: u32, off_dout: u32, off_inp: u32, n: u32 }
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read_write> dinp: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dout: array<f32>;
+@group(0) @binding(3) var<storage, read_write> inp: array<f32>;
+${ERF_WGSL}
+${LINEAR_ID}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = linear_id(gid, nwg);
+  if (i >= P.n) { return; }
+  dinp[P.off_dinp + i] = dout[P.off_dout + i] * gelu_grad_f32(inp[P.off_inp + i]);
+}
+`;
+
+/** `out[r, c] = inp[r, c]·scale[r]` (drop path; also its own backward). */
+export const SCALE_ROWS: string = /* wgsl */ `
+struct Params { off_out: u32, off_inp: u32, off_scale: u32, n: u32, C: u32 }
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> inp: array<f32>;
+@group(0) @binding(3) var<storage, read_write> scale: array<f32>;
+${LINEAR_ID}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = linear_id(gid, nwg);
+  if (i >= P.n) { return; }
+  out[P.off_out + i] = inp[P.off_inp + i] * scale[P.off_scale + i / P.C];
+}
+`;
+
+/**
+ * Column sum, pass 1: `part[g, c] = Σ_{r in group g} src[r, c]` for row groups of `rowsPer`
+ * rows. Workgroup (64, 4): 64 consecutive columns (coalesced loads) × 4 row lanes that
+ * stride the group's rows; the 4 lane sums are added in workgroup memory.
+ * Grid: x = column blocks of 64, y = row group g. Every group owns at least one row.
+ */
+export const COLSUM_PARTIAL: string = /* wgsl */ `
+struct Params { off_part: u32, off_src: u32, rows: u32, C: u32, rowsPer: u32 }
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read_write> part: array<f32>;
+@group(0) @binding(2) var<storage, read_write> src: array<f32>;
+var<workgroup> lanes: array<f32, 256>;
+
+@compute @workgroup_size(64, 4)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let c = wid.x * 64u + lid.x;
+  let g = wid.y;
+  let r0 = g * P.rowsPer;
+  let r1 = min(r0 + P.rowsPer, P.rows);
+  var acc = 0.0;
+  if (c < P.C) {
+    for (var r = r0 + lid.y; r < r1; r += 4u) {
+      acc += src[P.off_src + r * P.C + c];
+    }
+  }
+  lanes[lid.y * 64u + lid.x] = acc;
+  workgroupBarrier();
+  if (lid.y == 0u && c < P.C) {
+    let s = (lanes[lid.x] + lanes[64u + lid.x]) + (lanes[128u + lid.x] + lanes[192u + lid.x]);
+    part[P.off_part + g * P.C + c] = s;
+  }
+}
+`;
+
+/**
+ * Column sum, pass 2: `dst[c] += Σ_g part[g·stride + c]` over `G` partial rows (parameter
+ * gradients accumulate). `stride` lets one partials buffer hold several interleaved
+ * outputs (LayerNorm writes `[G, 2C]`: dweight partials then dbias partials).
+ * Workgroup (64, 4): 64 columns × 4 lanes striding g, lanes added in workgroup memory.
+ */
+export const COLSUM_FINAL: string = /* wgsl */ `
+struct Params { off_dst: u32, off_part: u32, C: u32, G: u32, stride: u32 }
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read_write> part: array<f32>;
+var<workgroup> lanes: array<f32, 256>;
+
+@compute @workgroup_size(64, 4)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let c = wid.x * 64u + lid.x;
+  var acc = 0.0;
+  if (c < P.C) {
+    for (var g = lid.y; g < P.G; g += 4u) {
+      acc += part[P.off_part + g * P.stride + c];
+    }
+  }
+  lanes[lid.y * 64u + lid.x] = acc;
+  workgroupBarrier();
+  if (lid.y == 0u && c < P.C) {
+    let s = (lanes[lid.x] + lanes[64u + lid.x]) + (lanes[128u + lid.x] + lanes[192u + lid.x]);
+    dst[P.off_dst + c] += s;
+  }
+}
+`;

@@ -1,0 +1,50 @@
+/**
+ * dbot: pre-train Vision Transformers with dBOT (masked knowledge distillation
+ * from bootstrapped teachers) on Deno's native WebGPU, with a CPU backend
+ * (TypeScript + OpenBLAS) that is both the reference and the fallback.
+ *
+ * This release holds the compute layer: the {@link Backend} op set that the
+ * ViT is written against, its CPU and WebGPU implementations, and backend
+ * selection.
+ *
+ * @example
+ * ```ts ignore
+ * import { selectBackend } from "@dbot/dbot";
+ *
+ * const { backend, reason } = await selectBackend("auto");
+ * console.log(reason);
+ * const a = backend.tensor([2, 3]);
+ * backend.upload(a, new Float32Array([1, 2, 3, 4, 5, 6]));
+ * const out = backend.tensor([2, 2]);
+ * backend.matmul({ out, a, b: a }, { M: 2, N: 2, K: 3, transB: true }); // a·aᵀ
+ * console.log(await backend.download(out));
+ * backend.dispose();
+ * ```
+ *
+ * @module
+ */
+export type {
+  Backend,
+  DType,
+  HostArray,
+  MatmulDims,
+  Storage,
+  Tensor,
+} from "./src/backend/backend.ts";
+export { shapeSize, view } from "./src/backend/backend.ts";
+export { CpuBackend, type CpuBackendOptions } from "./src/backend/cpu/backend.ts";
+export { type Gemm, loadGemm } from "./src/backend/cpu/gemm.ts";
+export { WebGpuBackend, type WebGpuOptions } from "./src/backend/webgpu/backend.ts";
+export {
+  type AdapterFacts,
+  GpuContext,
+  GpuError,
+  GpuUnavailableError,
+} from "./src/backend/webgpu/context.ts";
+export {
+  type BackendKind,
+  parseBackendKind,
+  selectBackend,
+  type SelectedBackend,
+} from "./src/backend/select.ts";
+export { Rng } from "./src/util/rng.ts";

@@ -1,0 +1,160 @@
+/**
+ * OpenBLAS's `cblas_sgemm` through `Deno.dlopen` (needs `--allow-ffi`).
+ *
+ * Search order: `$DBOT_OPENBLAS` (a path; a failure to load it throws), then
+ * the usual Debian, Ubuntu and Homebrew locations (see
+ * {@link openBlasSearchPaths}).
+ *
+ * @module
+ */
+import { type Gemm, type GemmArgs, scaleC, validateGemmArgs } from "./gemm.ts";
+
+// CBLAS enum values.
+const CBLAS_ROW_MAJOR = 101;
+const CBLAS_NO_TRANS = 111;
+const CBLAS_TRANS = 112;
+
+const SYMBOLS = {
+  cblas_sgemm: {
+    // order, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+      "buffer",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+    ],
+    result: "void",
+  },
+  // Optional so that another CBLAS without it still loads; then the name says "? threads".
+  openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
+} as const;
+
+/** Library names and paths tried after `$DBOT_OPENBLAS`, in order. */
+export const OPENBLAS_DEFAULT_PATHS: readonly string[] = Object.freeze([
+  "libopenblas.so.0",
+  "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+  "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
+  "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
+  "libopenblas.dylib",
+  "/opt/homebrew/opt/openblas/lib/libopenblas.dylib",
+]);
+
+/** `$DBOT_OPENBLAS`, or undefined when unset, empty or not readable (no `--allow-env`). */
+function envPath(): string | undefined {
+  try {
+    return Deno.env.get("DBOT_OPENBLAS") || undefined;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+      return undefined;
+    }
+    throw e;
+  }
+}
+
+/** The paths {@link loadOpenBlas} tries, in order: `$DBOT_OPENBLAS` first when set. */
+export function openBlasSearchPaths(): string[] {
+  const env = envPath();
+  return env ? [env, ...OPENBLAS_DEFAULT_PATHS] : [...OPENBLAS_DEFAULT_PATHS];
+}
+
+const loaded = new Map<string, Gemm>();
+
+function isPermissionError(e: unknown): boolean {
+  return e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied;
+}
+
+function reasonOf(e: unknown): string {
+  if (isPermissionError(e)) return "no FFI permission (run with --allow-ffi)";
+  return e instanceof Error ? e.message : String(e);
+}
+
+function open(path: string): Gemm {
+  const cached = loaded.get(path);
+  if (cached) return cached;
+  const lib = Deno.dlopen(path, SYMBOLS);
+  const threads = lib.symbols.openblas_get_num_threads?.() ?? "?";
+  const gemm: Gemm = Object.freeze({
+    name: `OpenBLAS (${path}, ${threads} threads)`,
+    sgemm(args: GemmArgs): void {
+      validateGemmArgs(args);
+      const { transA, transB, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc } = args;
+      if (!(a instanceof Float32Array && b instanceof Float32Array && c instanceof Float32Array)) {
+        throw new TypeError(
+          `Cannot run sgemm as a, b and c must be Float32Arrays: current types are ` +
+            `${a.constructor.name}, ${b.constructor.name} and ${c.constructor.name}`,
+        );
+      }
+      // BLAS rejects ld < 1, which zero-size calls would otherwise pass.
+      if (M === 0 || N === 0) return;
+      if (K === 0) {
+        scaleC(c, M, N, ldc, beta);
+        return;
+      }
+      lib.symbols.cblas_sgemm(
+        CBLAS_ROW_MAJOR,
+        transA ? CBLAS_TRANS : CBLAS_NO_TRANS,
+        transB ? CBLAS_TRANS : CBLAS_NO_TRANS,
+        M,
+        N,
+        K,
+        alpha,
+        a,
+        lda,
+        b,
+        ldb,
+        beta,
+        c,
+        ldc,
+      );
+    },
+  });
+  loaded.set(path, gemm);
+  return gemm;
+}
+
+/**
+ * Loads OpenBLAS's `cblas_sgemm` as a {@link Gemm}, or returns null when no
+ * candidate library loads. Each failed candidate appends `"path: reason"` to
+ * `failures` when given.
+ *
+ * Throws an `Error` when `DBOT_OPENBLAS` is set and that library fails to load.
+ *
+ * @example
+ * ```ts
+ * import { loadOpenBlas } from "./openblas.ts";
+ * const blas = loadOpenBlas();
+ * console.log(blas?.name ?? "OpenBLAS not found");
+ * ```
+ */
+export function loadOpenBlas(failures: string[] = []): Gemm | null {
+  const env = envPath();
+  if (env) {
+    try {
+      return open(env);
+    } catch (e) {
+      throw new Error(`Cannot load OpenBLAS from DBOT_OPENBLAS=${env}: ${reasonOf(e)}`, {
+        cause: e,
+      });
+    }
+  }
+  for (const path of OPENBLAS_DEFAULT_PATHS) {
+    try {
+      return open(path);
+    } catch (e) {
+      failures.push(`${path}: ${reasonOf(e)}`);
+      // Without FFI permission every other path fails the same way.
+      if (isPermissionError(e)) return null;
+    }
+  }
+  return null;
+}

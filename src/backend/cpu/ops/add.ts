@@ -1,0 +1,32 @@
+/**
+ * Residual or broadcast add.
+ *
+ * @module
+ */
+import { checkLength } from "./check.ts";
+import type { FloatArray } from "./types.ts";
+
+/**
+ * `out[i] = a[i] + b[i mod b.length]`: residual add (same length) or broadcast add
+ * (position embedding `[N, C]` over a batch `[B, N, C]`). `out` may alias `a`.
+ *
+ * @example
+ * ```ts
+ * import { add } from "./add.ts";
+ * const out = new Float32Array(4);
+ * add({ out, a: new Float32Array([1, 2, 3, 4]), b: new Float32Array([10, 20]) });
+ * ```
+ */
+export function add({ out, a, b }: { out: FloatArray; a: FloatArray; b: FloatArray }): void {
+  // out, a: (n); b: (m) with m dividing n
+  checkLength("add", "out", out, a.length, "a's ");
+  const m = b.length;
+  if (m === 0 ? a.length !== 0 : a.length % m !== 0) {
+    throw new RangeError(
+      `Cannot run add: the length of b must divide the length of a, current values are ${m} and ${a.length}`,
+    );
+  }
+  for (let o = 0; o < a.length; o += m) {
+    for (let i = 0; i < m; i++) out[o + i] = a[o + i] + b[i];
+  }
+}

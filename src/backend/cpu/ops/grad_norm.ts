@@ -1,0 +1,35 @@
+/**
+ * Global gradient norm and the clipping factor (torch `clip_grad_norm_`).
+ *
+ * @module
+ */
+import { checkLength } from "./check.ts";
+import type { FloatArray } from "./types.ts";
+
+/**
+ * `norm[0] = sqrt(Σ grad²)` (summed in f64) and `clipScale[0] = min(1, maxNorm/(norm + 1e-6))`;
+ * `maxNorm = Infinity` gives no clipping.
+ *
+ * @example
+ * ```ts
+ * import { gradNorm } from "./grad_norm.ts";
+ * const [norm, clipScale] = [new Float32Array(1), new Float32Array(1)];
+ * gradNorm({ norm, clipScale, grad: new Float32Array([3, 4]) }, { maxNorm: 1 });
+ * ```
+ */
+export function gradNorm(
+  { norm, clipScale, grad }: { norm: FloatArray; clipScale: FloatArray; grad: FloatArray },
+  { maxNorm }: { maxNorm: number },
+): void {
+  // norm, clipScale: (1); grad: (n)
+  checkLength("gradNorm", "norm", norm, 1);
+  checkLength("gradNorm", "clipScale", clipScale, 1);
+  if (!(maxNorm > 0)) {
+    throw new RangeError(`Cannot run gradNorm: maxNorm must be > 0, current value is ${maxNorm}`);
+  }
+  let ss = 0;
+  for (let i = 0; i < grad.length; i++) ss += grad[i] * grad[i];
+  const n = Math.sqrt(ss);
+  norm[0] = n;
+  clipScale[0] = Math.min(1, maxNorm / (n + 1e-6));
+}

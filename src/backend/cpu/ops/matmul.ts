@@ -1,0 +1,104 @@
+/**
+ * `Backend.matmul` on the CPU: batching, bias, GELU epilogue and accumulation around a
+ * row-major GEMM (`gemmTs` by default, OpenBLAS's `sgemm` from the backend).
+ *
+ * @module
+ */
+import { gemmTs } from "../gemm.ts";
+import type { GemmArgs } from "../gemm.ts";
+import { checkDims, checkLength } from "./check.ts";
+import { gelu as geluScalar } from "./gelu.ts";
+import type { FloatArray } from "./types.ts";
+
+/** Dimensions and flags of {@link matmulForward} (see `MatmulDims` in `backend.ts`). */
+export interface MatmulOpDims {
+  /** Rows of `op(a)` and of `out`. */
+  M: number;
+  /** Columns of `op(b)` and of `out`. */
+  N: number;
+  /** Inner dimension. */
+  K: number;
+  /** `a` is stored `[K, M]`. Default false. */
+  transA?: boolean;
+  /** `b` is stored `[N, K]` (a Linear weight). Default false. */
+  transB?: boolean;
+  /** Contiguously stored products. Default 1. */
+  batch?: number;
+  /** `out += …` (GEMM `beta = 1`). */
+  accumulate?: boolean;
+  /** Epilogue `out = gelu(z)`. */
+  gelu?: boolean;
+}
+
+/**
+ * `out[M,N] (=|+=) epilogue(op(a)[M,K]·op(b)[K,N] + bias[N])`, `batch` times; per batch
+ * `a`, `b`, `out` (and `pre`) advance by one matrix, `bias` is shared. With `gelu`,
+ * `out = gelu(z)` and `pre = z` when given. `accumulate` and `gelu` exclude each other.
+ *
+ * @example
+ * ```ts
+ * import { matmulForward } from "./matmul.ts";
+ * const out = new Float32Array(1);
+ * const [a, b] = [new Float32Array([1, 2]), new Float32Array([3, 4])];
+ * matmulForward({ out, a, b }, { M: 1, N: 1, K: 2, transB: true }); // out = [11]
+ * ```
+ */
+export function matmulForward(
+  { out, a, b, bias, pre }: {
+    out: FloatArray;
+    a: FloatArray;
+    b: FloatArray;
+    bias?: FloatArray;
+    pre?: FloatArray;
+  },
+  { M, N, K, transA = false, transB = false, batch = 1, accumulate = false, gelu = false }:
+    MatmulOpDims,
+  gemm: (args: GemmArgs) => void = gemmTs,
+): void {
+  // out, pre: (batch, M, N); a: (batch, M, K) or (batch, K, M); b: (batch, K, N) or (batch, N, K)
+  const op = "matmul";
+  checkDims(op, { M, N, K, batch });
+  if (accumulate && gelu) {
+    throw new TypeError(`Cannot run ${op}: accumulate and gelu cannot be combined`);
+  }
+  if (pre && !gelu) {
+    throw new TypeError(`Cannot run ${op}: pre is only written with gelu`);
+  }
+  checkLength(op, "out", out, batch * M * N, "batch·M·N = ");
+  checkLength(op, "a", a, batch * M * K, "batch·M·K = ");
+  checkLength(op, "b", b, batch * K * N, "batch·K·N = ");
+  if (bias) checkLength(op, "bias", bias, N, "N = ");
+  if (pre) checkLength(op, "pre", pre, batch * M * N, "batch·M·N = ");
+  const mn = M * N;
+  for (let i = 0; i < batch; i++) {
+    const c = out.subarray(i * mn, (i + 1) * mn);
+    if (K === 0) {
+      if (!accumulate) c.fill(0);
+    } else {
+      gemm({
+        transA,
+        transB,
+        M,
+        N,
+        K,
+        alpha: 1,
+        a: a.subarray(i * M * K, (i + 1) * M * K),
+        lda: transA ? M : K,
+        b: b.subarray(i * K * N, (i + 1) * K * N),
+        ldb: transB ? K : N,
+        beta: accumulate ? 1 : 0,
+        c,
+        ldc: N,
+      });
+    }
+    if (bias) {
+      for (let r = 0; r < M; r++) {
+        for (let j = 0; j < N; j++) c[r * N + j] += bias[j];
+      }
+    }
+    if (gelu) {
+      if (pre) pre.set(c, i * mn);
+      for (let j = 0; j < mn; j++) c[j] = geluScalar(c[j]);
+    }
+  }
+}

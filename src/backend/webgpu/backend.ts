@@ -1,0 +1,482 @@
+/**
+ * The WebGPU backend: every {@link Backend} op as a WGSL dispatch recorded
+ * into one command encoder (one compute pass) that runs at `submit()`.
+ *
+ * Dispatch contract shared by every kernel (see `kernels/`):
+ * - `@binding(0)` is a `var<uniform>` params struct bound with a dynamic offset
+ *   into a per-submit uniform arena. Its first fields are the ELEMENT offsets
+ *   (u32) of the bound tensors, in binding order; the kernel's own params follow.
+ * - `@binding(1..n)` are the tensors' whole storage buffers, all
+ *   `var<storage, read_write>` (wgpu rejects a buffer bound read-only and
+ *   read-write in one dispatch, which in-place ops and views of one flat buffer need).
+ * - Pipelines and bind groups are cached; nothing here waits on the device
+ *   except `download()` and `sync()`.
+ *
+ * @module
+ */
+import type { Backend, DType, HostArray, MatmulDims, Storage, Tensor } from "../backend.ts";
+import { shapeSize } from "../backend.ts";
+import { GpuContext, type KernelSpec } from "./context.ts";
+import { FILL, FILL_I32 } from "../../../kernels/fill.ts";
+import * as mm from "./ops/matmul.ts";
+import * as ew from "./ops/elementwise.ts";
+import * as ln from "./ops/layernorm.ts";
+import * as at from "./ops/attention.ts";
+import * as rw from "./ops/rows.ts";
+import * as ls from "./ops/losses.ts";
+import * as op from "./ops/optim.ts";
+
+const UNIFORM_SLOT = 256; // bytes per dispatch = minUniformBufferOffsetAlignment
+const UNIFORM_WORDS = UNIFORM_SLOT / 4;
+const ARENA_SLOTS = 4096; // dispatches per submit before an automatic flush
+
+/** A GPU buffer holding `length` f32 or i32 elements. */
+export class GpuStorage implements Storage {
+  static #nextId = 1;
+  /** Stable id used in bind-group cache keys. */
+  readonly id: number = GpuStorage.#nextId++;
+  /** Creates the buffer (at least 16 bytes). */
+  constructor(
+    readonly buffer: GPUBuffer,
+    readonly length: number,
+    readonly dtype: DType,
+    readonly label: string,
+  ) {}
+}
+
+/** Builder for a kernel's own uniform params (after the tensor offsets). */
+export class Params {
+  /** Raw words; f32 values are stored by bit pattern. */
+  readonly words: number[] = [];
+  static #f = new Float32Array(1);
+  static #u = new Uint32Array(Params.#f.buffer);
+
+  /** Appends unsigned 32-bit integers. */
+  u32(...values: number[]): this {
+    for (const v of values) this.words.push(v >>> 0);
+    return this;
+  }
+
+  /** Appends 32-bit floats. */
+  f32(...values: number[]): this {
+    for (const v of values) {
+      Params.#f[0] = v;
+      this.words.push(Params.#u[0]);
+    }
+    return this;
+  }
+}
+
+/** Workgroup counts `[x, y, 1]` covering `n` invocations of `wg` each, 2-D past 65535 groups. */
+export function linearGroups(n: number, wg: number): [number, number, number] {
+  const groups = Math.max(1, Math.ceil(n / wg));
+  if (groups <= 65535) return [groups, 1, 1];
+  const y = Math.ceil(groups / 65535);
+  return [Math.ceil(groups / y), y, 1];
+}
+
+/** Options of {@link WebGpuBackend.create}. */
+export interface WebGpuOptions {
+  /** An existing context (tests share one). Default: a new one. */
+  context?: GpuContext;
+}
+
+/** {@link Backend} on WebGPU. Create with {@link WebGpuBackend.create}. */
+export class WebGpuBackend implements Backend {
+  /** Always `"webgpu"`. */
+  readonly name = "webgpu" as const;
+  /** Device, limits, pipeline cache. */
+  readonly ctx: GpuContext;
+  /** The device. */
+  readonly device: GPUDevice;
+  #encoder: GPUCommandEncoder | null = null;
+  #pass: GPUComputePassEncoder | null = null;
+  #arenaCpu = new Uint32Array(ARENA_SLOTS * UNIFORM_WORDS);
+  #arena: GPUBuffer;
+  #arenaCursor = 0;
+  #bindGroups = new Map<string, GPUBindGroup>();
+  #scratch = new Map<string, Tensor>();
+  #staging: GPUBuffer[] = [];
+  #storages = new Set<GpuStorage>();
+  #ownsContext: boolean;
+  /** Dispatches recorded since creation (for reports). */
+  dispatchCount = 0;
+
+  private constructor(ctx: GpuContext, ownsContext: boolean) {
+    this.ctx = ctx;
+    this.device = ctx.device;
+    this.#ownsContext = ownsContext;
+    this.#arena = this.device.createBuffer({
+      label: "uniform-arena",
+      size: this.#arenaCpu.byteLength,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+  }
+
+  /** Creates the backend on a new (or the given) {@link GpuContext}. */
+  static async create(opts: WebGpuOptions = {}): Promise<WebGpuBackend> {
+    const ctx = opts.context ?? await GpuContext.create();
+    return new WebGpuBackend(ctx, opts.context === undefined);
+  }
+
+  /** E.g. `"webgpu (llvmpipe (LLVM 15.0.6, 256 bits), software)"`. */
+  get description(): string {
+    const f = this.ctx.facts;
+    return `webgpu (${f.description}${f.isFallbackAdapter ? ", software" : ""})`;
+  }
+
+  // ---- memory ---------------------------------------------------------------
+
+  tensor(shape: readonly number[], dtype: DType = "f32", label = "tensor"): Tensor {
+    const size = shapeSize(shape);
+    const buffer = this.device.createBuffer({
+      label,
+      size: Math.max(16, Math.ceil(size / 4) * 16),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST,
+    });
+    const storage = new GpuStorage(buffer, size, dtype, label);
+    this.#storages.add(storage);
+    return { storage, offset: 0, shape: [...shape], size, dtype };
+  }
+
+  upload(t: Tensor, data: HostArray): void {
+    if (data.length !== t.size) {
+      throw new RangeError(
+        `Cannot upload to "${t.storage.label}": it has ${t.size} elements but the data has ${data.length}`,
+      );
+    }
+    const want = t.dtype === "f32" ? Float32Array : Int32Array;
+    if (!(data instanceof want)) {
+      throw new TypeError(
+        `Cannot upload to "${t.storage.label}": expected ${want.name} for ${t.dtype}`,
+      );
+    }
+    // Queue writes run before any later submit: flush what was recorded first so
+    // program order holds.
+    this.submit();
+    this.device.queue.writeBuffer(
+      (t.storage as GpuStorage).buffer,
+      t.offset * 4,
+      data as unknown as BufferSource,
+    );
+  }
+
+  async download(t: Tensor): Promise<HostArray> {
+    const bytes = t.size * 4;
+    const staging = this.#takeStaging(Math.max(16, Math.ceil(bytes / 16) * 16));
+    this.#endPass();
+    if (bytes > 0) {
+      this.#encoderOrNew().copyBufferToBuffer(
+        (t.storage as GpuStorage).buffer,
+        t.offset * 4,
+        staging,
+        0,
+        Math.ceil(bytes / 4) * 4,
+      );
+    }
+    this.submit();
+    await staging.mapAsync(GPUMapMode.READ);
+    const copy = staging.getMappedRange(0, bytes).slice(0);
+    staging.unmap();
+    this.#staging.push(staging);
+    await this.ctx.check();
+    return t.dtype === "f32" ? new Float32Array(copy) : new Int32Array(copy);
+  }
+
+  fill(t: Tensor, value: number): void {
+    const p = new Params().u32(t.size);
+    if (t.dtype === "f32") p.f32(value);
+    else p.u32(value | 0);
+    const kernel = t.dtype === "f32" ? FILL_KERNEL : FILL_I32_KERNEL;
+    this.dispatch(kernel, [t], p, linearGroups(t.size, 256));
+  }
+
+  copy(dst: Tensor, src: Tensor): void {
+    if (dst.size !== src.size || dst.dtype !== src.dtype) {
+      throw new RangeError(
+        `Cannot copy "${src.storage.label}" [${src.shape}] ${src.dtype} into "${dst.storage.label}" ` +
+          `[${dst.shape}] ${dst.dtype}: sizes and dtypes must match`,
+      );
+    }
+    if (src.size === 0) return;
+    this.#endPass();
+    this.#encoderOrNew().copyBufferToBuffer(
+      (src.storage as GpuStorage).buffer,
+      src.offset * 4,
+      (dst.storage as GpuStorage).buffer,
+      dst.offset * 4,
+      src.size * 4,
+    );
+  }
+
+  submit(): void {
+    if (!this.#encoder) return;
+    this.#endPass();
+    if (this.#arenaCursor > 0) {
+      this.device.queue.writeBuffer(
+        this.#arena,
+        0,
+        this.#arenaCpu,
+        0,
+        this.#arenaCursor * UNIFORM_WORDS,
+      );
+    }
+    this.device.queue.submit([this.#encoder.finish()]);
+    this.#encoder = null;
+    this.#arenaCursor = 0;
+  }
+
+  async sync(): Promise<void> {
+    this.submit();
+    await this.device.queue.onSubmittedWorkDone();
+    await this.ctx.check();
+  }
+
+  dispose(): void {
+    this.#encoder = null;
+    this.#pass = null;
+    for (const s of this.#storages) s.buffer.destroy();
+    this.#storages.clear();
+    for (const b of this.#staging) b.destroy();
+    this.#arena.destroy();
+    this.#bindGroups.clear();
+    if (this.#ownsContext) this.ctx.destroy();
+  }
+
+  // ---- dispatch machinery used by ops/*.ts -----------------------------------
+
+  /**
+   * Records one dispatch of `kernel` over `tensors` (bindings 1..n, in order). The
+   * uniform gets the tensors' element offsets, then `params`.
+   */
+  dispatch(
+    kernel: KernelSpec,
+    tensors: readonly Tensor[],
+    params: Params | null,
+    groups: readonly [number, number?, number?],
+    constants?: Record<string, number>,
+  ): void {
+    if (tensors.length !== kernel.storageBindings) {
+      throw new RangeError(
+        `Cannot dispatch "${kernel.label}": it binds ${kernel.storageBindings} tensors but got ${tensors.length}`,
+      );
+    }
+    const [gx, gy = 1, gz = 1] = groups;
+    if (gx === 0 || gy === 0 || gz === 0) return;
+    const words = tensors.length + (params ? params.words.length : 0);
+    if (words > UNIFORM_WORDS) throw new RangeError(`Kernel "${kernel.label}" has too many params`);
+    if (this.#arenaCursor === ARENA_SLOTS) this.submit();
+    const { pipeline, layout, key } = this.ctx.pipeline(kernel, constants);
+    const base = this.#arenaCursor * UNIFORM_WORDS;
+    for (let i = 0; i < tensors.length; i++) this.#arenaCpu[base + i] = tensors[i].offset;
+    if (params) this.#arenaCpu.set(params.words, base + tensors.length);
+
+    let bgKey = key;
+    for (const t of tensors) bgKey += `|${(t.storage as GpuStorage).id}`;
+    let bg = this.#bindGroups.get(bgKey);
+    if (!bg) {
+      const entries: GPUBindGroupEntry[] = [{
+        binding: 0,
+        resource: { buffer: this.#arena, offset: 0, size: UNIFORM_SLOT },
+      }];
+      tensors.forEach((t, i) =>
+        entries.push({ binding: i + 1, resource: { buffer: (t.storage as GpuStorage).buffer } })
+      );
+      bg = this.device.createBindGroup({ label: kernel.label, layout, entries });
+      this.#bindGroups.set(bgKey, bg);
+    }
+    const pass = this.#passOrNew();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bg, [this.#arenaCursor * UNIFORM_SLOT]);
+    pass.dispatchWorkgroups(gx, gy, gz);
+    this.#arenaCursor++;
+    this.dispatchCount++;
+  }
+
+  /** A reusable scratch tensor named `key` with at least `size` elements (grows as needed). */
+  scratch(key: string, size: number, dtype: DType = "f32"): Tensor {
+    const have = this.#scratch.get(key);
+    if (have && have.size >= size && have.dtype === dtype) {
+      return { ...have, shape: [size], size };
+    }
+    const t = this.tensor([Math.max(size, have?.size ?? 0)], dtype, `scratch:${key}`);
+    this.#scratch.set(key, t);
+    return { ...t, shape: [size], size };
+  }
+
+  #encoderOrNew(): GPUCommandEncoder {
+    if (!this.#encoder) this.#encoder = this.device.createCommandEncoder({ label: "dbot-step" });
+    return this.#encoder;
+  }
+
+  #passOrNew(): GPUComputePassEncoder {
+    if (!this.#pass) this.#pass = this.#encoderOrNew().beginComputePass({ label: "dbot-ops" });
+    return this.#pass;
+  }
+
+  #endPass(): void {
+    if (this.#pass) {
+      this.#pass.end();
+      this.#pass = null;
+    }
+  }
+
+  #takeStaging(bytes: number): GPUBuffer {
+    const i = this.#staging.findIndex((b) => b.size >= bytes && b.size <= 4 * bytes);
+    if (i >= 0) return this.#staging.splice(i, 1)[0];
+    return this.device.createBuffer({
+      label: "staging",
+      size: bytes,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+  }
+
+  // ---- ops (implemented in ops/*.ts) ------------------------------------------
+
+  matmul(
+    bufs: { out: Tensor; a: Tensor; b: Tensor; bias?: Tensor; pre?: Tensor },
+    dims: MatmulDims,
+  ): void {
+    mm.matmul(this, bufs, dims);
+  }
+  biasGrad(bufs: { dbias: Tensor; dout: Tensor }, dims: { rows: number; C: number }): void {
+    ew.biasGrad(this, bufs, dims);
+  }
+  add(bufs: { out: Tensor; a: Tensor; b: Tensor }): void {
+    ew.add(this, bufs);
+  }
+  gelu(bufs: { out: Tensor; inp: Tensor }): void {
+    ew.gelu(this, bufs);
+  }
+  geluBackward(bufs: { dinp: Tensor; dout: Tensor; inp: Tensor }): void {
+    ew.geluBackward(this, bufs);
+  }
+  scaleRows(
+    bufs: { out: Tensor; inp: Tensor; scale: Tensor },
+    dims: { rows: number; C: number },
+  ): void {
+    ew.scaleRows(this, bufs, dims);
+  }
+  layernorm(
+    bufs: { out: Tensor; mean: Tensor; rstd: Tensor; inp: Tensor; weight: Tensor; bias: Tensor },
+    dims: { rows: number; C: number; eps: number },
+  ): void {
+    ln.layernorm(this, bufs, dims);
+  }
+  layernormBackward(
+    bufs: {
+      dinp: Tensor;
+      dweight: Tensor;
+      dbias: Tensor;
+      dout: Tensor;
+      inp: Tensor;
+      weight: Tensor;
+      mean: Tensor;
+      rstd: Tensor;
+    },
+    dims: { rows: number; C: number; accumulate?: boolean },
+  ): void {
+    ln.layernormBackward(this, bufs, dims);
+  }
+  standardizeRows(
+    bufs: { out: Tensor; inp: Tensor },
+    dims: { rows: number; C: number; eps: number },
+  ): void {
+    ln.standardizeRows(this, bufs, dims);
+  }
+  softmax(
+    bufs: { out: Tensor; inp: Tensor },
+    dims: { rows: number; C: number; scale: number },
+  ): void {
+    at.softmax(this, bufs, dims);
+  }
+  softmaxBackward(
+    bufs: { dinp: Tensor; dout: Tensor; out: Tensor },
+    dims: { rows: number; C: number; scale: number },
+  ): void {
+    at.softmaxBackward(this, bufs, dims);
+  }
+  splitHeads(
+    bufs: { q: Tensor; k: Tensor; v: Tensor; qkv: Tensor },
+    dims: { B: number; N: number; NH: number; HS: number },
+  ): void {
+    at.splitHeads(this, bufs, dims);
+  }
+  splitHeadsBackward(
+    bufs: { dqkv: Tensor; dq: Tensor; dk: Tensor; dv: Tensor },
+    dims: { B: number; N: number; NH: number; HS: number },
+  ): void {
+    at.splitHeadsBackward(this, bufs, dims);
+  }
+  mergeHeads(
+    bufs: { out: Tensor; inp: Tensor },
+    dims: { B: number; N: number; NH: number; HS: number },
+  ): void {
+    at.mergeHeads(this, bufs, dims);
+  }
+  mergeHeadsBackward(
+    bufs: { dinp: Tensor; dout: Tensor },
+    dims: { B: number; N: number; NH: number; HS: number },
+  ): void {
+    at.mergeHeadsBackward(this, bufs, dims);
+  }
+  gatherRows(
+    bufs: { out: Tensor; inp: Tensor; index: Tensor; fill?: Tensor },
+    dims: { rows: number; C: number },
+  ): void {
+    rw.gatherRows(this, bufs, dims);
+  }
+  gatherRowsBackward(
+    bufs: { dinp: Tensor; dfill?: Tensor; dout: Tensor; index: Tensor },
+    dims: { rows: number; C: number },
+  ): void {
+    rw.gatherRowsBackward(this, bufs, dims);
+  }
+  patchify(
+    bufs: { out: Tensor; inp: Tensor },
+    dims: { B: number; C: number; H: number; W: number; P: number },
+  ): void {
+    rw.patchify(this, bufs, dims);
+  }
+  smoothL1Loss(
+    bufs: { loss: Tensor; dinp: Tensor; inp: Tensor; target: Tensor; weight: Tensor },
+    dims: { rows: number; C: number; beta: number },
+  ): void {
+    ls.smoothL1Loss(this, bufs, dims);
+  }
+  cosineLoss(
+    bufs: { loss: Tensor; dinp: Tensor; inp: Tensor; target: Tensor; weight: Tensor },
+    dims: { rows: number; C: number },
+  ): void {
+    ls.cosineLoss(this, bufs, dims);
+  }
+  crossEntropyLoss(
+    bufs: { loss: Tensor; dlogits: Tensor; logits: Tensor; target: Tensor },
+    dims: { rows: number; C: number },
+  ): void {
+    ls.crossEntropyLoss(this, bufs, dims);
+  }
+  gradNorm(
+    bufs: { norm: Tensor; clipScale: Tensor; grad: Tensor },
+    dims: { maxNorm: number },
+  ): void {
+    op.gradNorm(this, bufs, dims);
+  }
+  adamw(
+    bufs: {
+      param: Tensor;
+      grad: Tensor;
+      m: Tensor;
+      v: Tensor;
+      offsets: Tensor;
+      hyper: Tensor;
+      clipScale?: Tensor;
+    },
+    dims: { lr: number; beta1: number; beta2: number; eps: number; step: number },
+  ): void {
+    op.adamw(this, bufs, dims);
+  }
+}
+
+const FILL_KERNEL: KernelSpec = { label: "fill_f32", code: FILL, storageBindings: 1 };
+const FILL_I32_KERNEL: KernelSpec = { label: "fill_i32", code: FILL_I32, storageBindings: 1 };

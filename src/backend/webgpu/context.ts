@@ -1,0 +1,199 @@
+/**
+ * The one place that owns the WebGPU adapter and device: limits, optional
+ * features, error handling, compile diagnostics and the pipeline cache.
+ *
+ * @module
+ */
+
+/** Thrown when WebGPU (or a usable adapter) is not available. */
+export class GpuUnavailableError extends Error {
+  /** `message` should say what was tried and what to do instead. */
+  constructor(message: string) {
+    super(message);
+    this.name = "GpuUnavailableError";
+  }
+}
+
+/** Thrown when the device reports an error (validation, out of memory, device lost). */
+export class GpuError extends Error {
+  /** `message` says what happened and what to try. */
+  constructor(message: string) {
+    super(message);
+    this.name = "GpuError";
+  }
+}
+
+/** A WGSL compute kernel and the storage buffers it binds. */
+export interface KernelSpec {
+  /** Label used for the pipeline and in every diagnostic. */
+  readonly label: string;
+  /** WGSL source. Binding 0 is the uniform params; storage buffers are bindings 1..n. */
+  readonly code: string;
+  /** Number of storage-buffer bindings (1..n, all `var<storage, read_write>`). */
+  readonly storageBindings: number;
+  /** Entry point (default `main`). */
+  readonly entryPoint?: string;
+}
+
+/** Adapter facts, for reports and backend selection. */
+export interface AdapterFacts {
+  /** Adapter description, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)". */
+  description: string;
+  /** Vendor string or id. */
+  vendor: string;
+  /** True for software adapters (lavapipe, SwiftShader, WARP). */
+  isFallbackAdapter: boolean;
+  /** `shader-f16` is available. */
+  shaderF16: boolean;
+  /** `timestamp-query` is available. */
+  timestampQuery: boolean;
+}
+
+/** Owns adapter + device; creates and caches pipelines; collects device errors. */
+export class GpuContext {
+  /** The device every buffer and pipeline belongs to. */
+  readonly device: GPUDevice;
+  /** What the adapter says about itself. */
+  readonly facts: AdapterFacts;
+  #pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+  #pending: Promise<string | null>[] = [];
+  #errors: string[] = [];
+  #lost: string | null = null;
+
+  private constructor(device: GPUDevice, facts: AdapterFacts) {
+    this.device = device;
+    this.facts = facts;
+    device.addEventListener("uncapturederror", (e) => {
+      const err = (e as GPUUncapturedErrorEvent).error;
+      this.#errors.push(describeDeviceError(err));
+    });
+    device.lost.then((info) => {
+      if (info.reason !== "destroyed") {
+        this.#lost = `WebGPU device lost (${info.reason}): ${info.message}. ` +
+          "Try a smaller --batch, or --backend cpu.";
+      }
+    });
+  }
+
+  /** Just the adapter, or null when WebGPU has none. Never throws. */
+  static async adapter(): Promise<GPUAdapter | null> {
+    if (typeof navigator === "undefined" || !("gpu" in navigator)) return null;
+    try {
+      return await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+    } catch {
+      return null;
+    }
+  }
+
+  /** Requests an adapter and a device with the adapter's limits and the useful features. */
+  static async create(): Promise<GpuContext> {
+    const adapter = await GpuContext.adapter();
+    if (!adapter) {
+      throw new GpuUnavailableError(
+        "Cannot create a WebGPU device as no adapter was found. On Linux without a GPU, " +
+          "install Mesa's Vulkan drivers (apt-get install mesa-vulkan-drivers) and set " +
+          "DENO_WEBGPU_BACKEND=vulkan, or use --backend cpu.",
+      );
+    }
+    const requiredFeatures: GPUFeatureName[] = [];
+    for (const f of ["shader-f16", "timestamp-query"] as GPUFeatureName[]) {
+      if (adapter.features.has(f)) requiredFeatures.push(f);
+    }
+    const requiredLimits: Record<string, number> = {};
+    for (
+      const k of [
+        "maxStorageBuffersPerShaderStage",
+        "maxStorageBufferBindingSize",
+        "maxBufferSize",
+        "maxComputeWorkgroupStorageSize",
+        "maxComputeInvocationsPerWorkgroup",
+        "maxComputeWorkgroupSizeX",
+        "maxComputeWorkgroupSizeY",
+        "maxComputeWorkgroupsPerDimension",
+      ]
+    ) {
+      const v = (adapter.limits as unknown as Record<string, number>)[k];
+      if (typeof v === "number") requiredLimits[k] = v;
+    }
+    const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+    const info = adapter.info;
+    return new GpuContext(device, {
+      description: info.description || info.device || "unknown adapter",
+      vendor: info.vendor,
+      isFallbackAdapter: Boolean((info as { isFallbackAdapter?: boolean }).isFallbackAdapter),
+      shaderF16: device.features.has("shader-f16"),
+      timestampQuery: device.features.has("timestamp-query"),
+    });
+  }
+
+  /**
+   * The pipeline for `kernel` with override `constants`, created once and cached.
+   * Compilation and validation errors surface at the next {@link GpuContext.check}.
+   */
+  pipeline(
+    kernel: KernelSpec,
+    constants: Record<string, number> = {},
+  ): { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; key: string } {
+    const key = `${kernel.label}|${JSON.stringify(constants)}`;
+    const hit = this.#pipelines.get(key);
+    if (hit) return { ...hit, key };
+    const device = this.device;
+    const entries: GPUBindGroupLayoutEntry[] = [{
+      binding: 0,
+      visibility: GPUShaderStage.COMPUTE,
+      buffer: { type: "uniform", hasDynamicOffset: true },
+    }];
+    for (let i = 1; i <= kernel.storageBindings; i++) {
+      entries.push({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: "storage" } });
+    }
+    device.pushErrorScope("validation");
+    const module = device.createShaderModule({ label: kernel.label, code: kernel.code });
+    const layout = device.createBindGroupLayout({ label: kernel.label, entries });
+    const pipeline = device.createComputePipeline({
+      label: kernel.label,
+      layout: device.createPipelineLayout({ label: kernel.label, bindGroupLayouts: [layout] }),
+      compute: { module, entryPoint: kernel.entryPoint ?? "main", constants },
+    });
+    const scope = device.popErrorScope();
+    this.#pending.push(
+      Promise.all([scope, module.getCompilationInfo()]).then(([err, info]) => {
+        const msgs = info.messages
+          .filter((m) => m.type === "error")
+          .map((m) => `  ${kernel.label}:${m.lineNum}:${m.linePos}: ${m.message}`);
+        if (err || msgs.length) {
+          return `Cannot build WGSL kernel "${kernel.label}" (${JSON.stringify(constants)}):\n` +
+            [...msgs, err ? `  ${err.message}` : ""].filter(Boolean).join("\n");
+        }
+        return null;
+      }),
+    );
+    const entry = { pipeline, layout };
+    this.#pipelines.set(key, entry);
+    return { ...entry, key };
+  }
+
+  /** Throws a {@link GpuError} for any compile, validation or device error seen so far. */
+  async check(): Promise<void> {
+    const pending = this.#pending;
+    this.#pending = [];
+    for (const msg of await Promise.all(pending)) if (msg) this.#errors.push(msg);
+    if (this.#lost) throw new GpuError(this.#lost);
+    if (this.#errors.length) {
+      const errs = this.#errors;
+      this.#errors = [];
+      throw new GpuError(errs.join("\n"));
+    }
+  }
+
+  /** Destroys the device. */
+  destroy(): void {
+    this.device.destroy();
+  }
+}
+
+function describeDeviceError(err: GPUError): string {
+  if (err instanceof GPUOutOfMemoryError) {
+    return `WebGPU ran out of memory: ${err.message}. Try a smaller --batch or --backend cpu.`;
+  }
+  return `WebGPU error: ${err.message}`;
+}

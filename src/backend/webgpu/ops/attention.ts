@@ -1,0 +1,203 @@
+/**
+ * WebGPU attention ops: scaled row softmax (forward, backward) and the head layout
+ * permutations. WGSL in `kernels/softmax.ts` and `kernels/heads.ts`.
+ *
+ * @module
+ */
+import type { Tensor } from "../../backend.ts";
+import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
+import type { KernelSpec } from "../context.ts";
+import { SOFTMAX, SOFTMAX_BACKWARD } from "../../../../kernels/softmax.ts";
+import {
+  MERGE_HEADS,
+  MERGE_HEADS_BACKWARD,
+  SPLIT_HEADS,
+  SPLIT_HEADS_BACKWARD,
+} from "../../../../kernels/heads.ts";
+
+const SOFTMAX_KERNEL: KernelSpec = { label: "softmax", code: SOFTMAX, storageBindings: 2 };
+const SOFTMAX_BACKWARD_KERNEL: KernelSpec = {
+  label: "softmax_backward",
+  code: SOFTMAX_BACKWARD,
+  storageBindings: 3,
+};
+const SPLIT_KERNEL: KernelSpec = { label: "split_heads", code: SPLIT_HEADS, storageBindings: 4 };
+const SPLIT_BACKWARD_KERNEL: KernelSpec = {
+  label: "split_heads_backward",
+  code: SPLIT_HEADS_BACKWARD,
+  storageBindings: 4,
+};
+const MERGE_KERNEL: KernelSpec = { label: "merge_heads", code: MERGE_HEADS, storageBindings: 2 };
+const MERGE_BACKWARD_KERNEL: KernelSpec = {
+  label: "merge_heads_backward",
+  code: MERGE_HEADS_BACKWARD,
+  storageBindings: 2,
+};
+
+type HeadDims = { B: number; N: number; NH: number; HS: number };
+
+function check(ok: boolean, msg: () => string): void {
+  if (!ok) throw new RangeError(msg());
+}
+
+function checkDims(op: string, dims: Record<string, number>, min = 0): void {
+  for (const [k, v] of Object.entries(dims)) {
+    check(
+      Number.isInteger(v) && v >= min,
+      () => `Cannot run ${op}: ${k} must be an integer >= ${min}, current value is ${v}`,
+    );
+  }
+}
+
+function checkSize(op: string, name: string, t: Tensor, size: number, what = ""): void {
+  check(
+    t.size === size,
+    () => `Cannot run ${op}: ${name} must have ${what}${size} elements, current size is ${t.size}`,
+  );
+}
+
+function checkF32(op: string, ts: Record<string, Tensor>): void {
+  for (const [name, t] of Object.entries(ts)) {
+    if (t.dtype !== "f32") {
+      throw new TypeError(`Cannot run ${op}: ${name} must be f32, current dtype is ${t.dtype}`);
+    }
+  }
+}
+
+/**
+ * Invocations per row for the softmax kernels (`TPR`): a power of two 32…256 giving each
+ * about 4 columns (C = 197 → 64, C = 50 → 32). A 256-wide workgroup holds `256 / TPR` rows.
+ */
+function threadsPerRow(C: number): number {
+  let t = 32;
+  while (t < 256 && t * 4 < C) t *= 2;
+  return t;
+}
+
+function softmaxGroups(rows: number, TPR: number): [number, number, number] {
+  return linearGroups(Math.ceil(rows / (256 / TPR)), 1);
+}
+
+/** See `Backend.softmax`: `out [rows, C] = softmax(scale · inp)` per row; `out` may be `inp`. */
+export function softmax(
+  be: WebGpuBackend,
+  { out, inp }: { out: Tensor; inp: Tensor },
+  { rows, C, scale }: { rows: number; C: number; scale: number },
+): void {
+  const op = "softmax";
+  checkDims(op, { rows, C });
+  checkSize(op, "out", out, rows * C, "rows·C = ");
+  checkSize(op, "inp", inp, rows * C, "rows·C = ");
+  checkF32(op, { out, inp });
+  if (rows === 0 || C === 0) return;
+  const TPR = threadsPerRow(C);
+  be.dispatch(
+    SOFTMAX_KERNEL,
+    [out, inp],
+    new Params().u32(rows, C).f32(scale),
+    softmaxGroups(rows, TPR),
+    { TPR },
+  );
+}
+
+/** See `Backend.softmaxBackward`: `dinp = scale · out ⊙ (dout − Σ dout⊙out)`; `dinp` may be `dout`. */
+export function softmaxBackward(
+  be: WebGpuBackend,
+  { dinp, dout, out }: { dinp: Tensor; dout: Tensor; out: Tensor },
+  { rows, C, scale }: { rows: number; C: number; scale: number },
+): void {
+  const op = "softmaxBackward";
+  checkDims(op, { rows, C });
+  checkSize(op, "dinp", dinp, rows * C, "rows·C = ");
+  checkSize(op, "dout", dout, rows * C, "rows·C = ");
+  checkSize(op, "out", out, rows * C, "rows·C = ");
+  checkF32(op, { dinp, dout, out });
+  if (rows === 0 || C === 0) return;
+  const TPR = threadsPerRow(C);
+  be.dispatch(
+    SOFTMAX_BACKWARD_KERNEL,
+    [dinp, dout, out],
+    new Params().u32(rows, C).f32(scale),
+    softmaxGroups(rows, TPR),
+    { TPR },
+  );
+}
+
+/** See `Backend.splitHeads`: `qkv [B, N, 3·NH·HS]` → `q, k, v [B, NH, N, HS]`. */
+export function splitHeads(
+  be: WebGpuBackend,
+  { q, k, v, qkv }: { q: Tensor; k: Tensor; v: Tensor; qkv: Tensor },
+  { B, N, NH, HS }: HeadDims,
+): void {
+  const op = "splitHeads";
+  checkDims(op, { B, N, NH, HS });
+  const per = B * NH * N * HS;
+  checkSize(op, "q", q, per, "B·NH·N·HS = ");
+  checkSize(op, "k", k, per, "B·NH·N·HS = ");
+  checkSize(op, "v", v, per, "B·NH·N·HS = ");
+  checkSize(op, "qkv", qkv, 3 * per, "B·N·3·NH·HS = ");
+  checkF32(op, { q, k, v, qkv });
+  be.dispatch(
+    SPLIT_KERNEL,
+    [q, k, v, qkv],
+    new Params().u32(per, N, NH, HS),
+    linearGroups(3 * per, 256),
+  );
+}
+
+/** See `Backend.splitHeadsBackward`: `dqkv [B, N, 3·NH·HS] = join(dq, dk, dv)` (assign). */
+export function splitHeadsBackward(
+  be: WebGpuBackend,
+  { dqkv, dq, dk, dv }: { dqkv: Tensor; dq: Tensor; dk: Tensor; dv: Tensor },
+  { B, N, NH, HS }: HeadDims,
+): void {
+  const op = "splitHeadsBackward";
+  checkDims(op, { B, N, NH, HS });
+  const per = B * NH * N * HS;
+  checkSize(op, "dq", dq, per, "B·NH·N·HS = ");
+  checkSize(op, "dk", dk, per, "B·NH·N·HS = ");
+  checkSize(op, "dv", dv, per, "B·NH·N·HS = ");
+  checkSize(op, "dqkv", dqkv, 3 * per, "B·N·3·NH·HS = ");
+  checkF32(op, { dqkv, dq, dk, dv });
+  be.dispatch(
+    SPLIT_BACKWARD_KERNEL,
+    [dqkv, dq, dk, dv],
+    new Params().u32(per, N, NH, HS),
+    linearGroups(3 * per, 256),
+  );
+}
+
+/** See `Backend.mergeHeads`: `inp [B, NH, N, HS]` → `out [B, N, NH·HS]`. */
+export function mergeHeads(
+  be: WebGpuBackend,
+  { out, inp }: { out: Tensor; inp: Tensor },
+  { B, N, NH, HS }: HeadDims,
+): void {
+  const op = "mergeHeads";
+  checkDims(op, { B, N, NH, HS });
+  const n = B * N * NH * HS;
+  checkSize(op, "out", out, n, "B·N·NH·HS = ");
+  checkSize(op, "inp", inp, n, "B·N·NH·HS = ");
+  checkF32(op, { out, inp });
+  be.dispatch(MERGE_KERNEL, [out, inp], new Params().u32(n, N, NH, HS), linearGroups(n, 256));
+}
+
+/** See `Backend.mergeHeadsBackward`: `dinp [B, NH, N, HS] = split(dout [B, N, NH·HS])`. */
+export function mergeHeadsBackward(
+  be: WebGpuBackend,
+  { dinp, dout }: { dinp: Tensor; dout: Tensor },
+  { B, N, NH, HS }: HeadDims,
+): void {
+  const op = "mergeHeadsBackward";
+  checkDims(op, { B, N, NH, HS });
+  const n = B * N * NH * HS;
+  checkSize(op, "dinp", dinp, n, "B·N·NH·HS = ");
+  checkSize(op, "dout", dout, n, "B·N·NH·HS = ");
+  checkF32(op, { dinp, dout });
+  be.dispatch(
+    MERGE_BACKWARD_KERNEL,
+    [dinp, dout],
+    new Params().u32(n, N, NH, HS),
+    linearGroups(n, 256),
+  );
+}

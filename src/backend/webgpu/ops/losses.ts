@@ -1,0 +1,189 @@
+/**
+ * WebGPU losses: weighted SmoothL1, weighted cosine distance, soft-target
+ * cross-entropy. Each op records a row pass, a two-pass weighted reduction that
+ * leaves `loss[0]` on the device, and (SmoothL1, cosine) an elementwise gradient
+ * pass that needs `Σw`. WGSL in `kernels/losses.ts`.
+ *
+ * @module
+ */
+import type { Tensor } from "../../backend.ts";
+import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
+import type { KernelSpec } from "../context.ts";
+import {
+  COSINE_GRAD,
+  COSINE_ROWS,
+  CROSS_ENTROPY_ROWS,
+  SMOOTH_L1_GRAD,
+  SMOOTH_L1_ROWS,
+  WEIGHTED_FINAL,
+  WEIGHTED_PARTIALS,
+} from "../../../../kernels/losses.ts";
+
+const SL1_ROWS: KernelSpec = { label: "smooth_l1_rows", code: SMOOTH_L1_ROWS, storageBindings: 3 };
+const SL1_GRAD: KernelSpec = { label: "smooth_l1_grad", code: SMOOTH_L1_GRAD, storageBindings: 5 };
+const COS_ROWS: KernelSpec = { label: "cosine_rows", code: COSINE_ROWS, storageBindings: 4 };
+const COS_GRAD: KernelSpec = { label: "cosine_grad", code: COSINE_GRAD, storageBindings: 6 };
+const CE_ROWS: KernelSpec = {
+  label: "cross_entropy_rows",
+  code: CROSS_ENTROPY_ROWS,
+  storageBindings: 4,
+};
+const PARTIALS: KernelSpec = {
+  label: "loss_weighted_partials",
+  code: WEIGHTED_PARTIALS,
+  storageBindings: 3,
+};
+const FINAL: KernelSpec = {
+  label: "loss_weighted_final",
+  code: WEIGHTED_FINAL,
+  storageBindings: 3,
+};
+
+/** Most workgroups of the weighted row reduction (the final pass is one workgroup of 256). */
+const MAX_PARTIALS = 256;
+
+function checkArgs(
+  op: string,
+  dims: { rows: number; C: number },
+  sized: Record<string, Tensor>,
+  weight?: Tensor,
+): void {
+  const { rows, C } = dims;
+  for (const [k, v] of Object.entries(dims)) {
+    if (!Number.isInteger(v) || v < 0) {
+      throw new RangeError(`Cannot run ${op}: ${k} must be an integer >= 0, current value is ${v}`);
+    }
+  }
+  for (const [name, t] of Object.entries(sized)) {
+    if (t.size !== rows * C) {
+      throw new RangeError(
+        `Cannot run ${op}: ${name} must have rows·C = ${
+          rows * C
+        } elements, current size is ${t.size}`,
+      );
+    }
+  }
+  if (weight && weight.size !== rows) {
+    throw new RangeError(
+      `Cannot run ${op}: weight must have rows = ${rows} elements, current size is ${weight.size}`,
+    );
+  }
+}
+
+function checkLoss(op: string, loss: Tensor): void {
+  if (loss.size !== 1) {
+    throw new RangeError(
+      `Cannot run ${op}: loss must have 1 element, current size is ${loss.size}`,
+    );
+  }
+}
+
+/**
+ * Records passes 2 and 3: `stats = (Σ w, Σ w·rowv)` and `loss[0] = stats[1]/stats[0]`
+ * (w = 1 without `weight`). Returns `stats` (scratch, valid until the next loss op).
+ */
+function weightedMean(
+  be: WebGpuBackend,
+  loss: Tensor,
+  rowv: Tensor,
+  weight: Tensor | undefined,
+  rows: number,
+): Tensor {
+  const G = Math.max(1, Math.min(MAX_PARTIALS, Math.ceil(rows / 256)));
+  const partials = be.scratch("loss.partials", 2 * G);
+  const stats = be.scratch("loss.stats", 2);
+  const w = weight ?? be.scratch("loss.dummy", 1);
+  be.dispatch(PARTIALS, [partials, rowv, w], new Params().u32(rows, weight ? 1 : 0), [G, 1, 1]);
+  be.dispatch(FINAL, [stats, loss, partials], new Params().u32(G), [1, 1, 1]);
+  return stats;
+}
+
+/** See `Backend.smoothL1Loss`. `inp, target, dinp [rows, C]`, `weight [rows]`, `loss [1]`. */
+export function smoothL1Loss(
+  be: WebGpuBackend,
+  { loss, dinp, inp, target, weight }: {
+    loss: Tensor;
+    dinp: Tensor;
+    inp: Tensor;
+    target: Tensor;
+    weight: Tensor;
+  },
+  { rows, C, beta }: { rows: number; C: number; beta: number },
+): void {
+  const op = "smoothL1Loss";
+  checkArgs(op, { rows, C }, { dinp, inp, target }, weight);
+  checkLoss(op, loss);
+  if (!(beta > 0)) {
+    throw new RangeError(`Cannot run ${op}: beta must be > 0, current value is ${beta}`);
+  }
+  const rowv = be.scratch("loss.rowv", Math.max(1, rows));
+  be.dispatch(
+    SL1_ROWS,
+    [rowv, inp, target],
+    new Params().u32(rows, C).f32(beta),
+    linearGroups(rows, 1),
+  );
+  const stats = weightedMean(be, loss, rowv, weight, rows);
+  be.dispatch(
+    SL1_GRAD,
+    [dinp, inp, target, weight, stats],
+    new Params().u32(rows, C).f32(beta),
+    linearGroups(rows * C, 256),
+  );
+}
+
+/** See `Backend.cosineLoss`. `inp, target, dinp [rows, C]`, `weight [rows]`, `loss [1]`. */
+export function cosineLoss(
+  be: WebGpuBackend,
+  { loss, dinp, inp, target, weight }: {
+    loss: Tensor;
+    dinp: Tensor;
+    inp: Tensor;
+    target: Tensor;
+    weight: Tensor;
+  },
+  { rows, C }: { rows: number; C: number },
+): void {
+  const op = "cosineLoss";
+  checkArgs(op, { rows, C }, { dinp, inp, target }, weight);
+  checkLoss(op, loss);
+  const rowv = be.scratch("loss.rowv", Math.max(1, rows));
+  const coef = be.scratch("loss.coef", Math.max(1, 2 * rows));
+  be.dispatch(
+    COS_ROWS,
+    [rowv, coef, inp, target],
+    new Params().u32(rows, C),
+    linearGroups(rows, 1),
+  );
+  const stats = weightedMean(be, loss, rowv, weight, rows);
+  be.dispatch(
+    COS_GRAD,
+    [dinp, inp, target, weight, coef, stats],
+    new Params().u32(rows, C),
+    linearGroups(rows * C, 256),
+  );
+}
+
+/** See `Backend.crossEntropyLoss`. `logits, target, dlogits [rows, C]`, `loss [1]`. */
+export function crossEntropyLoss(
+  be: WebGpuBackend,
+  { loss, dlogits, logits, target }: {
+    loss: Tensor;
+    dlogits: Tensor;
+    logits: Tensor;
+    target: Tensor;
+  },
+  { rows, C }: { rows: number; C: number },
+): void {
+  const op = "crossEntropyLoss";
+  checkArgs(op, { rows, C }, { dlogits, logits, target });
+  checkLoss(op, loss);
+  const rowv = be.scratch("loss.rowv", Math.max(1, rows));
+  be.dispatch(
+    CE_ROWS,
+    [dlogits, rowv, logits, target],
+    new Params().u32(rows, C).f32(1 / rows),
+    linearGroups(rows, 1),
+  );
+  weightedMean(be, loss, rowv, undefined, rows);
+}

@@ -1,0 +1,154 @@
+/**
+ * WebGPU row ops: gather rows by index (masking, unshuffle, mask tokens), its
+ * backward, and patchify. WGSL in `kernels/rows.ts`.
+ *
+ * @module
+ */
+import type { Tensor } from "../../backend.ts";
+import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
+import type { KernelSpec } from "../context.ts";
+import {
+  FILL_GRAD_FINAL,
+  FILL_GRAD_PARTIALS,
+  GATHER_ROWS,
+  PATCHIFY,
+  SCATTER_ROWS,
+} from "../../../../kernels/rows.ts";
+
+const GATHER: KernelSpec = { label: "gather_rows", code: GATHER_ROWS, storageBindings: 4 };
+const SCATTER: KernelSpec = { label: "scatter_rows", code: SCATTER_ROWS, storageBindings: 3 };
+const FILL_PARTIALS: KernelSpec = {
+  label: "fill_grad_partials",
+  code: FILL_GRAD_PARTIALS,
+  storageBindings: 3,
+};
+const FILL_FINAL: KernelSpec = {
+  label: "fill_grad_final",
+  code: FILL_GRAD_FINAL,
+  storageBindings: 2,
+};
+const PATCHIFY_KERNEL: KernelSpec = { label: "patchify", code: PATCHIFY, storageBindings: 2 };
+
+/** Row groups of the fill-gradient column reduction (pass 1 writes `[G, C]` partials). */
+const FILL_GROUPS = 256;
+/** Fewest rows one pass-1 invocation sums, so small inputs do not spread thin. */
+const MIN_ROWS_PER_GROUP = 16;
+
+function check(ok: boolean, msg: () => string): void {
+  if (!ok) throw new RangeError(msg());
+}
+
+function checkRows(
+  op: string,
+  name: string,
+  t: Tensor,
+  C: number,
+): number {
+  const n = C === 0 ? 0 : t.size / C;
+  check(
+    Number.isInteger(n),
+    () => `Cannot run ${op}: ${name} must hold whole rows of C = ${C}, current size is ${t.size}`,
+  );
+  return n;
+}
+
+function checkDims(op: string, dims: Record<string, number>, min = 0): void {
+  for (const [k, v] of Object.entries(dims)) {
+    check(
+      Number.isInteger(v) && v >= min,
+      () => `Cannot run ${op}: ${k} must be an integer >= ${min}, current value is ${v}`,
+    );
+  }
+}
+
+function checkSize(op: string, name: string, t: Tensor, size: number, what = ""): void {
+  check(
+    t.size === size,
+    () => `Cannot run ${op}: ${name} must have ${what}${size} elements, current size is ${t.size}`,
+  );
+}
+
+function checkDtype(op: string, name: string, t: Tensor, dtype: "f32" | "i32"): void {
+  if (t.dtype !== dtype) {
+    throw new TypeError(`Cannot run ${op}: ${name} must be ${dtype}, current dtype is ${t.dtype}`);
+  }
+}
+
+/** See `Backend.gatherRows`. `out [rows, C]`, `inp [inpRows, C]`, `index i32 [rows]`, `fill [C]`. */
+export function gatherRows(
+  be: WebGpuBackend,
+  { out, inp, index, fill }: { out: Tensor; inp: Tensor; index: Tensor; fill?: Tensor },
+  { rows, C }: { rows: number; C: number },
+): void {
+  const op = "gatherRows";
+  checkDims(op, { rows, C });
+  checkSize(op, "out", out, rows * C, "rows·C = ");
+  checkSize(op, "index", index, rows, "rows = ");
+  checkDtype(op, "index", index, "i32");
+  if (fill) checkSize(op, "fill", fill, C, "C = ");
+  const inpRows = checkRows(op, "inp", inp, C);
+  const fillT = fill ?? be.scratch("rows.dummy", 1);
+  const p = new Params().u32(rows, C, inpRows, fill ? 1 : 0);
+  be.dispatch(GATHER, [out, inp, index, fillT], p, linearGroups(rows * C, 256));
+}
+
+/**
+ * See `Backend.gatherRowsBackward`. `dinp [inpRows, C]` is assigned (zeros, then the
+ * scattered rows); `dfill [C]` accumulates the rows with `index < 0` by a two-pass
+ * column reduction (no float atomics in Deno's WebGPU).
+ */
+export function gatherRowsBackward(
+  be: WebGpuBackend,
+  { dinp, dfill, dout, index }: { dinp: Tensor; dfill?: Tensor; dout: Tensor; index: Tensor },
+  { rows, C }: { rows: number; C: number },
+): void {
+  const op = "gatherRowsBackward";
+  checkDims(op, { rows, C });
+  checkSize(op, "dout", dout, rows * C, "rows·C = ");
+  checkSize(op, "index", index, rows, "rows = ");
+  checkDtype(op, "index", index, "i32");
+  if (dfill) checkSize(op, "dfill", dfill, C, "C = ");
+  const inpRows = checkRows(op, "dinp", dinp, C);
+  be.fill(dinp, 0);
+  be.dispatch(
+    SCATTER,
+    [dinp, dout, index],
+    new Params().u32(rows, C, inpRows),
+    linearGroups(rows * C, 256),
+  );
+  if (!dfill || rows === 0 || C === 0) return;
+  const G = Math.max(1, Math.min(FILL_GROUPS, Math.ceil(rows / MIN_ROWS_PER_GROUP)));
+  const rowsPer = Math.ceil(rows / G);
+  const groups = Math.ceil(rows / rowsPer); // every group owns at least one row
+  const partials = be.scratch("rows.fill_partials", groups * C);
+  be.dispatch(
+    FILL_PARTIALS,
+    [partials, dout, index],
+    new Params().u32(rows, C, rowsPer),
+    [Math.ceil(C / 64), groups, 1],
+  );
+  be.dispatch(FILL_FINAL, [dfill, partials], new Params().u32(C, groups), linearGroups(C, 256));
+}
+
+/** See `Backend.patchify`. `inp [B, C, H, W]` → `out [B, L, C·P·P]`. */
+export function patchify(
+  be: WebGpuBackend,
+  { out, inp }: { out: Tensor; inp: Tensor },
+  { B, C, H, W, P }: { B: number; C: number; H: number; W: number; P: number },
+): void {
+  const op = "patchify";
+  checkDims(op, { B, C, H, W });
+  checkDims(op, { P }, 1);
+  check(
+    H % P === 0 && W % P === 0,
+    () =>
+      `Cannot run ${op}: H and W must be divisible by P, current values are ${H}, ${W} and ${P}`,
+  );
+  const n = B * C * H * W;
+  checkSize(op, "out", out, n, "B·C·H·W = ");
+  checkSize(op, "inp", inp, n, "B·C·H·W = ");
+  const GW = W / P;
+  const L = (H / P) * GW;
+  const p = new Params().u32(n, C, H, W, P, GW, L);
+  be.dispatch(PATCHIFY_KERNEL, [out, inp], p, linearGroups(n, 256));
+}

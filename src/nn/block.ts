@@ -1,0 +1,294 @@
+/**
+ * Pre-norm transformer block (DBOT_SPEC.md "Block"), explicit forward and backward:
+ *
+ *   x2 = x + DropPath(proj(Attn(LN1(x))))
+ *   y  = x2 + DropPath(fc2(GELU(fc1(LN2(x2)))))
+ *
+ * Fused qkv with bias, output `[q|k|v]`, heads are contiguous D/NH slices,
+ * scale HS^-0.5, LayerNorm eps 1e-6, exact erf GELU. No dropout, no layer scale.
+ *
+ * @module
+ */
+import type { Backend, Tensor } from "../backend/backend.ts";
+import type { ParamSet } from "../models/params.ts";
+import { linearBackward, linearForward } from "./linear.ts";
+
+/** LayerNorm epsilon everywhere in the ViT. */
+export const LN_EPS = 1e-6;
+
+/** Sizes of a block applied to `B` sequences of `N` tokens. */
+export interface BlockDims {
+  B: number;
+  N: number;
+  D: number;
+  NH: number;
+  hidden: number;
+}
+
+/** The block's parameters (or their gradients) as views. */
+export interface BlockWeights {
+  norm1w: Tensor;
+  norm1b: Tensor;
+  qkvW: Tensor;
+  qkvB: Tensor;
+  projW: Tensor;
+  projB: Tensor;
+  norm2w: Tensor;
+  norm2b: Tensor;
+  fc1W: Tensor;
+  fc1B: Tensor;
+  fc2W: Tensor;
+  fc2B: Tensor;
+}
+
+const NAMES: Record<keyof BlockWeights, string> = {
+  norm1w: "norm1.weight",
+  norm1b: "norm1.bias",
+  qkvW: "attn.qkv.weight",
+  qkvB: "attn.qkv.bias",
+  projW: "attn.proj.weight",
+  projB: "attn.proj.bias",
+  norm2w: "norm2.weight",
+  norm2b: "norm2.bias",
+  fc1W: "mlp.fc1.weight",
+  fc1B: "mlp.fc1.bias",
+  fc2W: "mlp.fc2.weight",
+  fc2B: "mlp.fc2.bias",
+};
+
+/** Views of block `prefix`'s parameters (`grad = true`: their gradients). */
+export function blockWeights(ps: ParamSet, prefix: string, grad = false): BlockWeights {
+  const out = {} as BlockWeights;
+  for (const [k, n] of Object.entries(NAMES) as [keyof BlockWeights, string][]) {
+    out[k] = grad ? ps.grad(`${prefix}.${n}`) : ps.get(`${prefix}.${n}`);
+  }
+  return out;
+}
+
+/** Activations one block keeps for its backward pass. */
+export interface BlockActs {
+  ln1: Tensor; // [B, N, D]
+  ln1Mean: Tensor; // [B·N]
+  ln1Rstd: Tensor; // [B·N]
+  q: Tensor; // [B, NH, N, HS]
+  k: Tensor; // [B, NH, N, HS]
+  v: Tensor; // [B, NH, N, HS]
+  att: Tensor; // [B, NH, N, N] softmax output
+  attnOut: Tensor; // [B, N, D] heads merged, input of proj
+  x2: Tensor; // [B, N, D] residual stream after attention
+  ln2: Tensor; // [B, N, D]
+  ln2Mean: Tensor; // [B·N]
+  ln2Rstd: Tensor; // [B·N]
+  pre: Tensor; // [B, N, hidden] fc1 output before GELU
+  h: Tensor; // [B, N, hidden] GELU output
+}
+
+/** Temporaries shared by all blocks of the same (B, N, D) (forward and backward). */
+export interface BlockScratch {
+  qkv: Tensor; // [B, N, 3D]
+  preatt: Tensor; // [B, NH, N, N]
+  o: Tensor; // [B, NH, N, HS]
+  branch: Tensor; // [B, N, D] proj / fc2 output, and their gradients
+  dD: Tensor; // [B, N, D]
+  dHidden: Tensor; // [B, N, hidden]
+  dHidden2: Tensor; // [B, N, hidden]
+  dHeads: Tensor; // [B, NH, N, HS] gradient of o
+  dq: Tensor;
+  dk: Tensor;
+  dv: Tensor;
+  dAtt: Tensor; // [B, NH, N, N]
+  dPreatt: Tensor; // [B, NH, N, N]
+  dqkv: Tensor; // [B, N, 3D]
+}
+
+/** Allocates one block's activation cache. */
+export function allocBlockActs(be: Backend, d: BlockDims, label: string): BlockActs {
+  const { B, N, D, NH, hidden } = d;
+  const t = (shape: number[], name: string) => be.tensor(shape, "f32", `${label}.${name}`);
+  const HS = D / NH;
+  return {
+    ln1: t([B, N, D], "ln1"),
+    ln1Mean: t([B * N], "ln1Mean"),
+    ln1Rstd: t([B * N], "ln1Rstd"),
+    q: t([B, NH, N, HS], "q"),
+    k: t([B, NH, N, HS], "k"),
+    v: t([B, NH, N, HS], "v"),
+    att: t([B, NH, N, N], "att"),
+    attnOut: t([B, N, D], "attnOut"),
+    x2: t([B, N, D], "x2"),
+    ln2: t([B, N, D], "ln2"),
+    ln2Mean: t([B * N], "ln2Mean"),
+    ln2Rstd: t([B * N], "ln2Rstd"),
+    pre: t([B, N, hidden], "pre"),
+    h: t([B, N, hidden], "h"),
+  };
+}
+
+/** Allocates the temporaries (backward ones only when `backward`). */
+export function allocBlockScratch(be: Backend, d: BlockDims, backward: boolean, label: string): BlockScratch {
+  const { B, N, D, NH, hidden } = d;
+  const HS = D / NH;
+  const t = (shape: number[], name: string) =>
+    backward || !name.startsWith("d") ? be.tensor(shape, "f32", `${label}.${name}`) : be.tensor([0]);
+  return {
+    qkv: t([B, N, 3 * D], "qkv"),
+    preatt: t([B, NH, N, N], "preatt"),
+    o: t([B, NH, N, HS], "o"),
+    branch: t([B, N, D], "branch"),
+    dD: t([B, N, D], "dD"),
+    dHidden: t([B, N, hidden], "dHidden"),
+    dHidden2: t([B, N, hidden], "dHidden2"),
+    dHeads: t([B, NH, N, HS], "dHeads"),
+    dq: t([B, NH, N, HS], "dq"),
+    dk: t([B, NH, N, HS], "dk"),
+    dv: t([B, NH, N, HS], "dv"),
+    dAtt: t([B, NH, N, N], "dAtt"),
+    dPreatt: t([B, NH, N, N], "dPreatt"),
+    dqkv: t([B, N, 3 * D], "dqkv"),
+  };
+}
+
+/** Per-sample drop-path scales `[B]` (0 or 1/keep) for the two residual branches. */
+export interface DropScales {
+  attn: Tensor;
+  mlp: Tensor;
+}
+
+/** `out [B, N, D] = block(inp [B, N, D])`, caching what the backward needs in `acts`. */
+export function blockForward(
+  be: Backend,
+  { out, inp, w, acts, s, drop }: {
+    out: Tensor;
+    inp: Tensor;
+    w: BlockWeights;
+    acts: BlockActs;
+    s: BlockScratch;
+    drop: DropScales | null;
+  },
+  d: BlockDims,
+): void {
+  const { B, N, D, NH, hidden } = d;
+  const HS = D / NH;
+  const rows = B * N;
+  const scale = 1 / Math.sqrt(HS);
+  // attention branch
+  be.layernorm(
+    { out: acts.ln1, mean: acts.ln1Mean, rstd: acts.ln1Rstd, inp, weight: w.norm1w, bias: w.norm1b },
+    { rows, C: D, eps: LN_EPS },
+  );
+  linearForward(be, { out: s.qkv, inp: acts.ln1, weight: w.qkvW, bias: w.qkvB }, { rows, inF: D, outF: 3 * D });
+  be.splitHeads({ q: acts.q, k: acts.k, v: acts.v, qkv: s.qkv }, { B, N, NH, HS });
+  // preatt [B·NH, N, N] = q · kᵀ ; att = softmax(scale · preatt) ; o = att · v
+  be.matmul({ out: s.preatt, a: acts.q, b: acts.k }, { M: N, N, K: HS, transB: true, batch: B * NH });
+  be.softmax({ out: acts.att, inp: s.preatt }, { rows: B * NH * N, C: N, scale });
+  be.matmul({ out: s.o, a: acts.att, b: acts.v }, { M: N, N: HS, K: N, batch: B * NH });
+  be.mergeHeads({ out: acts.attnOut, inp: s.o }, { B, N, NH, HS });
+  linearForward(be, { out: s.branch, inp: acts.attnOut, weight: w.projW, bias: w.projB }, { rows, inF: D, outF: D });
+  if (drop) be.scaleRows({ out: s.branch, inp: s.branch, scale: drop.attn }, { rows: B, C: N * D });
+  be.add({ out: acts.x2, a: inp, b: s.branch });
+  // MLP branch
+  be.layernorm(
+    { out: acts.ln2, mean: acts.ln2Mean, rstd: acts.ln2Rstd, inp: acts.x2, weight: w.norm2w, bias: w.norm2b },
+    { rows, C: D, eps: LN_EPS },
+  );
+  linearForward(
+    be,
+    { out: acts.h, pre: acts.pre, inp: acts.ln2, weight: w.fc1W, bias: w.fc1B },
+    { rows, inF: D, outF: hidden },
+    true,
+  );
+  linearForward(be, { out: s.branch, inp: acts.h, weight: w.fc2W, bias: w.fc2B }, { rows, inF: hidden, outF: D });
+  if (drop) be.scaleRows({ out: s.branch, inp: s.branch, scale: drop.mlp }, { rows: B, C: N * D });
+  be.add({ out, a: acts.x2, b: s.branch });
+}
+
+/**
+ * Backward through the block, in place on the residual gradient: `d [B, N, D]` holds
+ * ∂L/∂out on entry and ∂L/∂inp on exit. Parameter gradients accumulate into `g`.
+ */
+export function blockBackward(
+  be: Backend,
+  { d, inp, w, g, acts, s, drop }: {
+    d: Tensor;
+    inp: Tensor;
+    w: BlockWeights;
+    g: BlockWeights;
+    acts: BlockActs;
+    s: BlockScratch;
+    drop: DropScales | null;
+  },
+  dims: BlockDims,
+): void {
+  const { B, N, D, NH, hidden } = dims;
+  const HS = D / NH;
+  const rows = B * N;
+  const scale = 1 / Math.sqrt(HS);
+  // MLP branch: y = x2 + dp(fc2(gelu(fc1(ln2))))
+  let dBranch = d;
+  if (drop) {
+    be.scaleRows({ out: s.branch, inp: d, scale: drop.mlp }, { rows: B, C: N * D });
+    dBranch = s.branch;
+  }
+  linearBackward(
+    be,
+    { dinp: s.dHidden, dweight: g.fc2W, dbias: g.fc2B, dout: dBranch, inp: acts.h, weight: w.fc2W },
+    { rows, inF: hidden, outF: D },
+  );
+  be.geluBackward({ dinp: s.dHidden2, dout: s.dHidden, inp: acts.pre });
+  linearBackward(
+    be,
+    { dinp: s.dD, dweight: g.fc1W, dbias: g.fc1B, dout: s.dHidden2, inp: acts.ln2, weight: w.fc1W },
+    { rows, inF: D, outF: hidden },
+  );
+  be.layernormBackward(
+    {
+      dinp: d,
+      dweight: g.norm2w,
+      dbias: g.norm2b,
+      dout: s.dD,
+      inp: acts.x2,
+      weight: w.norm2w,
+      mean: acts.ln2Mean,
+      rstd: acts.ln2Rstd,
+    },
+    { rows, C: D, accumulate: true },
+  ); // d = ∂L/∂x2
+  // attention branch: x2 = x + dp(proj(attn(ln1)))
+  dBranch = d;
+  if (drop) {
+    be.scaleRows({ out: s.branch, inp: d, scale: drop.attn }, { rows: B, C: N * D });
+    dBranch = s.branch;
+  }
+  linearBackward(
+    be,
+    { dinp: s.dD, dweight: g.projW, dbias: g.projB, dout: dBranch, inp: acts.attnOut, weight: w.projW },
+    { rows, inF: D, outF: D },
+  );
+  be.mergeHeadsBackward({ dinp: s.dHeads, dout: s.dD }, { B, N, NH, HS });
+  // o = att · v:  dAtt = dO · vᵀ ; dv = attᵀ · dO
+  be.matmul({ out: s.dAtt, a: s.dHeads, b: acts.v }, { M: N, N, K: HS, transB: true, batch: B * NH });
+  be.matmul({ out: s.dv, a: acts.att, b: s.dHeads }, { M: N, N: HS, K: N, transA: true, batch: B * NH });
+  be.softmaxBackward({ dinp: s.dPreatt, dout: s.dAtt, out: acts.att }, { rows: B * NH * N, C: N, scale });
+  // preatt = q · kᵀ:  dq = dPreatt · k ; dk = dPreattᵀ · q
+  be.matmul({ out: s.dq, a: s.dPreatt, b: acts.k }, { M: N, N: HS, K: N, batch: B * NH });
+  be.matmul({ out: s.dk, a: s.dPreatt, b: acts.q }, { M: N, N: HS, K: N, transA: true, batch: B * NH });
+  be.splitHeadsBackward({ dqkv: s.dqkv, dq: s.dq, dk: s.dk, dv: s.dv }, { B, N, NH, HS });
+  linearBackward(
+    be,
+    { dinp: s.dD, dweight: g.qkvW, dbias: g.qkvB, dout: s.dqkv, inp: acts.ln1, weight: w.qkvW },
+    { rows, inF: D, outF: 3 * D },
+  );
+  be.layernormBackward(
+    {
+      dinp: d,
+      dweight: g.norm1w,
+      dbias: g.norm1b,
+      dout: s.dD,
+      inp,
+      weight: w.norm1w,
+      mean: acts.ln1Mean,
+      rstd: acts.ln1Rstd,
+    },
+    { rows, C: D, accumulate: true },
+  ); // d = ∂L/∂x
+}

@@ -1,0 +1,258 @@
+/**
+ * WebGPU attention ops (softmax, softmaxBackward, splitHeads, splitHeadsBackward,
+ * mergeHeads, mergeHeadsBackward) against the CPU backend, on awkward and ViT shapes.
+ * Every tensor is a view at a nonzero offset inside a padded buffer, and the padding must
+ * come back untouched.
+ *
+ * Tolerances: softmax `atol 1e-6, rtol 1e-5`; softmaxBackward `atol 1e-5, rtol 1e-4`; the
+ * head permutations move values without arithmetic, so they must match exactly.
+ *
+ * @module
+ */
+import { CpuBackend } from "../src/backend/cpu/backend.ts";
+import { type Backend, type Tensor, view } from "../src/backend/backend.ts";
+import type { WebGpuBackend } from "../src/backend/webgpu/backend.ts";
+import { Rng } from "../src/util/rng.ts";
+import { gpuTest } from "./gpu.ts";
+import { assertAllClose, maxAbsDiff, type Tolerance } from "./helpers.ts";
+
+const cpu = new CpuBackend({ gemm: "ts" });
+/** Elements of padding before and after every view. */
+const PAD = 5;
+const SENTINEL = 12345;
+
+/** Places `data` in a view at offset PAD of a padded tensor on `be`. */
+function place(be: Backend, data: Float32Array, shape: number[]): { t: Tensor; base: Tensor } {
+  const base = be.tensor([data.length + 2 * PAD]);
+  const full = new Float32Array(base.size).fill(SENTINEL);
+  full.set(data, PAD);
+  be.upload(base, full);
+  return { t: view(base, PAD, shape), base };
+}
+
+/**
+ * Runs `run` on both backends over the same inputs (views at offset PAD of padded
+ * buffers) and compares the tensors named in `check` within their tolerances; the
+ * padding must come back untouched. Returns the max abs error of each.
+ */
+async function compare(
+  gpu: WebGpuBackend,
+  args: Record<string, { data: Float32Array; shape: number[] }>,
+  run: (be: Backend, t: Record<string, Tensor>) => void,
+  check: Record<string, Tolerance>,
+  what: string,
+): Promise<Record<string, number>> {
+  const placed = new Map<Backend, Record<string, { t: Tensor; base: Tensor }>>();
+  for (const be of [cpu, gpu] as Backend[]) {
+    const p: Record<string, { t: Tensor; base: Tensor }> = {};
+    for (const [k, a] of Object.entries(args)) p[k] = place(be, a.data, a.shape);
+    placed.set(be, p);
+    run(be, Object.fromEntries(Object.entries(p).map(([k, v]) => [k, v.t])));
+  }
+  const errs: Record<string, number> = {};
+  for (const [k, tol] of Object.entries(check)) {
+    const want = await cpu.download(placed.get(cpu)![k].t);
+    const full = await gpu.download(placed.get(gpu)![k].base);
+    const got = full.subarray(PAD, PAD + want.length);
+    const pad = [...full.subarray(0, PAD), ...full.subarray(PAD + want.length)];
+    assertAllClose(pad, pad.map(() => SENTINEL), { atol: 0, rtol: 0 }, `${what}: padding of ${k}`);
+    assertAllClose(got, want, tol, `${what}: ${k}`);
+    errs[k] = maxAbsDiff(got, want);
+  }
+  console.log(`${what}: max abs error ${JSON.stringify(errs)}`);
+  return errs;
+}
+
+function normal(rng: Rng, n: number, scale = 1, shift = 0): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = shift + scale * rng.normal();
+  return a;
+}
+
+const FWD: Tolerance = { atol: 1e-6, rtol: 1e-5 };
+const GRAD: Tolerance = { atol: 1e-5, rtol: 1e-4 };
+const EXACT: Tolerance = { atol: 0, rtol: 0 };
+
+// ---- softmax ------------------------------------------------------------------------------
+
+/** `[rows, C, scale, magnitude]`: attention rows are B·NH·N with C = N (197 or 50). */
+const SOFTMAX_CASES: [number, number, number, number][] = [
+  [1, 1, 1, 1],
+  [7, 3, 1, 1],
+  [65, 197, 0.125, 50], // ±50 logits: only the max-subtraction keeps exp finite at scale 1
+  [300, 50, 0.125, 3], // B=2, NH=3, N=50
+  [591, 197, 0.125, 8], // B=1, NH=3, N=197 (ViT-Ti scale 64^-0.5)
+  [7, 197, 1, 50],
+  [5, 1000, 0.5, 3], // 256 invocations per row
+];
+
+for (const [rows, C, scale, mag] of SOFTMAX_CASES) {
+  const what = `rows=${rows}, C=${C}, scale=${scale}, inputs ±${mag}`;
+  gpuTest(`softmax() matches the CPU backend for ${what}`, async (be) => {
+    const rng = new Rng(20);
+    await compare(
+      be,
+      {
+        out: { data: new Float32Array(rows * C), shape: [rows, C] },
+        inp: { data: rng.uniformArray(rows * C, -mag, mag), shape: [rows, C] },
+      },
+      (b, t) => b.softmax({ out: t.out, inp: t.inp }, { rows, C, scale }),
+      { out: FWD },
+      `softmax ${what}`,
+    );
+  });
+
+  gpuTest(`softmaxBackward() matches the CPU backend for ${what}`, async (be) => {
+    const rng = new Rng(21);
+    // `out` must be a softmax output: compute it on the host (f64) once for both backends.
+    const x = rng.uniformArray(rows * C, -mag, mag);
+    const y = new Float32Array(rows * C);
+    for (let r = 0; r < rows; r++) {
+      const row = x.subarray(r * C, (r + 1) * C);
+      const max = Math.max(...row.map((v) => scale * v));
+      let sum = 0;
+      for (let c = 0; c < C; c++) sum += Math.exp(scale * row[c] - max);
+      for (let c = 0; c < C; c++) y[r * C + c] = Math.exp(scale * row[c] - max) / sum;
+    }
+    await compare(
+      be,
+      {
+        dinp: { data: normal(rng, rows * C), shape: [rows, C] },
+        dout: { data: normal(rng, rows * C), shape: [rows, C] },
+        out: { data: y, shape: [rows, C] },
+      },
+      (b, t) => b.softmaxBackward({ dinp: t.dinp, dout: t.dout, out: t.out }, { rows, C, scale }),
+      { dinp: GRAD },
+      `softmaxBackward ${what}`,
+    );
+  });
+}
+
+gpuTest(
+  "softmax() matches the CPU backend in place (out === inp) for rows=591, C=197",
+  async (be) => {
+    const rng = new Rng(22);
+    const [rows, C] = [591, 197];
+    await compare(
+      be,
+      { x: { data: rng.uniformArray(rows * C, -50, 50), shape: [rows, C] } },
+      (b, t) => b.softmax({ out: t.x, inp: t.x }, { rows, C, scale: 0.125 }),
+      { x: FWD },
+      "softmax in place rows=591 C=197",
+    );
+  },
+);
+
+gpuTest(
+  "softmaxBackward() matches the CPU backend in place (dinp === dout) for rows=150, C=50",
+  async (be) => {
+    const rng = new Rng(23);
+    const [rows, C] = [150, 50];
+    const y = rng.uniformArray(rows * C, 0, 2 / C);
+    await compare(
+      be,
+      { g: { data: normal(rng, rows * C), shape: [rows, C] }, out: { data: y, shape: [rows, C] } },
+      (b, t) => b.softmaxBackward({ dinp: t.g, dout: t.g, out: t.out }, { rows, C, scale: 0.125 }),
+      { g: GRAD },
+      "softmaxBackward in place rows=150 C=50",
+    );
+  },
+);
+
+// ---- head permutations ---------------------------------------------------------------------
+
+/** `[B, N, NH, HS]`: awkward, then ViT-Ti/S/B-like heads of 64. */
+const HEAD_CASES: [number, number, number, number][] = [
+  [1, 1, 1, 1],
+  [2, 7, 3, 5],
+  [3, 65, 6, 64],
+  [2, 197, 3, 64],
+  [1, 50, 12, 64],
+];
+
+for (const [B, N, NH, HS] of HEAD_CASES) {
+  const dims = { B, N, NH, HS };
+  const what = `B=${B}, N=${N}, NH=${NH}, HS=${HS}`;
+  const per = B * NH * N * HS;
+  const heads = [B, NH, N, HS];
+  const tokens = [B, N, NH * HS];
+
+  gpuTest(`splitHeads() matches the CPU backend for ${what}`, async (be) => {
+    const rng = new Rng(30);
+    await compare(
+      be,
+      {
+        q: { data: new Float32Array(per), shape: heads },
+        k: { data: new Float32Array(per), shape: heads },
+        v: { data: new Float32Array(per), shape: heads },
+        qkv: { data: normal(rng, 3 * per), shape: [B, N, 3 * NH * HS] },
+      },
+      (b, t) => b.splitHeads({ q: t.q, k: t.k, v: t.v, qkv: t.qkv }, dims),
+      { q: EXACT, k: EXACT, v: EXACT },
+      `splitHeads ${what}`,
+    );
+  });
+
+  gpuTest(`splitHeadsBackward() matches the CPU backend for ${what}`, async (be) => {
+    const rng = new Rng(31);
+    await compare(
+      be,
+      {
+        dqkv: { data: normal(rng, 3 * per), shape: [B, N, 3 * NH * HS] },
+        dq: { data: normal(rng, per), shape: heads },
+        dk: { data: normal(rng, per), shape: heads },
+        dv: { data: normal(rng, per), shape: heads },
+      },
+      (b, t) => b.splitHeadsBackward({ dqkv: t.dqkv, dq: t.dq, dk: t.dk, dv: t.dv }, dims),
+      { dqkv: EXACT },
+      `splitHeadsBackward ${what}`,
+    );
+  });
+
+  gpuTest(`mergeHeads() matches the CPU backend for ${what}`, async (be) => {
+    const rng = new Rng(32);
+    await compare(
+      be,
+      {
+        out: { data: normal(rng, per), shape: tokens },
+        inp: { data: normal(rng, per), shape: heads },
+      },
+      (b, t) => b.mergeHeads({ out: t.out, inp: t.inp }, dims),
+      { out: EXACT },
+      `mergeHeads ${what}`,
+    );
+  });
+
+  gpuTest(`mergeHeadsBackward() matches the CPU backend for ${what}`, async (be) => {
+    const rng = new Rng(33);
+    await compare(
+      be,
+      {
+        dinp: { data: normal(rng, per), shape: heads },
+        dout: { data: normal(rng, per), shape: tokens },
+      },
+      (b, t) => b.mergeHeadsBackward({ dinp: t.dinp, dout: t.dout }, dims),
+      { dinp: EXACT },
+      `mergeHeadsBackward ${what}`,
+    );
+  });
+}
+
+gpuTest(
+  "softmax() matches the CPU backend past 65535 workgroups (2-D grid) for rows=524300, C=2",
+  async (be) => {
+    // C = 2 packs 8 rows per workgroup: 524300 rows need 65538 workgroups.
+    const rng = new Rng(24);
+    const [rows, C] = [524300, 2];
+    await compare(
+      be,
+      {
+        out: { data: new Float32Array(rows * C), shape: [rows, C] },
+        inp: { data: rng.uniformArray(rows * C, -5, 5), shape: [rows, C] },
+      },
+      (b, t) => b.softmax({ out: t.out, inp: t.inp }, { rows, C, scale: 0.125 }),
+      { out: FWD },
+      "softmax 2-D grid rows=524300 C=2",
+    );
+  },
+);
