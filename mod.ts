@@ -33,13 +33,15 @@ export type {
 } from "./src/backend/backend.ts";
 export { shapeSize, view } from "./src/backend/backend.ts";
 export { CpuBackend, type CpuBackendOptions } from "./src/backend/cpu/backend.ts";
-export { type Gemm, loadGemm } from "./src/backend/cpu/gemm.ts";
-export { WebGpuBackend, type WebGpuOptions } from "./src/backend/webgpu/backend.ts";
+export { type FloatArray, type Gemm, type GemmArgs, loadGemm } from "./src/backend/cpu/gemm.ts";
+export { type BlockDims, type DropScales } from "./src/nn/block.ts";
+export { Params, WebGpuBackend, type WebGpuOptions } from "./src/backend/webgpu/backend.ts";
 export {
   type AdapterFacts,
   GpuContext,
   GpuError,
   GpuUnavailableError,
+  type KernelSpec,
 } from "./src/backend/webgpu/context.ts";
 export {
   type BackendKind,
@@ -48,3 +50,44 @@ export {
   type SelectedBackend,
 } from "./src/backend/select.ts";
 export { Rng } from "./src/util/rng.ts";
+export {
+  type DecoderConfig,
+  deriveVit,
+  type Preset,
+  PRESETS,
+  type VitConfig,
+  type VitDerived,
+  vitFromPreset,
+} from "./src/models/config.ts";
+export {
+  type DbotConfig,
+  DbotModel,
+  dbotStudentSpecs,
+  dropPathRates,
+  targetDim,
+  type TeacherConfig,
+} from "./src/models/dbot.ts";
+export { type Init, ParamSet, type ParamSpec, sincosPosEmbed } from "./src/models/params.ts";
+export { fullIndex, VitEncoder, type VitEncoderOptions, vitParamSpecs } from "./src/models/vit.ts";
+export { type Masking, randomMasking } from "./src/models/masking.ts";
+export {
+  type Checkpoint,
+  type CheckpointConfig,
+  CheckpointError,
+  inferVitConfig,
+  readCheckpoint,
+  vitWeights,
+  writeCheckpoint,
+} from "./src/io/checkpoint.ts";
+export {
+  decodeSafetensors,
+  encodeSafetensors,
+  type NamedTensor,
+  readSafetensors,
+  type SafetensorsContents,
+  type SafetensorsDType,
+  SafetensorsError,
+  toFloat32,
+  writeSafetensors,
+} from "./src/io/safetensors.ts";
+export { embedImages, type Pool } from "./src/eval/embed.ts";

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { WebGpuBackend } from "../src/backend/webgpu/backend.ts";
+import { type GpuStorage, WebGpuBackend } from "../src/backend/webgpu/backend.ts";
 import { matmul, type MatmulKernel, type MatmulOptions } from "../src/backend/webgpu/ops/matmul.ts";
 import { chooseMatmul } from "../src/backend/webgpu/ops/matmul.ts";
 import type { MatmulDims } from "../src/backend/backend.ts";
@@ -83,7 +83,7 @@ export async function timeMatmul(
     await be.sync();
     best = Math.min(best, (performance.now() - t0) / iters);
   }
-  for (const t of [a, b, out]) (t.storage as unknown as { buffer: GPUBuffer }).buffer.destroy();
+  for (const t of [a, b, out]) (t.storage as GpuStorage).buffer.destroy();
   return best;
 }
 
@@ -116,7 +116,9 @@ if (import.meta.main) {
       }
       const ms = await timeMatmul(be, dims, opts, iters, reps);
       const gf = flops / (ms * 1e6);
-      console.log(`| ${mnk} | ${form} | ${batch} | ${label} | ${ms.toFixed(3)} | ${gf.toFixed(1)} |`);
+      console.log(
+        `| ${mnk} | ${form} | ${batch} | ${label} | ${ms.toFixed(3)} | ${gf.toFixed(1)} |`,
+      );
     }
   }
   be.dispose();

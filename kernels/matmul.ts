@@ -113,10 +113,13 @@ export function matmulTiled(cfg: TileConfig): string {
 
   // The BK-deep inner product, fully unrolled: per k one vec4 read of A per 4 rows and
   // of B per 4 columns from workgroup memory, then TM·TN/4 vec4 FMAs. No bounds checks.
+  // Invocation (tx, ty) owns rows ty·4 + 64·i4 + {0..3} and columns tx·4 + 64·j4 + {0..3}:
+  // the 16 invocations of a row read 16 consecutive vec4s (no bank conflicts with TN = 8,
+  // where contiguous 8-column blocks would make a stride-2 pattern).
   const inner: string[] = [];
   for (let kk = 0; kk < BK; kk++) {
-    for (let i = 0; i < TM4; i++) inner.push(`let a${kk}_${i} = As[sa + ${kk * BM4 + i}u];`);
-    for (let j = 0; j < TN4; j++) inner.push(`let b${kk}_${j} = Bs[sb + ${kk * BN4 + j}u];`);
+    for (let i = 0; i < TM4; i++) inner.push(`let a${kk}_${i} = As[sa + ${kk * BM4 + 16 * i}u];`);
+    for (let j = 0; j < TN4; j++) inner.push(`let b${kk}_${j} = Bs[sb + ${kk * BN4 + 16 * j}u];`);
     for (let i = 0; i < TM; i++) {
       for (let j = 0; j < TN4; j++) {
         inner.push(
@@ -130,7 +133,8 @@ export function matmulTiled(cfg: TileConfig): string {
   for (let i = 0; i < TM; i++) {
     for (let j = 0; j < TN4; j++) {
       for (let c = 0; c < 4; c++) {
-        stores.push(`storeOut(ob, m0 + ${i}u, n0 + ${4 * j + c}u, c${i}_${j}.${xyzw[c]});`);
+        const m = 64 * (i >> 2) + (i & 3);
+        stores.push(`storeOut(ob, m0 + ${m}u, n0 + ${64 * j + c}u, c${i}_${j}.${xyzw[c]});`);
       }
     }
   }
@@ -196,13 +200,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   ${
     Array.from(
       { length: LA },
-      (_, r) => `As[slotA(li + ${256 * r}u)] = fetchA(baseA, li + ${256 * r}u, tileM, kBegin, kEnd);`,
+      (_, r) =>
+        `As[slotA(li + ${256 * r}u)] = fetchA(baseA, li + ${256 * r}u, tileM, kBegin, kEnd);`,
     ).join("\n  ")
   }
   ${
     Array.from(
       { length: LB },
-      (_, r) => `Bs[slotB(li + ${256 * r}u)] = fetchB(baseB, li + ${256 * r}u, tileN, kBegin, kEnd);`,
+      (_, r) =>
+        `Bs[slotB(li + ${256 * r}u)] = fetchB(baseB, li + ${256 * r}u, tileN, kBegin, kEnd);`,
     ).join("\n  ")
   }
   workgroupBarrier();
@@ -213,25 +219,37 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
     if (more) {
       let k0 = kBegin + (t + 1u) * BK;
       ${
-    Array.from({ length: LA }, (_, r) => `ra${r} = fetchA(baseA, li + ${256 * r}u, tileM, k0, kEnd);`)
+    Array.from(
+      { length: LA },
+      (_, r) => `ra${r} = fetchA(baseA, li + ${256 * r}u, tileM, k0, kEnd);`,
+    )
       .join("\n      ")
   }
       ${
-    Array.from({ length: LB }, (_, r) => `rb${r} = fetchB(baseB, li + ${256 * r}u, tileN, k0, kEnd);`)
+    Array.from(
+      { length: LB },
+      (_, r) => `rb${r} = fetchB(baseB, li + ${256 * r}u, tileN, k0, kEnd);`,
+    )
       .join("\n      ")
   }
     }
-    let sa = cur * ${BK * BM4}u + lid.y * ${TM4}u;
-    let sb = cur * ${BK * BN4}u + lid.x * ${TN4}u;
+    let sa = cur * ${BK * BM4}u + lid.y;
+    let sb = cur * ${BK * BN4}u + lid.x;
     ${inner.join("\n    ")}
     if (more) {
       let nxt = (1u - cur);
       ${
-    Array.from({ length: LA }, (_, r) => `As[nxt * ${BK * BM4}u + slotA(li + ${256 * r}u)] = ra${r};`)
+    Array.from(
+      { length: LA },
+      (_, r) => `As[nxt * ${BK * BM4}u + slotA(li + ${256 * r}u)] = ra${r};`,
+    )
       .join("\n      ")
   }
       ${
-    Array.from({ length: LB }, (_, r) => `Bs[nxt * ${BK * BN4}u + slotB(li + ${256 * r}u)] = rb${r};`)
+    Array.from(
+      { length: LB },
+      (_, r) => `Bs[nxt * ${BK * BN4}u + slotB(li + ${256 * r}u)] = rb${r};`,
+    )
       .join("\n      ")
   }
     }
@@ -239,8 +257,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   }
 
   let ob = P.off_out + z * P.M * P.N;
-  let m0 = tileM + lid.y * ${TM}u;
-  let n0 = tileN + lid.x * ${TN}u;
+  let m0 = tileM + lid.y * 4u;
+  let n0 = tileN + lid.x * 4u;
   ${stores.join("\n  ")}
 }
 `;

@@ -19,7 +19,15 @@ const g = (name: string): Float32Array => {
   return toFloat32(t);
 };
 
-const vit = { imgSize: 16, patchSize: 4, inChans: 3, embedDim: 32, depth: 2, numHeads: 2, mlpRatio: 4 };
+const vit = {
+  imgSize: 16,
+  patchSize: 4,
+  inChans: 3,
+  embedDim: 32,
+  depth: 2,
+  numHeads: 2,
+  mlpRatio: 4,
+};
 const cfg: DbotConfig = {
   student: vit,
   decoder: { embedDim: 32, depth: 1, numHeads: 2 },
@@ -41,7 +49,12 @@ async function checkStep(be: Backend, tol: { grad: number }): Promise<void> {
   const model = loadGolden(be);
   be.fill(model.student.grads!, 0);
   model.forwardBackward();
-  assertAllClose(await be.download(model.target), g("target"), { atol: 1e-4, rtol: 1e-4 }, "target");
+  assertAllClose(
+    await be.download(model.target),
+    g("target"),
+    { atol: 1e-4, rtol: 1e-4 },
+    "target",
+  );
   assertAllClose(await be.download(model.pred), g("pred"), { atol: 1e-5, rtol: 1e-4 }, "pred");
   assertAllClose(await be.download(model.loss), g("loss"), { atol: 0, rtol: 1e-5 }, "loss");
   const grads = await model.student.gradsToHost();

@@ -103,7 +103,9 @@ async function compare(
   cpu.matmul(c, d);
 
   const tol = { atol: 2e-6 * Math.sqrt(Math.max(K, 1)), rtol: 1e-5 };
-  const kind = `${opts.kernel ?? chooseMatmul(d).kernel}${opts.splits ? `/split${opts.splits}` : ""}`;
+  const kind = `${opts.kernel ?? chooseMatmul(d).kernel}${
+    opts.splits ? `/split${opts.splits}` : ""
+  }`;
   const what = `${kind} ${M}×${N}×${K} b${batch} tA${+!!dims.transA} tB${+!!dims.transB} ${epi}`;
   const got = await be.download(g.out);
   const want = await cpu.download(c.out);
@@ -115,7 +117,11 @@ async function compare(
     assertAllClose(gp, cp, tol, `${what} pre`);
     err = Math.max(err, maxAbsDiff(gp, cp));
   }
-  if (report) console.log(`  ${what}: max abs err ${err.toExponential(2)} (atol ${tol.atol.toExponential(2)})`);
+  if (report) {
+    console.log(
+      `  ${what}: max abs err ${err.toExponential(2)} (atol ${tol.atol.toExponential(2)})`,
+    );
+  }
   return err;
 }
 
@@ -130,8 +136,10 @@ const KERNELS: readonly MatmulKernel[] = ["simple", "tiled64", "tiled128"];
 
 for (const kernel of KERNELS) {
   for (const [M, N, K] of [[1, 1, 1], [3, 7, 5], [65, 197, 33]]) {
-    gpuTest(`matmul() matches the CPU backend for ${M}×${N}×${K}, ${kernel}, all variants`, (be) =>
-      allCombos(be, { M, N, K }, { kernel }));
+    gpuTest(
+      `matmul() matches the CPU backend for ${M}×${N}×${K}, ${kernel}, all variants`,
+      (be) => allCombos(be, { M, N, K }, { kernel }),
+    );
   }
 }
 
@@ -143,19 +151,24 @@ gpuTest("matmul() matches the CPU backend for K=0 and for an offset-0 view", asy
   }
 });
 
-gpuTest("matmul() matches the CPU backend for split-K 70×65×1000, all variants", (be) =>
-  allCombos(be, { M: 70, N: 65, K: 1000 }, { kernel: "tiled64", splits: 3 }));
+gpuTest(
+  "matmul() matches the CPU backend for split-K 70×65×1000, all variants",
+  (be) => allCombos(be, { M: 70, N: 65, K: 1000 }, { kernel: "tiled64", splits: 3 }),
+);
 
-gpuTest("matmul() matches the CPU backend for split-K with simple and tiled128 kernels", async (be) => {
-  await compare(be, { M: 33, N: 17, K: 301, transA: true }, "bias+gelu+pre", {
-    kernel: "simple",
-    splits: 4,
-  });
-  await compare(be, { M: 130, N: 129, K: 77, transB: true }, "bias+accumulate", {
-    kernel: "tiled128",
-    splits: 5,
-  });
-});
+gpuTest(
+  "matmul() matches the CPU backend for split-K with simple and tiled128 kernels",
+  async (be) => {
+    await compare(be, { M: 33, N: 17, K: 301, transA: true }, "bias+gelu+pre", {
+      kernel: "simple",
+      splits: 4,
+    });
+    await compare(be, { M: 130, N: 129, K: 77, transB: true }, "bias+accumulate", {
+      kernel: "tiled128",
+      splits: 5,
+    });
+  },
+);
 
 gpuTest("matmul() matches the CPU backend for 197×64×197 batch 3 (attention·V)", async (be) => {
   for (const kernel of KERNELS) {
@@ -202,7 +215,14 @@ gpuTest("matmul() rejects mismatched sizes and contract violations", async (be) 
     "b must have 9 elements",
   );
   assertThrows(
-    () => matmul(be, { out: t(4), a: t(4), b: t(4) }, { M: 2, N: 2, K: 2, gelu: true, accumulate: true }),
+    () =>
+      matmul(be, { out: t(4), a: t(4), b: t(4) }, {
+        M: 2,
+        N: 2,
+        K: 2,
+        gelu: true,
+        accumulate: true,
+      }),
     RangeError,
     "gelu and accumulate",
   );

@@ -55,7 +55,9 @@ export function shapeSize(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) {
     if (!Number.isInteger(d) || d < 0) {
-      throw new RangeError(`Cannot build a tensor: shape entries must be integers >= 0, got [${shape}]`);
+      throw new RangeError(
+        `Cannot build a tensor: shape entries must be integers >= 0, got [${shape}]`,
+      );
     }
     n *= d;
   }
@@ -195,7 +197,10 @@ export interface Backend {
   // ---- attention ----------------------------------------------------------
 
   /** `out[r, :] = softmax(scale · inp[r, :])` over the last `C`. */
-  softmax(bufs: { out: Tensor; inp: Tensor }, dims: { rows: number; C: number; scale: number }): void;
+  softmax(
+    bufs: { out: Tensor; inp: Tensor },
+    dims: { rows: number; C: number; scale: number },
+  ): void;
   /** Gradient w.r.t. the pre-scale input: `dinp = scale · out ⊙ (dout − Σ dout⊙out)`. */
   softmaxBackward(
     bufs: { dinp: Tensor; dout: Tensor; out: Tensor },

@@ -6,8 +6,11 @@
  */
 import type { Backend } from "../backend/backend.ts";
 import { deriveVit, type VitConfig } from "../models/config.ts";
-import { ParamSet } from "../models/params.ts";
+import { ParamSet, sincosPosEmbed } from "../models/params.ts";
 import { fullIndex, VitEncoder, vitParamSpecs } from "../models/vit.ts";
+import { CheckpointError, inferVitConfig, readCheckpoint, vitWeights } from "../io/checkpoint.ts";
+import { openDataset } from "../data/dataset.ts";
+import { evalTransform, normalize, toChannels } from "../data/transforms.ts";
 
 /** How tokens become one feature vector. */
 export type Pool = "cls" | "mean";
@@ -18,36 +21,40 @@ export function parsePool(value: string): Pool {
   throw new TypeError(`Cannot pool features with "${value}": use cls or mean`);
 }
 
+/** Image `i` as `[C, H, W]` at the encoder's size, already normalised. */
+export type ImageSource = (i: number) => Float32Array | Promise<Float32Array>;
+
 /**
- * Features `[N, D]` of `images [N, C, H, W]` (already normalised) through the encoder
- * `cfg` with `weights`, `batch` images per forward pass.
+ * Features `[count, D]` of `count` images through the encoder `cfg` with `weights`,
+ * `batch` images per forward pass (one readback per batch: this is evaluation).
  *
  * @example
  * ```ts ignore
- * const feats = await embedImages(backend, cfg, weights, images, 64, { pool: "cls" });
+ * const feats = await embedImages(backend, cfg, weights, 100, (i) => image(i), { pool: "cls" });
  * ```
  */
 export async function embedImages(
   be: Backend,
   cfg: VitConfig,
   weights: ReadonlyMap<string, Float32Array>,
-  images: Float32Array,
   count: number,
+  image: ImageSource,
   { pool, batch = 64 }: { pool: Pool; batch?: number },
 ): Promise<Float32Array> {
   const d = deriveVit(cfg);
   const D = cfg.embedDim;
   const L = d.numPatches;
   const imgSize = cfg.inChans * cfg.imgSize * cfg.imgSize;
-  if (images.length !== count * imgSize) {
-    throw new RangeError(
-      `Cannot embed ${count} images of ${cfg.inChans}×${cfg.imgSize}×${cfg.imgSize}: got ${images.length} values`,
-    );
-  }
   const B = Math.max(1, Math.min(batch, count));
   const ps = new ParamSet(be, vitParamSpecs(cfg), { grads: false, label: "embed" });
   ps.load(weights);
-  const enc = new VitEncoder(be, cfg, ps, { B, N: 1 + L, trainable: false, finalNorm: true, label: "embed" });
+  const enc = new VitEncoder(be, cfg, ps, {
+    B,
+    N: 1 + L,
+    trainable: false,
+    finalNorm: true,
+    label: "embed",
+  });
   const index = be.tensor([B * (1 + L)], "i32", "embed.index");
   be.upload(index, fullIndex(B, L));
   const input = be.tensor([B, cfg.inChans, cfg.imgSize, cfg.imgSize], "f32", "embed.images");
@@ -56,23 +63,148 @@ export async function embedImages(
   for (let start = 0; start < count; start += B) {
     const n = Math.min(B, count - start);
     chunk.fill(0);
-    chunk.set(images.subarray(start * imgSize, (start + n) * imgSize));
+    for (let b = 0; b < n; b++) {
+      const img = await image(start + b);
+      if (img.length !== imgSize) {
+        throw new RangeError(
+          `Cannot embed image ${
+            start + b
+          }: expected ${cfg.inChans}×${cfg.imgSize}×${cfg.imgSize} values, got ${img.length}`,
+        );
+      }
+      chunk.set(img, b * imgSize);
+    }
     be.upload(input, chunk);
     enc.patchify(input);
     enc.forward(index);
     const tokens = (await be.download(enc.out)) as Float32Array; // [B, 1+L, D]
     for (let b = 0; b < n; b++) {
-      const row = out.subarray((start + b) * D, (start + b + 1) * D);
-      const base = b * (1 + L) * D;
-      if (pool === "cls") {
-        row.set(tokens.subarray(base, base + D));
-        continue;
-      }
-      for (let l = 1; l <= L; l++) {
-        for (let c = 0; c < D; c++) row[c] += tokens[base + l * D + c];
-      }
-      for (let c = 0; c < D; c++) row[c] /= L;
+      poolTokens(out.subarray((start + b) * D, (start + b + 1) * D), tokens, b, L, D, pool);
     }
   }
   return out;
+}
+
+/** `row [D]` = sample b's cls token, or the mean of its L patch tokens, from `tokens [B, 1+L, D]`. */
+function poolTokens(
+  row: Float32Array,
+  tokens: Float32Array,
+  b: number,
+  L: number,
+  D: number,
+  pool: Pool,
+): void {
+  const base = b * (1 + L) * D;
+  if (pool === "cls") {
+    row.set(tokens.subarray(base, base + D));
+    return;
+  }
+  for (let l = 1; l <= L; l++) {
+    for (let c = 0; c < D; c++) row[c] += tokens[base + l * D + c];
+  }
+  for (let c = 0; c < D; c++) row[c] /= L;
+}
+
+/** ImageNet statistics, the timm default when a checkpoint stores none. */
+export const IMAGENET_MEAN: readonly number[] = [0.485, 0.456, 0.406];
+/** ImageNet statistics, the timm default when a checkpoint stores none. */
+export const IMAGENET_STD: readonly number[] = [0.229, 0.224, 0.225];
+
+/** What {@link embedDataset} needs. */
+export interface EmbedOptions {
+  /** Checkpoint path (safetensors, timm names). */
+  checkpoint: string;
+  /** Dataset spec: `shapes`, `fashion-mnist[:DIR]` or a directory of class folders. */
+  data: string;
+  /** Which split. */
+  split: "train" | "test";
+  /** cls token or mean of patch tokens. */
+  pool: Pool;
+  /** Resize images to this size (default: the checkpoint's). */
+  imgSize?: number;
+  /** Heads, when the checkpoint does not store them. */
+  heads?: number;
+  /** Normalisation mean per channel (default: stored in the checkpoint, else ImageNet). */
+  mean?: number[];
+  /** Normalisation std per channel. */
+  std?: number[];
+  /** Images per forward pass. */
+  batch?: number;
+  /** Embed only the first `limit` images. */
+  limit?: number;
+}
+
+/** Features, labels and the resolved settings of {@link embedDataset}. */
+export interface EmbedResult {
+  /** `[count, dim]`. */
+  features: Float32Array;
+  /** `[count]`. */
+  labels: Int32Array;
+  /** Feature width D. */
+  dim: number;
+  /** Images embedded. */
+  count: number;
+  /** The encoder used. */
+  vit: VitConfig;
+  /** Normalisation used. */
+  mean: number[];
+  /** Normalisation used. */
+  std: number[];
+}
+
+/** Embeds a dataset split with a checkpoint's encoder (eval transform: resize + centre crop). */
+export async function embedDataset(be: Backend, opts: EmbedOptions): Promise<EmbedResult> {
+  const ckpt = await readCheckpoint(opts.checkpoint);
+  let vit = inferVitConfig(ckpt, { heads: opts.heads, file: opts.checkpoint });
+  const weights = vitWeights(ckpt, vit, { file: opts.checkpoint });
+  if (opts.imgSize !== undefined && opts.imgSize !== vit.imgSize) {
+    vit = resizePosEmbed(vit, weights, opts.imgSize, opts.checkpoint);
+  }
+  const C = vit.inChans;
+  const mean = opts.mean ?? (ckpt.config.mean as number[] | undefined) ??
+    [...IMAGENET_MEAN].slice(0, C);
+  const std = opts.std ?? (ckpt.config.std as number[] | undefined) ??
+    [...IMAGENET_STD].slice(0, C);
+  if (mean.length !== C || std.length !== C) {
+    throw new RangeError(
+      `Cannot normalise ${C}-channel images with ${mean.length} means and ${std.length} stds: give ${C} values each`,
+    );
+  }
+  const ds = await openDataset(opts.data, opts.split);
+  const count = Math.min(ds.count, opts.limit ?? Infinity);
+  const image = async (i: number): Promise<Float32Array> => {
+    const raw = await ds.image(i);
+    const { height, width } = ds.size ? ds.size(i) : { height: ds.height, width: ds.width };
+    const rgb = toChannels(raw, ds.channels, height, width, C);
+    return normalize(evalTransform(rgb, C, height, width, vit.imgSize), C, mean, std);
+  };
+  const features = await embedImages(be, vit, weights, count, image, {
+    pool: opts.pool,
+    batch: opts.batch,
+  });
+  return { features, labels: ds.labels.slice(0, count), dim: vit.embedDim, count, vit, mean, std };
+}
+
+/**
+ * A fixed sin-cos `pos_embed` is regenerated for another image size; a learned one would
+ * need interpolation, which is refused with a clear error.
+ */
+function resizePosEmbed(
+  vit: VitConfig,
+  weights: Map<string, Float32Array>,
+  imgSize: number,
+  file: string,
+): VitConfig {
+  const d = deriveVit(vit);
+  const stored = weights.get("pos_embed")!;
+  const fixed = sincosPosEmbed(d.grid, vit.embedDim);
+  if (!stored.every((v, i) => Math.abs(v - fixed[i]) < 1e-4)) {
+    throw new CheckpointError(
+      `Cannot run the ViT in "${file}" at --img-size ${imgSize}: its pos_embed is learned (not sin-cos) and ` +
+        `interpolating it is not supported; use --img-size ${vit.imgSize}`,
+    );
+  }
+  const resized = { ...vit, imgSize };
+  weights.set("pos_embed", sincosPosEmbed(deriveVit(resized).grid, vit.embedDim));
+  return resized;
 }

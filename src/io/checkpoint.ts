@@ -56,7 +56,11 @@ export async function readCheckpoint(path: string): Promise<Checkpoint> {
     try {
       config = JSON.parse(metadata.config);
     } catch (e) {
-      throw new CheckpointError(`Cannot read checkpoint "${path}": __metadata__.config is not JSON (${(e as Error).message})`);
+      throw new CheckpointError(
+        `Cannot read checkpoint "${path}": __metadata__.config is not JSON (${
+          (e as Error).message
+        })`,
+      );
     }
   }
   return { weights, shapes, config };
@@ -77,7 +81,9 @@ export async function writeCheckpoint(
     return s;
   };
   const tensors: Record<string, NamedTensor> = {};
-  for (const [name, data] of host) tensors[name] = { dtype: "F32", shape: [...shapeOf(name)], data };
+  for (const [name, data] of host) {
+    tensors[name] = { dtype: "F32", shape: [...shapeOf(name)], data };
+  }
   await writeSafetensors(path, tensors, { config: JSON.stringify(config), format: "pt" });
 }
 
@@ -89,23 +95,34 @@ const KNOWN_EXTRA = /^(mask_token|decoder_[a-z_]+(\.|$)|decoder_blocks\.|fc_norm
  * size, channels, token count and MLP ratio; heads come from `heads`, else the stored config,
  * else D/64.
  */
-export function inferVitConfig(ckpt: Checkpoint, opts: { heads?: number; prefix?: string; file?: string } = {}): VitConfig {
+export function inferVitConfig(
+  ckpt: Checkpoint,
+  opts: { heads?: number; prefix?: string; file?: string } = {},
+): VitConfig {
   const p = opts.prefix ?? "";
   const file = opts.file ?? "checkpoint";
   const shape = (n: string): number[] => {
     const s = ckpt.shapes.get(p + n);
     if (!s) {
-      throw new CheckpointError(`Cannot read a ViT from "${file}": it has no "${p + n}" (is it a ViT checkpoint with timm names?)`);
+      throw new CheckpointError(
+        `Cannot read a ViT from "${file}": it has no "${
+          p + n
+        }" (is it a ViT checkpoint with timm names?)`,
+      );
     }
     return s;
   };
   const [D, C, P, P2] = shape("patch_embed.proj.weight");
-  if (P !== P2) throw new CheckpointError(`Cannot read a ViT from "${file}": non-square patches ${P}×${P2}`);
+  if (P !== P2) {
+    throw new CheckpointError(`Cannot read a ViT from "${file}": non-square patches ${P}×${P2}`);
+  }
   const tokens = shape("pos_embed")[1];
   const L = tokens - 1;
   const grid = Math.round(Math.sqrt(L));
   if (grid * grid !== L) {
-    throw new CheckpointError(`Cannot read a ViT from "${file}": pos_embed has ${tokens} tokens, not 1 + a square`);
+    throw new CheckpointError(
+      `Cannot read a ViT from "${file}": pos_embed has ${tokens} tokens, not 1 + a square`,
+    );
   }
   let depth = 0;
   while (ckpt.shapes.has(`${p}blocks.${depth}.norm1.weight`)) depth++;
@@ -113,10 +130,20 @@ export function inferVitConfig(ckpt: Checkpoint, opts: { heads?: number; prefix?
   const numHeads = opts.heads ?? storedHeads(ckpt.config, D) ?? D / 64;
   if (!Number.isInteger(numHeads) || numHeads < 1) {
     throw new CheckpointError(
-      `Cannot read a ViT from "${file}": the head count is not stored and D/64 = ${D / 64} is not a whole number; pass --heads`,
+      `Cannot read a ViT from "${file}": the head count is not stored and D/64 = ${
+        D / 64
+      } is not a whole number; pass --heads`,
     );
   }
-  const cfg: VitConfig = { imgSize: grid * P, patchSize: P, inChans: C, embedDim: D, depth, numHeads, mlpRatio: hidden / D };
+  const cfg: VitConfig = {
+    imgSize: grid * P,
+    patchSize: P,
+    inChans: C,
+    embedDim: D,
+    depth,
+    numHeads,
+    mlpRatio: hidden / D,
+  };
   deriveVit(cfg, `the ViT in "${file}"`);
   return cfg;
 }
@@ -159,7 +186,11 @@ export function vitWeights(
   if (badShape.length) problems.push(`wrong shape: ${badShape.join(", ")}`);
   if (unexpected.length) problems.push(`unexpected: ${unexpected.join(", ")}`);
   if (problems.length) {
-    throw new CheckpointError(`Cannot load the ViT in "${file}" (${p ? `prefix "${p}", ` : ""}${describe(cfg)}): ${problems.join("; ")}`);
+    throw new CheckpointError(
+      `Cannot load the ViT in "${file}" (${p ? `prefix "${p}", ` : ""}${describe(cfg)}): ${
+        problems.join("; ")
+      }`,
+    );
   }
   return out;
 }

@@ -35,9 +35,13 @@ export interface DecoderConfig {
 
 /** A named preset: encoder shape (image size, patch and channels are set separately) and decoder. */
 export interface Preset {
+  /** Encoder width D. */
   readonly embedDim: number;
+  /** Encoder blocks. */
   readonly depth: number;
+  /** Encoder heads. */
   readonly numHeads: number;
+  /** The dBOT decoder paired with it. */
   readonly decoder: DecoderConfig;
 }
 
@@ -45,9 +49,24 @@ const BIG_DECODER: DecoderConfig = { embedDim: 512, depth: 8, numHeads: 16 };
 
 /** Presets by name (widths, depths, heads per DBOT_SPEC.md; small ones for CPUs). */
 export const PRESETS: Readonly<Record<string, Preset>> = Object.freeze({
-  "vit-micro": { embedDim: 96, depth: 4, numHeads: 3, decoder: { embedDim: 64, depth: 2, numHeads: 4 } },
-  "vit-tiny": { embedDim: 192, depth: 12, numHeads: 3, decoder: { embedDim: 128, depth: 4, numHeads: 4 } },
-  "vit-small": { embedDim: 384, depth: 12, numHeads: 6, decoder: { embedDim: 256, depth: 4, numHeads: 8 } },
+  "vit-micro": {
+    embedDim: 96,
+    depth: 4,
+    numHeads: 3,
+    decoder: { embedDim: 64, depth: 2, numHeads: 4 },
+  },
+  "vit-tiny": {
+    embedDim: 192,
+    depth: 12,
+    numHeads: 3,
+    decoder: { embedDim: 128, depth: 4, numHeads: 4 },
+  },
+  "vit-small": {
+    embedDim: 384,
+    depth: 12,
+    numHeads: 6,
+    decoder: { embedDim: 256, depth: 4, numHeads: 8 },
+  },
   "vit-base": { embedDim: 768, depth: 12, numHeads: 12, decoder: BIG_DECODER },
   "vit-large": { embedDim: 1024, depth: 24, numHeads: 16, decoder: BIG_DECODER },
   "vit-huge": { embedDim: 1280, depth: 32, numHeads: 16, decoder: BIG_DECODER },
@@ -71,11 +90,15 @@ export interface VitDerived {
 export function deriveVit(cfg: VitConfig, what = "ViT"): VitDerived {
   for (const k of ["imgSize", "patchSize", "inChans", "embedDim", "numHeads"] as const) {
     if (!Number.isInteger(cfg[k]) || cfg[k] < 1) {
-      throw new RangeError(`Cannot build ${what} as ${k} must be a positive integer: current value is ${cfg[k]}`);
+      throw new RangeError(
+        `Cannot build ${what} as ${k} must be a positive integer: current value is ${cfg[k]}`,
+      );
     }
   }
   if (!Number.isInteger(cfg.depth) || cfg.depth < 0) {
-    throw new RangeError(`Cannot build ${what} as depth must be an integer >= 0: current value is ${cfg.depth}`);
+    throw new RangeError(
+      `Cannot build ${what} as depth must be an integer >= 0: current value is ${cfg.depth}`,
+    );
   }
   if (cfg.imgSize % cfg.patchSize !== 0) {
     throw new RangeError(
@@ -109,7 +132,9 @@ export function vitFromPreset(
 ): VitConfig {
   const p = PRESETS[name];
   if (!p) {
-    throw new TypeError(`Cannot find model preset "${name}": use one of ${Object.keys(PRESETS).join(", ")}`);
+    throw new TypeError(
+      `Cannot find model preset "${name}": use one of ${Object.keys(PRESETS).join(", ")}`,
+    );
   }
   return { ...image, embedDim: p.embedDim, depth: p.depth, numHeads: p.numHeads, mlpRatio: 4 };
 }

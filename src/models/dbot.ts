@@ -30,7 +30,14 @@ import { linearBackward, linearForward } from "../nn/linear.ts";
 import { Rng } from "../util/rng.ts";
 import { type DecoderConfig, deriveVit, type VitConfig } from "./config.ts";
 import { decoderIndex, encoderIndex, keptPatches, lossWeights, randomMasking } from "./masking.ts";
-import { blockParams, layernormParams, linearParams, param, ParamSet, type ParamSpec } from "./params.ts";
+import {
+  blockParams,
+  layernormParams,
+  linearParams,
+  param,
+  ParamSet,
+  type ParamSpec,
+} from "./params.ts";
 import { fullIndex, VitEncoder, vitParamSpecs } from "./vit.ts";
 
 /** SmoothL1 β of the reference loss. */
@@ -65,7 +72,10 @@ export function targetDim(cfg: DbotConfig): number {
 /** The student's parameter table: encoder, then `mask_token` and the decoder. */
 export function dbotStudentSpecs(cfg: DbotConfig): ParamSpec[] {
   const d = deriveVit(cfg.student);
-  deriveVit({ ...cfg.student, embedDim: cfg.decoder.embedDim, numHeads: cfg.decoder.numHeads }, "decoder");
+  deriveVit(
+    { ...cfg.student, embedDim: cfg.decoder.embedDim, numHeads: cfg.decoder.numHeads },
+    "decoder",
+  );
   const Dd = cfg.decoder.embedDim;
   const top = cfg.student.depth + 1;
   const specs = vitParamSpecs(cfg.student);
@@ -84,7 +94,10 @@ export function dbotStudentSpecs(cfg: DbotConfig): ParamSpec[] {
   for (let i = 0; i < cfg.decoder.depth; i++) {
     specs.push(...blockParams(`decoder_blocks.${i}`, Dd, Dd * cfg.student.mlpRatio, top));
   }
-  specs.push(...layernormParams("decoder_norm", Dd, top), ...linearParams("decoder_predp", Dd, targetDim(cfg), top));
+  specs.push(
+    ...layernormParams("decoder_norm", Dd, top),
+    ...linearParams("decoder_predp", Dd, targetDim(cfg), top),
+  );
   return specs;
 }
 
@@ -142,7 +155,9 @@ export class DbotModel {
 
   /** Allocates parameters and every activation buffer for batch `B`. */
   constructor(be: Backend, cfg: DbotConfig, B: number) {
-    if (!Number.isInteger(B) || B < 1) throw new RangeError(`Cannot build dBOT as the batch must be >= 1: current value is ${B}`);
+    if (!Number.isInteger(B) || B < 1) {
+      throw new RangeError(`Cannot build dBOT as the batch must be >= 1: current value is ${B}`);
+    }
     this.#be = be;
     this.cfg = cfg;
     this.B = B;
@@ -151,7 +166,8 @@ export class DbotModel {
     const keep = (this.#keep = keptPatches(L, cfg.maskRatio));
     const Dd = (this.#Dd = cfg.decoder.embedDim);
     const Dt = (this.#Dt = targetDim(cfg));
-    const t = (shape: number[], name: string, dtype: "f32" | "i32" = "f32") => be.tensor(shape, dtype, `dbot.${name}`);
+    const t = (shape: number[], name: string, dtype: "f32" | "i32" = "f32") =>
+      be.tensor(shape, dtype, `dbot.${name}`);
     this.student = new ParamSet(be, dbotStudentSpecs(cfg), { grads: true, label: "student" });
     this.encoder = new VitEncoder(be, cfg.student, this.student, {
       B,
@@ -162,7 +178,10 @@ export class DbotModel {
     });
     if (cfg.teacher.kind === "vit") {
       const tv = cfg.teacher.vit;
-      if (tv.imgSize !== cfg.student.imgSize || tv.patchSize !== cfg.student.patchSize || tv.inChans !== cfg.student.inChans) {
+      if (
+        tv.imgSize !== cfg.student.imgSize || tv.patchSize !== cfg.student.patchSize ||
+        tv.inChans !== cfg.student.inChans
+      ) {
         throw new RangeError(
           `Cannot pair teacher and student: image size, patch size and channels must match, got teacher ` +
             `${tv.imgSize}/${tv.patchSize}/${tv.inChans} and student ${cfg.student.imgSize}/${cfg.student.patchSize}/${cfg.student.inChans}`,
@@ -194,7 +213,10 @@ export class DbotModel {
     this.#decEmb = t([B, 1 + keep, Dd], "decEmb");
     this.#bd = { B, N: 1 + L, D: Dd, NH: cfg.decoder.numHeads, hidden: Dd * cfg.student.mlpRatio };
     this.#xd = Array.from({ length: cfg.decoder.depth + 1 }, (_, i) => t([B, 1 + L, Dd], `xd${i}`));
-    this.#decActs = Array.from({ length: cfg.decoder.depth }, (_, i) => allocBlockActs(be, this.#bd, `decoder.block${i}`));
+    this.#decActs = Array.from(
+      { length: cfg.decoder.depth },
+      (_, i) => allocBlockActs(be, this.#bd, `decoder.block${i}`),
+    );
     this.#decScratch = allocBlockScratch(be, this.#bd, true, "decoder.scratch");
     this.#decOut = t([B, 1 + L, Dd], "decOut");
     this.#decMean = t([B * (1 + L)], "decMean");
@@ -226,7 +248,9 @@ export class DbotModel {
     if (!this.teacher) throw new RangeError("Cannot copy the student into a pixel-target teacher");
     for (const s of this.teacher.specs) {
       if (!this.student.has(s.name)) {
-        throw new RangeError(`Cannot copy the student into the teacher: the student has no "${s.name}"`);
+        throw new RangeError(
+          `Cannot copy the student into the teacher: the student has no "${s.name}"`,
+        );
       }
       this.#be.copy(this.teacher.get(s.name), this.student.get(s.name));
     }
@@ -262,7 +286,13 @@ export class DbotModel {
     this.#targets();
     this.#studentForward();
     this.#be.smoothL1Loss(
-      { loss: this.loss, dinp: this.#dpred, inp: this.pred, target: this.target, weight: this.#weight },
+      {
+        loss: this.loss,
+        dinp: this.#dpred,
+        inp: this.pred,
+        target: this.target,
+        weight: this.#weight,
+      },
       { rows: this.B * (1 + this.#L), C: this.#Dt, beta: SMOOTH_L1_BETA },
     );
     this.#studentBackward();
@@ -291,12 +321,23 @@ export class DbotModel {
     if (this.#teacherEnc) {
       this.#teacherEnc.patchify(this.images);
       this.#teacherEnc.forward(this.#teacherIdx);
-      be.standardizeRows({ out: this.target, inp: this.#teacherEnc.out }, { rows, C: this.#Dt, eps: TARGET_EPS });
+      be.standardizeRows({ out: this.target, inp: this.#teacherEnc.out }, {
+        rows,
+        C: this.#Dt,
+        eps: TARGET_EPS,
+      });
     } else {
       // pixel target: per-patch normalised pixels, cls row zeros (and weight 0)
       this.encoder.patchify(this.images);
-      be.gatherRows({ out: this.#rawTarget!, inp: this.encoder.patches, index: this.#teacherIdx }, { rows, C: this.#Dt });
-      be.standardizeRows({ out: this.target, inp: this.#rawTarget! }, { rows, C: this.#Dt, eps: TARGET_EPS });
+      be.gatherRows({ out: this.#rawTarget!, inp: this.encoder.patches, index: this.#teacherIdx }, {
+        rows,
+        C: this.#Dt,
+      });
+      be.standardizeRows({ out: this.target, inp: this.#rawTarget! }, {
+        rows,
+        C: this.#Dt,
+        eps: TARGET_EPS,
+      });
     }
   }
 
@@ -312,14 +353,28 @@ export class DbotModel {
     // decoder embed [B, 1+K, Dd], unshuffle with mask tokens, + decoder_pos_embed
     linearForward(
       be,
-      { out: this.#decEmb, inp: this.encoder.out, weight: ps.get("decoder_embed.weight"), bias: ps.get("decoder_embed.bias") },
+      {
+        out: this.#decEmb,
+        inp: this.encoder.out,
+        weight: ps.get("decoder_embed.weight"),
+        bias: ps.get("decoder_embed.bias"),
+      },
       { rows: B * (1 + this.#keep), inF: D, outF: Dd },
     );
     be.gatherRows(
-      { out: this.#xd[0], inp: this.#decEmb, index: this.#decIdx, fill: view(ps.get("mask_token"), 0, [Dd]) },
+      {
+        out: this.#xd[0],
+        inp: this.#decEmb,
+        index: this.#decIdx,
+        fill: view(ps.get("mask_token"), 0, [Dd]),
+      },
       { rows: B * (1 + L), C: Dd },
     );
-    be.add({ out: this.#xd[0], a: this.#xd[0], b: view(ps.get("decoder_pos_embed"), 0, [(1 + L) * Dd]) });
+    be.add({
+      out: this.#xd[0],
+      a: this.#xd[0],
+      b: view(ps.get("decoder_pos_embed"), 0, [(1 + L) * Dd]),
+    });
     for (let i = 0; i < this.cfg.decoder.depth; i++) {
       blockForward(
         be,
@@ -347,7 +402,12 @@ export class DbotModel {
     );
     linearForward(
       be,
-      { out: this.pred, inp: this.#decOut, weight: ps.get("decoder_predp.weight"), bias: ps.get("decoder_predp.bias") },
+      {
+        out: this.pred,
+        inp: this.#decOut,
+        weight: ps.get("decoder_predp.weight"),
+        bias: ps.get("decoder_predp.bias"),
+      },
       { rows: B * (1 + L), inF: Dd, outF: this.#Dt },
     );
   }
@@ -402,7 +462,12 @@ export class DbotModel {
     }
     // the fixed pos embed passes the gradient through; the gather splits it into kept tokens and mask_token
     be.gatherRowsBackward(
-      { dinp: this.#dDecEmb, dfill: view(ps.grad("mask_token"), 0, [Dd]), dout: this.#dres, index: this.#decIdx },
+      {
+        dinp: this.#dDecEmb,
+        dfill: view(ps.grad("mask_token"), 0, [Dd]),
+        dout: this.#dres,
+        index: this.#decIdx,
+      },
       { rows, C: Dd },
     );
     linearBackward(

@@ -23,7 +23,9 @@ export interface Masking {
 /** Number of kept patches: `floor(L·(1 − ratio))`. */
 export function keptPatches(L: number, ratio: number): number {
   if (!(ratio >= 0 && ratio < 1)) {
-    throw new RangeError(`Cannot mask patches as the mask ratio must be in [0, 1): current value is ${ratio}`);
+    throw new RangeError(
+      `Cannot mask patches as the mask ratio must be in [0, 1): current value is ${ratio}`,
+    );
   }
   return Math.floor(L * (1 - ratio));
 }

@@ -38,13 +38,23 @@ export interface ParamSpec {
 }
 
 /** A trainable parameter row, with decay by the reference rule (ndim > 1 and not a bias). */
-export function param(name: string, shape: readonly number[], init: Init, layerId: number): ParamSpec {
+export function param(
+  name: string,
+  shape: readonly number[],
+  init: Init,
+  layerId: number,
+): ParamSpec {
   const decay = shape.length > 1 && !name.endsWith(".bias");
   return { name, shape, init, decay, layerId, trainable: true };
 }
 
 /** Linear `weight [out, in]` (xavier-uniform) and `bias [out]` (zeros) rows. */
-export function linearParams(name: string, inF: number, outF: number, layerId: number): ParamSpec[] {
+export function linearParams(
+  name: string,
+  inF: number,
+  outF: number,
+  layerId: number,
+): ParamSpec[] {
   return [
     param(`${name}.weight`, [outF, inF], { kind: "xavier", fanIn: inF, fanOut: outF }, layerId),
     param(`${name}.bias`, [outF], { kind: "zeros" }, layerId),
@@ -60,7 +70,12 @@ export function layernormParams(name: string, C: number, layerId: number): Param
 }
 
 /** Rows of one pre-norm transformer block named `prefix` (e.g. `blocks.3`). */
-export function blockParams(prefix: string, D: number, hidden: number, layerId: number): ParamSpec[] {
+export function blockParams(
+  prefix: string,
+  D: number,
+  hidden: number,
+  layerId: number,
+): ParamSpec[] {
   return [
     ...layernormParams(`${prefix}.norm1`, D, layerId),
     ...linearParams(`${prefix}.attn.qkv`, D, 3 * D, layerId),
@@ -141,7 +156,11 @@ export class ParamSet {
     for (const s of specs) {
       if (this.#where.has(s.name)) throw new RangeError(`Duplicate parameter name "${s.name}"`);
       const size = s.shape.reduce((a, b) => a * b, 1);
-      this.#where.set(s.name, { trainable: s.trainable, offset: s.trainable ? nTrain : nFrozen, spec: s });
+      this.#where.set(s.name, {
+        trainable: s.trainable,
+        offset: s.trainable ? nTrain : nFrozen,
+        spec: s,
+      });
       if (s.trainable) nTrain += size;
       else nFrozen += size;
     }
@@ -169,7 +188,9 @@ export class ParamSet {
   /** The gradient view of `name` (trainable parameters of a set with gradients). */
   grad(name: string): Tensor {
     const w = this.#lookup(name);
-    if (!w.trainable || !this.grads) throw new RangeError(`Parameter "${name}" has no gradient buffer`);
+    if (!w.trainable || !this.grads) {
+      throw new RangeError(`Parameter "${name}" has no gradient buffer`);
+    }
     return view(this.grads, w.offset, w.spec.shape);
   }
 

@@ -50,9 +50,14 @@ export function vitParamSpecs(cfg: VitConfig, prefix = ""): ParamSpec[] {
       { kind: "xavier", fanIn: d.patchDim, fanOut: D },
       0,
     ),
-    param(`${prefix}patch_embed.proj.bias`, [D], { kind: "uniform", bound: 1 / Math.sqrt(d.patchDim) }, 0),
+    param(`${prefix}patch_embed.proj.bias`, [D], {
+      kind: "uniform",
+      bound: 1 / Math.sqrt(d.patchDim),
+    }, 0),
   ];
-  for (let i = 0; i < cfg.depth; i++) specs.push(...blockParams(`${prefix}blocks.${i}`, D, d.hidden, i + 1));
+  for (let i = 0; i < cfg.depth; i++) {
+    specs.push(...blockParams(`${prefix}blocks.${i}`, D, d.hidden, i + 1));
+  }
   specs.push(...layernormParams(`${prefix}norm`, D, cfg.depth + 1));
   return specs;
 }
@@ -116,7 +121,10 @@ export class VitEncoder {
     this.#xs = Array.from({ length: nx }, (_, i) => t([B, N, D], `x${i}`));
     this.#bd = { B, N, D, NH: cfg.numHeads, hidden: this.d.hidden };
     const nActs = cfg.depth === 0 ? 0 : trainable ? cfg.depth : 1;
-    this.#acts = Array.from({ length: nActs }, (_, i) => allocBlockActs(be, this.#bd, `${label}.block${i}`));
+    this.#acts = Array.from(
+      { length: nActs },
+      (_, i) => allocBlockActs(be, this.#bd, `${label}.block${i}`),
+    );
     this.#scratch = allocBlockScratch(be, this.#bd, trainable, `${label}.scratch`);
     this.#normMean = t([B * N], "normMean");
     this.#normRstd = t([B * N], "normRstd");
@@ -148,13 +156,21 @@ export class VitEncoder {
     // emb [B, L, D] = patches · Wpeᵀ + bpe + pos[1:]
     linearForward(
       be,
-      { out: this.#emb, inp: this.patches, weight: this.#p("patch_embed.proj.weight"), bias: this.#p("patch_embed.proj.bias") },
+      {
+        out: this.#emb,
+        inp: this.patches,
+        weight: this.#p("patch_embed.proj.weight"),
+        bias: this.#p("patch_embed.proj.bias"),
+      },
       { rows: B * L, inF: this.d.patchDim, outF: D },
     );
     be.add({ out: this.#emb, a: this.#emb, b: view(pos, D, [L * D]) });
     // x0 [B, N, D] = gather(emb, index) with cls + pos[0] where index < 0
     be.add({ out: this.#clsFill, a: view(this.#p("cls_token"), 0, [D]), b: view(pos, 0, [D]) });
-    be.gatherRows({ out: this.#xs[0], inp: this.#emb, index, fill: this.#clsFill }, { rows: B * N, C: D });
+    be.gatherRows({ out: this.#xs[0], inp: this.#emb, index, fill: this.#clsFill }, {
+      rows: B * N,
+      C: D,
+    });
     for (let i = 0; i < this.cfg.depth; i++) {
       blockForward(
         be,
@@ -191,7 +207,9 @@ export class VitEncoder {
   backward(dout: Tensor, index: Tensor, drop: (DropScales | null)[] | null = null): void {
     const be = this.#be;
     const ps = this.#ps;
-    if (!this.#dres || !this.#demb) throw new RangeError(`Encoder "${this.opts.label}" was built without gradients`);
+    if (!this.#dres || !this.#demb) {
+      throw new RangeError(`Encoder "${this.opts.label}" was built without gradients`);
+    }
     const { B, N } = this.opts;
     const D = this.cfg.embedDim;
     const L = this.d.numPatches;

@@ -18,10 +18,15 @@ export const LN_EPS = 1e-6;
 
 /** Sizes of a block applied to `B` sequences of `N` tokens. */
 export interface BlockDims {
+  /** Batch. */
   B: number;
+  /** Tokens per sequence (cls included). */
   N: number;
+  /** Width. */
   D: number;
+  /** Heads. */
   NH: number;
+  /** MLP hidden width. */
   hidden: number;
 }
 
@@ -125,11 +130,18 @@ export function allocBlockActs(be: Backend, d: BlockDims, label: string): BlockA
 }
 
 /** Allocates the temporaries (backward ones only when `backward`). */
-export function allocBlockScratch(be: Backend, d: BlockDims, backward: boolean, label: string): BlockScratch {
+export function allocBlockScratch(
+  be: Backend,
+  d: BlockDims,
+  backward: boolean,
+  label: string,
+): BlockScratch {
   const { B, N, D, NH, hidden } = d;
   const HS = D / NH;
   const t = (shape: number[], name: string) =>
-    backward || !name.startsWith("d") ? be.tensor(shape, "f32", `${label}.${name}`) : be.tensor([0]);
+    backward || !name.startsWith("d")
+      ? be.tensor(shape, "f32", `${label}.${name}`)
+      : be.tensor([0]);
   return {
     qkv: t([B, N, 3 * D], "qkv"),
     preatt: t([B, NH, N, N], "preatt"),
@@ -150,7 +162,9 @@ export function allocBlockScratch(be: Backend, d: BlockDims, backward: boolean, 
 
 /** Per-sample drop-path scales `[B]` (0 or 1/keep) for the two residual branches. */
 export interface DropScales {
+  /** Scales of the attention branch. */
   attn: Tensor;
+  /** Scales of the MLP branch. */
   mlp: Tensor;
 }
 
@@ -173,22 +187,50 @@ export function blockForward(
   const scale = 1 / Math.sqrt(HS);
   // attention branch
   be.layernorm(
-    { out: acts.ln1, mean: acts.ln1Mean, rstd: acts.ln1Rstd, inp, weight: w.norm1w, bias: w.norm1b },
+    {
+      out: acts.ln1,
+      mean: acts.ln1Mean,
+      rstd: acts.ln1Rstd,
+      inp,
+      weight: w.norm1w,
+      bias: w.norm1b,
+    },
     { rows, C: D, eps: LN_EPS },
   );
-  linearForward(be, { out: s.qkv, inp: acts.ln1, weight: w.qkvW, bias: w.qkvB }, { rows, inF: D, outF: 3 * D });
+  linearForward(be, { out: s.qkv, inp: acts.ln1, weight: w.qkvW, bias: w.qkvB }, {
+    rows,
+    inF: D,
+    outF: 3 * D,
+  });
   be.splitHeads({ q: acts.q, k: acts.k, v: acts.v, qkv: s.qkv }, { B, N, NH, HS });
   // preatt [B·NH, N, N] = q · kᵀ ; att = softmax(scale · preatt) ; o = att · v
-  be.matmul({ out: s.preatt, a: acts.q, b: acts.k }, { M: N, N, K: HS, transB: true, batch: B * NH });
+  be.matmul({ out: s.preatt, a: acts.q, b: acts.k }, {
+    M: N,
+    N,
+    K: HS,
+    transB: true,
+    batch: B * NH,
+  });
   be.softmax({ out: acts.att, inp: s.preatt }, { rows: B * NH * N, C: N, scale });
   be.matmul({ out: s.o, a: acts.att, b: acts.v }, { M: N, N: HS, K: N, batch: B * NH });
   be.mergeHeads({ out: acts.attnOut, inp: s.o }, { B, N, NH, HS });
-  linearForward(be, { out: s.branch, inp: acts.attnOut, weight: w.projW, bias: w.projB }, { rows, inF: D, outF: D });
+  linearForward(be, { out: s.branch, inp: acts.attnOut, weight: w.projW, bias: w.projB }, {
+    rows,
+    inF: D,
+    outF: D,
+  });
   if (drop) be.scaleRows({ out: s.branch, inp: s.branch, scale: drop.attn }, { rows: B, C: N * D });
   be.add({ out: acts.x2, a: inp, b: s.branch });
   // MLP branch
   be.layernorm(
-    { out: acts.ln2, mean: acts.ln2Mean, rstd: acts.ln2Rstd, inp: acts.x2, weight: w.norm2w, bias: w.norm2b },
+    {
+      out: acts.ln2,
+      mean: acts.ln2Mean,
+      rstd: acts.ln2Rstd,
+      inp: acts.x2,
+      weight: w.norm2w,
+      bias: w.norm2b,
+    },
     { rows, C: D, eps: LN_EPS },
   );
   linearForward(
@@ -197,7 +239,11 @@ export function blockForward(
     { rows, inF: D, outF: hidden },
     true,
   );
-  linearForward(be, { out: s.branch, inp: acts.h, weight: w.fc2W, bias: w.fc2B }, { rows, inF: hidden, outF: D });
+  linearForward(be, { out: s.branch, inp: acts.h, weight: w.fc2W, bias: w.fc2B }, {
+    rows,
+    inF: hidden,
+    outF: D,
+  });
   if (drop) be.scaleRows({ out: s.branch, inp: s.branch, scale: drop.mlp }, { rows: B, C: N * D });
   be.add({ out, a: acts.x2, b: s.branch });
 }
@@ -261,17 +307,46 @@ export function blockBackward(
   }
   linearBackward(
     be,
-    { dinp: s.dD, dweight: g.projW, dbias: g.projB, dout: dBranch, inp: acts.attnOut, weight: w.projW },
+    {
+      dinp: s.dD,
+      dweight: g.projW,
+      dbias: g.projB,
+      dout: dBranch,
+      inp: acts.attnOut,
+      weight: w.projW,
+    },
     { rows, inF: D, outF: D },
   );
   be.mergeHeadsBackward({ dinp: s.dHeads, dout: s.dD }, { B, N, NH, HS });
   // o = att · v:  dAtt = dO · vᵀ ; dv = attᵀ · dO
-  be.matmul({ out: s.dAtt, a: s.dHeads, b: acts.v }, { M: N, N, K: HS, transB: true, batch: B * NH });
-  be.matmul({ out: s.dv, a: acts.att, b: s.dHeads }, { M: N, N: HS, K: N, transA: true, batch: B * NH });
-  be.softmaxBackward({ dinp: s.dPreatt, dout: s.dAtt, out: acts.att }, { rows: B * NH * N, C: N, scale });
+  be.matmul({ out: s.dAtt, a: s.dHeads, b: acts.v }, {
+    M: N,
+    N,
+    K: HS,
+    transB: true,
+    batch: B * NH,
+  });
+  be.matmul({ out: s.dv, a: acts.att, b: s.dHeads }, {
+    M: N,
+    N: HS,
+    K: N,
+    transA: true,
+    batch: B * NH,
+  });
+  be.softmaxBackward({ dinp: s.dPreatt, dout: s.dAtt, out: acts.att }, {
+    rows: B * NH * N,
+    C: N,
+    scale,
+  });
   // preatt = q · kᵀ:  dq = dPreatt · k ; dk = dPreattᵀ · q
   be.matmul({ out: s.dq, a: s.dPreatt, b: acts.k }, { M: N, N: HS, K: N, batch: B * NH });
-  be.matmul({ out: s.dk, a: s.dPreatt, b: acts.q }, { M: N, N: HS, K: N, transA: true, batch: B * NH });
+  be.matmul({ out: s.dk, a: s.dPreatt, b: acts.q }, {
+    M: N,
+    N: HS,
+    K: N,
+    transA: true,
+    batch: B * NH,
+  });
   be.splitHeadsBackward({ dqkv: s.dqkv, dq: s.dq, dk: s.dk, dv: s.dv }, { B, N, NH, HS });
   linearBackward(
     be,

@@ -15,11 +15,23 @@ export interface LinearDims {
 /** `out [rows, outF] = inp [rows, inF] · weightᵀ + bias`; with `gelu`, `out = gelu(z)` and `pre = z`. */
 export function linearForward(
   be: Backend,
-  { out, inp, weight, bias, pre }: { out: Tensor; inp: Tensor; weight: Tensor; bias: Tensor; pre?: Tensor },
+  { out, inp, weight, bias, pre }: {
+    out: Tensor;
+    inp: Tensor;
+    weight: Tensor;
+    bias: Tensor;
+    pre?: Tensor;
+  },
   { rows, inF, outF }: LinearDims,
   gelu = false,
 ): void {
-  be.matmul({ out, a: inp, b: weight, bias, pre }, { M: rows, N: outF, K: inF, transB: true, gelu });
+  be.matmul({ out, a: inp, b: weight, bias, pre }, {
+    M: rows,
+    N: outF,
+    K: inF,
+    transB: true,
+    gelu,
+  });
 }
 
 /**
@@ -39,7 +51,13 @@ export function linearBackward(
   { rows, inF, outF }: LinearDims,
 ): void {
   // dweight [outF, inF] += dout[rows, outF]ᵀ · inp[rows, inF]
-  be.matmul({ out: dweight, a: dout, b: inp }, { M: outF, N: inF, K: rows, transA: true, accumulate: true });
+  be.matmul({ out: dweight, a: dout, b: inp }, {
+    M: outF,
+    N: inF,
+    K: rows,
+    transA: true,
+    accumulate: true,
+  });
   be.biasGrad({ dbias, dout }, { rows, C: outF });
   // dinp [rows, inF] = dout[rows, outF] · weight[outF, inF]
   if (dinp) be.matmul({ out: dinp, a: dout, b: weight }, { M: rows, N: inF, K: outF });

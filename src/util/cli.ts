@@ -23,7 +23,9 @@ export type Flags = Record<string, string | boolean | undefined>;
 export function parseFlags(args: string[], spec: Record<string, FlagSpec>): Flags {
   const options: Record<string, { type: "string" | "boolean"; default?: string | boolean }> = {};
   for (const [name, s] of Object.entries(spec)) {
-    options[name] = s.default === undefined ? { type: s.type } : { type: s.type, default: s.default };
+    options[name] = s.default === undefined
+      ? { type: s.type }
+      : { type: s.type, default: s.default };
   }
   try {
     const { values } = nodeParseArgs({ args, options, strict: true, allowPositionals: false });

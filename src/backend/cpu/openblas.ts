@@ -41,12 +41,15 @@ const SYMBOLS = {
 
 /** Library names and paths tried after `$DBOT_OPENBLAS`, in order. */
 export const OPENBLAS_DEFAULT_PATHS: readonly string[] = Object.freeze([
-  "libopenblas.so.0",
+  // Absolute paths first: tasks scope --allow-ffi to library directories, which
+  // a bare name (resolved by the dynamic loader) never matches.
   "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
   "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
   "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
-  "libopenblas.dylib",
+  "/usr/lib64/libopenblas.so.0",
   "/opt/homebrew/opt/openblas/lib/libopenblas.dylib",
+  "libopenblas.so.0",
+  "libopenblas.dylib",
 ]);
 
 /** `$DBOT_OPENBLAS`, or undefined when unset, empty or not readable (no `--allow-env`). */
@@ -151,9 +154,8 @@ export function loadOpenBlas(failures: string[] = []): Gemm | null {
     try {
       return open(path);
     } catch (e) {
+      // A permission error may be path-scoped (--allow-ffi=DIR): keep trying.
       failures.push(`${path}: ${reasonOf(e)}`);
-      // Without FFI permission every other path fails the same way.
-      if (isPermissionError(e)) return null;
     }
   }
   return null;

@@ -99,8 +99,10 @@ export class WebGpuBackend implements Backend {
   #staging: GPUBuffer[] = [];
   #storages = new Set<GpuStorage>();
   #ownsContext: boolean;
-  /** Dispatches recorded since creation (for reports). */
+  /** Dispatches recorded since creation (for reports and tests). */
   dispatchCount = 0;
+  /** Command buffers submitted since creation (for reports and tests). */
+  submitCount = 0;
 
   private constructor(ctx: GpuContext, ownsContext: boolean) {
     this.ctx = ctx;
@@ -151,6 +153,7 @@ export class WebGpuBackend implements Backend {
         `Cannot upload to "${t.storage.label}": expected ${want.name} for ${t.dtype}`,
       );
     }
+    if (data.length === 0) return; // (a zero-length writeBuffer crashes Deno 2.9.6)
     // Queue writes run before any later submit: flush what was recorded first so
     // program order holds.
     this.submit();
@@ -222,6 +225,7 @@ export class WebGpuBackend implements Backend {
       );
     }
     this.device.queue.submit([this.#encoder.finish()]);
+    this.submitCount++;
     this.#encoder = null;
     this.#arenaCursor = 0;
   }

@@ -34,7 +34,17 @@ const MERGE_BACKWARD_KERNEL: KernelSpec = {
   storageBindings: 2,
 };
 
-type HeadDims = { B: number; N: number; NH: number; HS: number };
+/** Dimensions of the head ops: batch, tokens, heads, head size. */
+export interface HeadDims {
+  /** Batch. */
+  B: number;
+  /** Tokens. */
+  N: number;
+  /** Heads. */
+  NH: number;
+  /** Head size. */
+  HS: number;
+}
 
 function check(ok: boolean, msg: () => string): void {
   if (!ok) throw new RangeError(msg());

@@ -117,7 +117,9 @@ export function matmul(
   const batch = dims.batch ?? 1;
   for (const [k, v] of Object.entries({ M, N, K, batch })) {
     if (!Number.isInteger(v) || v < 0) {
-      throw new RangeError(`Cannot run matmul: ${k} must be an integer >= 0, current value is ${v}`);
+      throw new RangeError(
+        `Cannot run matmul: ${k} must be an integer >= 0, current value is ${v}`,
+      );
     }
   }
   const { out, a, b, bias, pre } = bufs;
@@ -127,7 +129,9 @@ export function matmul(
   check("bias", bias, N);
   check("pre", pre, batch * M * N);
   if (dims.gelu && dims.accumulate) {
-    throw new RangeError("Cannot run matmul with both gelu and accumulate: the contract excludes it");
+    throw new RangeError(
+      "Cannot run matmul with both gelu and accumulate: the contract excludes it",
+    );
   }
   if (pre && !dims.gelu) {
     throw new RangeError("Cannot run matmul: pre is only written with gelu, which is off");
@@ -161,7 +165,9 @@ export function matmul(
   };
   const none = { HAS_BIAS: 0, GELU: 0, HAS_PRE: 0, ACCUMULATE: 0 };
   const chunk = Math.floor(MAX_GROUPS / splits);
-  const part = splits > 1 ? be.scratch("matmul-splitk", Math.min(batch, chunk) * splits * M * N) : null;
+  const part = splits > 1
+    ? be.scratch("matmul-splitk", Math.min(batch, chunk) * splits * M * N)
+    : null;
 
   for (let b0 = 0; b0 < batch; b0 += chunk) {
     const nb = Math.min(chunk, batch - b0);
