@@ -91,3 +91,59 @@ export {
   writeSafetensors,
 } from "./src/io/safetensors.ts";
 export { embedImages, type Pool } from "./src/eval/embed.ts";
+export {
+  embedDataset,
+  Embedder,
+  type EmbedOptions,
+  type EmbedResult,
+  type ImageSource,
+} from "./src/eval/embed.ts";
+export {
+  type FeatureSet,
+  featuresFrom,
+  knnClassify,
+  type KnnOptions,
+  type KnnResult,
+  readFeatures,
+} from "./src/eval/knn.ts";
+export {
+  type BarChartOptions,
+  barChartSvg,
+  type BarSeries,
+  type LineChartOptions,
+  lineChartSvg,
+  type LineSeries,
+} from "./src/io/plot.ts";
+export {
+  DataError,
+  type Dataset,
+  openDataset,
+  type OpenOptions,
+  type Split,
+} from "./src/data/dataset.ts";
+export {
+  centerCrop,
+  evalTransform,
+  hflip,
+  normalize,
+  randomResizedCrop,
+  resizeBicubic,
+  toChannels,
+} from "./src/data/transforms.ts";
+export { PRETRAIN_DEFAULTS, type PretrainConfig, resolvePretrain } from "./src/train/config.ts";
+export {
+  type MetricLine,
+  NonFiniteLossError,
+  pretrain,
+  type PretrainHooks,
+  type PretrainSummary,
+} from "./src/train/pretrain.ts";
+export {
+  effectiveLr,
+  lrAt,
+  type LrSchedule,
+  stageAt,
+  stageBoundaries,
+  type StageInfo,
+} from "./src/train/schedule.ts";
+export { AdamW, type AdamWConfig } from "./src/train/adamw.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Backend } from "../backend/backend.ts";
+import type { Backend, Tensor } from "../backend/backend.ts";
 import { deriveVit, type VitConfig } from "../models/config.ts";
 import { ParamSet, sincosPosEmbed } from "../models/params.ts";
 import { fullIndex, VitEncoder, vitParamSpecs } from "../models/vit.ts";
@@ -25,8 +25,87 @@ export function parsePool(value: string): Pool {
 export type ImageSource = (i: number) => Float32Array | Promise<Float32Array>;
 
 /**
+ * A frozen encoder with its buffers allocated once: load weights, embed, repeat
+ * (pre-training evaluates k-NN at every stage with one of these).
+ */
+export class Embedder {
+  /** The encoder shape. */
+  readonly cfg: VitConfig;
+  /** Images per forward pass. */
+  readonly batch: number;
+  readonly #be: Backend;
+  readonly #ps: ParamSet;
+  readonly #enc: VitEncoder;
+  readonly #index: Tensor;
+  readonly #input: Tensor;
+
+  /** Allocates the encoder for `batch` images. */
+  constructor(be: Backend, cfg: VitConfig, batch: number) {
+    const L = deriveVit(cfg).numPatches;
+    this.#be = be;
+    this.cfg = cfg;
+    this.batch = batch;
+    this.#ps = new ParamSet(be, vitParamSpecs(cfg), { grads: false, label: "embed" });
+    this.#enc = new VitEncoder(be, cfg, this.#ps, {
+      B: batch,
+      N: 1 + L,
+      trainable: false,
+      finalNorm: true,
+      label: "embed",
+    });
+    this.#index = be.tensor([batch * (1 + L)], "i32", "embed.index");
+    be.upload(this.#index, fullIndex(batch, L));
+    this.#input = be.tensor([batch, cfg.inChans, cfg.imgSize, cfg.imgSize], "f32", "embed.images");
+  }
+
+  /** Uploads encoder weights by name (every encoder name must be present). */
+  load(weights: ReadonlyMap<string, Float32Array>): void {
+    for (const s of this.#ps.specs) {
+      if (!weights.has(s.name)) {
+        throw new RangeError(`Cannot load the encoder: no weights for "${s.name}"`);
+      }
+    }
+    this.#ps.load(new Map(this.#ps.specs.map((s) => [s.name, weights.get(s.name)!])));
+  }
+
+  /** Features `[count, D]` of `count` images (one readback per batch: this is evaluation). */
+  async embed(count: number, image: ImageSource, pool: Pool): Promise<Float32Array> {
+    const cfg = this.cfg;
+    const D = cfg.embedDim;
+    const L = deriveVit(cfg).numPatches;
+    const B = this.batch;
+    const imgSize = cfg.inChans * cfg.imgSize * cfg.imgSize;
+    const out = new Float32Array(count * D);
+    const chunk = new Float32Array(B * imgSize);
+    for (let start = 0; start < count; start += B) {
+      const n = Math.min(B, count - start);
+      chunk.fill(0);
+      for (let b = 0; b < n; b++) {
+        const img = await image(start + b);
+        if (img.length !== imgSize) {
+          throw new RangeError(
+            `Cannot embed image ${
+              start + b
+            }: expected ${cfg.inChans}×${cfg.imgSize}×${cfg.imgSize} values, got ${img.length}`,
+          );
+        }
+        chunk.set(img, b * imgSize);
+      }
+      this.#be.upload(this.#input, chunk);
+      this.#enc.patchify(this.#input);
+      this.#enc.forward(this.#index);
+      const tokens = (await this.#be.download(this.#enc.out)) as Float32Array; // [B, 1+L, D]
+      for (let b = 0; b < n; b++) {
+        poolTokens(out.subarray((start + b) * D, (start + b + 1) * D), tokens, b, L, D, pool);
+      }
+    }
+    return out;
+  }
+}
+
+/**
  * Features `[count, D]` of `count` images through the encoder `cfg` with `weights`,
- * `batch` images per forward pass (one readback per batch: this is evaluation).
+ * `batch` images per forward pass.
  *
  * @example
  * ```ts ignore
@@ -41,48 +120,9 @@ export async function embedImages(
   image: ImageSource,
   { pool, batch = 64 }: { pool: Pool; batch?: number },
 ): Promise<Float32Array> {
-  const d = deriveVit(cfg);
-  const D = cfg.embedDim;
-  const L = d.numPatches;
-  const imgSize = cfg.inChans * cfg.imgSize * cfg.imgSize;
-  const B = Math.max(1, Math.min(batch, count));
-  const ps = new ParamSet(be, vitParamSpecs(cfg), { grads: false, label: "embed" });
-  ps.load(weights);
-  const enc = new VitEncoder(be, cfg, ps, {
-    B,
-    N: 1 + L,
-    trainable: false,
-    finalNorm: true,
-    label: "embed",
-  });
-  const index = be.tensor([B * (1 + L)], "i32", "embed.index");
-  be.upload(index, fullIndex(B, L));
-  const input = be.tensor([B, cfg.inChans, cfg.imgSize, cfg.imgSize], "f32", "embed.images");
-  const out = new Float32Array(count * D);
-  const chunk = new Float32Array(B * imgSize);
-  for (let start = 0; start < count; start += B) {
-    const n = Math.min(B, count - start);
-    chunk.fill(0);
-    for (let b = 0; b < n; b++) {
-      const img = await image(start + b);
-      if (img.length !== imgSize) {
-        throw new RangeError(
-          `Cannot embed image ${
-            start + b
-          }: expected ${cfg.inChans}×${cfg.imgSize}×${cfg.imgSize} values, got ${img.length}`,
-        );
-      }
-      chunk.set(img, b * imgSize);
-    }
-    be.upload(input, chunk);
-    enc.patchify(input);
-    enc.forward(index);
-    const tokens = (await be.download(enc.out)) as Float32Array; // [B, 1+L, D]
-    for (let b = 0; b < n; b++) {
-      poolTokens(out.subarray((start + b) * D, (start + b + 1) * D), tokens, b, L, D, pool);
-    }
-  }
-  return out;
+  const e = new Embedder(be, cfg, Math.max(1, Math.min(batch, count)));
+  e.load(weights);
+  return await e.embed(count, image, pool);
 }
 
 /** `row [D]` = sample b's cls token, or the mean of its L patch tokens, from `tokens [B, 1+L, D]`. */

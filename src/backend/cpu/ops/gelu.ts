@@ -112,6 +112,29 @@ export function erf(x: number): number {
   return x < 0 ? -r : r;
 }
 
+/**
+ * `erf` to f32 accuracy without `exp`: Eigen's `generic_fast_erf_float` rational
+ * approximation `x·P(x²)/Q(x²)` on the clamp to [−4, 4] (beyond it erf is ±1 in f32).
+ * Absolute error a few 1e-8 — the same order as PyTorch's own `0.5·x·(1 + erf(x/√2))`.
+ * Used for Float32Array data (4× faster than an `exp`-based erfc here); the f64 path
+ * keeps {@link erf} for the finite-difference tests.
+ */
+export function erfF32(v: number): number {
+  const x = v > 4 ? 4 : v < -4 ? -4 : v;
+  const x2 = x * x;
+  let p = x2 * -2.72614225801306e-10 + 2.77068142495902e-08;
+  p = p * x2 - 2.10102402082508e-06;
+  p = p * x2 - 5.69250639462346e-05;
+  p = p * x2 - 7.34990630326855e-04;
+  p = p * x2 - 2.95459980854025e-03;
+  p = p * x2 - 1.60960333262415e-02;
+  let q = x2 * -1.45660718464996e-05 - 2.13374055278905e-04;
+  q = q * x2 - 1.68282697438203e-03;
+  q = q * x2 - 7.37332916720468e-03;
+  q = q * x2 - 1.42647390514189e-02;
+  return (x * p) / q;
+}
+
 /** 1/√2. */
 const SQRT1_2 = Math.SQRT1_2;
 /** 1/√(2π). */
@@ -156,6 +179,13 @@ export function geluGrad(x: number): number {
 export function geluForward({ out, inp }: { out: FloatArray; inp: FloatArray }): void {
   // out, inp: (n)
   checkLength("gelu", "out", out, inp.length, "inp's ");
+  if (out instanceof Float32Array) {
+    for (let i = 0; i < inp.length; i++) {
+      const x = inp[i];
+      out[i] = 0.5 * x * (1 + erfF32(x * SQRT1_2));
+    }
+    return;
+  }
   for (let i = 0; i < inp.length; i++) out[i] = gelu(inp[i]);
 }
 
@@ -175,5 +205,13 @@ export function geluBackward(
   // dinp, dout, inp: (n)
   checkLength("geluBackward", "dinp", dinp, inp.length, "inp's ");
   checkLength("geluBackward", "dout", dout, inp.length, "inp's ");
+  if (dinp instanceof Float32Array) {
+    for (let i = 0; i < inp.length; i++) {
+      const x = inp[i];
+      dinp[i] = dout[i] *
+        (0.5 * (1 + erfF32(x * SQRT1_2)) + x * INV_SQRT_2PI * Math.exp(-0.5 * x * x));
+    }
+    return;
+  }
   for (let i = 0; i < inp.length; i++) dinp[i] = dout[i] * geluGrad(inp[i]);
 }

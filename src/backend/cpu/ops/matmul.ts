@@ -7,7 +7,7 @@
 import { gemmTs } from "../gemm.ts";
 import type { GemmArgs } from "../gemm.ts";
 import { checkDims, checkLength } from "./check.ts";
-import { gelu as geluScalar } from "./gelu.ts";
+import { geluForward } from "./gelu.ts";
 import type { FloatArray } from "./types.ts";
 
 /** Dimensions and flags of {@link matmulForward} (see `MatmulDims` in `backend.ts`). */
@@ -98,7 +98,7 @@ export function matmulForward(
     }
     if (gelu) {
       if (pre) pre.set(c, i * mn);
-      for (let j = 0; j < mn; j++) c[j] = geluScalar(c[j]);
+      geluForward({ out: c, inp: c });
     }
   }
 }

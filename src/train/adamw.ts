@@ -1,0 +1,79 @@
+/**
+ * AdamW over one {@link ParamSet}: moments, segment tables, gradient norm and
+ * clipping, all on the device; one `gradNorm` and one `adamw` dispatch a step.
+ *
+ * @module
+ */
+import type { Backend, Tensor } from "../backend/backend.ts";
+import type { ParamSet, ParamSpec } from "../models/params.ts";
+
+/** AdamW hyper-parameters (reference pre-training: 0.9/0.95, 1e-8, wd 0.05, clip 3.0). */
+export interface AdamWConfig {
+  /** First-moment decay. */
+  beta1: number;
+  /** Second-moment decay. */
+  beta2: number;
+  /** Denominator epsilon. */
+  eps: number;
+  /** Decoupled weight decay (on parameters whose spec says `decay`). */
+  weightDecay: number;
+  /** Clip the global gradient norm to this; `Infinity` for none. */
+  clipGrad: number;
+}
+
+/** AdamW state bound to a parameter set. */
+export class AdamW {
+  /** First moments (flat, same offsets as the parameters). */
+  readonly m: Tensor;
+  /** Second moments. */
+  readonly v: Tensor;
+  /** Global gradient norm of the last step `[1]` (before clipping). */
+  readonly norm: Tensor;
+  /** Steps taken (bias correction uses step + 1). */
+  step = 0;
+  readonly #be: Backend;
+  readonly #ps: ParamSet;
+  readonly #cfg: AdamWConfig;
+  readonly #offsets: Tensor;
+  readonly #hyper: Tensor;
+  readonly #clipScale: Tensor;
+
+  /** Allocates zero moments; `lrScale` gives per-parameter LR factors (layer decay). */
+  constructor(be: Backend, ps: ParamSet, cfg: AdamWConfig, lrScale?: (s: ParamSpec) => number) {
+    if (!ps.grads) throw new RangeError("Cannot optimise a parameter set without gradients");
+    this.#be = be;
+    this.#ps = ps;
+    this.#cfg = cfg;
+    this.m = be.tensor([ps.count], "f32", "adamw.m");
+    this.v = be.tensor([ps.count], "f32", "adamw.v");
+    this.norm = be.tensor([1], "f32", "adamw.norm");
+    this.#clipScale = be.tensor([1], "f32", "adamw.clipScale");
+    const { offsets, hyper } = ps.adamwTables(cfg.weightDecay, lrScale);
+    this.#offsets = be.tensor([offsets.length], "i32", "adamw.offsets");
+    this.#hyper = be.tensor([hyper.length], "f32", "adamw.hyper");
+    be.upload(this.#offsets, offsets);
+    be.upload(this.#hyper, hyper);
+  }
+
+  /** Records the gradient norm (and clip factor), then the AdamW update at `lr`. */
+  update(lr: number): void {
+    const be = this.#be;
+    const grad = this.#ps.grads!;
+    be.gradNorm({ norm: this.norm, clipScale: this.#clipScale, grad }, {
+      maxNorm: this.#cfg.clipGrad,
+    });
+    this.step++;
+    be.adamw(
+      {
+        param: this.#ps.params,
+        grad,
+        m: this.m,
+        v: this.v,
+        offsets: this.#offsets,
+        hyper: this.#hyper,
+        clipScale: this.#clipScale,
+      },
+      { lr, beta1: this.#cfg.beta1, beta2: this.#cfg.beta2, eps: this.#cfg.eps, step: this.step },
+    );
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * Pre-training: a stage boundary re-initialises the student and copies the
+ * teacher; a stopped-then-resumed run ends bit-identical to an uninterrupted
+ * one; the loss goes down on both backends; bad settings are refused.
+ */
+import type { Backend } from "../src/backend/backend.ts";
+import { CpuBackend } from "../src/backend/cpu/backend.ts";
+import { DbotModel } from "../src/models/dbot.ts";
+import { vitFromPreset } from "../src/models/config.ts";
+import { resolvePretrain } from "../src/train/config.ts";
+import { AdamW } from "../src/train/adamw.ts";
+import { type MetricLine, nextStage, pretrain } from "../src/train/pretrain.ts";
+import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
+import { gpuTest } from "./gpu.ts";
+
+/** A run small enough for a test: 16 px shapes, batch 8, 32 images. */
+function tinyConfig(runsDir: string, over: Record<string, unknown> = {}) {
+  return resolvePretrain({
+    runsDir,
+    name: "t",
+    imgSize: 16,
+    batch: 8,
+    trainLimit: 32,
+    knnTrain: 40,
+    knnTest: 20,
+    warmupEpochs: 0,
+    baseLr: 2e-2,
+    logEvery: 2,
+    ...over,
+  });
+}
+
+const quiet = { log: () => {} };
+
+Deno.test("nextStage() copies the student encoder into the teacher and re-initialises the student except the patch-embed bias", async () => {
+  const be = new CpuBackend();
+  const vit = vitFromPreset("vit-micro", { imgSize: 16, patchSize: 4, inChans: 3 });
+  const cfg = tinyConfig("/nonexistent");
+  const model = new DbotModel(be, {
+    student: vit,
+    decoder: { embedDim: 64, depth: 2, numHeads: 4 },
+    teacher: { kind: "vit", vit },
+    maskRatio: 0.75,
+    dropPath: 0,
+  }, 2);
+  model.initStudent(1);
+  model.copyStudentToTeacher();
+  model.student.init(new (await import("../src/util/rng.ts")).Rng(77)); // "trained" student ≠ teacher
+  const opt = new AdamW(be, model.student, {
+    beta1: 0.9,
+    beta2: 0.95,
+    eps: 1e-8,
+    weightDecay: 0.05,
+    clipGrad: 3,
+  });
+  be.upload(opt.m, new Float32Array(model.student.count).fill(0.5));
+  opt.step = 7;
+  const before = await model.student.toHost();
+  const { model: next, opt: nextOpt } = await nextStage(be, model, opt, cfg, vit, 1, () => {});
+  assert(next === model && nextOpt === opt, "same architecture: the model is kept");
+  const teacher = await next.teacher!.toHost();
+  for (const [name, w] of teacher) assertEquals(w, before.get(name), `teacher ${name}`);
+  const after = await next.student.toHost();
+  assertEquals(after.get("patch_embed.proj.bias"), before.get("patch_embed.proj.bias"));
+  for (
+    const name of [
+      "patch_embed.proj.weight",
+      "blocks.0.attn.qkv.weight",
+      "decoder_predp.weight",
+      "cls_token",
+    ]
+  ) {
+    assert(
+      after.get(name)!.some((x, i) => x !== before.get(name)![i]),
+      `${name} was re-initialised`,
+    );
+  }
+  assertEquals(after.get("norm.weight"), new Float32Array(96).fill(1)); // fresh LayerNorm
+  assertEquals(opt.step, 7);
+  assert((await be.download(opt.m)).every((x) => x === 0.5), "AdamW moments kept");
+  be.dispose();
+});
+
+Deno.test("a run stopped after each epoch and resumed ends bit-identical to an uninterrupted run", async () => {
+  const dir = await Deno.makeTempDir();
+  // 2 stages at epochs [0, 2, 3]: stops fall inside a stage and right before the boundary
+  const over = { boundaries: [0, 2, 3], dropPath: 0.1 };
+  const full = await pretrain(new CpuBackend(), tinyConfig(`${dir}/a`, over), quiet);
+  assert(full !== null, "the uninterrupted run finishes");
+  const cfg = tinyConfig(`${dir}/b`, over);
+  assertEquals(await pretrain(new CpuBackend(), cfg, { ...quiet, stopAfterEpochs: 1 }), null);
+  assertEquals(
+    await pretrain(new CpuBackend(), cfg, { ...quiet, resume: true, stopAfterEpochs: 1 }),
+    null,
+  );
+  const resumed = await pretrain(new CpuBackend(), cfg, { ...quiet, resume: true });
+  assert(resumed !== null, "the resumed run finishes");
+  const a = await Deno.readFile(`${dir}/a/t/final.safetensors`);
+  const b = await Deno.readFile(`${dir}/b/t/final.safetensors`);
+  assertEquals(a.length, b.length);
+  assert(a.every((x, i) => x === b[i]), "final checkpoints differ");
+  assertEquals(resumed.knn_top1_final, full.knn_top1_final);
+  assertEquals(resumed.steps, full.steps);
+  for (
+    const f of [
+      "config.json",
+      "metrics.jsonl",
+      "stage0.safetensors",
+      "stage1.safetensors",
+      "loss.svg",
+      "summary.json",
+    ]
+  ) {
+    await Deno.stat(`${dir}/b/t/${f}`);
+  }
+  await Deno.remove(dir, { recursive: true });
+});
+
+async function lossGoesDown(be: Backend): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  // one stage, one fixed image subset, several epochs: the distillation loss must fall
+  const cfg = tinyConfig(dir, {
+    stages: 1,
+    epochsPerStage: 4,
+    trainLimit: 16,
+    knnTrain: 16,
+    knnTest: 8,
+    logEvery: 1,
+  });
+  const s = await pretrain(be, cfg, quiet);
+  assert(s !== null, "finished");
+  const lines = (await Deno.readTextFile(`${dir}/t/metrics.jsonl`)).trim().split("\n").map((l) =>
+    JSON.parse(l) as MetricLine
+  );
+  assertEquals(lines.length, 8);
+  const first = (lines[0].loss + lines[1].loss) / 2;
+  const last = (lines[6].loss + lines[7].loss) / 2;
+  assert(last < 0.9 * first, `loss should fall by 10%: first ${first}, last ${last}`);
+  await Deno.remove(dir, { recursive: true });
+}
+
+Deno.test("pretrain() lowers the loss on a tiny run (cpu)", async () => {
+  const be = new CpuBackend();
+  await lossGoesDown(be);
+  be.dispose();
+});
+
+gpuTest("pretrain() lowers the loss on a tiny run", lossGoesDown);
+
+Deno.test("resolvePretrain() rejects unknown settings and bad values with the fix", () => {
+  assertThrows(() => resolvePretrain({ batchSize: 3 }), TypeError, 'unknown setting "batchSize"');
+  assertThrows(() => resolvePretrain({ batch: 0 }), RangeError, "give a positive integer");
+  assertThrows(() => resolvePretrain({ model: "vit-giant" }), TypeError, "use one of vit-micro");
+  assertThrows(
+    () => resolvePretrain({ boundaries: [0, 5, 3] }),
+    RangeError,
+    "increasing whole epochs",
+  );
+  assertThrows(() => resolvePretrain({ dropPath: 1 }), RangeError, "[0, 1)");
+  assertThrows(() => resolvePretrain({ name: "../x" }), TypeError, "run name");
+});
