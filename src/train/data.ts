@@ -13,7 +13,7 @@ import {
   randomResizedCrop,
   toChannels,
 } from "../data/transforms.ts";
-import { Rng } from "../util/rng.ts";
+import type { Rng } from "../util/rng.ts";
 
 /** A dataset seen at a fixed size, channel count and normalisation. */
 export class ImagePipeline {
