@@ -9,68 +9,72 @@ import { parseBackendKind, selectBackend } from "../src/backend/select.ts";
 import { embedDataset, parsePool } from "../src/eval/embed.ts";
 import { writeSafetensors } from "../src/io/safetensors.ts";
 import { parseList, parseSplit, positiveInt } from "./flags.ts";
+import { main } from "./main.ts";
 
-const spec = {
-  checkpoint: { type: "string", help: "ViT checkpoint (.safetensors, timm names)" },
-  data: {
-    type: "string",
-    default: "shapes",
-    help: "shapes | fashion-mnist[:DIR] | DIR of class folders",
-  },
-  split: { type: "string", default: "test", help: "train | test" },
-  pool: { type: "string", default: "cls", help: "cls | mean (of patch tokens)" },
-  backend: { type: "string", default: "auto", help: "auto | cpu | webgpu" },
-  "img-size": { type: "string", help: "resize images to N (default: the checkpoint's)" },
-  heads: {
-    type: "string",
-    help: "attention heads when the checkpoint does not store them (default D/64)",
-  },
-  mean: { type: "string", help: "normalisation mean a,b,c (default: stored, else ImageNet)" },
-  std: { type: "string", help: "normalisation std a,b,c" },
-  batch: { type: "string", default: "64", help: "images per forward pass" },
-  limit: { type: "string", help: "embed only the first N images" },
-  out: {
-    type: "string",
-    default: "runs/embed/features.safetensors",
-    help: "output file (under runs/)",
-  },
-  help: { type: "boolean", help: "show this help" },
-} as const;
+await main(async () => {
+  const spec = {
+    checkpoint: { type: "string", help: "ViT checkpoint (.safetensors, timm names)" },
+    data: {
+      type: "string",
+      default: "shapes",
+      help: "shapes | fashion-mnist[:DIR] | DIR of class folders",
+    },
+    split: { type: "string", default: "test", help: "train | test" },
+    pool: { type: "string", default: "cls", help: "cls | mean (of patch tokens)" },
+    backend: { type: "string", default: "auto", help: "auto | cpu | webgpu" },
+    "img-size": { type: "string", help: "resize images to N (default: the checkpoint's)" },
+    heads: {
+      type: "string",
+      help: "attention heads when the checkpoint does not store them (default D/64)",
+    },
+    mean: { type: "string", help: "normalisation mean a,b,c (default: stored, else ImageNet)" },
+    std: { type: "string", help: "normalisation std a,b,c" },
+    batch: { type: "string", default: "64", help: "images per forward pass" },
+    limit: { type: "string", help: "embed only the first N images" },
+    out: {
+      type: "string",
+      default: "runs/embed/features.safetensors",
+      help: "output file (under runs/)",
+    },
+    help: { type: "boolean", help: "show this help" },
+  } as const;
 
-const flags = parseFlags(Deno.args, spec);
-if (flags.help || !flags.checkpoint) {
+  const flags = parseFlags(Deno.args, spec);
+  if (flags.help || !flags.checkpoint) {
+    console.log(
+      helpText("deno task embed --checkpoint PATH [--data SPEC] [--out PATH.safetensors]", spec),
+    );
+    Deno.exit(flags.help ? 0 : 2);
+  }
+  const opts = {
+    checkpoint: String(flags.checkpoint),
+    data: String(flags.data),
+    split: parseSplit(String(flags.split)),
+    pool: parsePool(String(flags.pool)),
+    imgSize: positiveInt(flags["img-size"], "img-size"),
+    heads: positiveInt(flags.heads, "heads"),
+    mean: parseList(flags.mean, "mean"),
+    std: parseList(flags.std, "std"),
+    batch: positiveInt(flags.batch, "batch"),
+    limit: positiveInt(flags.limit, "limit"),
+  };
+  const out = String(flags.out);
+  // fail before the work if the output directory cannot be written
+  await Deno.mkdir(out.slice(0, Math.max(0, out.lastIndexOf("/"))) || ".", { recursive: true });
+  const { backend, reason } = await selectBackend(parseBackendKind(String(flags.backend)));
+  console.log(`backend: ${reason}`);
+  const t0 = performance.now();
+  const r = await embedDataset(backend, opts);
+  const v = r.vit;
   console.log(
-    helpText("deno task embed --checkpoint PATH [--data SPEC] [--out PATH.safetensors]", spec),
+    `embedded ${r.count} ${opts.split} images of ${opts.data} with D ${v.embedDim}, depth ${v.depth}, ` +
+      `heads ${v.numHeads}, patch ${v.patchSize}, img ${v.imgSize}, pool ${opts.pool}, ` +
+      `mean [${r.mean}] std [${r.std}] in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
   );
-  Deno.exit(flags.help ? 0 : 2);
-}
-const opts = {
-  checkpoint: String(flags.checkpoint),
-  data: String(flags.data),
-  split: parseSplit(String(flags.split)),
-  pool: parsePool(String(flags.pool)),
-  imgSize: positiveInt(flags["img-size"], "img-size"),
-  heads: positiveInt(flags.heads, "heads"),
-  mean: parseList(flags.mean, "mean"),
-  std: parseList(flags.std, "std"),
-  batch: positiveInt(flags.batch, "batch"),
-  limit: positiveInt(flags.limit, "limit"),
-};
-const out = String(flags.out);
-const { backend, reason } = await selectBackend(parseBackendKind(String(flags.backend)));
-console.log(`backend: ${reason}`);
-const t0 = performance.now();
-const r = await embedDataset(backend, opts);
-const v = r.vit;
-console.log(
-  `embedded ${r.count} ${opts.split} images of ${opts.data} with D ${v.embedDim}, depth ${v.depth}, ` +
-    `heads ${v.numHeads}, patch ${v.patchSize}, img ${v.imgSize}, pool ${opts.pool}, ` +
-    `mean [${r.mean}] std [${r.std}] in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
-);
-await Deno.mkdir(out.slice(0, Math.max(0, out.lastIndexOf("/"))) || ".", { recursive: true });
-await writeSafetensors(out, {
-  features: { dtype: "F32", shape: [r.count, r.dim], data: r.features },
-  labels: { dtype: "I32", shape: [r.count], data: r.labels },
-}, { config: JSON.stringify({ ...opts, vit: v, mean: r.mean, std: r.std }) });
-console.log(`wrote ${out}`);
-backend.dispose();
+  await writeSafetensors(out, {
+    features: { dtype: "F32", shape: [r.count, r.dim], data: r.features },
+    labels: { dtype: "I32", shape: [r.count], data: r.labels },
+  }, { config: JSON.stringify({ ...opts, vit: v, mean: r.mean, std: r.std }) });
+  console.log(`wrote ${out}`);
+  backend.dispose();
+});

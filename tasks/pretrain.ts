@@ -9,61 +9,65 @@ import { parseBackendKind, selectBackend } from "../src/backend/select.ts";
 import { PRETRAIN_DEFAULTS, type PretrainConfig, resolvePretrain } from "../src/train/config.ts";
 import { pretrain } from "../src/train/pretrain.ts";
 import { progressPrinter } from "./progress.ts";
+import { main } from "./main.ts";
 
-// One flag per config key, kebab-case; values parsed by the default's type.
-const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-const HELP: Partial<Record<keyof PretrainConfig, string>> = {
-  name: "run name: outputs in runs/<name>/",
-  data: "shapes | fashion-mnist[:DIR] | DIR of class folders",
-  model: "vit-micro | vit-tiny | vit-small | vit-base | vit-large | vit-huge",
-  imgSize: "image size (0: the dataset's)",
-  teacher: "random | random0 | pixels | PATH.safetensors",
-  boundaries: "stage boundaries in epochs, e.g. 0,800,1600 (overrides --stages/--epochs-per-stage)",
-  baseLr: "base LR; effective = base × batch·accum / 256",
-  clipGrad: "gradient-norm clip (0: none)",
-  trainLimit: "train on the first N images (0: all)",
-  mean: "normalisation mean a,b,c (default: measured)",
-  std: "normalisation std a,b,c (default: measured)",
-};
-const spec: Record<string, FlagSpec> = {};
-for (const [k, v] of Object.entries(PRETRAIN_DEFAULTS)) {
-  spec[kebab(k)] = {
-    type: "string",
-    default: Array.isArray(v) ? v.join(",") : String(v),
-    help: HELP[k as keyof PretrainConfig] ?? k,
+await main(async () => {
+  // One flag per config key, kebab-case; values parsed by the default's type.
+  const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  const HELP: Partial<Record<keyof PretrainConfig, string>> = {
+    name: "run name: outputs in runs/<name>/",
+    data: "shapes | fashion-mnist[:DIR] | DIR of class folders",
+    model: "vit-micro | vit-tiny | vit-small | vit-base | vit-large | vit-huge",
+    imgSize: "image size (0: the dataset's)",
+    teacher: "random | random0 | pixels | PATH.safetensors",
+    boundaries:
+      "stage boundaries in epochs, e.g. 0,800,1600 (overrides --stages/--epochs-per-stage)",
+    baseLr: "base LR; effective = base × batch·accum / 256",
+    clipGrad: "gradient-norm clip (0: none)",
+    trainLimit: "train on the first N images (0: all)",
+    mean: "normalisation mean a,b,c (default: measured)",
+    std: "normalisation std a,b,c (default: measured)",
   };
-}
-spec.resume = { type: "boolean", help: "continue runs/<name> from its last saved epoch" };
-spec.quiet = { type: "boolean", help: "no progress output" };
-spec.help = { type: "boolean", help: "show this help" };
+  const spec: Record<string, FlagSpec> = {};
+  for (const [k, v] of Object.entries(PRETRAIN_DEFAULTS)) {
+    spec[kebab(k)] = {
+      type: "string",
+      default: Array.isArray(v) ? v.join(",") : String(v),
+      help: HELP[k as keyof PretrainConfig] ?? k,
+    };
+  }
+  spec.resume = { type: "boolean", help: "continue runs/<name> from its last saved epoch" };
+  spec.quiet = { type: "boolean", help: "no progress output" };
+  spec.help = { type: "boolean", help: "show this help" };
 
-const flags = parseFlags(Deno.args, spec);
-if (flags.help) {
-  console.log(helpText("deno task pretrain [--flags]", spec));
-  Deno.exit(0);
-}
-const overrides: Record<string, unknown> = {};
-for (const [k, v] of Object.entries(PRETRAIN_DEFAULTS)) {
-  const raw = String(flags[kebab(k)]);
-  if (Array.isArray(v)) overrides[k] = raw === "" ? [] : raw.split(",").map(Number);
-  else if (typeof v === "number") overrides[k] = raw === "inf" ? Infinity : Number(raw);
-  else overrides[k] = raw;
-}
-let cfg = resolvePretrain(overrides);
-if (flags.resume) {
-  // a resumed run keeps its saved configuration
-  const saved = JSON.parse(await Deno.readTextFile(`${cfg.runsDir}/${cfg.name}/config.json`));
-  delete saved.resolved;
-  cfg = resolvePretrain({ ...saved, backend: cfg.backend });
-}
-const { backend, reason } = await selectBackend(parseBackendKind(cfg.backend));
-console.log(`backend: ${reason}`);
-console.log(`config: ${JSON.stringify(cfg)}`);
-const summary = await pretrain(backend, cfg, {
-  resume: Boolean(flags.resume),
-  backendReason: reason,
-  progress: flags.quiet ? undefined : progressPrinter(),
-  log: flags.quiet ? () => {} : console.log,
+  const flags = parseFlags(Deno.args, spec);
+  if (flags.help) {
+    console.log(helpText("deno task pretrain [--flags]", spec));
+    Deno.exit(0);
+  }
+  const overrides: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(PRETRAIN_DEFAULTS)) {
+    const raw = String(flags[kebab(k)]);
+    if (Array.isArray(v)) overrides[k] = raw === "" ? [] : raw.split(",").map(Number);
+    else if (typeof v === "number") overrides[k] = raw === "inf" ? Infinity : Number(raw);
+    else overrides[k] = raw;
+  }
+  let cfg = resolvePretrain(overrides);
+  if (flags.resume) {
+    // a resumed run keeps its saved configuration
+    const saved = JSON.parse(await Deno.readTextFile(`${cfg.runsDir}/${cfg.name}/config.json`));
+    delete saved.resolved;
+    cfg = resolvePretrain({ ...saved, backend: cfg.backend });
+  }
+  const { backend, reason } = await selectBackend(parseBackendKind(cfg.backend));
+  console.log(`backend: ${reason}`);
+  console.log(`config: ${JSON.stringify(cfg)}`);
+  const summary = await pretrain(backend, cfg, {
+    resume: Boolean(flags.resume),
+    backendReason: reason,
+    progress: flags.quiet ? undefined : progressPrinter(),
+    log: flags.quiet ? () => {} : console.log,
+  });
+  if (summary) console.log(`summary: ${JSON.stringify(summary)}`);
+  backend.dispose();
 });
-if (summary) console.log(`summary: ${JSON.stringify(summary)}`);
-backend.dispose();

@@ -7,7 +7,7 @@ import type { Backend } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { type DbotConfig, DbotModel } from "../src/models/dbot.ts";
 import { decodeSafetensors, toFloat32 } from "../src/io/safetensors.ts";
-import { assertAllClose } from "./helpers.ts";
+import { assertAllClose, maxAbsDiff } from "./helpers.ts";
 import { gpuTest } from "./gpu.ts";
 import { assert } from "../src/util/assert.ts";
 
@@ -59,11 +59,23 @@ async function checkStep(be: Backend, tol: { grad: number }): Promise<void> {
   assertAllClose(await be.download(model.loss), g("loss"), { atol: 0, rtol: 1e-5 }, "loss");
   const grads = await model.student.gradsToHost();
   let n = 0;
+  let worst = 0;
   for (const [name, grad] of grads) {
     assertAllClose(grad, g(`grad.${name}`), { atol: tol.grad, rtol: 1e-3 }, `grad.${name}`);
+    worst = Math.max(worst, maxAbsDiff(grad, g(`grad.${name}`)));
     n++;
   }
   assert(n === 48, `expected 48 trainable tensors, got ${n}`);
+  const loss = (await be.download(model.loss))[0];
+  console.log(
+    `golden ${be.description}: loss rel err ${
+      (Math.abs(loss - g("loss")[0]) / g("loss")[0]).toExponential(2)
+    }, ` +
+      `pred max abs err ${
+        maxAbsDiff(await be.download(model.pred), g("pred")).toExponential(2)
+      }, ` +
+      `max grad abs err ${worst.toExponential(2)} over 48 tensors`,
+  );
 }
 
 /** Five AdamW steps (lr 1e-3, betas 0.9/0.95, wd 0.05 by the decay rule, clip 3.0) vs PyTorch. */
@@ -94,6 +106,12 @@ async function checkTrajectory(be: Backend): Promise<void> {
     );
   }
   assertAllClose(losses, g("trajectory"), { atol: 0, rtol: 1e-4 }, "trajectory");
+  const rel = losses.map((l, i) => Math.abs(l - g("trajectory")[i]) / g("trajectory")[i]);
+  console.log(
+    `golden trajectory ${be.description}: max rel err ${
+      Math.max(...rel).toExponential(2)
+    } over 6 losses`,
+  );
   assertAllClose(norms, g("grad_norm"), { atol: 0, rtol: 1e-4 }, "grad_norm");
 }
 

@@ -1,0 +1,27 @@
+/**
+ * Runs a task body and turns failures into one readable line (no stack trace)
+ * and a non-zero exit code. Set DBOT_DEBUG=1 for the stack.
+ *
+ * @module
+ */
+
+/** Awaits `body`; on an error prints `error: <message>` (with a hint for permission errors) and exits 1. */
+export async function main(body: () => Promise<void>): Promise<void> {
+  try {
+    await body();
+  } catch (e) {
+    const err = e as Error;
+    let msg = err.message;
+    if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
+      msg += "\nhint: tasks write only under runs/ and read data and checkpoints; " +
+        "choose an output path under runs/ (or run the script with deno run and your own --allow-write)";
+    }
+    console.error(`error: ${msg}`);
+    let debug = false;
+    try {
+      debug = Deno.env.get("DBOT_DEBUG") === "1";
+    } catch { /* no env permission */ }
+    if (debug) console.error(err.stack);
+    Deno.exit(1);
+  }
+}
