@@ -19,14 +19,8 @@
  *
  * @module
  */
+import { LINEAR_ID } from "./common.ts";
 import { ERF_WGSL } from "./erf.ts";
-
-/** Shared index helper: the linear invocation id of a 1-D/2-D grid of 256-wide groups. */
-const LINEAR_ID = /* wgsl */ `
-fn linear_id(gid: vec3u, nwg: vec3u) -> u32 {
-  return gid.x + gid.y * nwg.x * 256u;
-}
-`;
 
 /** `out[i] = a[i] + b[i mod m]`; `out` may alias `a` (each invocation reads then writes index i). */
 export const ADD: string = /* wgsl */ `

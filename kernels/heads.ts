@@ -15,12 +15,7 @@
  *
  * @module
  */
-
-const LINEAR_ID = /* wgsl */ `
-fn linear_id(gid: vec3u, nwg: vec3u) -> u32 {
-  return gid.x + gid.y * nwg.x * 256u;
-}
-`;
+import { LINEAR_ID } from "./common.ts";
 
 /** `q|k|v[b, h, n, d] = qkv[b, n, p, h, d]`; invocation i walks q, then k, then v. */
 export const SPLIT_HEADS: string = /* wgsl */ `

@@ -5,66 +5,10 @@
  *
  * @module
  */
-import { CpuBackend } from "../src/backend/cpu/backend.ts";
-import { type Backend, type HostArray, type Tensor, view } from "../src/backend/backend.ts";
-import type { WebGpuBackend } from "../src/backend/webgpu/backend.ts";
 import { Rng } from "../src/util/rng.ts";
+import { compare, normal } from "./compare.ts";
 import { gpuTest } from "./gpu.ts";
-import { assertAllClose, maxAbsDiff, type Tolerance } from "./helpers.ts";
-
-const cpu = new CpuBackend({ gemm: "ts" });
-/** Elements of padding before and after every view. */
-const PAD = 5;
-const SENTINEL = 12345;
-
-/** Places `data` in a view at offset PAD of a padded tensor on `be`. */
-function place(be: Backend, data: HostArray, shape: number[]): { t: Tensor; base: Tensor } {
-  const dtype = data instanceof Int32Array ? "i32" : "f32";
-  const base = be.tensor([data.length + 2 * PAD], dtype);
-  const full = dtype === "i32" ? new Int32Array(base.size) : new Float32Array(base.size);
-  full.fill(SENTINEL);
-  full.set(data, PAD);
-  be.upload(base, full);
-  return { t: view(base, PAD, shape), base };
-}
-
-/**
- * Runs `run` on both backends over the same inputs and compares the tensors named in
- * `check` (with their tolerances). Returns the max abs error of each.
- */
-async function compare(
-  gpu: WebGpuBackend,
-  args: Record<string, { data: HostArray; shape: number[] }>,
-  run: (be: Backend, t: Record<string, Tensor>) => void,
-  check: Record<string, Tolerance>,
-  what: string,
-): Promise<Record<string, number>> {
-  const placed = new Map<Backend, Record<string, { t: Tensor; base: Tensor }>>();
-  for (const be of [cpu, gpu] as Backend[]) {
-    const p: Record<string, { t: Tensor; base: Tensor }> = {};
-    for (const [k, a] of Object.entries(args)) p[k] = place(be, a.data, a.shape);
-    placed.set(be, p);
-    run(be, Object.fromEntries(Object.entries(p).map(([k, v]) => [k, v.t])));
-  }
-  const errs: Record<string, number> = {};
-  for (const [k, tol] of Object.entries(check)) {
-    const want = await cpu.download(placed.get(cpu)![k].t);
-    const full = await gpu.download(placed.get(gpu)![k].base);
-    const got = full.subarray(PAD, PAD + want.length);
-    const pad = [...full.subarray(0, PAD), ...full.subarray(PAD + want.length)];
-    assertAllClose(pad, pad.map(() => SENTINEL), { atol: 0, rtol: 0 }, `${what}: padding of ${k}`);
-    assertAllClose(got, want, tol, `${what}: ${k}`);
-    errs[k] = maxAbsDiff(got, want);
-  }
-  console.log(`${what}: max abs error ${JSON.stringify(errs)}`);
-  return errs;
-}
-
-function normal(rng: Rng, n: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = scale * rng.normal();
-  return a;
-}
+import type { Tolerance } from "./helpers.ts";
 
 /**
  * dBOT loss weights for `B` images of `1 + L` rows: the cls row 1, a random `masked` of

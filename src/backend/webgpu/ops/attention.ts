@@ -7,6 +7,7 @@
 import type { Tensor } from "../../backend.ts";
 import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
 import type { KernelSpec } from "../context.ts";
+import { checkDims, checkF32, checkSize } from "./checks.ts";
 import { SOFTMAX, SOFTMAX_BACKWARD } from "../../../../kernels/softmax.ts";
 import {
   MERGE_HEADS,
@@ -44,34 +45,6 @@ export interface HeadDims {
   NH: number;
   /** Head size. */
   HS: number;
-}
-
-function check(ok: boolean, msg: () => string): void {
-  if (!ok) throw new RangeError(msg());
-}
-
-function checkDims(op: string, dims: Record<string, number>, min = 0): void {
-  for (const [k, v] of Object.entries(dims)) {
-    check(
-      Number.isInteger(v) && v >= min,
-      () => `Cannot run ${op}: ${k} must be an integer >= ${min}, current value is ${v}`,
-    );
-  }
-}
-
-function checkSize(op: string, name: string, t: Tensor, size: number, what = ""): void {
-  check(
-    t.size === size,
-    () => `Cannot run ${op}: ${name} must have ${what}${size} elements, current size is ${t.size}`,
-  );
-}
-
-function checkF32(op: string, ts: Record<string, Tensor>): void {
-  for (const [name, t] of Object.entries(ts)) {
-    if (t.dtype !== "f32") {
-      throw new TypeError(`Cannot run ${op}: ${name} must be f32, current dtype is ${t.dtype}`);
-    }
-  }
 }
 
 /**

@@ -7,6 +7,7 @@
 import type { Tensor } from "../../backend.ts";
 import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
 import type { KernelSpec } from "../context.ts";
+import { check, checkDims, checkF32, checkSize } from "./checks.ts";
 import {
   ADD,
   COLSUM_FINAL,
@@ -43,34 +44,6 @@ export const COLSUM_FINAL_KERNEL: KernelSpec = {
 const BIAS_GROUPS = 256;
 /** Fewest rows one row group sums, so small inputs do not spread thin. */
 const MIN_ROWS_PER_GROUP = 16;
-
-function check(ok: boolean, msg: () => string): void {
-  if (!ok) throw new RangeError(msg());
-}
-
-function checkDims(op: string, dims: Record<string, number>, min = 0): void {
-  for (const [k, v] of Object.entries(dims)) {
-    check(
-      Number.isInteger(v) && v >= min,
-      () => `Cannot run ${op}: ${k} must be an integer >= ${min}, current value is ${v}`,
-    );
-  }
-}
-
-function checkSize(op: string, name: string, t: Tensor, size: number, what = ""): void {
-  check(
-    t.size === size,
-    () => `Cannot run ${op}: ${name} must have ${what}${size} elements, current size is ${t.size}`,
-  );
-}
-
-function checkF32(op: string, ts: Record<string, Tensor>): void {
-  for (const [name, t] of Object.entries(ts)) {
-    if (t.dtype !== "f32") {
-      throw new TypeError(`Cannot run ${op}: ${name} must be f32, current dtype is ${t.dtype}`);
-    }
-  }
-}
 
 /** See `Backend.biasGrad`: `dbias [C] += Σ_r dout [rows, C]`, two-pass column sum. */
 export function biasGrad(

@@ -8,6 +8,7 @@
 import type { Tensor } from "../../backend.ts";
 import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
 import type { KernelSpec } from "../context.ts";
+import { checkDims, checkF32, checkSize } from "./checks.ts";
 import { LAYERNORM, LAYERNORM_BACKWARD, STANDARDIZE_ROWS } from "../../../../kernels/layernorm.ts";
 import { COLSUM_FINAL_KERNEL } from "./elementwise.ts";
 
@@ -37,34 +38,6 @@ const MIN_ROWS_PER_GROUP = 4;
 function rowWorkgroup(C: number, perThread: number): number {
   const want = Math.ceil(C / perThread);
   return want <= 64 ? 64 : want <= 128 ? 128 : 256;
-}
-
-function check(ok: boolean, msg: () => string): void {
-  if (!ok) throw new RangeError(msg());
-}
-
-function checkDims(op: string, dims: Record<string, number>, min = 0): void {
-  for (const [k, v] of Object.entries(dims)) {
-    check(
-      Number.isInteger(v) && v >= min,
-      () => `Cannot run ${op}: ${k} must be an integer >= ${min}, current value is ${v}`,
-    );
-  }
-}
-
-function checkSize(op: string, name: string, t: Tensor, size: number, what = ""): void {
-  check(
-    t.size === size,
-    () => `Cannot run ${op}: ${name} must have ${what}${size} elements, current size is ${t.size}`,
-  );
-}
-
-function checkF32(op: string, ts: Record<string, Tensor>): void {
-  for (const [name, t] of Object.entries(ts)) {
-    if (t.dtype !== "f32") {
-      throw new TypeError(`Cannot run ${op}: ${name} must be f32, current dtype is ${t.dtype}`);
-    }
-  }
 }
 
 /**

@@ -9,6 +9,7 @@
 import type { Tensor } from "../../backend.ts";
 import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
 import type { KernelSpec } from "../context.ts";
+import { checkDims, checkSize } from "./checks.ts";
 import {
   COSINE_GRAD,
   COSINE_ROWS,
@@ -42,6 +43,7 @@ const FINAL: KernelSpec = {
 /** Most workgroups of the weighted row reduction (the final pass is one workgroup of 256). */
 const MAX_PARTIALS = 256;
 
+/** Checks `rows, C`, the `[rows, C]` tensors of `sized` and the optional `weight [rows]`. */
 function checkArgs(
   op: string,
   dims: { rows: number; C: number },
@@ -49,33 +51,9 @@ function checkArgs(
   weight?: Tensor,
 ): void {
   const { rows, C } = dims;
-  for (const [k, v] of Object.entries(dims)) {
-    if (!Number.isInteger(v) || v < 0) {
-      throw new RangeError(`Cannot run ${op}: ${k} must be an integer >= 0, current value is ${v}`);
-    }
-  }
-  for (const [name, t] of Object.entries(sized)) {
-    if (t.size !== rows * C) {
-      throw new RangeError(
-        `Cannot run ${op}: ${name} must have rows·C = ${
-          rows * C
-        } elements, current size is ${t.size}`,
-      );
-    }
-  }
-  if (weight && weight.size !== rows) {
-    throw new RangeError(
-      `Cannot run ${op}: weight must have rows = ${rows} elements, current size is ${weight.size}`,
-    );
-  }
-}
-
-function checkLoss(op: string, loss: Tensor): void {
-  if (loss.size !== 1) {
-    throw new RangeError(
-      `Cannot run ${op}: loss must have 1 element, current size is ${loss.size}`,
-    );
-  }
+  checkDims(op, dims);
+  for (const [name, t] of Object.entries(sized)) checkSize(op, name, t, rows * C, "rows·C = ");
+  if (weight) checkSize(op, "weight", weight, rows, "rows = ");
 }
 
 /**
@@ -112,7 +90,7 @@ export function smoothL1Loss(
 ): void {
   const op = "smoothL1Loss";
   checkArgs(op, { rows, C }, { dinp, inp, target }, weight);
-  checkLoss(op, loss);
+  checkSize(op, "loss", loss, 1);
   if (!(beta > 0)) {
     throw new RangeError(`Cannot run ${op}: beta must be > 0, current value is ${beta}`);
   }
@@ -146,7 +124,7 @@ export function cosineLoss(
 ): void {
   const op = "cosineLoss";
   checkArgs(op, { rows, C }, { dinp, inp, target }, weight);
-  checkLoss(op, loss);
+  checkSize(op, "loss", loss, 1);
   const rowv = be.scratch("loss.rowv", Math.max(1, rows));
   const coef = be.scratch("loss.coef", Math.max(1, 2 * rows));
   be.dispatch(
@@ -177,7 +155,7 @@ export function crossEntropyLoss(
 ): void {
   const op = "crossEntropyLoss";
   checkArgs(op, { rows, C }, { dlogits, logits, target });
-  checkLoss(op, loss);
+  checkSize(op, "loss", loss, 1);
   const rowv = be.scratch("loss.rowv", Math.max(1, rows));
   be.dispatch(
     CE_ROWS,

@@ -14,6 +14,7 @@
 import type { MatmulDims, Tensor } from "../../backend.ts";
 import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
 import type { KernelSpec } from "../context.ts";
+import { checkDims, checkDtype, checkSize } from "./checks.ts";
 import {
   MATMUL_SIMPLE,
   MATMUL_SPLITK_REDUCE,
@@ -89,16 +90,11 @@ export interface MatmulOptions {
   splits?: number;
 }
 
-function check(name: string, t: Tensor | undefined, size: number): void {
+/** Checks an optional operand is f32 with `size` elements. */
+function checkOperand(name: string, t: Tensor | undefined, size: number): void {
   if (t === undefined) return;
-  if (t.dtype !== "f32") {
-    throw new TypeError(`Cannot run matmul: ${name} must be f32, current dtype is ${t.dtype}`);
-  }
-  if (t.size !== size) {
-    throw new RangeError(
-      `Cannot run matmul: ${name} must have ${size} elements, current value is ${t.size}`,
-    );
-  }
+  checkDtype("matmul", name, t, "f32");
+  checkSize("matmul", name, t, size);
 }
 
 /** `t` advanced by `elems` elements (a view into the same storage). */
@@ -115,19 +111,13 @@ export function matmul(
 ): void {
   const { M, N, K } = dims;
   const batch = dims.batch ?? 1;
-  for (const [k, v] of Object.entries({ M, N, K, batch })) {
-    if (!Number.isInteger(v) || v < 0) {
-      throw new RangeError(
-        `Cannot run matmul: ${k} must be an integer >= 0, current value is ${v}`,
-      );
-    }
-  }
+  checkDims("matmul", { M, N, K, batch });
   const { out, a, b, bias, pre } = bufs;
-  check("out", out, batch * M * N);
-  check("a", a, batch * M * K);
-  check("b", b, batch * K * N);
-  check("bias", bias, N);
-  check("pre", pre, batch * M * N);
+  checkOperand("out", out, batch * M * N);
+  checkOperand("a", a, batch * M * K);
+  checkOperand("b", b, batch * K * N);
+  checkOperand("bias", bias, N);
+  checkOperand("pre", pre, batch * M * N);
   if (dims.gelu && dims.accumulate) {
     throw new RangeError(
       "Cannot run matmul with both gelu and accumulate: the contract excludes it",

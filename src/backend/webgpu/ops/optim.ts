@@ -7,6 +7,7 @@
 import type { Tensor } from "../../backend.ts";
 import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
 import type { KernelSpec } from "../context.ts";
+import { check, checkDims, checkDtype, checkSize } from "./checks.ts";
 import { ADAMW, GRAD_NORM_FINAL, GRAD_NORM_PARTIALS } from "../../../../kernels/optim.ts";
 
 const NORM_PARTIALS: KernelSpec = {
@@ -27,14 +28,6 @@ const ADAMW_KERNEL: KernelSpec = { label: "adamw", code: ADAMW, storageBindings:
  */
 const NORM_GROUPS = 1024;
 
-function checkOne(op: string, name: string, t: Tensor): void {
-  if (t.size !== 1) {
-    throw new RangeError(
-      `Cannot run ${op}: ${name} must have 1 element, current size is ${t.size}`,
-    );
-  }
-}
-
 /**
  * See `Backend.gradNorm`. `grad [n]` (a whole flat gradient buffer, any `n`);
  * writes `norm [1]` and `clipScale [1]` on the device.
@@ -45,8 +38,8 @@ export function gradNorm(
   { maxNorm }: { maxNorm: number },
 ): void {
   const op = "gradNorm";
-  checkOne(op, "norm", norm);
-  checkOne(op, "clipScale", clipScale);
+  checkSize(op, "norm", norm, 1);
+  checkSize(op, "clipScale", clipScale, 1);
   if (!(maxNorm > 0)) {
     throw new RangeError(`Cannot run ${op}: maxNorm must be > 0, current value is ${maxNorm}`);
   }
@@ -89,33 +82,16 @@ export function adamw(
 ): void {
   const op = "adamw";
   const n = param.size;
-  for (const [name, t] of [["grad", grad], ["m", m], ["v", v]] as const) {
-    if (t.size !== n) {
-      throw new RangeError(
-        `Cannot run ${op}: ${name} must have param's ${n} elements, current size is ${t.size}`,
-      );
-    }
-  }
-  if (offsets.dtype !== "i32") {
-    throw new TypeError(`Cannot run ${op}: offsets must be i32, current dtype is ${offsets.dtype}`);
-  }
-  if (offsets.size < 1) {
-    throw new RangeError(
-      `Cannot run ${op}: offsets must have S+1 >= 1 elements, current value is 0`,
-    );
-  }
+  for (const [name, t] of Object.entries({ grad, m, v })) checkSize(op, name, t, n, "param's ");
+  checkDtype(op, "offsets", offsets, "i32");
+  check(
+    offsets.size >= 1,
+    () => `Cannot run ${op}: offsets must have S+1 >= 1 elements, current value is 0`,
+  );
   const S = offsets.size - 1;
-  if (hyper.size !== 2 * S) {
-    throw new RangeError(
-      `Cannot run ${op}: hyper must have 2·S = ${2 * S} elements, current size is ${hyper.size}`,
-    );
-  }
-  if (clipScale) checkOne(op, "clipScale", clipScale);
-  if (!Number.isInteger(step) || step < 1) {
-    throw new RangeError(
-      `Cannot run ${op}: step must be an integer >= 1, current value is ${step}`,
-    );
-  }
+  checkSize(op, "hyper", hyper, 2 * S, "2·S = ");
+  if (clipScale) checkSize(op, "clipScale", clipScale, 1);
+  checkDims(op, { step }, 1);
   const bc1 = 1 - Math.pow(beta1, step);
   const sqrtBc2 = Math.sqrt(1 - Math.pow(beta2, step));
   const clip = clipScale ?? be.scratch("optim.dummy_clip", 1);

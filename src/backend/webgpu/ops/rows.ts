@@ -7,6 +7,7 @@
 import type { Tensor } from "../../backend.ts";
 import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
 import type { KernelSpec } from "../context.ts";
+import { check, checkDims, checkDtype, checkRows, checkSize } from "./checks.ts";
 import {
   FILL_GRAD_FINAL,
   FILL_GRAD_PARTIALS,
@@ -33,46 +34,6 @@ const PATCHIFY_KERNEL: KernelSpec = { label: "patchify", code: PATCHIFY, storage
 const FILL_GROUPS = 256;
 /** Fewest rows one pass-1 invocation sums, so small inputs do not spread thin. */
 const MIN_ROWS_PER_GROUP = 16;
-
-function check(ok: boolean, msg: () => string): void {
-  if (!ok) throw new RangeError(msg());
-}
-
-function checkRows(
-  op: string,
-  name: string,
-  t: Tensor,
-  C: number,
-): number {
-  const n = C === 0 ? 0 : t.size / C;
-  check(
-    Number.isInteger(n),
-    () => `Cannot run ${op}: ${name} must hold whole rows of C = ${C}, current size is ${t.size}`,
-  );
-  return n;
-}
-
-function checkDims(op: string, dims: Record<string, number>, min = 0): void {
-  for (const [k, v] of Object.entries(dims)) {
-    check(
-      Number.isInteger(v) && v >= min,
-      () => `Cannot run ${op}: ${k} must be an integer >= ${min}, current value is ${v}`,
-    );
-  }
-}
-
-function checkSize(op: string, name: string, t: Tensor, size: number, what = ""): void {
-  check(
-    t.size === size,
-    () => `Cannot run ${op}: ${name} must have ${what}${size} elements, current size is ${t.size}`,
-  );
-}
-
-function checkDtype(op: string, name: string, t: Tensor, dtype: "f32" | "i32"): void {
-  if (t.dtype !== dtype) {
-    throw new TypeError(`Cannot run ${op}: ${name} must be ${dtype}, current dtype is ${t.dtype}`);
-  }
-}
 
 /** See `Backend.gatherRows`. `out [rows, C]`, `inp [inpRows, C]`, `index i32 [rows]`, `fill [C]`. */
 export function gatherRows(
