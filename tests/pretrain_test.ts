@@ -159,3 +159,16 @@ Deno.test("resolvePretrain() rejects unknown settings and bad values with the fi
   assertThrows(() => resolvePretrain({ dropPath: 1 }), RangeError, "[0, 1)");
   assertThrows(() => resolvePretrain({ name: "../x" }), TypeError, "run name");
 });
+
+Deno.test("pretrain() distils a teacher loaded from a PyTorch-written checkpoint of another width", async () => {
+  const dir = await Deno.makeTempDir();
+  const teacher = new URL("./fixtures/tiny_vit.safetensors", import.meta.url).pathname; // D 32, depth 2
+  const cfg = tinyConfig(dir, { teacher, boundaries: [0, 1, 2] });
+  const s = await pretrain(new CpuBackend(), cfg, quiet);
+  assert(s !== null && Number.isFinite(s.knn_top1_final), "finished");
+  const { readCheckpoint } = await import("../src/io/checkpoint.ts");
+  // stage 0 predicts the 32-wide teacher; after the boundary the teacher is the 96-wide student
+  assertEquals((await readCheckpoint(`${dir}/t/stage0.safetensors`)).shapes.get("decoder_predp.weight"), [32, 64]);
+  assertEquals((await readCheckpoint(`${dir}/t/final.safetensors`)).shapes.get("decoder_predp.weight"), [96, 64]);
+  await Deno.remove(dir, { recursive: true });
+});
