@@ -1,0 +1,118 @@
+/**
+ * Times the full dBOT pre-training step (teacher forward + student
+ * forward/backward + AdamW) after warm-up, on any backend.
+ *
+ * @module
+ */
+import type { Backend } from "../backend/backend.ts";
+import { PRESETS, vitFromPreset } from "../models/config.ts";
+import { DbotModel } from "../models/dbot.ts";
+import { Rng } from "../util/rng.ts";
+import { AdamW } from "./adamw.ts";
+
+/** What {@link stepBench} measures. */
+export interface StepBenchOptions {
+  /** Model preset. */
+  model: string;
+  /** Image size. */
+  imgSize: number;
+  /** Patch size. */
+  patchSize: number;
+  /** Batch. */
+  batch: number;
+  /** Timed steps. */
+  steps: number;
+  /** Untimed warm-up steps (compile pipelines, warm caches). */
+  warmup: number;
+  /** Drop-path rate. */
+  dropPath: number;
+}
+
+/** One JSON-able result line. */
+export interface StepBenchResult {
+  /** Training images per second. */
+  images_per_s: number;
+  /** Milliseconds per step (steps timed back to back, one wait at the end). */
+  step_ms: number;
+  /** Backend description. */
+  backend: string;
+  /** Model preset. */
+  model: string;
+  /** Batch. */
+  batch: number;
+  /** Image and patch size. */
+  img_size: number;
+  /** Patch size. */
+  patch_size: number;
+  /** Peak resident memory of this process in MiB (host side). */
+  peak_rss_mib: number;
+  /** WebGPU: dispatches recorded per step. */
+  dispatches_per_step?: number;
+  /** WebGPU: host milliseconds to record one step (JS overhead, no waiting). */
+  record_ms?: number;
+}
+
+/** Builds the model for `o`, warms up, and times `o.steps` steps. */
+export async function stepBench(be: Backend, o: StepBenchOptions): Promise<StepBenchResult> {
+  const vit = vitFromPreset(o.model, { imgSize: o.imgSize, patchSize: o.patchSize, inChans: 3 });
+  const model = new DbotModel(be, {
+    student: vit,
+    decoder: PRESETS[o.model].decoder,
+    teacher: { kind: "vit", vit },
+    maskRatio: 0.75,
+    dropPath: o.dropPath,
+  }, o.batch);
+  model.initStudent(0);
+  model.copyStudentToTeacher();
+  const opt = new AdamW(be, model.student, {
+    beta1: 0.9,
+    beta2: 0.95,
+    eps: 1e-8,
+    weightDecay: 0.05,
+    clipGrad: 3,
+  });
+  const rng = new Rng(1);
+  const images = rng.uniformArray(o.batch * 3 * o.imgSize * o.imgSize, -1, 1);
+  const L = (o.imgSize / o.patchSize) ** 2;
+  let peak = Deno.memoryUsage().rss;
+  let recordMs = 0;
+  const step = () => {
+    model.setBatch(images, rng.uniformArray(o.batch * L), rng);
+    const t = performance.now();
+    be.fill(model.student.grads!, 0);
+    model.forwardBackward();
+    opt.update(1e-4);
+    recordMs += performance.now() - t;
+    be.submit();
+  };
+  for (let i = 0; i < o.warmup; i++) step();
+  await be.download(model.loss);
+  const dispatches0 = (be as { dispatchCount?: number }).dispatchCount;
+  recordMs = 0;
+  const t0 = performance.now();
+  for (let i = 0; i < o.steps; i++) {
+    step();
+    peak = Math.max(peak, Deno.memoryUsage().rss);
+  }
+  const loss = (await be.download(model.loss))[0];
+  const ms = (performance.now() - t0) / o.steps;
+  if (!Number.isFinite(loss)) {
+    throw new Error(`The benchmark step produced a non-finite loss (${loss})`);
+  }
+  const result: StepBenchResult = {
+    images_per_s: (o.batch / ms) * 1000,
+    step_ms: ms,
+    backend: be.description,
+    model: o.model,
+    batch: o.batch,
+    img_size: o.imgSize,
+    patch_size: o.patchSize,
+    peak_rss_mib: peak / 2 ** 20,
+  };
+  if (dispatches0 !== undefined) {
+    result.dispatches_per_step =
+      ((be as unknown as { dispatchCount: number }).dispatchCount - dispatches0) / o.steps;
+    result.record_ms = recordMs / o.steps;
+  }
+  return result;
+}
