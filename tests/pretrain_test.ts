@@ -168,7 +168,13 @@ Deno.test("pretrain() distils a teacher loaded from a PyTorch-written checkpoint
   assert(s !== null && Number.isFinite(s.knn_top1_final), "finished");
   const { readCheckpoint } = await import("../src/io/checkpoint.ts");
   // stage 0 predicts the 32-wide teacher; after the boundary the teacher is the 96-wide student
-  assertEquals((await readCheckpoint(`${dir}/t/stage0.safetensors`)).shapes.get("decoder_predp.weight"), [32, 64]);
-  assertEquals((await readCheckpoint(`${dir}/t/final.safetensors`)).shapes.get("decoder_predp.weight"), [96, 64]);
+  assertEquals(
+    (await readCheckpoint(`${dir}/t/stage0.safetensors`)).shapes.get("decoder_predp.weight"),
+    [32, 64],
+  );
+  assertEquals(
+    (await readCheckpoint(`${dir}/t/final.safetensors`)).shapes.get("decoder_predp.weight"),
+    [96, 64],
+  );
   await Deno.remove(dir, { recursive: true });
 });

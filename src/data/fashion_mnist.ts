@@ -147,16 +147,39 @@ export interface Idx {
   data: Uint8Array;
 }
 
+/** Idx payloads larger than this (2 GiB) are refused as corrupt before anything is allocated. */
+export const MAX_IDX_BYTES = 2 ** 31;
+
 /**
  * Parses idx `bytes` (gunzipped first if they start with the gzip magic),
  * checking the magic number (`0x0000080N`: unsigned bytes, N dims), that no
  * dim is zero, and that the payload length matches the dims; `path` names
- * the file in {@link DataError}s.
+ * the file in {@link DataError}s. A gzipped file is decompressed only as far
+ * as its header's dims allow, so a gzip bomb cannot exhaust memory.
  */
 export async function decodeIdx(path: string, bytes: Uint8Array, magic: number): Promise<Idx> {
   if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
-    bytes = await gunzip(path, bytes);
+    bytes = await gunzip(path, bytes, magic);
   }
+  return parseIdx(path, bytes, magic);
+}
+
+/**
+ * How many bytes of a decompressing idx file to read: those its header declares; just the
+ * header when the magic is wrong or the dims exceed {@link MAX_IDX_BYTES} (the parser then
+ * says why); null until the header is complete.
+ */
+function idxLimit(head: Uint8Array, magic: number): number | null {
+  const header = 4 + 4 * (magic & 0xff);
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  if (head.length >= 4 && view.getUint32(0) !== magic) return 4;
+  if (head.length < header) return null;
+  let need = 1;
+  for (let d = 0; d < (magic & 0xff); d++) need *= view.getUint32(4 + 4 * d);
+  return need > MAX_IDX_BYTES ? header : header + need;
+}
+
+function parseIdx(path: string, bytes: Uint8Array, magic: number): Idx {
   const ndim = magic & 0xff;
   const header = 4 + 4 * ndim;
   const fix = "replace the file with a good copy";
@@ -180,6 +203,12 @@ export async function decodeIdx(path: string, bytes: Uint8Array, magic: number):
     throw new DataError(`Cannot read ${path}: a zero dimension in [${dims.join(", ")}]; ${fix}`);
   }
   const need = dims.reduce((a, b) => a * b, 1);
+  if (need > MAX_IDX_BYTES) {
+    throw new DataError(
+      `Cannot read ${path}: dims [${dims.join(", ")}] claim ${need} data bytes, over the ` +
+        `${MAX_IDX_BYTES}-byte limit; the header is corrupt. ${fix}`,
+    );
+  }
   const have = bytes.length - header;
   if (have !== need) {
     const what = have < need ? "truncated" : "too long";
@@ -191,11 +220,42 @@ export async function decodeIdx(path: string, bytes: Uint8Array, magic: number):
   return { path, dims, data: bytes.subarray(header) };
 }
 
-async function gunzip(path: string, bytes: Uint8Array): Promise<Uint8Array> {
+/**
+ * Decompresses `bytes`, stopping one byte past the length the idx header declares (or at
+ * {@link MAX_IDX_BYTES}), so the parser reports "too long" without the rest being inflated.
+ * The input goes in 1 KiB at a time (deflate inflates at most ~1000×), and the stream's
+ * backpressure keeps the decompressor from running ahead of the reads.
+ */
+async function gunzip(path: string, bytes: Uint8Array, magic: number): Promise<Uint8Array> {
+  const inflate = new DecompressionStream("gzip");
+  const writer = inflate.writable.getWriter();
+  const reader = inflate.readable.getReader();
+  const pump = (async () => {
+    for (let at = 0; at < bytes.length; at += 1024) {
+      await writer.write(bytes.slice(at, at + 1024));
+    }
+    await writer.close();
+  })();
+  pump.catch(() => {}); // its failure surfaces through the reader
+  const chunks: Uint8Array[] = [];
+  let total = 0;
   try {
-    const stream = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream()
-      .pipeThrough(new DecompressionStream("gzip"));
-    return new Uint8Array(await new Response(stream).arrayBuffer());
+    let limit = MAX_IDX_BYTES + 64; // until the header is in
+    while (total <= limit) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      total += value.length;
+      if (total - value.length < 64) {
+        const declared = idxLimit(concat(chunks, Math.min(total, 64)), magic);
+        if (declared !== null) limit = Math.min(limit, declared);
+      }
+    }
+    if (total > limit) {
+      await reader.cancel();
+      total = Math.min(total, limit + 1);
+    }
+    return concat(chunks, total);
   } catch (e) {
     throw new DataError(
       `Cannot read ${path}: gzip data is corrupt or truncated (${errText(e)}); ` +
@@ -203,6 +263,20 @@ async function gunzip(path: string, bytes: Uint8Array): Promise<Uint8Array> {
       { cause: e },
     );
   }
+}
+
+/** The first `n` bytes of `chunks`, joined. */
+function concat(chunks: Uint8Array[], n: number): Uint8Array {
+  if (chunks.length === 1) return chunks[0].subarray(0, n);
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const c of chunks) {
+    if (at >= n) break;
+    const part = c.subarray(0, n - at);
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
 }
 
 function errText(e: unknown): string {

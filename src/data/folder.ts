@@ -10,8 +10,10 @@
  * otherwise both splits read the whole directory. Class names are the sorted
  * union of the class folders, so labels agree across splits; files are read
  * in sorted order. Every file is decoded once at open time (image-js) and held
- * in memory; a corrupt file is skipped with one warning (or is a
- * {@link DataError} when `strict`).
+ * in memory; a corrupt file (truncated, not an image, zero-size, an unsupported
+ * colour model, or a header claiming more than {@link MAX_IMAGE_PIXELS} pixels,
+ * which is checked before decoding so a lying header cannot exhaust memory) is
+ * skipped with one warning and a count (or is a {@link DataError} when `strict`).
  *
  * @module
  */
@@ -19,6 +21,9 @@ import type { Dataset, Split } from "./dataset.ts";
 import { DataError } from "./error.ts";
 
 const IMAGE_EXT = /\.(png|jpe?g)$/i;
+
+/** Images whose header claims more pixels than this (16384²) are refused before decoding. */
+export const MAX_IMAGE_PIXELS = 1 << 28;
 
 /** Options for {@link openFolder}. */
 export interface FolderOptions {
@@ -77,8 +82,10 @@ export async function openFolder(dir: string, split: Split, opts: FolderOptions)
       const path = `${classDir}/${file}`;
       let img: Stored;
       try {
+        const bytes = await Deno.readFile(path);
+        checkHeaderSize(bytes);
         img = toStored(
-          decode(await Deno.readFile(path)),
+          decode(bytes),
           IMAGE_EXT.exec(file)![1].toLowerCase() !== "png",
         );
       } catch (e) {
@@ -184,6 +191,45 @@ function toStored(img: Decoded, isJpeg: boolean): Stored {
     for (let j = 0; j < H * W; j++) data[c * H * W + j] = raw[j * CH + c];
   }
   return { data, channels: C, height: H, width: W, maxValue: img.maxValue };
+}
+
+/**
+ * Refuses empty files and PNG/JPEG headers that claim a zero or huge size, before the
+ * decoder allocates from them. Other formats are left to the decoder.
+ */
+function checkHeaderSize(bytes: Uint8Array): void {
+  if (bytes.length === 0) throw new Error("the file is empty");
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let dims: [number, number] | null = null;
+  if (bytes.length >= 24 && v.getUint32(0) === 0x89504e47 && v.getUint32(12) === 0x49484452) {
+    dims = [v.getUint32(16), v.getUint32(20)]; // PNG IHDR: width, height
+  } else if (bytes.length >= 4 && v.getUint16(0) === 0xffd8) {
+    // JPEG: walk the marker segments to the first start-of-frame
+    for (let at = 2; at + 9 <= bytes.length;) {
+      if (bytes[at] !== 0xff) break;
+      const marker = bytes[at + 1];
+      if (marker === 0xff) {
+        at++; // fill byte
+        continue;
+      }
+      const isSof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 &&
+        marker !== 0xcc;
+      if (isSof) {
+        dims = [v.getUint16(at + 7), v.getUint16(at + 5)]; // width, height
+        break;
+      }
+      at += 2 + v.getUint16(at + 2);
+    }
+  }
+  if (dims === null) return;
+  const [w, h] = dims;
+  if (w === 0 || h === 0) throw new Error(`the header says ${w}×${h} pixels`);
+  if (w * h > MAX_IMAGE_PIXELS) {
+    throw new Error(
+      `the header says ${w}×${h} pixels, over the limit of ${MAX_IMAGE_PIXELS}; ` +
+        `the file is corrupt or far too large`,
+    );
+  }
 }
 
 async function isDir(path: string): Promise<boolean> {

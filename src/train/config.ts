@@ -73,7 +73,19 @@ export interface PretrainConfig {
   logEvery: number;
   /** Backend: auto | cpu | webgpu. */
   backend: string;
+  /**
+   * A step whose loss or gradient norm is not finite: `stop` the run (naming the step, the LR
+   * and the last good state) or `skip` its optimiser update (the run stops after
+   * {@link MAX_CONSECUTIVE_SKIPS} skips in a row). `skip` reads the loss and gradient norm
+   * back every step: one extra GPU sync per step on WebGPU.
+   */
+  onNan: "stop" | "skip";
+  /** Folder datasets: a corrupt image file is an error instead of a skipped file. */
+  strict: boolean;
 }
+
+/** `onNan: "skip"` stops the run after this many skipped steps in a row. */
+export const MAX_CONSECUTIVE_SKIPS = 10;
 
 /** The defaults: `deno task pretrain` with no flags (shapes, vit-micro, two stages, ≈3 min on 2 CPU cores). */
 export const PRETRAIN_DEFAULTS: Readonly<PretrainConfig> = Object.freeze({
@@ -109,6 +121,8 @@ export const PRETRAIN_DEFAULTS: Readonly<PretrainConfig> = Object.freeze({
   std: [],
   logEvery: 10,
   backend: "auto",
+  onNan: "stop",
+  strict: false,
 });
 
 /** A config with overrides applied and checked; throws a TypeError/RangeError naming the bad key. */
@@ -163,6 +177,9 @@ export function resolvePretrain(overrides: Partial<Record<string, unknown>>): Pr
   }
   if (c.knnPool !== "cls" && c.knnPool !== "mean") {
     throw new TypeError(`Cannot use knnPool "${c.knnPool}": give cls or mean`);
+  }
+  if (c.onNan !== "stop" && c.onNan !== "skip") {
+    throw new TypeError(`Cannot use onNan "${c.onNan}": give stop or skip`);
   }
   if (c.mean.length !== c.std.length) {
     throw new RangeError(

@@ -9,9 +9,15 @@
  * Writes `runs/<name>/`: config.json, metrics.jsonl, stage<k>.safetensors,
  * final.safetensors, state.safetensors (resume), loss.svg and summary.json.
  *
+ * Crash safety: every file but metrics.jsonl is written atomically (temp file, fsync,
+ * rename), so a kill at any moment leaves complete files. The resume state is saved at the
+ * end of every epoch and, when `hooks.signal` aborts (SIGINT in the task), after the
+ * current step; `resume` continues from it bit-identically and first drops the metric
+ * lines written after it. Faults (non-finite numbers, GPU errors) name the last good state.
+ *
  * @module
  */
-import type { Backend } from "../backend/backend.ts";
+import { type Backend, view } from "../backend/backend.ts";
 import { type Dataset, openDataset } from "../data/dataset.ts";
 import { Embedder } from "../eval/embed.ts";
 import { knnClassify, type KnnResult } from "../eval/knn.ts";
@@ -21,9 +27,10 @@ import { lineChartSvg } from "../io/plot.ts";
 import { deriveVit, PRESETS, type VitConfig, vitFromPreset } from "../models/config.ts";
 import { type DbotConfig, DbotModel, type TeacherConfig } from "../models/dbot.ts";
 import { vitParamSpecs } from "../models/vit.ts";
+import { asGpuError, GpuError } from "../backend/webgpu/context.ts";
 import { Rng } from "../util/rng.ts";
 import { AdamW } from "./adamw.ts";
-import { planBoundaries, type PretrainConfig } from "./config.ts";
+import { MAX_CONSECUTIVE_SKIPS, planBoundaries, type PretrainConfig } from "./config.ts";
 import { channelStats, deriveSeed, ImagePipeline, permutation } from "./data.ts";
 import { effectiveLr, lrAt, stageAt } from "./schedule.ts";
 
@@ -52,6 +59,8 @@ export interface MetricLine {
   images_per_s: number;
   /** Seconds since the process started the run. */
   elapsed_s: number;
+  /** Steps skipped so far for a non-finite loss or gradient norm (`onNan: "skip"`). */
+  skipped: number;
 }
 
 /** summary.json. */
@@ -76,6 +85,8 @@ export interface PretrainSummary {
   steps: number;
   /** Effective peak LR. */
   lr: number;
+  /** Steps whose optimiser update was skipped for a non-finite loss or gradient norm. */
+  skipped_steps: number;
 }
 
 /** Callbacks and run controls of {@link pretrain}. */
@@ -100,9 +111,22 @@ export interface PretrainHooks {
   stopAfterEpochs?: number;
   /** Why this backend was chosen (goes to summary.json). */
   backendReason?: string;
+  /**
+   * When aborted (e.g. on SIGINT), the run finishes the current step, saves the resume
+   * state (mid-epoch: the next iteration is part of it), logs where, and returns null.
+   */
+  signal?: AbortSignal;
+  /** Test seam: sees (and may alter) each micro-batch's images `[B, C, H, W]` before upload. */
+  alterBatch?: (step: number, images: Float32Array) => void;
 }
 
 const STATE = "state.safetensors";
+
+/** `deno task pretrain` flags that resume `cfg`'s run. */
+export function resumeCommand(cfg: PretrainConfig): string {
+  const dir = cfg.runsDir === "runs" ? "" : ` --runs-dir ${cfg.runsDir}`;
+  return `deno task pretrain --name ${cfg.name}${dir} --resume`;
+}
 
 /** Runs (or resumes) a pre-training run on `be`; returns the summary (also written to summary.json). */
 export async function pretrain(
@@ -113,13 +137,14 @@ export async function pretrain(
   const log = hooks.log ?? console.log;
   const t0 = performance.now();
   const dir = `${cfg.runsDir}/${cfg.name}`;
+  const statePath = `${dir}/${STATE}`;
   await Deno.mkdir(dir, { recursive: true });
   const boundaries = planBoundaries(cfg);
   const totalEpochs = boundaries[boundaries.length - 1];
 
   // ---- data -----------------------------------------------------------------
-  const trainDs = await openDataset(cfg.data, "train", { warn: log });
-  const testDs = await openDataset(cfg.data, "test", { warn: log });
+  const trainDs = await openDataset(cfg.data, "train", { warn: log, strict: cfg.strict });
+  const testDs = await openDataset(cfg.data, "test", { warn: log, strict: cfg.strict });
   const size = cfg.imgSize || trainDs.height;
   const channels = trainDs.channels;
   const stats = cfg.mean.length
@@ -143,8 +168,9 @@ export async function pretrain(
     inChans: channels,
   });
   const lr = effectiveLr(cfg.baseLr, stepImages);
-  const state = hooks.resume ? await readState(`${dir}/${STATE}`) : null;
-  if (hooks.resume && !state) log(`no ${dir}/${STATE} yet: starting from scratch`);
+  if (hooks.resume) await removeStaleTemps(dir);
+  const state = hooks.resume ? await readState(statePath) : null;
+  if (hooks.resume && !state) log(`no ${statePath} yet: starting from scratch`);
   const teacher0 = state ? state.teacher : await stageZeroTeacher(cfg, student);
   let model = new DbotModel(be, dbotConfig(cfg, student, teacher0.cfg), cfg.batch);
   let opt = new AdamW(be, model.student, adamwConfig(cfg));
@@ -168,7 +194,9 @@ export async function pretrain(
   };
 
   let epoch0 = 0;
+  let iter0 = 0; // first iteration of epoch0 (> 0 after a mid-epoch save)
   let step = 0;
+  let skipped = 0;
   let knnInit: number;
   let perStage: number[] = [];
   if (state) {
@@ -178,10 +206,13 @@ export async function pretrain(
     be.upload(opt.v, state.v);
     opt.step = state.optStep;
     epoch0 = state.epoch;
+    iter0 = state.iter;
     step = state.step;
+    skipped = state.skipped;
     knnInit = state.knnInit;
     perStage = state.perStage;
-    log(`resuming ${dir} at epoch ${epoch0} (step ${step})`);
+    await trimMetrics(`${dir}/metrics.jsonl`, step);
+    log(`resuming ${dir} at epoch ${epoch0}${iter0 ? `, iteration ${iter0}` : ""} (step ${step})`);
   } else {
     await writeJson(`${dir}/config.json`, {
       ...cfg,
@@ -209,18 +240,34 @@ export async function pretrain(
   const metrics = await Deno.open(`${dir}/metrics.jsonl`, { append: true, create: true });
   const enc = new TextEncoder();
   const totalSteps = totalEpochs * itersPerEpoch;
-  const readEvery = be.name === "cpu" ? 1 : cfg.logEvery;
+  // Each read-back is a GPU sync: on WebGPU read every logEvery steps, unless onNan "skip"
+  // must judge every step before its update.
+  const skipMode = cfg.onNan === "skip";
+  const readEvery = be.name === "cpu" || skipMode ? 1 : cfg.logEvery;
   const images = new Float32Array(cfg.batch * channels * size * size);
   const L = deriveVit(student).numPatches;
   const accumScale = cfg.accum > 1 ? be.tensor([1], "f32", "accum.scale") : null;
   if (accumScale) be.upload(accumScale, new Float32Array([1 / cfg.accum])); // averages micro-batch gradients
+  // [loss, gradient norm] of a step, read back with one download
+  const probe = be.tensor([2], "f32", "pretrain.probe");
+  const probeClip = be.tensor([1], "f32", "pretrain.probeClip");
+  const lossView = view(probe, 0, [1]);
+  const normView = view(probe, 1, [1]);
   let trainS = 0;
   let trainImages = 0;
   let epochsRun = 0;
+  let inARow = 0; // consecutive skipped steps
+  const lastGood = async (): Promise<string> => {
+    const saved = await stateSummary(statePath);
+    return saved
+      ? `the last good state is ${statePath} (${saved}); continue with: ${resumeCommand(cfg)}`
+      : `no state was saved yet (${statePath} is written at the end of each epoch)`;
+  };
   try {
     for (let epoch = epoch0; epoch < totalEpochs; epoch++) {
       const st = stageAt(boundaries, epoch);
-      if (epoch === st.start && st.stage > 0) {
+      const first = epoch === epoch0 ? iter0 : 0;
+      if (epoch === st.start && st.stage > 0 && first === 0) {
         ({ model, opt } = await nextStage(be, model, opt, cfg, student, st.stage, log));
       }
       const order = permutation(nTrain, new Rng(deriveSeed(cfg.seed, 2, epoch)));
@@ -228,7 +275,7 @@ export async function pretrain(
       let windowN = 0;
       let windowSteps = 0;
       let tWindow = performance.now();
-      for (let it = 0; it < itersPerEpoch; it++) {
+      for (let it = first; it < itersPerEpoch; it++) {
         const tStep = performance.now();
         const rate = lrAt(epoch - st.start + it / itersPerEpoch, {
           lr,
@@ -242,6 +289,7 @@ export async function pretrain(
           for (let b = 0; b < cfg.batch; b++) {
             images.set(train.train(order[base + b], rng), b * channels * size * size);
           }
+          hooks.alterBatch?.(step, images);
           model.setBatch(images, rng.uniformArray(cfg.batch * L), rng);
           if (micro === 0) be.fill(model.student.grads!, 0);
           model.forwardBackward();
@@ -252,16 +300,47 @@ export async function pretrain(
             { rows: 1, C: model.student.count },
           );
         }
-        opt.update(rate);
+        let skip = false;
+        if (skipMode) {
+          // judge the step before its update (AdamW recomputes this norm: one cheap reduction)
+          be.gradNorm({ norm: normView, clipScale: probeClip, grad: model.student.grads! }, {
+            maxNorm: Infinity,
+          });
+          be.copy(lossView, model.loss);
+          const [loss, norm] = await be.download(probe);
+          skip = !Number.isFinite(loss) || !Number.isFinite(norm);
+          if (skip) {
+            skipped++;
+            inARow++;
+            log(
+              `step ${step + 1} (epoch ${epoch}, lr ${rate.toExponential(3)}): loss ${loss}, ` +
+                `gradient norm ${norm}: update skipped (${skipped} skipped so far)`,
+            );
+            if (inARow >= MAX_CONSECUTIVE_SKIPS) {
+              throw new NonFiniteLossError(
+                `Stopped: ${inARow} steps in a row (to step ${step + 1}, epoch ${epoch}, lr ${
+                  rate.toExponential(3)
+                }) had a non-finite loss or gradient norm; ${await lastGood()}. ` +
+                  `Try a lower --base-lr or --clip-grad, or check the data.`,
+              );
+            }
+          } else {
+            inARow = 0;
+            windowLoss += loss;
+            windowN++;
+          }
+        }
+        if (!skip) opt.update(rate);
         step++;
-        if (step % readEvery === 0 || it === itersPerEpoch - 1) {
-          const loss = (await be.download(model.loss))[0];
-          if (!Number.isFinite(loss)) {
+        if (!skipMode && (step % readEvery === 0 || it === itersPerEpoch - 1)) {
+          be.copy(lossView, model.loss);
+          be.copy(normView, opt.norm);
+          const [loss, norm] = await be.download(probe);
+          if (!Number.isFinite(loss) || !Number.isFinite(norm)) {
             throw new NonFiniteLossError(
-              `Stopped: the loss is ${loss} at step ${step} (epoch ${epoch}, lr ${
-                rate.toExponential(3)
-              }); ` +
-                `the last good state is ${dir}/${STATE}. Try a lower --base-lr or --clip-grad.`,
+              `Stopped: the loss is ${loss} and the gradient norm ${norm} at step ${step} ` +
+                `(epoch ${epoch}, lr ${rate.toExponential(3)}); ${await lastGood()}. ` +
+                `Try a lower --base-lr or --clip-grad, or --on-nan skip to skip such steps.`,
             );
           }
           windowLoss += loss;
@@ -277,9 +356,10 @@ export async function pretrain(
             epoch,
             step,
             lr: rate,
-            loss: windowLoss / Math.max(1, windowN),
+            loss: windowN ? windowLoss / windowN : NaN,
             images_per_s: (stepImages * windowSteps) / ((now - tWindow) / 1000),
             elapsed_s: (now - t0) / 1000,
+            skipped,
           };
           await metrics.write(enc.encode(JSON.stringify(line) + "\n"));
           hooks.progress?.({
@@ -295,6 +375,23 @@ export async function pretrain(
           windowN = 0;
           windowSteps = 0;
           tWindow = now;
+        }
+        if (hooks.signal?.aborted && it + 1 < itersPerEpoch) {
+          await saveState(statePath, be, model, opt, {
+            epoch,
+            iter: it + 1,
+            step,
+            skipped,
+            knnInit,
+            perStage,
+            teacherCfg: model.cfg.teacher,
+          });
+          log(
+            `interrupted: saved the state after step ${step} (epoch ${epoch}, iteration ${
+              it + 1
+            } of ${itersPerEpoch}) to ${statePath}; continue with: ${resumeCommand(cfg)}`,
+          );
+          return null;
         }
       }
       const stageEnd = epoch + 1 === st.end;
@@ -313,14 +410,23 @@ export async function pretrain(
           }%)`,
         );
       }
-      await saveState(`${dir}/${STATE}`, be, model, opt, {
+      await saveState(statePath, be, model, opt, {
         epoch: epoch + 1,
+        iter: 0,
         step,
+        skipped,
         knnInit,
         perStage,
         teacherCfg: model.cfg.teacher,
       });
       epochsRun++;
+      if (hooks.signal?.aborted) {
+        log(
+          `interrupted: saved the state at the end of epoch ${epoch} (step ${step}) to ` +
+            `${statePath}; continue with: ${resumeCommand(cfg)}`,
+        );
+        return null;
+      }
       if (
         hooks.stopAfterEpochs !== undefined && epochsRun >= hooks.stopAfterEpochs &&
         epoch + 1 < totalEpochs
@@ -329,6 +435,15 @@ export async function pretrain(
         return null;
       }
     }
+  } catch (e) {
+    const gpu = asGpuError(e);
+    // the device cannot be read after a fault: what can be saved is the state already on disk
+    if (gpu) {
+      throw new GpuError(`${gpu.message}\nStopped at step ${step}: ${await lastGood()}`, {
+        cause: e,
+      });
+    }
+    throw e;
   } finally {
     metrics.close();
   }
@@ -353,6 +468,7 @@ export async function pretrain(
     wall_s: (performance.now() - t0) / 1000,
     steps: step,
     lr,
+    skipped_steps: skipped,
   };
   await writeJson(`${dir}/summary.json`, summary);
   return summary;
@@ -468,8 +584,12 @@ function ckptConfig(
 }
 
 interface SavedState {
+  /** The epoch to continue in. */
   epoch: number;
+  /** The iteration of `epoch` to continue at (0 unless saved mid-epoch). */
+  iter: number;
   step: number;
+  skipped: number;
   optStep: number;
   knnInit: number;
   perStage: number[];
@@ -488,7 +608,9 @@ async function saveState(
   opt: AdamW,
   meta: {
     epoch: number;
+    iter: number;
     step: number;
+    skipped: number;
     knnInit: number;
     perStage: number[];
     teacherCfg: TeacherConfig;
@@ -533,6 +655,8 @@ async function readState(path: string): Promise<SavedState | null> {
   const teacherWeights = pick("teacher/");
   return {
     ...meta,
+    iter: meta.iter ?? 0,
+    skipped: meta.skipped ?? 0,
     teacher: { cfg: meta.teacherCfg, weights: teacherWeights.size ? teacherWeights : null },
     teacherWeights,
     student: pick("student/"),
@@ -541,10 +665,72 @@ async function readState(path: string): Promise<SavedState | null> {
   };
 }
 
-async function writeJson(path: string, value: unknown): Promise<void> {
+/** "epoch E, step S" of a saved state, read from its header only; null when there is none. */
+async function stateSummary(path: string): Promise<string | null> {
+  let file: Deno.FsFile | undefined;
+  try {
+    file = await Deno.open(path);
+    const head = new Uint8Array(8);
+    if ((await file.read(head)) !== 8) return null;
+    const n = Number(new DataView(head.buffer).getBigUint64(0, true));
+    if (n > 1e8) return null;
+    const json = new Uint8Array(n);
+    for (let at = 0; at < n;) {
+      const got = await file.read(json.subarray(at));
+      if (got === null) return null;
+      at += got;
+    }
+    const meta = JSON.parse(JSON.parse(new TextDecoder().decode(json)).__metadata__.state);
+    const iter = meta.iter ? `, iteration ${meta.iter}` : "";
+    return `saved at epoch ${meta.epoch}${iter}, step ${meta.step}`;
+  } catch {
+    return null;
+  } finally {
+    file?.close();
+  }
+}
+
+/** Removes temp files that a killed process left behind (`<file>.tmp-<pid>[-<hex>]`). */
+async function removeStaleTemps(dir: string): Promise<void> {
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && /\.tmp-\d+(-[0-9a-f]+)?$/.test(e.name)) await Deno.remove(`${dir}/${e.name}`);
+  }
+}
+
+/** Drops metric lines after `step` (written after the saved state) and any torn last line. */
+async function trimMetrics(path: string, step: number): Promise<void> {
+  let text = "";
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  const keep = text.split("\n").filter((l) => {
+    try {
+      return (JSON.parse(l) as MetricLine).step <= step;
+    } catch {
+      return false;
+    }
+  });
+  await writeTextAtomic(path, keep.map((l) => l + "\n").join(""));
+}
+
+/** Writes `text` to a temp file, fsyncs it and renames it over `path`. */
+async function writeTextAtomic(path: string, text: string): Promise<void> {
   const tmp = `${path}.tmp-${Deno.pid}`;
-  await Deno.writeTextFile(tmp, JSON.stringify(value, null, 2) + "\n");
+  const bytes = new TextEncoder().encode(text);
+  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  try {
+    for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
+    await file.sync();
+  } finally {
+    file.close();
+  }
   await Deno.rename(tmp, path);
+}
+
+async function writeJson(path: string, value: unknown): Promise<void> {
+  await writeTextAtomic(path, JSON.stringify(value, null, 2) + "\n");
 }
 
 /** loss.svg from metrics.jsonl, stage boundaries marked. */
@@ -556,9 +742,9 @@ async function writeLossPlot(
   const lines = (await Deno.readTextFile(`${dir}/metrics.jsonl`)).trim().split("\n").filter(
     Boolean,
   );
-  const points = lines.map((l) => JSON.parse(l) as MetricLine).map((m) =>
-    [m.step, m.loss] as [number, number]
-  );
+  const points = lines.map((l) => JSON.parse(l) as MetricLine)
+    .filter((m) => typeof m.loss === "number" && Number.isFinite(m.loss))
+    .map((m) => [m.step, m.loss] as [number, number]);
   const svg = lineChartSvg({
     title: `dBOT pre-training loss (${dir})`,
     xLabel: "step",
@@ -569,7 +755,7 @@ async function writeLossPlot(
       label: `stage ${i + 1}`,
     })),
   });
-  await Deno.writeTextFile(`${dir}/loss.svg`, svg);
+  await writeTextAtomic(`${dir}/loss.svg`, svg);
 }
 
 /** Types used by tests. */

@@ -17,10 +17,32 @@ export class GpuUnavailableError extends Error {
 /** Thrown when the device reports an error (validation, out of memory, device lost). */
 export class GpuError extends Error {
   /** `message` says what happened and what to try. */
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = "GpuError";
   }
+}
+
+/** What to try after a device loss or an out-of-memory error. */
+export const GPU_FAULT_HINT = "Try a smaller --batch, or --backend cpu.";
+
+/**
+ * `e` as a {@link GpuError} when it is a GPU fault, else null. Besides GpuErrors this
+ * recognises the `OperationError`/`AbortError` DOMExceptions that WebGPU calls such as
+ * `mapAsync` reject with once the device is lost, and gives them the usual hint.
+ */
+export function asGpuError(e: unknown): GpuError | null {
+  if (e instanceof GpuError) return e;
+  if (
+    e instanceof DOMException && (e.name === "OperationError" || e.name === "AbortError")
+  ) {
+    return new GpuError(
+      `WebGPU operation failed (${e.name}: ${e.message}); the device may have been lost. ` +
+        GPU_FAULT_HINT,
+      { cause: e },
+    );
+  }
+  return null;
 }
 
 /** A WGSL compute kernel and the storage buffers it binds. */
@@ -69,8 +91,8 @@ export class GpuContext {
     });
     device.lost.then((info) => {
       if (info.reason !== "destroyed") {
-        this.#lost = `WebGPU device lost (${info.reason}): ${info.message}. ` +
-          "Try a smaller --batch, or --backend cpu.";
+        this.#lost = `WebGPU device lost (${info.reason}): ${info.message || "no detail"}. ` +
+          "The driver may have reset after a timeout or run out of memory. " + GPU_FAULT_HINT;
       }
     });
   }
@@ -115,7 +137,15 @@ export class GpuContext {
       const v = (adapter.limits as unknown as Record<string, number>)[k];
       if (typeof v === "number") requiredLimits[k] = v;
     }
-    const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+    let device: GPUDevice;
+    try {
+      device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
+    } catch (e) {
+      throw new GpuUnavailableError(
+        `Cannot create a WebGPU device on "${adapter.info.description || adapter.info.vendor}" ` +
+          `(${(e as Error).message}); update the GPU driver or use --backend cpu.`,
+      );
+    }
     const info = adapter.info;
     return new GpuContext(device, {
       description: info.description || info.device || "unknown adapter",
@@ -191,9 +221,14 @@ export class GpuContext {
   }
 }
 
-function describeDeviceError(err: GPUError): string {
+/** One device error as a sentence with what to try. */
+export function describeDeviceError(err: GPUError): string {
   if (err instanceof GPUOutOfMemoryError) {
-    return `WebGPU ran out of memory: ${err.message}. Try a smaller --batch or --backend cpu.`;
+    return `WebGPU ran out of memory: ${err.message || "no detail"}. ${GPU_FAULT_HINT}`;
   }
-  return `WebGPU error: ${err.message}`;
+  if (err instanceof GPUInternalError) {
+    return `WebGPU internal error (often memory or a driver limit): ${err.message}. ${GPU_FAULT_HINT}`;
+  }
+  return `WebGPU validation error: ${err.message}. This is a bug in dbot; ` +
+    "please report it with the output of DBOT_DEBUG=1, and use --backend cpu meanwhile.";
 }
