@@ -147,3 +147,54 @@ export {
   type StageInfo,
 } from "./src/train/schedule.ts";
 export { AdamW, type AdamWConfig } from "./src/train/adamw.ts";
+export {
+  type ClassifierOptions,
+  classifierSpecs,
+  layerDecayScale,
+  meanPoolBackward,
+  meanPoolForward,
+  poolMatrix,
+  VitClassifier,
+} from "./src/models/classifier.ts";
+export {
+  batchNormStats,
+  larsStep,
+  linprobeCheckpoint,
+  type LinprobeOptions,
+  type LinprobeResult,
+  type LinprobeRun,
+  trainLinearProbe,
+} from "./src/eval/linprobe.ts";
+export {
+  betaSample,
+  evaluate as evaluateClassifier,
+  finetune,
+  FINETUNE_DEFAULTS,
+  type FinetuneConfig,
+  type FinetuneSummary,
+  mixBatch,
+  type MixOptions,
+  readClassifier,
+  resolveFinetune,
+} from "./src/train/finetune.ts";
+export {
+  type AnalysisReport,
+  analyzeCheckpoints,
+  analyzeEncoder,
+  type AnalyzeOptions,
+  ckaMatrix,
+  type EncoderAnalysis,
+  linearCka,
+  meanAttentionDistance,
+  singularValues,
+  singularValueShare,
+  SV_TOP_K,
+  symmetricEigenvalues,
+} from "./src/eval/analyze.ts";
+export {
+  reproduce,
+  REPRODUCE_BUDGETS,
+  type ReproduceBudget,
+  type ReproduceOptions,
+  type ReproduceRow,
+} from "./src/eval/reproduce.ts";

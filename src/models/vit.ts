@@ -74,6 +74,11 @@ export interface VitEncoderOptions {
   finalNorm: boolean;
   /** Checkpoint-name prefix of this encoder's parameters inside `ps`. */
   prefix?: string;
+  /**
+   * Keep every block's activations (attention maps, block outputs) even without gradients,
+   * for {@link VitEncoder.attention} and {@link VitEncoder.blockOutput} (analysis). Default false.
+   */
+  keepActivations?: boolean;
   /** Debug label. */
   label: string;
 }
@@ -102,6 +107,8 @@ export class VitEncoder {
   readonly #normRstd: Tensor;
   readonly #dres: Tensor | null; // [B, N, D] residual gradient
   readonly #demb: Tensor | null; // [B·L, D]
+  readonly #keep: boolean; // one buffer per residual stream and per block (trainable or keepActivations)
+  readonly #posGrad: boolean; // pos_embed is a trainable row of a set with gradients (fine-tuning)
 
   /** Allocates every buffer once for (B, N). */
   constructor(be: Backend, cfg: VitConfig, ps: ParamSet, opts: VitEncoderOptions) {
@@ -110,6 +117,10 @@ export class VitEncoder {
     this.d = deriveVit(cfg);
     this.opts = { prefix: "", ...opts };
     this.#ps = ps;
+    this.#keep = opts.trainable || opts.keepActivations === true;
+    const posName = `${this.opts.prefix}pos_embed`;
+    this.#posGrad = opts.trainable && ps.grads !== null &&
+      ps.specs.some((s) => s.name === posName && s.trainable);
     const { B, N, trainable, label } = opts;
     const D = cfg.embedDim;
     const L = this.d.numPatches;
@@ -117,10 +128,10 @@ export class VitEncoder {
     this.patches = t([B, L, this.d.patchDim], "patches");
     this.#emb = t([B, L, D], "emb");
     this.#clsFill = t([D], "clsFill");
-    const nx = trainable ? cfg.depth + 1 : Math.min(2, cfg.depth + 1);
+    const nx = this.#keep ? cfg.depth + 1 : Math.min(2, cfg.depth + 1);
     this.#xs = Array.from({ length: nx }, (_, i) => t([B, N, D], `x${i}`));
     this.#bd = { B, N, D, NH: cfg.numHeads, hidden: this.d.hidden };
-    const nActs = cfg.depth === 0 ? 0 : trainable ? cfg.depth : 1;
+    const nActs = cfg.depth === 0 ? 0 : this.#keep ? cfg.depth : 1;
     this.#acts = Array.from(
       { length: nActs },
       (_, i) => allocBlockActs(be, this.#bd, `${label}.block${i}`),
@@ -178,7 +189,7 @@ export class VitEncoder {
           out: this.#x(i + 1),
           inp: this.#x(i),
           w: blockWeights(this.#ps, this.#name(`blocks.${i}`)),
-          acts: this.#acts[this.opts.trainable ? i : 0],
+          acts: this.#acts[this.#keep ? i : 0],
           s: this.#scratch,
           drop: drop?.[i] ?? null,
         },
@@ -252,6 +263,16 @@ export class VitEncoder {
       { dinp: this.#demb, dfill: view(this.#g("cls_token"), 0, [D]), dout: d, index },
       { rows: B * N, C: D },
     );
+    if (this.#posGrad) {
+      // trainable pos_embed (fine-tuning): dpos[0] += Σ cls rows (a second gather backward
+      // rewrites demb with the same values), dpos[1:] += Σ_b demb[b] (a bias-grad over B)
+      const dpos = this.#g("pos_embed");
+      be.gatherRowsBackward(
+        { dinp: this.#demb, dfill: view(dpos, 0, [D]), dout: d, index },
+        { rows: B * N, C: D },
+      );
+      be.biasGrad({ dbias: view(dpos, D, [L * D]), dout: this.#demb }, { rows: B, C: L * D });
+    }
     linearBackward(
       be,
       {
@@ -266,12 +287,45 @@ export class VitEncoder {
     );
   }
 
+  /**
+   * Output of block `i` `[B, N, D]` (before the final norm) from the last forward. Needs an
+   * encoder built `trainable` or with `keepActivations`.
+   */
+  blockOutput(i: number): Tensor {
+    this.#checkKept("blockOutput", i);
+    return this.#xs[i + 1];
+  }
+
+  /**
+   * Softmax attention probabilities of block `i` `[B, NH, N, N]` (row = query) from the last
+   * forward. Needs an encoder built `trainable` or with `keepActivations`.
+   */
+  attention(i: number): Tensor {
+    this.#checkKept("attention", i);
+    return this.#acts[i].att;
+  }
+
+  #checkKept(what: string, i: number): void {
+    if (!this.#keep) {
+      throw new RangeError(
+        `Cannot read ${what}(${i}) of encoder "${this.opts.label}": build it with keepActivations`,
+      );
+    }
+    if (!Number.isInteger(i) || i < 0 || i >= this.cfg.depth) {
+      throw new RangeError(
+        `Cannot read ${what}(${i}) of encoder "${this.opts.label}": blocks are 0..${
+          this.cfg.depth - 1
+        }`,
+      );
+    }
+  }
+
   #last(): number {
-    return this.opts.trainable ? this.cfg.depth : this.cfg.depth % 2;
+    return this.#keep ? this.cfg.depth : this.cfg.depth % 2;
   }
 
   #x(i: number): Tensor {
-    return this.opts.trainable ? this.#xs[i] : this.#xs[i % this.#xs.length];
+    return this.#keep ? this.#xs[i] : this.#xs[i % this.#xs.length];
   }
 
   #name(n: string): string {

@@ -3,6 +3,11 @@
  * with OpenBLAS `sgemm` for matmul when it loads (else a pure-TS GEMM). Ops run eagerly;
  * `submit` is a no-op and `sync` resolves at once.
  *
+ * With `threads > 1` storage lives on `SharedArrayBuffer`s and the non-GEMM ops above a
+ * work threshold run in static shares on a {@link CpuPool} of workers (see `pool.ts`):
+ * the same thread count gives bit-identical results run to run; `threads: 1` runs every
+ * op inline exactly as the single-threaded backend always did.
+ *
  * @module
  */
 import { shapeSize } from "../backend.ts";
@@ -15,7 +20,7 @@ import { biasGrad } from "./ops/bias_grad.ts";
 import { cosineLoss } from "./ops/cosine_loss.ts";
 import { crossEntropyLoss } from "./ops/cross_entropy.ts";
 import { geluBackward, geluForward } from "./ops/gelu.ts";
-import { gradNorm } from "./ops/grad_norm.ts";
+import { clipFactor, gradNorm } from "./ops/grad_norm.ts";
 import {
   mergeHeadsBackward,
   mergeHeadsForward,
@@ -23,7 +28,10 @@ import {
   splitHeadsForward,
 } from "./ops/heads.ts";
 import { layernormBackward, layernormForward } from "./ops/layernorm.ts";
-import { matmulForward } from "./ops/matmul.ts";
+import { matmulEpilogue, matmulForward } from "./ops/matmul.ts";
+import type { MatmulEpilogue } from "./ops/matmul.ts";
+import { CpuPool, K } from "./pool.ts";
+import type { PoolArray } from "./pool.ts";
 import { patchify } from "./ops/patchify.ts";
 import { gatherRowsBackward, gatherRowsForward, scaleRows } from "./ops/rows.ts";
 import { smoothL1Loss } from "./ops/smooth_l1.ts";
@@ -56,7 +64,24 @@ export class CpuStorage implements Storage {
 export interface CpuBackendOptions {
   /** GEMM to use: `"auto"` (OpenBLAS when it loads, default), `"openblas"` (required) or `"ts"`. */
   gemm?: "auto" | "openblas" | "ts";
+  /**
+   * Threads for the non-GEMM ops, the calling one included (default
+   * `navigator.hardwareConcurrency`). 1 runs everything inline; results depend on it
+   * only through the order of column-reduction sums.
+   */
+  threads?: number;
+  /**
+   * Smallest op, in elements touched, that is split across threads (default
+   * {@link DEFAULT_MIN_PARALLEL_WORK}); tests pass 1 to split every op.
+   */
+  minParallelWork?: number;
 }
+
+/**
+ * Default {@link CpuBackendOptions.minParallelWork}: below ~32k elements a worker round
+ * trip (~50 µs) costs more than half the op saves (measured on 2 cores).
+ */
+export const DEFAULT_MIN_PARALLEL_WORK = 32768;
 
 /**
  * The CPU backend.
@@ -74,18 +99,75 @@ export interface CpuBackendOptions {
 export class CpuBackend implements Backend {
   /** Always `"cpu"`. */
   readonly name = "cpu" as const;
-  /** Which GEMM runs matmul, e.g. `"cpu with OpenBLAS (libopenblas.so.0, 2 threads)"`. */
-  readonly description: string;
   readonly #gemm: Gemm;
   readonly #sgemm: Gemm["sgemm"];
+  readonly #epilogue: MatmulEpilogue;
+  readonly #pool: CpuPool | null;
+  readonly #noPool: string;
+  readonly #minWork: number;
   #disposed = false;
 
-  /** Loads the GEMM (`options.gemm`, default `"auto"`). */
+  /**
+   * Loads the GEMM (`options.gemm`, default `"auto"`) and, with more than one thread,
+   * prepares the worker pool (workers start on the first op big enough to split).
+   */
   constructor(options: CpuBackendOptions = {}) {
     this.#gemm = loadGemm(options.gemm ?? "auto");
     const gemm = this.#gemm;
     this.#sgemm = (args) => gemm.sgemm(args);
-    this.description = `cpu with ${gemm.name}`;
+    const threads = options.threads ?? navigator.hardwareConcurrency ?? 1;
+    if (!Number.isInteger(threads) || threads < 1) {
+      throw new RangeError(
+        `Cannot create CpuBackend: threads must be an integer >= 1, current value is ${threads}`,
+      );
+    }
+    this.#minWork = options.minParallelWork ?? DEFAULT_MIN_PARALLEL_WORK;
+    const pool = threads > 1 ? CpuPool.create(threads) : null;
+    this.#pool = pool instanceof CpuPool ? pool : null;
+    this.#noPool = pool && !(pool instanceof CpuPool) ? pool.reason : "";
+    this.#epilogue = (bufs, dims) => {
+      const { c, bias, pre } = bufs;
+      const b: PoolArray[] = [c as Float32Array];
+      if (bias) b.push(bias as Float32Array);
+      if (pre) b.push(pre as Float32Array);
+      const p = [dims.N, bias ? 1 : 0, pre ? 1 : 0, dims.gelu ? 1 : 0];
+      if (!this.#par(K.matmulEpilogue, b, p, dims.M, dims.M * dims.N)) matmulEpilogue(bufs, dims);
+    };
+  }
+
+  /**
+   * Which GEMM runs matmul and how many threads run the other ops, e.g.
+   * `"cpu with OpenBLAS (libopenblas.so.0, 2 threads), 2 op threads"`.
+   */
+  get description(): string {
+    const pool = this.#pool;
+    const why = pool?.broken ?? this.#noPool;
+    const threads = pool && !pool.broken ? `${pool.threads} op threads` : "1 op thread";
+    return `cpu with ${this.#gemm.name}, ${threads}${why ? ` (workers unavailable: ${why})` : ""}`;
+  }
+
+  /** Threads the non-GEMM ops run on (1 when the pool is off or fell back). */
+  get threads(): number {
+    const pool = this.#pool;
+    return pool && !pool.broken ? pool.threads : 1;
+  }
+
+  /**
+   * Runs pool kernel `op` in static shares when the pool is on and `work` (elements
+   * touched) reaches the threshold; false means "run it inline".
+   */
+  #par(
+    op: number,
+    bufs: readonly PoolArray[],
+    params: readonly number[],
+    units: number,
+    work: number,
+  ): boolean {
+    const pool = this.#pool;
+    if (pool === null || work < this.#minWork || !(units >= 2) || !Number.isInteger(units)) {
+      return false;
+    }
+    return pool.run(op, bufs, params, units);
   }
 
   // ---- views ----------------------------------------------------------------
@@ -139,7 +221,9 @@ export class CpuBackend implements Backend {
       throw new TypeError(`Cannot create tensor "${label}": the backend was disposed`);
     }
     const size = shapeSize(shape);
-    const data = dtype === "i32" ? new Int32Array(size) : new Float32Array(size);
+    // Shared memory only when a pool may read it: SABs cost a little more to create.
+    const buf = this.#pool ? new SharedArrayBuffer(4 * size) : new ArrayBuffer(4 * size);
+    const data = dtype === "i32" ? new Int32Array(buf) : new Float32Array(buf);
     return { storage: new CpuStorage(data, label), offset: 0, shape: [...shape], size, dtype };
   }
 
@@ -189,9 +273,10 @@ export class CpuBackend implements Backend {
     return Promise.resolve();
   }
 
-  /** Marks the backend disposed; later ops throw. Storage is freed by the GC. */
+  /** Marks the backend disposed and stops its workers; later ops throw. Storage is freed by the GC. */
   dispose(): void {
     this.#disposed = true;
+    this.#pool?.dispose();
   }
 
   // ---- dense --------------------------------------------------------------------
@@ -214,6 +299,7 @@ export class CpuBackend implements Backend {
       },
       dims,
       this.#sgemm,
+      this.#epilogue,
     );
   }
 
@@ -223,13 +309,16 @@ export class CpuBackend implements Backend {
     dims: { rows: number; C: number },
   ): void {
     const op = "biasGrad";
-    biasGrad(
-      {
-        dbias: this.#f32(op, "dbias", dbias, dims.C),
-        dout: this.#f32(op, "dout", dout, dims.rows * dims.C),
-      },
-      dims,
-    );
+    const db = this.#f32(op, "dbias", dbias, dims.C);
+    const d = this.#f32(op, "dout", dout, dims.rows * dims.C);
+    const { rows, C } = dims;
+    const T = this.#pool?.threads ?? 1;
+    const part = this.#pool?.scratch(T * C);
+    if (part && C >= 1 && this.#par(K.biasGrad, [part, d], [C], rows, rows * C)) {
+      addPartials(db, part, T, C);
+      return;
+    }
+    biasGrad({ dbias: db, dout: d }, dims);
   }
 
   // ---- elementwise ----------------------------------------------------------------
@@ -237,29 +326,35 @@ export class CpuBackend implements Backend {
   /** See {@link Backend.add}. */
   add({ out, a, b }: { out: Tensor; a: Tensor; b: Tensor }): void {
     const op = "add";
-    add({
-      out: this.#f32(op, "out", out, a.size),
-      a: this.#f32(op, "a", a),
-      b: this.#f32(op, "b", b),
-    });
+    const o = this.#f32(op, "out", out, a.size);
+    const x = this.#f32(op, "a", a);
+    const y = this.#f32(op, "b", b);
+    const [n, m] = [x.length, y.length];
+    // Same size: split elements; broadcast: split whole copies of b.
+    const unit = m === n ? 1 : m;
+    if (m > 0 && n % m === 0 && this.#par(K.add, [o, x, y], [unit], n / unit, n)) return;
+    add({ out: o, a: x, b: y });
   }
 
   /** See {@link Backend.gelu}. */
   gelu({ out, inp }: { out: Tensor; inp: Tensor }): void {
-    geluForward({
-      out: this.#f32("gelu", "out", out, inp.size),
-      inp: this.#f32("gelu", "inp", inp),
-    });
+    const o = this.#f32("gelu", "out", out, inp.size);
+    const i = this.#f32("gelu", "inp", inp);
+    if (this.#par(K.gelu, [o, i], [], i.length, 4 * i.length)) return;
+    geluForward({ out: o, inp: i });
   }
 
   /** See {@link Backend.geluBackward}. */
   geluBackward({ dinp, dout, inp }: { dinp: Tensor; dout: Tensor; inp: Tensor }): void {
     const op = "geluBackward";
-    geluBackward({
+    const bufs = {
       dinp: this.#f32(op, "dinp", dinp, inp.size),
       dout: this.#f32(op, "dout", dout, inp.size),
       inp: this.#f32(op, "inp", inp),
-    });
+    };
+    const n = inp.size;
+    if (this.#par(K.geluBackward, [bufs.dinp, bufs.dout, bufs.inp], [], n, 4 * n)) return;
+    geluBackward(bufs);
   }
 
   /** See {@link Backend.scaleRows}. */
@@ -269,14 +364,13 @@ export class CpuBackend implements Backend {
   ): void {
     const op = "scaleRows";
     const n = dims.rows * dims.C;
-    scaleRows(
-      {
-        out: this.#f32(op, "out", out, n),
-        inp: this.#f32(op, "inp", inp, n),
-        scale: this.#f32(op, "scale", scale, dims.rows),
-      },
-      dims,
-    );
+    const bufs = {
+      out: this.#f32(op, "out", out, n),
+      inp: this.#f32(op, "inp", inp, n),
+      scale: this.#f32(op, "scale", scale, dims.rows),
+    };
+    if (this.#par(K.scaleRows, [bufs.out, bufs.inp, bufs.scale], [dims.C], dims.rows, n)) return;
+    scaleRows(bufs, dims);
   }
 
   // ---- normalisation --------------------------------------------------------------
@@ -295,17 +389,17 @@ export class CpuBackend implements Backend {
   ): void {
     const op = "layernorm";
     const { rows, C } = dims;
-    layernormForward(
-      {
-        out: this.#f32(op, "out", out, rows * C),
-        mean: this.#f32(op, "mean", mean, rows),
-        rstd: this.#f32(op, "rstd", rstd, rows),
-        inp: this.#f32(op, "inp", inp, rows * C),
-        weight: this.#f32(op, "weight", weight, C),
-        bias: this.#f32(op, "bias", bias, C),
-      },
-      dims,
-    );
+    const b = {
+      out: this.#f32(op, "out", out, rows * C),
+      mean: this.#f32(op, "mean", mean, rows),
+      rstd: this.#f32(op, "rstd", rstd, rows),
+      inp: this.#f32(op, "inp", inp, rows * C),
+      weight: this.#f32(op, "weight", weight, C),
+      bias: this.#f32(op, "bias", bias, C),
+    };
+    const list = [b.out, b.mean, b.rstd, b.inp, b.weight, b.bias];
+    if (this.#par(K.layernorm, list, [C, dims.eps], rows, 2 * rows * C)) return;
+    layernormForward(b, dims);
   }
 
   /** See {@link Backend.layernormBackward}. */
@@ -324,19 +418,36 @@ export class CpuBackend implements Backend {
   ): void {
     const op = "layernormBackward";
     const { rows, C } = dims;
-    layernormBackward(
-      {
-        dinp: this.#f32(op, "dinp", dinp, rows * C),
-        dweight: this.#f32(op, "dweight", dweight, C),
-        dbias: this.#f32(op, "dbias", dbias, C),
-        dout: this.#f32(op, "dout", dout, rows * C),
-        inp: this.#f32(op, "inp", inp, rows * C),
-        weight: this.#f32(op, "weight", weight, C),
-        mean: this.#f32(op, "mean", mean, rows),
-        rstd: this.#f32(op, "rstd", rstd, rows),
-      },
-      dims,
-    );
+    const b = {
+      dinp: this.#f32(op, "dinp", dinp, rows * C),
+      dweight: this.#f32(op, "dweight", dweight, C),
+      dbias: this.#f32(op, "dbias", dbias, C),
+      dout: this.#f32(op, "dout", dout, rows * C),
+      inp: this.#f32(op, "inp", inp, rows * C),
+      weight: this.#f32(op, "weight", weight, C),
+      mean: this.#f32(op, "mean", mean, rows),
+      rstd: this.#f32(op, "rstd", rstd, rows),
+    };
+    const T = this.#pool?.threads ?? 1;
+    // partials (T, 2, C): share t's dweight then dbias sums, added here in share order
+    const part = this.#pool?.scratch(2 * T * C);
+    if (part && C >= 1) {
+      const list = [b.dinp, part, b.dout, b.inp, b.weight, b.mean, b.rstd];
+      if (this.#par(K.layernormBackward, list, [C, dims.accumulate ? 1 : 0], rows, 3 * rows * C)) {
+        for (let c = 0; c < C; c++) {
+          let sw = 0;
+          let sb = 0;
+          for (let t = 0; t < T; t++) {
+            sw += part[2 * t * C + c];
+            sb += part[(2 * t + 1) * C + c];
+          }
+          b.dweight[c] += sw;
+          b.dbias[c] += sb;
+        }
+        return;
+      }
+    }
+    layernormBackward(b, dims);
   }
 
   /** See {@link Backend.standardizeRows}. */
@@ -346,7 +457,12 @@ export class CpuBackend implements Backend {
   ): void {
     const op = "standardizeRows";
     const n = dims.rows * dims.C;
-    standardizeRows({ out: this.#f32(op, "out", out, n), inp: this.#f32(op, "inp", inp, n) }, dims);
+    const o = this.#f32(op, "out", out, n);
+    const i = this.#f32(op, "inp", inp, n);
+    if (dims.C >= 2 && this.#par(K.standardizeRows, [o, i], [dims.C, dims.eps], dims.rows, n)) {
+      return;
+    }
+    standardizeRows({ out: o, inp: i }, dims);
   }
 
   // ---- attention --------------------------------------------------------------------
@@ -358,7 +474,10 @@ export class CpuBackend implements Backend {
   ): void {
     const op = "softmax";
     const n = dims.rows * dims.C;
-    softmaxForward({ out: this.#f32(op, "out", out, n), inp: this.#f32(op, "inp", inp, n) }, dims);
+    const o = this.#f32(op, "out", out, n);
+    const i = this.#f32(op, "inp", inp, n);
+    if (this.#par(K.softmax, [o, i], [dims.C, dims.scale], dims.rows, 2 * n)) return;
+    softmaxForward({ out: o, inp: i }, dims);
   }
 
   /** See {@link Backend.softmaxBackward}. */
@@ -368,14 +487,14 @@ export class CpuBackend implements Backend {
   ): void {
     const op = "softmaxBackward";
     const n = dims.rows * dims.C;
-    softmaxBackward(
-      {
-        dinp: this.#f32(op, "dinp", dinp, n),
-        dout: this.#f32(op, "dout", dout, n),
-        out: this.#f32(op, "out", out, n),
-      },
-      dims,
-    );
+    const b = {
+      dinp: this.#f32(op, "dinp", dinp, n),
+      dout: this.#f32(op, "dout", dout, n),
+      out: this.#f32(op, "out", out, n),
+    };
+    const p = [dims.C, dims.scale];
+    if (this.#par(K.softmaxBackward, [b.dinp, b.dout, b.out], p, dims.rows, 3 * n)) return;
+    softmaxBackward(b, dims);
   }
 
   /** See {@link Backend.splitHeads}. */
@@ -385,15 +504,15 @@ export class CpuBackend implements Backend {
   ): void {
     const op = "splitHeads";
     const n = dims.B * dims.N * dims.NH * dims.HS;
-    splitHeadsForward(
-      {
-        q: this.#f32(op, "q", q, n),
-        k: this.#f32(op, "k", k, n),
-        v: this.#f32(op, "v", v, n),
-        qkv: this.#f32(op, "qkv", qkv, 3 * n),
-      },
-      dims,
-    );
+    const b = {
+      q: this.#f32(op, "q", q, n),
+      k: this.#f32(op, "k", k, n),
+      v: this.#f32(op, "v", v, n),
+      qkv: this.#f32(op, "qkv", qkv, 3 * n),
+    };
+    const p = [dims.N, dims.NH, dims.HS];
+    if (this.#par(K.splitHeads, [b.q, b.k, b.v, b.qkv], p, dims.B, 6 * n)) return;
+    splitHeadsForward(b, dims);
   }
 
   /** See {@link Backend.splitHeadsBackward}. */
@@ -403,15 +522,15 @@ export class CpuBackend implements Backend {
   ): void {
     const op = "splitHeadsBackward";
     const n = dims.B * dims.N * dims.NH * dims.HS;
-    splitHeadsBackward(
-      {
-        dqkv: this.#f32(op, "dqkv", dqkv, 3 * n),
-        dq: this.#f32(op, "dq", dq, n),
-        dk: this.#f32(op, "dk", dk, n),
-        dv: this.#f32(op, "dv", dv, n),
-      },
-      dims,
-    );
+    const b = {
+      dqkv: this.#f32(op, "dqkv", dqkv, 3 * n),
+      dq: this.#f32(op, "dq", dq, n),
+      dk: this.#f32(op, "dk", dk, n),
+      dv: this.#f32(op, "dv", dv, n),
+    };
+    const p = [dims.N, dims.NH, dims.HS];
+    if (this.#par(K.splitHeadsBackward, [b.dqkv, b.dq, b.dk, b.dv], p, dims.B, 6 * n)) return;
+    splitHeadsBackward(b, dims);
   }
 
   /** See {@link Backend.mergeHeads}. */
@@ -421,10 +540,10 @@ export class CpuBackend implements Backend {
   ): void {
     const op = "mergeHeads";
     const n = dims.B * dims.N * dims.NH * dims.HS;
-    mergeHeadsForward(
-      { out: this.#f32(op, "out", out, n), inp: this.#f32(op, "inp", inp, n) },
-      dims,
-    );
+    const o = this.#f32(op, "out", out, n);
+    const i = this.#f32(op, "inp", inp, n);
+    if (this.#par(K.mergeHeads, [o, i], [dims.N, dims.NH, dims.HS], dims.B, 2 * n)) return;
+    mergeHeadsForward({ out: o, inp: i }, dims);
   }
 
   /** See {@link Backend.mergeHeadsBackward}. */
@@ -434,10 +553,12 @@ export class CpuBackend implements Backend {
   ): void {
     const op = "mergeHeadsBackward";
     const n = dims.B * dims.N * dims.NH * dims.HS;
-    mergeHeadsBackward(
-      { dinp: this.#f32(op, "dinp", dinp, n), dout: this.#f32(op, "dout", dout, n) },
-      dims,
-    );
+    const di = this.#f32(op, "dinp", dinp, n);
+    const d = this.#f32(op, "dout", dout, n);
+    if (this.#par(K.mergeHeadsBackward, [di, d], [dims.N, dims.NH, dims.HS], dims.B, 2 * n)) {
+      return;
+    }
+    mergeHeadsBackward({ dinp: di, dout: d }, dims);
   }
 
   // ---- rows -----------------------------------------------------------------------------
@@ -448,15 +569,16 @@ export class CpuBackend implements Backend {
     dims: { rows: number; C: number },
   ): void {
     const op = "gatherRows";
-    gatherRowsForward(
-      {
-        out: this.#f32(op, "out", out, dims.rows * dims.C),
-        inp: this.#f32(op, "inp", inp),
-        index: this.#i32(op, "index", index, dims.rows),
-        fill: fill && this.#f32(op, "fill", fill, dims.C),
-      },
-      dims,
-    );
+    const b = {
+      out: this.#f32(op, "out", out, dims.rows * dims.C),
+      inp: this.#f32(op, "inp", inp),
+      index: this.#i32(op, "index", index, dims.rows),
+      fill: fill && this.#f32(op, "fill", fill, dims.C),
+    };
+    const list: PoolArray[] = [b.out, b.inp, b.index];
+    if (b.fill) list.push(b.fill);
+    if (this.#par(K.gatherRows, list, [dims.C], dims.rows, 2 * dims.rows * dims.C)) return;
+    gatherRowsForward(b, dims);
   }
 
   /** See {@link Backend.gatherRowsBackward}. */
@@ -483,7 +605,12 @@ export class CpuBackend implements Backend {
   ): void {
     const op = "patchify";
     const n = dims.B * dims.C * dims.H * dims.W;
-    patchify({ out: this.#f32(op, "out", out, n), inp: this.#f32(op, "inp", inp, n) }, dims);
+    const o = this.#f32(op, "out", out, n);
+    const i = this.#f32(op, "inp", inp, n);
+    const { C, H, W, P } = dims;
+    const ok = Number.isInteger(P) && P >= 1 && H % P === 0 && W % P === 0;
+    if (ok && this.#par(K.patchify, [o, i], [C, H, W, P], dims.B, 2 * n)) return;
+    patchify({ out: o, inp: i }, dims);
   }
 
   // ---- losses ------------------------------------------------------------------------------
@@ -569,14 +696,22 @@ export class CpuBackend implements Backend {
     dims: { maxNorm: number },
   ): void {
     const op = "gradNorm";
-    gradNorm(
-      {
-        norm: this.#f32(op, "norm", norm, 1),
-        clipScale: this.#f32(op, "clipScale", clipScale, 1),
-        grad: this.#f32(op, "grad", grad),
-      },
-      dims,
-    );
+    const b = {
+      norm: this.#f32(op, "norm", norm, 1),
+      clipScale: this.#f32(op, "clipScale", clipScale, 1),
+      grad: this.#f32(op, "grad", grad),
+    };
+    const T = this.#pool?.threads ?? 1;
+    const part = this.#pool?.scratch(T);
+    const n = b.grad.length;
+    if (part && dims.maxNorm > 0 && this.#par(K.gradNorm, [part, b.grad], [], n, n)) {
+      let ss = 0;
+      for (let t = 0; t < T; t++) ss += part[t];
+      b.norm[0] = Math.sqrt(ss);
+      b.clipScale[0] = clipFactor(b.norm[0], dims.maxNorm);
+      return;
+    }
+    gradNorm(b, dims);
   }
 
   /** See {@link Backend.adamw}. */
@@ -595,17 +730,28 @@ export class CpuBackend implements Backend {
     const op = "adamw";
     const n = param.size;
     const S = offsets.size - 1;
-    adamw(
-      {
-        param: this.#f32(op, "param", param),
-        grad: this.#f32(op, "grad", grad, n),
-        m: this.#f32(op, "m", m, n),
-        v: this.#f32(op, "v", v, n),
-        offsets: this.#i32(op, "offsets", offsets),
-        hyper: this.#f32(op, "hyper", hyper, 2 * S),
-        clipScale: clipScale && this.#f32(op, "clipScale", clipScale, 1),
-      },
-      dims,
-    );
+    const b = {
+      param: this.#f32(op, "param", param),
+      grad: this.#f32(op, "grad", grad, n),
+      m: this.#f32(op, "m", m, n),
+      v: this.#f32(op, "v", v, n),
+      offsets: this.#i32(op, "offsets", offsets),
+      hyper: this.#f32(op, "hyper", hyper, 2 * S),
+      clipScale: clipScale && this.#f32(op, "clipScale", clipScale, 1),
+    };
+    const list: PoolArray[] = [b.param, b.grad, b.m, b.v, b.offsets, b.hyper];
+    if (b.clipScale) list.push(b.clipScale);
+    const p = [dims.lr, dims.beta1, dims.beta2, dims.eps, dims.step];
+    if (this.#par(K.adamw, list, p, n, 4 * n)) return;
+    adamw(b, dims);
+  }
+}
+
+/** `dst[c] += Σ_t part[t·C + c]`, summed in f64 in share order (deterministic for a given T). */
+function addPartials(dst: Float32Array, part: Float64Array, T: number, C: number): void {
+  for (let c = 0; c < C; c++) {
+    let sum = 0;
+    for (let t = 0; t < T; t++) sum += part[t * C + c];
+    dst[c] += sum;
   }
 }

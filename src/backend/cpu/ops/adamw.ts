@@ -26,7 +26,8 @@ export interface AdamwDims {
  * `hyper[s] = (lrScale, weightDecay)`. Per element: `g = grad·clipScale[0]` (if given);
  * `p −= lr·lrScale·wd·p`; `m = β1·m + (1−β1)·g`; `v = β2·v + (1−β2)·g²`;
  * `p −= lr·lrScale·(m/(1−β1ᵗ)) / (sqrt(v/(1−β2ᵗ)) + eps)`. Elements outside every
- * segment are left alone.
+ * segment are left alone. With `range`, only elements `[range.lo, range.hi)` are updated
+ * (the CPU pool's static shares); every element's update is the same either way.
  *
  * @example
  * ```ts
@@ -49,6 +50,7 @@ export function adamw(
     clipScale?: FloatArray;
   },
   { lr, beta1, beta2, eps, step }: AdamwDims,
+  range?: { lo: number; hi: number },
 ): void {
   // param, grad, m, v: (n); offsets: (S+1); hyper: (S, 2); clipScale: (1)
   const op = "adamw";
@@ -79,13 +81,21 @@ export function adamw(
       );
     }
   }
+  const from = range ? range.lo : 0;
+  const to = range ? range.hi : n;
+  if (!(Number.isInteger(from) && Number.isInteger(to) && 0 <= from && from <= to && to <= n)) {
+    throw new RangeError(
+      `Cannot run ${op}: range must satisfy 0 <= lo <= hi <= ${n}, current value is [${from}, ${to})`,
+    );
+  }
   const clip = clipScale ? clipScale[0] : 1;
   const bc1 = 1 - Math.pow(beta1, step);
   const bc2 = 1 - Math.pow(beta2, step);
   for (let s = 0; s < S; s++) {
     const slr = lr * hyper[2 * s];
     const decay = 1 - slr * hyper[2 * s + 1];
-    for (let i = offsets[s]; i < offsets[s + 1]; i++) {
+    const end = Math.min(offsets[s + 1], to);
+    for (let i = Math.max(offsets[s], from); i < end; i++) {
       const g = grad[i] * clip;
       const mi = beta1 * m[i] + (1 - beta1) * g;
       const vi = beta2 * v[i] + (1 - beta2) * g * g;

@@ -27,9 +27,35 @@ export function gradNorm(
   if (!(maxNorm > 0)) {
     throw new RangeError(`Cannot run gradNorm: maxNorm must be > 0, current value is ${maxNorm}`);
   }
+  const n = Math.sqrt(sumOfSquares(grad));
+  norm[0] = n;
+  clipScale[0] = clipFactor(n, maxNorm);
+}
+
+/**
+ * `Σ grad²` summed in f64, in index order (the CPU pool sums per-share partials of it).
+ *
+ * @example
+ * ```ts
+ * import { sumOfSquares } from "./grad_norm.ts";
+ * sumOfSquares(new Float32Array([3, 4])); // 25
+ * ```
+ */
+export function sumOfSquares(grad: FloatArray): number {
   let ss = 0;
   for (let i = 0; i < grad.length; i++) ss += grad[i] * grad[i];
-  const n = Math.sqrt(ss);
-  norm[0] = n;
-  clipScale[0] = Math.min(1, maxNorm / (n + 1e-6));
+  return ss;
+}
+
+/**
+ * The clipping factor `min(1, maxNorm/(norm + 1e-6))` of torch `clip_grad_norm_`.
+ *
+ * @example
+ * ```ts
+ * import { clipFactor } from "./grad_norm.ts";
+ * clipFactor(5, 1); // ≈ 0.2
+ * ```
+ */
+export function clipFactor(norm: number, maxNorm: number): number {
+  return Math.min(1, maxNorm / (norm + 1e-6));
 }

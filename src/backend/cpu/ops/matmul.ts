@@ -34,6 +34,7 @@ export interface MatmulOpDims {
  * `out[M,N] (=|+=) epilogue(op(a)[M,K]·op(b)[K,N] + bias[N])`, `batch` times; per batch
  * `a`, `b`, `out` (and `pre`) advance by one matrix, `bias` is shared. With `gelu`,
  * `out = gelu(z)` and `pre = z` when given. `accumulate` and `gelu` exclude each other.
+ * `epilogue` does the bias and GELU part per product (the backend passes a parallel one).
  *
  * @example
  * ```ts
@@ -54,6 +55,7 @@ export function matmulForward(
   { M, N, K, transA = false, transB = false, batch = 1, accumulate = false, gelu = false }:
     MatmulOpDims,
   gemm: (args: GemmArgs) => void = gemmTs,
+  epilogue: MatmulEpilogue = matmulEpilogue,
 ): void {
   // out, pre: (batch, M, N); a: (batch, M, K) or (batch, K, M); b: (batch, K, N) or (batch, N, K)
   const op = "matmul";
@@ -91,14 +93,42 @@ export function matmulForward(
         ldc: N,
       });
     }
-    if (bias) {
-      for (let r = 0; r < M; r++) {
-        for (let j = 0; j < N; j++) c[r * N + j] += bias[j];
-      }
+    if (bias || gelu) {
+      epilogue({ c, bias, pre: pre?.subarray(i * mn, (i + 1) * mn) }, { M, N, gelu });
     }
-    if (gelu) {
-      if (pre) pre.set(c, i * mn);
-      geluForward({ out: c, inp: c });
+  }
+}
+
+/** The bias/GELU epilogue of {@link matmulForward} (see {@link matmulEpilogue}). */
+export type MatmulEpilogue = (
+  bufs: { c: FloatArray; bias?: FloatArray; pre?: FloatArray },
+  dims: { M: number; N: number; gelu: boolean },
+) => void;
+
+/**
+ * The epilogue of one product `c [M, N]`: `c += bias` (per row), then with `gelu`
+ * `pre = c` (when given) and `c = gelu(c)`. Rows are independent, so any row range
+ * of `c` and `pre` can be done separately (the CPU pool splits it by rows).
+ *
+ * @example
+ * ```ts
+ * import { matmulEpilogue } from "./matmul.ts";
+ * const c = new Float32Array([1, -1]);
+ * matmulEpilogue({ c, bias: new Float32Array([0.5, 0.5]) }, { M: 1, N: 2, gelu: true });
+ * ```
+ */
+export function matmulEpilogue(
+  { c, bias, pre }: { c: FloatArray; bias?: FloatArray; pre?: FloatArray },
+  { M, N, gelu }: { M: number; N: number; gelu: boolean },
+): void {
+  // c, pre: (M, N); bias: (N)
+  if (bias) {
+    for (let r = 0; r < M; r++) {
+      for (let j = 0; j < N; j++) c[r * N + j] += bias[j];
     }
+  }
+  if (gelu) {
+    if (pre) pre.set(c);
+    geluForward({ out: c, inp: c });
   }
 }

@@ -1,0 +1,102 @@
+/**
+ * A CPU pool worker (see `pool.ts` for the protocol): waits on the shared control block,
+ * runs its static share of each command with the same raw ops as the main thread, and
+ * returns to its event loop only to pick up buffer registrations or to exit when idle.
+ *
+ * @module
+ */
+/// <reference no-default-lib="true" />
+/// <reference lib="deno.worker" />
+import {
+  BUF,
+  CHUNKS,
+  ERROR,
+  EXIT_OP,
+  IDLE_EXIT_MS,
+  KERNELS,
+  MAX_PARAMS,
+  MAX_THREADS,
+  NBUF,
+  NEXT,
+  OP,
+  PARAMS_BYTE,
+  type PoolArray,
+  REG_GEN,
+  type RegisterMessage,
+  runShares,
+  SEQ,
+  STATE,
+  writeError,
+} from "./pool.ts";
+
+const buffers = new Map<number, SharedArrayBuffer>();
+let control: SharedArrayBuffer;
+let ctrl: Int32Array;
+let params: Float64Array;
+let share = 0;
+let seen = 0;
+let gen = 0;
+
+function view(i: number): PoolArray {
+  const o = BUF + 4 * i;
+  const sab = buffers.get(ctrl[o]);
+  if (!sab) throw new Error(`CPU pool worker ${share} has no buffer ${ctrl[o]}`);
+  const [dtype, offset, length] = [ctrl[o + 1], ctrl[o + 2], ctrl[o + 3]];
+  if (dtype === 0) return new Float32Array(sab, 4 * offset, length);
+  if (dtype === 1) return new Float64Array(sab, 8 * offset, length);
+  return new Int32Array(sab, 4 * offset, length);
+}
+
+function runCommand(): void {
+  const bufs: PoolArray[] = [];
+  for (let i = 0; i < ctrl[NBUF]; i++) bufs.push(view(i));
+  runShares(ctrl, KERNELS[ctrl[OP]], bufs, params, share);
+}
+
+/** Runs commands until one needs registrations this worker lacks, or it exits. */
+function loop(): void {
+  for (;;) {
+    const s = Atomics.load(ctrl, SEQ);
+    if (s === seen) {
+      const r = Atomics.wait(ctrl, SEQ, seen, IDLE_EXIT_MS);
+      // Idle too long and not claimed (1 → 0): exit so the process can end.
+      if (
+        r === "timed-out" && Atomics.compareExchange(ctrl, STATE + share, 1, 0) === 1
+      ) {
+        self.close();
+        return;
+      }
+      continue;
+    }
+    if (ctrl[OP] === EXIT_OP) {
+      self.close();
+      return;
+    }
+    if (Atomics.load(ctrl, REG_GEN) > gen) return; // the message handler re-enters
+    seen = s;
+    try {
+      runCommand();
+    } catch (e) {
+      Atomics.store(ctrl, NEXT, ctrl[CHUNKS]); // the others stop claiming chunks
+      writeError(control, `CPU pool worker ${share}: ${(e as Error)?.message ?? e}`);
+      Atomics.store(ctrl, ERROR, 1);
+    }
+    Atomics.store(ctrl, STATE + share, 1);
+    Atomics.notify(ctrl, STATE + share);
+  }
+}
+
+self.onmessage = (e: MessageEvent<RegisterMessage>) => {
+  const msg = e.data;
+  if (msg.control) {
+    control = msg.control;
+    ctrl = new Int32Array(control, 0, STATE + MAX_THREADS);
+    params = new Float64Array(control, PARAMS_BYTE, MAX_PARAMS);
+    share = msg.share!;
+    seen = msg.seen!;
+  }
+  for (const [id, sab] of msg.add) buffers.set(id, sab);
+  for (const id of msg.drop) buffers.delete(id);
+  gen = Math.max(gen, msg.gen);
+  loop();
+};

@@ -1,0 +1,493 @@
+/**
+ * End-to-end fine-tuning of a pre-trained encoder (DBOT_SPEC.md "Downstream recipes",
+ * MAE/BEiT `main_finetune.py` scaled to small data):
+ *
+ *   encoder ← checkpoint; mean pool of patch tokens → fc_norm → head (std 0.01)
+ *   AdamW (0.9, 0.999), wd 0.05 (not on 1-D params, pos_embed, cls_token)
+ *   lr = baseLr × batch/256, per-iteration warmup + cosine to minLr,
+ *   layer-wise LR decay decay^(depth+1−id), drop path, label smoothing,
+ *   mixup / cutmix (timm `Mixup`, batch mode, switch prob 0.5) as soft targets.
+ *
+ * Train view: RandomResizedCrop + flip ({@link ImagePipeline.train}); eval view: resize +
+ * centre crop. Writes `<runsDir>/<name>/classifier.safetensors` (encoder names without
+ * `norm.*`, plus `fc_norm.*` / `head.*`) and `summary.json`.
+ *
+ * @module
+ */
+import type { Backend } from "../backend/backend.ts";
+import { openDataset } from "../data/dataset.ts";
+import { IMAGENET_MEAN, IMAGENET_STD } from "../eval/embed.ts";
+import {
+  type Checkpoint,
+  CheckpointError,
+  inferVitConfig,
+  readCheckpoint,
+  vitWeights,
+  writeCheckpoint,
+} from "../io/checkpoint.ts";
+import { classifierSpecs, layerDecayScale, VitClassifier } from "../models/classifier.ts";
+import type { VitConfig } from "../models/config.ts";
+import { Rng } from "../util/rng.ts";
+import { AdamW } from "./adamw.ts";
+import { channelStats, deriveSeed, ImagePipeline, permutation } from "./data.ts";
+import { effectiveLr, lrAt } from "./schedule.ts";
+
+/** Everything a fine-tuning run needs (saved in the classifier's metadata). */
+export interface FinetuneConfig {
+  /** Pre-trained encoder checkpoint (timm names). */
+  checkpoint: string;
+  /** Dataset: `shapes`, `fashion-mnist[:DIR]` or a directory of class folders. */
+  data: string;
+  /** Run name: outputs go to `<runsDir>/<name>/`. */
+  name: string;
+  /** Parent directory of runs. */
+  runsDir: string;
+  /** Epochs over the training images. */
+  epochs: number;
+  /** Linear warmup epochs. */
+  warmupEpochs: number;
+  /** Images per step. */
+  batch: number;
+  /** Base LR; effective = baseLr × batch / 256 (reference 3e-4 at ImageNet scale; 1e-3 for small data). */
+  baseLr: number;
+  /** Final LR of the cosine. */
+  minLr: number;
+  /** AdamW weight decay (not on 1-D params, pos_embed, cls_token). */
+  weightDecay: number;
+  /** Layer-wise LR decay factor (0.65 ViT-B, 0.75 ViT-L/H and small models). */
+  layerDecay: number;
+  /** Stochastic depth rate. */
+  dropPath: number;
+  /** Label smoothing. */
+  smoothing: number;
+  /** Mixup Beta(α, α); 0: off. */
+  mixup: number;
+  /** CutMix Beta(α, α); 0: off. */
+  cutmix: number;
+  /** Probability of CutMix instead of mixup when both are on. */
+  switchProb: number;
+  /** Train on the first N training images (0: all). */
+  trainLimit: number;
+  /** Evaluate on the first N test images (0: all). */
+  testLimit: number;
+  /** Heads when the checkpoint does not store them (0: stored or D/64). */
+  heads: number;
+  /** Seed of the head init, data order, augmentation, mixup and drop path. */
+  seed: number;
+  /** Steps between loss readbacks (log lines). */
+  logEvery: number;
+  /** Write the classifier checkpoint. */
+  save: boolean;
+}
+
+/** The defaults (small-data settings; reference values in the field docs). */
+export const FINETUNE_DEFAULTS: Readonly<FinetuneConfig> = Object.freeze({
+  checkpoint: "",
+  data: "shapes",
+  name: "finetune",
+  runsDir: "runs",
+  epochs: 10,
+  warmupEpochs: 1,
+  batch: 64,
+  baseLr: 1e-3,
+  minLr: 1e-6,
+  weightDecay: 0.05,
+  layerDecay: 0.75,
+  dropPath: 0.1,
+  smoothing: 0.1,
+  mixup: 0.8,
+  cutmix: 1.0,
+  switchProb: 0.5,
+  trainLimit: 0,
+  testLimit: 0,
+  heads: 0,
+  seed: 0,
+  logEvery: 20,
+  save: true,
+});
+
+/** `FINETUNE_DEFAULTS` with checked overrides; an unknown key or a wrong type is a TypeError. */
+export function resolveFinetune(overrides: Partial<Record<string, unknown>>): FinetuneConfig {
+  const cfg: Record<string, unknown> = { ...FINETUNE_DEFAULTS };
+  for (const [k, v] of Object.entries(overrides)) {
+    if (v === undefined) continue;
+    if (!(k in FINETUNE_DEFAULTS)) {
+      throw new TypeError(`Cannot configure fine-tuning: unknown setting "${k}"`);
+    }
+    const want = typeof FINETUNE_DEFAULTS[k as keyof FinetuneConfig];
+    if (typeof v !== want || (want === "number" && !Number.isFinite(v))) {
+      throw new TypeError(
+        `Cannot configure fine-tuning: "${k}" must be a ${want}, got ${JSON.stringify(v)}`,
+      );
+    }
+    cfg[k] = v;
+  }
+  const c = cfg as unknown as FinetuneConfig;
+  if (!c.checkpoint) throw new TypeError("Cannot fine-tune: give a checkpoint");
+  for (const k of ["epochs", "batch", "logEvery"] as const) {
+    if (!Number.isInteger(c[k]) || c[k] < 1) {
+      throw new RangeError(
+        `Cannot fine-tune as ${k} must be a positive integer: current value is ${c[k]}`,
+      );
+    }
+  }
+  for (const k of ["trainLimit", "testLimit", "heads", "warmupEpochs"] as const) {
+    if (!(c[k] >= 0)) {
+      throw new RangeError(`Cannot fine-tune as ${k} must be >= 0: current value is ${c[k]}`);
+    }
+  }
+  for (const k of ["dropPath", "smoothing", "switchProb"] as const) {
+    if (!(c[k] >= 0 && c[k] < 1) && !(k === "switchProb" && c[k] === 1)) {
+      throw new RangeError(`Cannot fine-tune as ${k} must be in [0, 1): current value is ${c[k]}`);
+    }
+  }
+  if (!(c.layerDecay > 0 && c.layerDecay <= 1)) {
+    throw new RangeError(
+      `Cannot fine-tune as layerDecay must be in (0, 1]: current value is ${c.layerDecay}`,
+    );
+  }
+  if (!(c.baseLr > 0) || !(c.minLr >= 0) || !(c.weightDecay >= 0) || c.mixup < 0 || c.cutmix < 0) {
+    throw new RangeError(
+      `Cannot fine-tune with baseLr ${c.baseLr}, minLr ${c.minLr}, weightDecay ${c.weightDecay}, ` +
+        `mixup ${c.mixup}, cutmix ${c.cutmix}: LR must be > 0 and the others >= 0`,
+    );
+  }
+  return Object.freeze(c);
+}
+
+// ---- mixup / cutmix (timm `Mixup`, mode "batch") ---------------------------------
+
+/** A Gamma(shape, 1) draw (Marsaglia–Tsang; shape < 1 by the boost u^(1/shape)). */
+function gamma(rng: Rng, shape: number): number {
+  if (shape < 1) return gamma(rng, shape + 1) * Math.pow(1 - rng.uniform(), 1 / shape);
+  const d = shape - 1 / 3;
+  const c = 1 / Math.sqrt(9 * d);
+  for (;;) {
+    let x: number, v: number;
+    do {
+      x = rng.normal();
+      v = 1 + c * x;
+    } while (v <= 0);
+    v = v * v * v;
+    const u = 1 - rng.uniform();
+    if (Math.log(u) < 0.5 * x * x + d - d * v + d * Math.log(v)) return d * v;
+  }
+}
+
+/** A Beta(α, α) draw. */
+export function betaSample(rng: Rng, alpha: number): number {
+  const a = gamma(rng, alpha);
+  const b = gamma(rng, alpha);
+  return a / (a + b);
+}
+
+/** Options of {@link mixBatch}. */
+export interface MixOptions {
+  /** Mixup α (0: off). */
+  mixup: number;
+  /** CutMix α (0: off). */
+  cutmix: number;
+  /** Probability of CutMix when both are on. */
+  switchProb: number;
+  /** Label smoothing. */
+  smoothing: number;
+  /** Classes K. */
+  numClasses: number;
+}
+
+/**
+ * Mixes a batch in place as timm's `Mixup` (mode "batch"): one λ per batch, each image mixed
+ * with the batch reversed (`x.flip(0)`); CutMix pastes a box of area ≈ 1−λ and corrects λ to
+ * the pasted area. Returns the soft targets `[B, K]`:
+ * `λ·smooth(y) + (1−λ)·smooth(y.flip(0))`, `smooth(y) = onehot·(1−s) + s/K`.
+ */
+export function mixBatch(
+  images: Float32Array, // [B, C, H, W], mixed in place
+  labels: Int32Array, // [B]
+  dims: { B: number; C: number; H: number; W: number },
+  opts: MixOptions,
+  rng: Rng,
+): { targets: Float32Array; lam: number; cutmix: boolean } {
+  const { B, C, H, W } = dims;
+  const K = opts.numClasses;
+  let lam = 1;
+  let useCut = false;
+  if (opts.mixup > 0 && opts.cutmix > 0) {
+    useCut = rng.uniform() < opts.switchProb;
+    lam = betaSample(rng, useCut ? opts.cutmix : opts.mixup);
+  } else if (opts.mixup > 0) {
+    lam = betaSample(rng, opts.mixup);
+  } else if (opts.cutmix > 0) {
+    useCut = true;
+    lam = betaSample(rng, opts.cutmix);
+  }
+  const img = C * H * W;
+  if (lam < 1) {
+    const src = images.slice(); // x.flip(0) reads the unmixed batch
+    if (useCut) {
+      // timm rand_bbox: centre uniform over the image, sides ⌊H·√(1−λ)⌋, clipped
+      const cutRat = Math.sqrt(1 - lam);
+      const ch = Math.floor(H * cutRat);
+      const cw = Math.floor(W * cutRat);
+      const cy = Math.floor(rng.uniform() * H);
+      const cx = Math.floor(rng.uniform() * W);
+      const y0 = clamp(cy - (ch >> 1), 0, H), y1 = clamp(cy + (ch >> 1), 0, H);
+      const x0 = clamp(cx - (cw >> 1), 0, W), x1 = clamp(cx + (cw >> 1), 0, W);
+      for (let b = 0; b < B; b++) {
+        const o = (B - 1 - b) * img;
+        for (let c = 0; c < C; c++) {
+          for (let y = y0; y < y1; y++) {
+            const row = b * img + c * H * W + y * W;
+            const srow = o + c * H * W + y * W;
+            for (let x = x0; x < x1; x++) images[row + x] = src[srow + x];
+          }
+        }
+      }
+      lam = 1 - ((y1 - y0) * (x1 - x0)) / (H * W);
+    } else {
+      for (let b = 0; b < B; b++) {
+        const o = (B - 1 - b) * img;
+        for (let i = 0; i < img; i++) {
+          images[b * img + i] = lam * src[b * img + i] + (1 - lam) * src[o + i];
+        }
+      }
+    }
+  }
+  const off = opts.smoothing / K;
+  const on = 1 - opts.smoothing + off;
+  const targets = new Float32Array(B * K).fill(off);
+  for (let b = 0; b < B; b++) {
+    for (let k = 0; k < K; k++) targets[b * K + k] = off;
+    targets[b * K + labels[b]] += lam * (on - off);
+    targets[b * K + labels[B - 1 - b]] += (1 - lam) * (on - off);
+  }
+  return { targets, lam, cutmix: useCut };
+}
+
+function clamp(v: number, lo: number, hi: number): number {
+  return Math.max(lo, Math.min(hi, v));
+}
+
+// ---- the loop --------------------------------------------------------------------
+
+/** summary.json of a fine-tuning run. */
+export interface FinetuneSummary {
+  /** Test top-1 (%) of the final classifier. */
+  top1: number;
+  /** Test images evaluated. */
+  test: number;
+  /** Training images. */
+  train: number;
+  /** Mean training loss of the first logged window. */
+  loss_first: number;
+  /** Mean training loss of the last logged window. */
+  loss_last: number;
+  /** Optimiser steps. */
+  steps: number;
+  /** Effective peak LR. */
+  lr: number;
+  /** Training images per second. */
+  images_per_s: number;
+  /** Wall time. */
+  wall_s: number;
+  /** Saved classifier (empty when `save` is false). */
+  classifier: string;
+}
+
+/** Encoder config, weights and normalisation of a pre-trained checkpoint. */
+async function loadPretrained(
+  path: string,
+  heads: number,
+): Promise<{ ckpt: Checkpoint; vit: VitConfig; weights: Map<string, Float32Array> }> {
+  const ckpt = await readCheckpoint(path);
+  const vit = inferVitConfig(ckpt, { heads: heads || undefined, file: path });
+  // a classifier has no `norm.*`; a pre-trained encoder has all encoder names
+  const weights = ckpt.weights.has("norm.weight")
+    ? vitWeights(ckpt, vit, { file: path })
+    : ckpt.weights;
+  return { ckpt, vit, weights };
+}
+
+/** Fine-tunes `cfg.checkpoint` on `cfg.data`; returns (and writes) the summary. */
+export async function finetune(
+  be: Backend,
+  cfg: FinetuneConfig,
+  log: (line: string) => void = console.log,
+): Promise<FinetuneSummary> {
+  const t0 = performance.now();
+  const dir = `${cfg.runsDir}/${cfg.name}`;
+  if (cfg.save) await Deno.mkdir(dir, { recursive: true });
+  const { ckpt, vit, weights } = await loadPretrained(cfg.checkpoint, cfg.heads);
+  const trainDs = await openDataset(cfg.data, "train", { warn: log });
+  const testDs = await openDataset(cfg.data, "test", { warn: log });
+  const C = vit.inChans;
+  if (trainDs.channels !== C && !(trainDs.channels === 1 && C === 3)) {
+    throw new RangeError(
+      `Cannot fine-tune a ${C}-channel encoder on ${trainDs.channels}-channel data (${cfg.data})`,
+    );
+  }
+  const stats = ckpt.config.mean && ckpt.config.std
+    ? { mean: ckpt.config.mean, std: ckpt.config.std }
+    : trainDs.channels === C
+    ? channelStats(trainDs, C, 1000)
+    : { mean: IMAGENET_MEAN.slice(0, C), std: IMAGENET_STD.slice(0, C) };
+  const train = new ImagePipeline(trainDs, vit.imgSize, C, stats.mean, stats.std);
+  const test = new ImagePipeline(testDs, vit.imgSize, C, stats.mean, stats.std);
+  const K = trainDs.classNames.length;
+  const nTrain = Math.min(trainDs.count, cfg.trainLimit || Infinity);
+  const nTest = Math.min(testDs.count, cfg.testLimit || Infinity);
+  const B = cfg.batch;
+  const itersPerEpoch = Math.floor(nTrain / B);
+  if (itersPerEpoch < 1) {
+    throw new RangeError(
+      `Cannot fine-tune: ${nTrain} training images make no full batch of ${B}; lower --batch`,
+    );
+  }
+
+  const model = new VitClassifier(be, vit, K, { B, dropPath: cfg.dropPath, label: "ft" });
+  model.init(new Rng(deriveSeed(cfg.seed, 10, 0)));
+  model.loadEncoder(weights);
+  const opt = new AdamW(be, model.ps, {
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: cfg.weightDecay,
+    clipGrad: Infinity,
+  }, layerDecayScale(vit.depth, cfg.layerDecay));
+  const lr = effectiveLr(cfg.baseLr, B);
+  const sched = {
+    lr,
+    warmupEpochs: cfg.warmupEpochs,
+    stageEpochs: cfg.epochs,
+    minLr: cfg.minLr,
+  };
+  log(
+    `finetune: ${nTrain} train / ${nTest} test images, ${K} classes, D ${vit.embedDim} depth ` +
+      `${vit.depth}, ${itersPerEpoch} steps/epoch × ${cfg.epochs} epochs, lr = ${cfg.baseLr} × ` +
+      `${B}/256 = ${lr.toExponential(3)}, layer decay ${cfg.layerDecay}, drop path ${cfg.dropPath}`,
+  );
+
+  const imgLen = C * vit.imgSize * vit.imgSize;
+  const images = new Float32Array(B * imgLen);
+  const labels = new Int32Array(B);
+  const dims = { B, C, H: vit.imgSize, W: vit.imgSize };
+  const mix = { ...cfg, numClasses: K };
+  const losses: number[] = [];
+  let step = 0;
+  let trainS = 0;
+  for (let epoch = 0; epoch < cfg.epochs; epoch++) {
+    const order = permutation(nTrain, new Rng(deriveSeed(cfg.seed, 11, epoch)));
+    const rng = new Rng(deriveSeed(cfg.seed, 12, epoch));
+    for (let it = 0; it < itersPerEpoch; it++) {
+      const ts = performance.now();
+      for (let b = 0; b < B; b++) {
+        const i = order[it * B + b];
+        images.set(train.train(i, rng), b * imgLen);
+        labels[b] = trainDs.labels[i];
+      }
+      const { targets } = mixBatch(images, labels, dims, mix, rng);
+      model.setBatch(images, targets, rng);
+      be.fill(model.ps.grads!, 0);
+      model.forwardBackward();
+      opt.update(lrAt(epoch + it / itersPerEpoch, sched));
+      step++;
+      if (step % cfg.logEvery === 0 || step === itersPerEpoch * cfg.epochs) {
+        const loss = ((await be.download(model.loss)) as Float32Array)[0];
+        if (!Number.isFinite(loss)) {
+          throw new RangeError(`Fine-tuning stopped: the loss is ${loss} at step ${step}`);
+        }
+        losses.push(loss);
+        log(`epoch ${epoch} step ${step} loss ${loss.toFixed(4)}`);
+      } else {
+        be.submit();
+      }
+      trainS += (performance.now() - ts) / 1000;
+    }
+  }
+  await be.sync();
+
+  const top1 = await evaluate(model, be, nTest, (i) => test.eval(i), testDs.labels);
+  let classifier = "";
+  if (cfg.save) {
+    classifier = `${dir}/classifier.safetensors`;
+    await writeCheckpoint(classifier, model.ps, {
+      vit,
+      mean: [...stats.mean],
+      std: [...stats.std],
+      numClasses: K,
+      classNames: [...trainDs.classNames],
+      finetune: cfg,
+    });
+  }
+  const summary: FinetuneSummary = {
+    top1,
+    test: nTest,
+    train: nTrain,
+    loss_first: losses[0] ?? NaN,
+    loss_last: losses[losses.length - 1] ?? NaN,
+    steps: step,
+    lr,
+    images_per_s: (step * B) / Math.max(trainS, 1e-9),
+    wall_s: (performance.now() - t0) / 1000,
+    classifier,
+  };
+  if (cfg.save) await Deno.writeTextFile(`${dir}/summary.json`, JSON.stringify(summary, null, 2));
+  return summary;
+}
+
+/** Top-1 (%) of `model` on `count` eval images (the last batch is padded with zeros). */
+export async function evaluate(
+  model: VitClassifier,
+  be: Backend,
+  count: number,
+  image: (i: number) => Float32Array,
+  labels: Int32Array,
+): Promise<number> {
+  const { B, numClasses: K } = model;
+  const imgLen = model.images.size / B;
+  const chunk = new Float32Array(B * imgLen);
+  let hits = 0;
+  for (let start = 0; start < count; start += B) {
+    const n = Math.min(B, count - start);
+    chunk.fill(0);
+    for (let b = 0; b < n; b++) chunk.set(image(start + b), b * imgLen);
+    model.setBatch(chunk, null);
+    model.forward(false);
+    const logits = (await be.download(model.logits)) as Float32Array;
+    for (let b = 0; b < n; b++) {
+      let best = 0;
+      for (let k = 1; k < K; k++) if (logits[b * K + k] > logits[b * K + best]) best = k;
+      if (best === labels[start + b]) hits++;
+    }
+  }
+  return (100 * hits) / Math.max(count, 1);
+}
+
+/**
+ * Reads a classifier written by {@link finetune}: its encoder config, class count and the
+ * weights, checked against {@link classifierSpecs} (missing or unexpected names are a
+ * {@link CheckpointError} that lists them).
+ */
+export async function readClassifier(
+  path: string,
+): Promise<{ vit: VitConfig; numClasses: number; weights: Map<string, Float32Array> }> {
+  const ckpt = await readCheckpoint(path);
+  const vit = inferVitConfig(ckpt, { file: path });
+  const head = ckpt.shapes.get("head.weight");
+  if (!head) throw new CheckpointError(`Cannot read a classifier from "${path}": no head.weight`);
+  const numClasses = head[0];
+  const specs = classifierSpecs(vit, numClasses);
+  const known = new Set(specs.map((s) => s.name));
+  const missing = specs.filter((s) => !ckpt.weights.has(s.name)).map((s) => s.name);
+  const unexpected = [...ckpt.weights.keys()].filter((n) => !known.has(n));
+  const bad = specs.filter((s) =>
+    ckpt.shapes.has(s.name) && ckpt.shapes.get(s.name)!.join(",") !== s.shape.join(",")
+  ).map((s) => s.name);
+  if (missing.length || unexpected.length || bad.length) {
+    throw new CheckpointError(
+      `Cannot read a classifier from "${path}": missing [${missing}], unexpected [${unexpected}], ` +
+        `wrong shape [${bad}]`,
+    );
+  }
+  return { vit, numClasses, weights: ckpt.weights };
+}
