@@ -9,7 +9,7 @@ import { view } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { type DbotConfig, DbotModel } from "../src/models/dbot.ts";
 import { AdamW } from "../src/train/adamw.ts";
-import { decodeSafetensors, toFloat32 } from "../src/io/safetensors.ts";
+import { golden, goldenConfig } from "./golden.ts";
 import { Rng } from "../src/util/rng.ts";
 import { assert, assertEquals } from "../src/util/assert.ts";
 import { assertAllClose } from "./helpers.ts";
@@ -312,25 +312,8 @@ Deno.test("an error in a worker's share surfaces on the calling thread", () => {
 
 // ---- whole model ---------------------------------------------------------------------------
 
-const file = new URL("./fixtures/golden_tiny.safetensors", import.meta.url);
-const { tensors } = decodeSafetensors(await Deno.readFile(file), file.pathname);
-const g = (name: string): Float32Array => toFloat32(tensors.get(name)!);
-const vit = {
-  imgSize: 16,
-  patchSize: 4,
-  inChans: 3,
-  embedDim: 32,
-  depth: 2,
-  numHeads: 2,
-  mlpRatio: 4,
-};
-const cfg: DbotConfig = {
-  student: vit,
-  decoder: { embedDim: 32, depth: 1, numHeads: 2 },
-  teacher: { kind: "vit", vit },
-  maskRatio: 0.75,
-  dropPath: 0.1,
-};
+const g = golden;
+const cfg: DbotConfig = goldenConfig(0.1);
 
 /** Three forward/backward + AdamW steps (drop-path on) from the golden weights. */
 async function train(be: CpuBackend): Promise<Float32Array[]> {

@@ -5,44 +5,12 @@
  */
 import type { Backend } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
-import { type DbotConfig, DbotModel } from "../src/models/dbot.ts";
-import { decodeSafetensors, toFloat32 } from "../src/io/safetensors.ts";
+import { golden, loadGolden } from "./golden.ts";
 import { assertAllClose, maxAbsDiff } from "./helpers.ts";
 import { gpuTest } from "./gpu.ts";
 import { assert } from "../src/util/assert.ts";
 
-const file = new URL("./fixtures/golden_tiny.safetensors", import.meta.url);
-const { tensors } = decodeSafetensors(await Deno.readFile(file), file.pathname);
-const g = (name: string): Float32Array => {
-  const t = tensors.get(name);
-  if (!t) throw new Error(`golden file has no "${name}"`);
-  return toFloat32(t);
-};
-
-const vit = {
-  imgSize: 16,
-  patchSize: 4,
-  inChans: 3,
-  embedDim: 32,
-  depth: 2,
-  numHeads: 2,
-  mlpRatio: 4,
-};
-const cfg: DbotConfig = {
-  student: vit,
-  decoder: { embedDim: 32, depth: 1, numHeads: 2 },
-  teacher: { kind: "vit", vit },
-  maskRatio: 0.75,
-  dropPath: 0,
-};
-
-function loadGolden(be: Backend): DbotModel {
-  const model = new DbotModel(be, cfg, 2);
-  model.student.load(new Map(model.student.specs.map((s) => [s.name, g(s.name)])));
-  model.teacher!.load(new Map(model.teacher!.specs.map((s) => [s.name, g(`teacher.${s.name}`)])));
-  model.setBatch(g("images"), g("noise"));
-  return model;
-}
+const g = golden;
 
 /** One forward/backward: target, pred, loss and every gradient vs PyTorch. */
 async function checkStep(be: Backend, tol: { grad: number }): Promise<void> {

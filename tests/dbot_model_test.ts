@@ -11,23 +11,10 @@ import { Rng } from "../src/util/rng.ts";
 import { assert, assertEquals } from "../src/util/assert.ts";
 import { assertAllClose } from "./helpers.ts";
 import { gpuTest } from "./gpu.ts";
+import { GOLDEN_VIT, goldenConfig } from "./golden.ts";
 
-const vit: VitConfig = {
-  imgSize: 16,
-  patchSize: 4,
-  inChans: 3,
-  embedDim: 32,
-  depth: 2,
-  numHeads: 2,
-  mlpRatio: 4,
-};
-const base: DbotConfig = {
-  student: vit,
-  decoder: { embedDim: 32, depth: 1, numHeads: 2 },
-  teacher: { kind: "vit", vit },
-  maskRatio: 0.75,
-  dropPath: 0,
-};
+const vit: VitConfig = GOLDEN_VIT;
+const base: DbotConfig = goldenConfig();
 
 function batch(B: number, seed: number): { images: Float32Array; noise: Float32Array } {
   const rng = new Rng(seed);

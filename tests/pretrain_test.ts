@@ -12,23 +12,7 @@ import { AdamW } from "../src/train/adamw.ts";
 import { type MetricLine, nextStage, pretrain } from "../src/train/pretrain.ts";
 import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
 import { gpuTest } from "./gpu.ts";
-
-/** A run small enough for a test: 16 px shapes, batch 8, 32 images. */
-function tinyConfig(runsDir: string, over: Record<string, unknown> = {}) {
-  return resolvePretrain({
-    runsDir,
-    name: "t",
-    imgSize: 16,
-    batch: 8,
-    trainLimit: 32,
-    knnTrain: 40,
-    knnTest: 20,
-    warmupEpochs: 0,
-    baseLr: 2e-2,
-    logEvery: 2,
-    ...over,
-  });
-}
+import { tinyConfig } from "./golden.ts";
 
 const quiet = { log: () => {} };
 

@@ -13,6 +13,7 @@ import { MAX_CONSECUTIVE_SKIPS, resolvePretrain } from "../src/train/config.ts";
 import { type MetricLine, NonFiniteLossError, pretrain } from "../src/train/pretrain.ts";
 import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
 import { gpuTest } from "./gpu.ts";
+import { tinyConfig as tinyBase } from "./golden.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 /** The subprocess tests need `--allow-run=deno` (`deno task test` grants it). */
@@ -22,20 +23,7 @@ const quiet = { log: () => {} };
 
 /** 16 px shapes, batch 8, 32 images: 4 steps/epoch; stages at epochs [0, 2, 3] (12 steps). */
 function tinyConfig(runsDir: string, over: Record<string, unknown> = {}) {
-  return resolvePretrain({
-    runsDir,
-    name: "t",
-    imgSize: 16,
-    batch: 8,
-    trainLimit: 32,
-    knnTrain: 40,
-    knnTest: 20,
-    warmupEpochs: 0,
-    baseLr: 2e-2,
-    logEvery: 1,
-    boundaries: [0, 2, 3],
-    ...over,
-  });
+  return tinyBase(runsDir, { logEvery: 1, boundaries: [0, 2, 3], ...over });
 }
 
 /** Awaits `fn`, asserts it throws `type` whose message has every one of `parts`. */

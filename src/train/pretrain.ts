@@ -18,7 +18,7 @@
  * @module
  */
 import { type Backend, view } from "../backend/backend.ts";
-import { type Dataset, openDataset } from "../data/dataset.ts";
+import { openDataset } from "../data/dataset.ts";
 import { Embedder } from "../eval/embed.ts";
 import { knnClassify, type KnnResult } from "../eval/knn.ts";
 import { inferVitConfig, readCheckpoint, vitWeights, writeCheckpoint } from "../io/checkpoint.ts";
@@ -758,5 +758,3 @@ async function writeLossPlot(
   await writeTextAtomic(`${dir}/loss.svg`, svg);
 }
 
-/** Types used by tests. */
-export type { Dataset };

@@ -1,0 +1,71 @@
+/**
+ * The tiny golden dBOT model (tests/fixtures/gen_golden.py) and a tiny
+ * pre-training config, shared by the whole-model and training tests.
+ *
+ * @module
+ */
+import type { Backend } from "../src/backend/backend.ts";
+import type { VitConfig } from "../src/models/config.ts";
+import { type DbotConfig, DbotModel } from "../src/models/dbot.ts";
+import { decodeSafetensors, toFloat32 } from "../src/io/safetensors.ts";
+import { type PretrainConfig, resolvePretrain } from "../src/train/config.ts";
+
+const file = new URL("./fixtures/golden_tiny.safetensors", import.meta.url);
+const { tensors } = decodeSafetensors(await Deno.readFile(file), file.pathname);
+
+/** A tensor of the golden file as f32 (throws when absent). */
+export function golden(name: string): Float32Array {
+  const t = tensors.get(name);
+  if (!t) throw new Error(`golden file has no "${name}"`);
+  return toFloat32(t);
+}
+
+/** The golden encoder: 16 px, patch 4, D 32, depth 2, 2 heads. */
+export const GOLDEN_VIT: VitConfig = Object.freeze({
+  imgSize: 16,
+  patchSize: 4,
+  inChans: 3,
+  embedDim: 32,
+  depth: 2,
+  numHeads: 2,
+  mlpRatio: 4,
+});
+
+/** The golden dBOT config (decoder 32×1, random teacher of the same shape), with `dropPath`. */
+export function goldenConfig(dropPath = 0): DbotConfig {
+  return {
+    student: GOLDEN_VIT,
+    decoder: { embedDim: 32, depth: 1, numHeads: 2 },
+    teacher: { kind: "vit", vit: GOLDEN_VIT },
+    maskRatio: 0.75,
+    dropPath,
+  };
+}
+
+/** A batch-2 model on `be` with the golden student, teacher, images and masking noise loaded. */
+export function loadGolden(be: Backend, dropPath = 0): DbotModel {
+  const model = new DbotModel(be, goldenConfig(dropPath), 2);
+  model.student.load(new Map(model.student.specs.map((s) => [s.name, golden(s.name)])));
+  model.teacher!.load(
+    new Map(model.teacher!.specs.map((s) => [s.name, golden(`teacher.${s.name}`)])),
+  );
+  model.setBatch(golden("images"), golden("noise"));
+  return model;
+}
+
+/** A pre-training run small enough for a test: 16 px shapes, batch 8, 32 images (4 steps/epoch). */
+export function tinyConfig(runsDir: string, over: Record<string, unknown> = {}): PretrainConfig {
+  return resolvePretrain({
+    runsDir,
+    name: "t",
+    imgSize: 16,
+    batch: 8,
+    trainLimit: 32,
+    knnTrain: 40,
+    knnTest: 20,
+    warmupEpochs: 0,
+    baseLr: 2e-2,
+    logEvery: 2,
+    ...over,
+  });
+}
