@@ -12,7 +12,11 @@ import { main } from "./main.ts";
 
 await main(async () => {
   const spec = {
-    budget: { type: "string", default: "small", help: "small (~5 min smoke test) | full (~1 h)" },
+    budget: {
+      type: "string",
+      default: "small",
+      help: "small (~5 min smoke test) | full (~30 min on 2 CPU cores)",
+    },
     data: { type: "string", default: "fashion-mnist", help: "dataset (Fashion-MNIST by default)" },
     seed: { type: "string", default: "0", help: "seed of every run" },
     backend: { type: "string", default: "auto", help: "auto | cpu | webgpu" },

@@ -52,7 +52,7 @@ export interface ReproduceBudget {
   analyzeImages: number;
 }
 
-/** `small`: a ~5 minute smoke test on 2 CPU cores; `full`: about an hour. */
+/** `small`: a ~5 minute smoke test on 2 CPU cores; `full`: the docs/RESULTS.md table (29 min measured there). */
 export const REPRODUCE_BUDGETS: Readonly<Record<"small" | "full", ReproduceBudget>> = Object
   .freeze({
     small: {

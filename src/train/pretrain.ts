@@ -757,4 +757,3 @@ async function writeLossPlot(
   });
   await writeTextAtomic(`${dir}/loss.svg`, svg);
 }
-
