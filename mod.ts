@@ -136,6 +136,7 @@ export {
   NonFiniteLossError,
   pretrain,
   type PretrainHooks,
+  type PretrainProgress,
   type PretrainSummary,
 } from "./src/train/pretrain.ts";
 export {

@@ -5,16 +5,7 @@
  * @module
  */
 
-/** What a progress update carries. */
-export interface Progress {
-  stage: number;
-  epoch: number;
-  step: number;
-  totalSteps: number;
-  loss: number;
-  imagesPerS: number;
-  etaS: number;
-}
+import type { PretrainProgress as Progress } from "../src/train/pretrain.ts";
 
 const fmtTime = (s: number): string => {
   if (!Number.isFinite(s)) return "?";

@@ -89,22 +89,30 @@ export interface PretrainSummary {
   skipped_steps: number;
 }
 
+/** What a progress update carries (after each logged step). */
+export interface PretrainProgress {
+  /** Stage index. */
+  stage: number;
+  /** Epoch (global). */
+  epoch: number;
+  /** Optimiser steps so far. */
+  step: number;
+  /** Steps of the whole run. */
+  totalSteps: number;
+  /** Mean loss since the last update. */
+  loss: number;
+  /** Training throughput so far. */
+  imagesPerS: number;
+  /** Estimated seconds left (training only). */
+  etaS: number;
+}
+
 /** Callbacks and run controls of {@link pretrain}. */
 export interface PretrainHooks {
   /** A line for the log (default console.log). */
   log?: (line: string) => void;
   /** Progress after each step (e.g. a progress bar). */
-  progress?: (
-    p: {
-      stage: number;
-      epoch: number;
-      step: number;
-      totalSteps: number;
-      loss: number;
-      imagesPerS: number;
-      etaS: number;
-    },
-  ) => void;
+  progress?: (p: PretrainProgress) => void;
   /** Continue from `runs/<name>/state.safetensors`. */
   resume?: boolean;
   /** Stop (as if killed) after this many epochs of this process; for tests. */
