@@ -147,7 +147,7 @@ export {
   stageBoundaries,
   type StageInfo,
 } from "./src/train/schedule.ts";
-export { AdamW, type AdamWConfig } from "./src/train/adamw.ts";
+export { AdamW, type AdamWConfig, PRETRAIN_ADAMW } from "./src/train/adamw.ts";
 export {
   type ClassifierOptions,
   classifierSpecs,

@@ -8,7 +8,7 @@ import type { Tensor } from "../src/backend/backend.ts";
 import { view } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { type DbotConfig, DbotModel } from "../src/models/dbot.ts";
-import { AdamW } from "../src/train/adamw.ts";
+import { AdamW, PRETRAIN_ADAMW } from "../src/train/adamw.ts";
 import { golden, goldenConfig } from "./golden.ts";
 import { Rng } from "../src/util/rng.ts";
 import { assert, assertEquals } from "../src/util/assert.ts";
@@ -320,13 +320,7 @@ async function train(be: CpuBackend): Promise<Float32Array[]> {
   const model = new DbotModel(be, cfg, 2);
   model.student.load(new Map(model.student.specs.map((s) => [s.name, g(s.name)])));
   model.teacher!.load(new Map(model.teacher!.specs.map((s) => [s.name, g(`teacher.${s.name}`)])));
-  const opt = new AdamW(be, model.student, {
-    beta1: 0.9,
-    beta2: 0.95,
-    eps: 1e-8,
-    weightDecay: 0.05,
-    clipGrad: 3,
-  });
+  const opt = new AdamW(be, model.student, PRETRAIN_ADAMW);
   const rng = new Rng(7);
   const losses: number[] = [];
   for (let step = 0; step < 3; step++) {

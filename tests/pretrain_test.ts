@@ -8,9 +8,10 @@ import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { DbotModel } from "../src/models/dbot.ts";
 import { vitFromPreset } from "../src/models/config.ts";
 import { resolvePretrain } from "../src/train/config.ts";
-import { AdamW } from "../src/train/adamw.ts";
+import { AdamW, PRETRAIN_ADAMW } from "../src/train/adamw.ts";
 import { type MetricLine, nextStage, pretrain } from "../src/train/pretrain.ts";
 import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
+import { Rng } from "../src/util/rng.ts";
 import { gpuTest } from "./gpu.ts";
 import { tinyConfig } from "./golden.ts";
 
@@ -29,14 +30,8 @@ Deno.test("nextStage() copies the student encoder into the teacher and re-initia
   }, 2);
   model.initStudent(1);
   model.copyStudentToTeacher();
-  model.student.init(new (await import("../src/util/rng.ts")).Rng(77)); // "trained" student ≠ teacher
-  const opt = new AdamW(be, model.student, {
-    beta1: 0.9,
-    beta2: 0.95,
-    eps: 1e-8,
-    weightDecay: 0.05,
-    clipGrad: 3,
-  });
+  model.student.init(new Rng(77)); // "trained" student ≠ teacher
+  const opt = new AdamW(be, model.student, PRETRAIN_ADAMW);
   be.upload(opt.m, new Float32Array(model.student.count).fill(0.5));
   opt.step = 7;
   const before = await model.student.toHost();

@@ -17,6 +17,7 @@
  * @module
  */
 import type { Backend, Tensor } from "../backend/backend.ts";
+import { imageBatches } from "../data/batches.ts";
 import { openDataset } from "../data/dataset.ts";
 import { inferVitConfig, readCheckpoint, vitWeights } from "../io/checkpoint.ts";
 import { barChartSvg, lineChartSvg } from "../io/plot.ts";
@@ -255,15 +256,11 @@ export async function analyzeEncoder(
   be.upload(index, fullIndex(B, N - 1));
   const input: Tensor = be.tensor([B, cfg.inChans, cfg.imgSize, cfg.imgSize], "f32", "analyze.in");
   const imgLen = cfg.inChans * cfg.imgSize * cfg.imgSize;
-  const chunk = new Float32Array(B * imgLen);
   const attSum = Array.from({ length: cfg.depth }, () => new Float64Array(NH * N * N));
   const svSum = Array.from({ length: cfg.depth }, () => new Float64Array(SV_TOP_K));
   const layerFeatures = Array.from({ length: cfg.depth }, () => new Float32Array(count * D));
-  for (let start = 0; start < count; start += B) {
-    const n = Math.min(B, count - start);
-    chunk.fill(0);
-    for (let b = 0; b < n; b++) chunk.set(image(start + b), b * imgLen);
-    be.upload(input, chunk);
+  for await (const { start, n, data } of imageBatches(count, B, imgLen, image)) {
+    be.upload(input, data);
     enc.patchify(input);
     enc.forward(index);
     for (let layer = 0; layer < cfg.depth; layer++) {

@@ -9,6 +9,7 @@ import { deriveVit, type VitConfig } from "../models/config.ts";
 import { ParamSet, sincosPosEmbed } from "../models/params.ts";
 import { fullIndex, VitEncoder, vitParamSpecs } from "../models/vit.ts";
 import { CheckpointError, inferVitConfig, readCheckpoint, vitWeights } from "../io/checkpoint.ts";
+import { imageBatches } from "../data/batches.ts";
 import { openDataset } from "../data/dataset.ts";
 import { evalTransform, normalize, toChannels } from "../data/transforms.ts";
 
@@ -76,22 +77,8 @@ export class Embedder {
     const B = this.batch;
     const imgSize = cfg.inChans * cfg.imgSize * cfg.imgSize;
     const out = new Float32Array(count * D);
-    const chunk = new Float32Array(B * imgSize);
-    for (let start = 0; start < count; start += B) {
-      const n = Math.min(B, count - start);
-      chunk.fill(0);
-      for (let b = 0; b < n; b++) {
-        const img = await image(start + b);
-        if (img.length !== imgSize) {
-          throw new RangeError(
-            `Cannot embed image ${
-              start + b
-            }: expected ${cfg.inChans}×${cfg.imgSize}×${cfg.imgSize} values, got ${img.length}`,
-          );
-        }
-        chunk.set(img, b * imgSize);
-      }
-      this.#be.upload(this.#input, chunk);
+    for await (const { start, n, data } of imageBatches(count, B, imgSize, image)) {
+      this.#be.upload(this.#input, data);
       this.#enc.patchify(this.#input);
       this.#enc.forward(this.#index);
       const tokens = (await this.#be.download(this.#enc.out)) as Float32Array; // [B, 1+L, D]

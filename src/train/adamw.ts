@@ -21,6 +21,15 @@ export interface AdamWConfig {
   clipGrad: number;
 }
 
+/** The reference pre-training settings (DBOT_SPEC.md): betas 0.9/0.95, eps 1e-8, wd 0.05, clip 3.0. */
+export const PRETRAIN_ADAMW: Readonly<AdamWConfig> = Object.freeze({
+  beta1: 0.9,
+  beta2: 0.95,
+  eps: 1e-8,
+  weightDecay: 0.05,
+  clipGrad: 3,
+});
+
 /** AdamW state bound to a parameter set. */
 export class AdamW {
   /** First moments (flat, same offsets as the parameters). */

@@ -15,6 +15,7 @@
  * @module
  */
 import type { Backend } from "../backend/backend.ts";
+import { imageBatches } from "../data/batches.ts";
 import { openDataset } from "../data/dataset.ts";
 import { IMAGENET_MEAN, IMAGENET_STD } from "../eval/embed.ts";
 import {
@@ -445,13 +446,9 @@ export async function evaluate(
 ): Promise<number> {
   const { B, numClasses: K } = model;
   const imgLen = model.images.size / B;
-  const chunk = new Float32Array(B * imgLen);
   let hits = 0;
-  for (let start = 0; start < count; start += B) {
-    const n = Math.min(B, count - start);
-    chunk.fill(0);
-    for (let b = 0; b < n; b++) chunk.set(image(start + b), b * imgLen);
-    model.setBatch(chunk, null);
+  for await (const { start, n, data } of imageBatches(count, B, imgLen, image)) {
+    model.setBatch(data, null);
     model.forward(false);
     const logits = (await be.download(model.logits)) as Float32Array;
     for (let b = 0; b < n; b++) {

@@ -8,7 +8,7 @@ import type { Backend } from "../backend/backend.ts";
 import { PRESETS, vitFromPreset } from "../models/config.ts";
 import { DbotModel } from "../models/dbot.ts";
 import { Rng } from "../util/rng.ts";
-import { AdamW } from "./adamw.ts";
+import { AdamW, PRETRAIN_ADAMW } from "./adamw.ts";
 
 /** What {@link stepBench} measures. */
 export interface StepBenchOptions {
@@ -64,13 +64,7 @@ export async function stepBench(be: Backend, o: StepBenchOptions): Promise<StepB
   }, o.batch);
   model.initStudent(0);
   model.copyStudentToTeacher();
-  const opt = new AdamW(be, model.student, {
-    beta1: 0.9,
-    beta2: 0.95,
-    eps: 1e-8,
-    weightDecay: 0.05,
-    clipGrad: 3,
-  });
+  const opt = new AdamW(be, model.student, PRETRAIN_ADAMW);
   const rng = new Rng(1);
   const images = rng.uniformArray(o.batch * 3 * o.imgSize * o.imgSize, -1, 1);
   const L = (o.imgSize / o.patchSize) ** 2;
