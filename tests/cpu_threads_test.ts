@@ -291,6 +291,34 @@ Deno.test("matmul epilogue and adamw with threads=2 match threads=1 exactly", as
   dispose();
 });
 
+Deno.test("batched matmul split over the pool (single-threaded OpenBLAS per product) matches the TS loop", async () => {
+  // Attention's products: each thread calls OpenBLAS on its share of the batch. Needs
+  // OpenBLAS (CI installs it); the reference is the pure-TS GEMM on one thread.
+  const one = new CpuBackend({ gemm: "ts", threads: 1 });
+  const two = new CpuBackend({ gemm: "openblas", threads: 2, minParallelWork: 1 });
+  const be: [CpuBackend, CpuBackend] = [one, two];
+  const cases: [number, number, number, number, boolean, boolean, boolean][] = [
+    // M, N, K, batch, transA, transB, accumulate
+    [65, 65, 64, 6, false, true, false],
+    [65, 64, 65, 5, false, false, true],
+    [17, 64, 17, 3, true, false, false],
+    [3, 1, 2, 2, true, true, true],
+    [1, 1, 1, 7, false, false, false],
+  ];
+  for (const [M, N, K, batch, transA, transB, accumulate] of cases) {
+    const s = M * 7 + N + batch;
+    const a = twin(be, [batch, M, K], s);
+    const b = twin(be, [batch, K, N], s + 1);
+    const out = twin(be, [batch, M, N], s + 2);
+    be.forEach((x, i) =>
+      x.matmul({ out: out[i], a: a[i], b: b[i] }, { M, N, K, batch, transA, transB, accumulate })
+    );
+    await same(be, [out], `batched ${M}x${N}x${K} b${batch}`, 1e-6);
+  }
+  one.dispose();
+  two.dispose();
+});
+
 Deno.test("an error in a worker's share surfaces on the calling thread", () => {
   const be = new CpuBackend({ gemm: "ts", threads: 2, minParallelWork: 1 });
   const out = be.tensor([8, 2]);

@@ -29,8 +29,9 @@ import {
 } from "./ops/heads.ts";
 import { layernormBackward, layernormForward } from "./ops/layernorm.ts";
 import { matmulEpilogue, matmulForward } from "./ops/matmul.ts";
-import type { MatmulEpilogue } from "./ops/matmul.ts";
-import { CpuPool, K } from "./pool.ts";
+import type { BatchedMatmul, MatmulEpilogue } from "./ops/matmul.ts";
+import type { FloatArray } from "./ops/types.ts";
+import { CpuPool, K, setThreadGemm } from "./pool.ts";
 import type { PoolArray } from "./pool.ts";
 import { patchify } from "./ops/patchify.ts";
 import { gatherRowsBackward, gatherRowsForward, scaleRows } from "./ops/rows.ts";
@@ -84,6 +85,12 @@ export interface CpuBackendOptions {
 export const DEFAULT_MIN_PARALLEL_WORK = 32768;
 
 /**
+ * Largest single product `M·N·K` that a batched matmul splits over the pool with
+ * single-threaded OpenBLAS calls; bigger products use OpenBLAS's own threads.
+ */
+export const BATCHED_GEMM_MAX = 1 << 22;
+
+/**
  * The CPU backend.
  *
  * @example
@@ -102,6 +109,7 @@ export class CpuBackend implements Backend {
   readonly #gemm: Gemm;
   readonly #sgemm: Gemm["sgemm"];
   readonly #epilogue: MatmulEpilogue;
+  readonly #batched: BatchedMatmul;
   readonly #pool: CpuPool | null;
   readonly #noPool: string;
   readonly #minWork: number;
@@ -122,7 +130,7 @@ export class CpuBackend implements Backend {
       );
     }
     this.#minWork = options.minParallelWork ?? DEFAULT_MIN_PARALLEL_WORK;
-    const pool = threads > 1 ? CpuPool.create(threads) : null;
+    const pool = threads > 1 ? CpuPool.create(threads, gemm.path) : null;
     this.#pool = pool instanceof CpuPool ? pool : null;
     this.#noPool = pool && !(pool instanceof CpuPool) ? pool.reason : "";
     this.#epilogue = (bufs, dims) => {
@@ -133,6 +141,7 @@ export class CpuBackend implements Backend {
       const p = [dims.N, bias ? 1 : 0, pre ? 1 : 0, dims.gelu ? 1 : 0];
       if (!this.#par(K.matmulEpilogue, b, p, dims.M, dims.M * dims.N)) matmulEpilogue(bufs, dims);
     };
+    this.#batched = (bufs, dims) => this.#batchedGemm(bufs, dims);
   }
 
   /**
@@ -300,7 +309,39 @@ export class CpuBackend implements Backend {
       dims,
       this.#sgemm,
       this.#epilogue,
+      this.#batched,
     );
+  }
+
+  /**
+   * A batch of small products (attention) split over the pool, each thread calling
+   * OpenBLAS single-threaded: one multithreaded call per small product spends more on
+   * waking and joining OpenBLAS's threads than on the product (measured: 65×65×64 runs
+   * at 31 GFLOP/s on 2 threads, 69 on 1). False when there is no pool or no OpenBLAS.
+   */
+  #batchedGemm(
+    { out, a, b }: { out: FloatArray; a: FloatArray; b: FloatArray },
+    dims: Required<Omit<MatmulDims, "gelu">>,
+  ): boolean {
+    const gemm = this.#gemm;
+    const pool = this.#pool;
+    const { M, N, K: k, batch } = dims;
+    if (!pool || pool.broken || !gemm.path || !gemm.setThreads || M * N * k > BATCHED_GEMM_MAX) {
+      return false;
+    }
+    const p = [M, N, k, dims.transA ? 1 : 0, dims.transB ? 1 : 0, dims.accumulate ? 1 : 0];
+    setThreadGemm(this.#sgemm);
+    gemm.setThreads(1);
+    try {
+      return pool.run(
+        K.batchedGemm,
+        [out as Float32Array, a as Float32Array, b as Float32Array],
+        p,
+        batch,
+      );
+    } finally {
+      gemm.setThreads(gemm.threads ?? 1);
+    }
   }
 
   /** See {@link Backend.biasGrad}. */

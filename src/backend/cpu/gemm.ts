@@ -50,6 +50,12 @@ export interface Gemm {
   readonly name: string;
   /** `C = alpha·op(A)·op(B) + beta·C` on `Float32Array` operands. */
   sgemm(args: GemmArgs): void;
+  /** Where another thread can open the same library (OpenBLAS: its path); absent for pure TS. */
+  readonly path?: string;
+  /** The library's own thread count (OpenBLAS); absent when it has no threads. */
+  readonly threads?: number;
+  /** Sets the library's own thread count (OpenBLAS `openblas_set_num_threads`). */
+  setThreads?(n: number): void;
 }
 
 function checkMatrix(

@@ -37,6 +37,7 @@ const SYMBOLS = {
   },
   // Optional so that another CBLAS without it still loads; then the name says "? threads".
   openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
+  openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
 } as const;
 
 /** Library names and paths tried after `$DBOT_OPENBLAS`, in order. */
@@ -81,13 +82,21 @@ function reasonOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-function open(path: string): Gemm {
+/**
+ * Opens OpenBLAS at `path` (cached per path; a pool worker opens the library the main
+ * thread found). Throws when it does not load.
+ */
+export function openOpenBlas(path: string): Gemm {
   const cached = loaded.get(path);
   if (cached) return cached;
   const lib = Deno.dlopen(path, SYMBOLS);
-  const threads = lib.symbols.openblas_get_num_threads?.() ?? "?";
+  const threads = lib.symbols.openblas_get_num_threads?.();
+  const setThreads = lib.symbols.openblas_set_num_threads;
   const gemm: Gemm = Object.freeze({
-    name: `OpenBLAS (${path}, ${threads} threads)`,
+    name: `OpenBLAS (${path}, ${threads ?? "?"} threads)`,
+    path,
+    threads,
+    setThreads: setThreads ? (n: number) => setThreads(n) : undefined,
     sgemm(args: GemmArgs): void {
       validateGemmArgs(args);
       const { transA, transB, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc } = args;
@@ -143,7 +152,7 @@ export function loadOpenBlas(failures: string[] = []): Gemm | null {
   const env = envPath();
   if (env) {
     try {
-      return open(env);
+      return openOpenBlas(env);
     } catch (e) {
       throw new Error(`Cannot load OpenBLAS from DBOT_OPENBLAS=${env}: ${reasonOf(e)}`, {
         cause: e,
@@ -152,7 +161,7 @@ export function loadOpenBlas(failures: string[] = []): Gemm | null {
   }
   for (const path of OPENBLAS_DEFAULT_PATHS) {
     try {
-      return open(path);
+      return openOpenBlas(path);
     } catch (e) {
       // A permission error may be path-scoped (--allow-ffi=DIR): keep trying.
       failures.push(`${path}: ${reasonOf(e)}`);

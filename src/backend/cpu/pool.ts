@@ -39,6 +39,15 @@ import { patchify } from "./ops/patchify.ts";
 import { gatherRowsForward, scaleRows } from "./ops/rows.ts";
 import { softmaxBackward, softmaxForward } from "./ops/softmax.ts";
 import { standardizeRows } from "./ops/standardize.ts";
+import type { GemmArgs } from "./gemm.ts";
+
+/** The GEMM that {@link K.batchedGemm} calls on this thread (set per op on the main thread, at start in a worker). */
+let threadGemm: ((args: GemmArgs) => void) | null = null;
+
+/** Sets the GEMM this thread's batched-matmul shares call. */
+export function setThreadGemm(gemm: ((args: GemmArgs) => void) | null): void {
+  threadGemm = gemm;
+}
 
 /** An array a pool kernel reads or writes (a view of a `SharedArrayBuffer`). */
 export type PoolArray = Float32Array | Float64Array | Int32Array;
@@ -253,6 +262,32 @@ export const KERNELS: readonly Kernel[] = [
       { M: hi - lo, N, gelu: p[3] === 1 },
     );
   },
+  // 19 batchedGemm [out, a, b], p = [M, N, K, transA, transB, accumulate]: products of the
+  //   batch, each one single-threaded GEMM call on this thread (attention's small products)
+  (b, p, lo, hi) => {
+    const [M, N, K] = [p[0] | 0, p[1] | 0, p[2] | 0];
+    const [transA, transB, beta] = [p[3] === 1, p[4] === 1, p[5]];
+    const [out, a, bb] = [f(b[0]), f(b[1]), f(b[2])];
+    const gemm = threadGemm;
+    if (!gemm) throw new Error("no GEMM on this thread for a batched matmul");
+    for (let i = lo; i < hi; i++) {
+      gemm({
+        transA,
+        transB,
+        M,
+        N,
+        K,
+        alpha: 1,
+        a: a.subarray(i * M * K, (i + 1) * M * K),
+        lda: transA ? M : K,
+        b: bb.subarray(i * K * N, (i + 1) * K * N),
+        ldb: transB ? K : N,
+        beta,
+        c: out.subarray(i * M * N, (i + 1) * M * N),
+        ldc: N,
+      });
+    }
+  },
 ];
 
 /** Kernels whose shares write per-share partials: these always run static shares. */
@@ -307,6 +342,7 @@ export const K = {
   adamw: 16,
   gradNorm: 17,
   matmulEpilogue: 18,
+  batchedGemm: 19,
 } as const;
 
 // ---- control block layout (Int32 slots; f64 params and the error text follow) ----------
@@ -379,6 +415,8 @@ export interface RegisterMessage {
   control?: SharedArrayBuffer;
   /** This worker's share index `t` (first message only). */
   share?: number;
+  /** OpenBLAS library path for {@link K.batchedGemm} (first message only; absent: none). */
+  blasPath?: string;
   /** The `SEQ` the worker has already seen (first message only). */
   seen?: number;
   /** Registration generation this message brings the worker to. */
@@ -440,22 +478,25 @@ export class CpuPool {
   /** Threads including the calling one (the share count `T`). */
   readonly threads: number;
   readonly #url: URL;
+  readonly #blasPath: string | undefined;
   #crew: Crew | null = null;
   #nextId = 1;
   #scratch = new Float64Array(new SharedArrayBuffer(8 * 1024));
   #disposed = false;
   #broken: string | null = null;
 
-  private constructor(threads: number, url: URL) {
+  private constructor(threads: number, url: URL, blasPath: string | undefined) {
     this.threads = threads;
     this.#url = url;
+    this.#blasPath = blasPath;
   }
 
   /**
    * A pool of `threads` threads, or `{ reason }` when workers cannot run here
    * (no read permission for the worker module, a remote module, no `Worker`).
+   * `blasPath`: the OpenBLAS library the workers open for {@link K.batchedGemm}.
    */
-  static create(threads: number): CpuPool | { reason: string } {
+  static create(threads: number, blasPath?: string): CpuPool | { reason: string } {
     if (!Number.isInteger(threads) || threads < 2 || threads > MAX_THREADS) {
       throw new RangeError(
         `Cannot create a CPU pool: threads must be an integer in [2, ${MAX_THREADS}], current value is ${threads}`,
@@ -464,7 +505,7 @@ export class CpuPool {
     const url = new URL("./worker.ts", import.meta.url);
     const blocker = workerBlocker(url);
     if (blocker) return { reason: blocker };
-    return new CpuPool(threads, url);
+    return new CpuPool(threads, url, blasPath);
   }
 
   /** Null while the pool works; else why it fell back to one thread. */
@@ -580,7 +621,15 @@ export class CpuPool {
           e.preventDefault();
           this.#broken = `worker failed: ${e.message}`;
         };
-        const first: RegisterMessage = { control, share: t, seen: 0, gen: 0, add: [], drop: [] };
+        const first: RegisterMessage = {
+          control,
+          share: t,
+          blasPath: this.#blasPath,
+          seen: 0,
+          gen: 0,
+          add: [],
+          drop: [],
+        };
         w.postMessage(first);
         crew.workers.push(w);
       }

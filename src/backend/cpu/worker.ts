@@ -25,9 +25,11 @@ import {
   type RegisterMessage,
   runShares,
   SEQ,
+  setThreadGemm,
   STATE,
   writeError,
 } from "./pool.ts";
+import { openOpenBlas } from "./openblas.ts";
 
 const buffers = new Map<number, SharedArrayBuffer>();
 let control: SharedArrayBuffer;
@@ -94,6 +96,10 @@ self.onmessage = (e: MessageEvent<RegisterMessage>) => {
     params = new Float64Array(control, PARAMS_BYTE, MAX_PARAMS);
     share = msg.share!;
     seen = msg.seen!;
+    if (msg.blasPath) {
+      const gemm = openOpenBlas(msg.blasPath);
+      setThreadGemm((args) => gemm.sgemm(args));
+    }
   }
   for (const [id, sab] of msg.add) buffers.set(id, sab);
   for (const id of msg.drop) buffers.delete(id);

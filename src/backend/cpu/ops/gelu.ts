@@ -7,6 +7,7 @@
  * @module
  */
 import { checkLength } from "./check.ts";
+import { simdKernels } from "../simd/simd.ts";
 import type { FloatArray } from "./types.ts";
 
 /**
@@ -179,6 +180,11 @@ export function geluGrad(x: number): number {
 export function geluForward({ out, inp }: { out: FloatArray; inp: FloatArray }): void {
   // out, inp: (n)
   checkLength("gelu", "out", out, inp.length, "inp's ");
+  const simd = simdKernels();
+  if (simd && out instanceof Float32Array && inp instanceof Float32Array) {
+    simd.gelu(out, inp);
+    return;
+  }
   if (out instanceof Float32Array) {
     for (let i = 0; i < inp.length; i++) {
       const x = inp[i];
@@ -205,6 +211,14 @@ export function geluBackward(
   // dinp, dout, inp: (n)
   checkLength("geluBackward", "dinp", dinp, inp.length, "inp's ");
   checkLength("geluBackward", "dout", dout, inp.length, "inp's ");
+  const simd = simdKernels();
+  if (
+    simd && dinp instanceof Float32Array && dout instanceof Float32Array &&
+    inp instanceof Float32Array
+  ) {
+    simd.geluBackward(dinp, dout, inp);
+    return;
+  }
   if (dinp instanceof Float32Array) {
     for (let i = 0; i < inp.length; i++) {
       const x = inp[i];

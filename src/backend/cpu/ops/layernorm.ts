@@ -5,6 +5,7 @@
  */
 import { checkDims, checkLength } from "./check.ts";
 import type { FloatArray } from "./types.ts";
+import { simdKernels } from "../simd/simd.ts";
 
 /**
  * `out = (inp − mean)·rstd·weight + bias` per row, biased variance, `rstd = 1/sqrt(var + eps)`.
@@ -39,6 +40,15 @@ export function layernormForward(
   checkLength(op, "rstd", rstd, rows, "rows = ");
   checkLength(op, "weight", weight, C, "C = ");
   checkLength(op, "bias", bias, C, "C = ");
+  const simd = simdKernels();
+  if (
+    simd && out instanceof Float32Array && mean instanceof Float32Array &&
+    rstd instanceof Float32Array && inp instanceof Float32Array &&
+    weight instanceof Float32Array && bias instanceof Float32Array
+  ) {
+    simd.layernorm(out, mean, rstd, inp, weight, bias, rows, C, eps);
+    return;
+  }
   for (let r = 0; r < rows; r++) {
     const o = r * C;
     let m = 0;

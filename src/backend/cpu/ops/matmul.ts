@@ -9,6 +9,7 @@ import type { GemmArgs } from "../gemm.ts";
 import { checkDims, checkLength } from "./check.ts";
 import { geluForward } from "./gelu.ts";
 import type { FloatArray } from "./types.ts";
+import { simdKernels } from "../simd/simd.ts";
 
 /** Dimensions and flags of {@link matmulForward} (see `MatmulDims` in `backend.ts`). */
 export interface MatmulOpDims {
@@ -56,6 +57,7 @@ export function matmulForward(
     MatmulOpDims,
   gemm: (args: GemmArgs) => void = gemmTs,
   epilogue: MatmulEpilogue = matmulEpilogue,
+  batched?: BatchedMatmul,
 ): void {
   // out, pre: (batch, M, N); a: (batch, M, K) or (batch, K, M); b: (batch, K, N) or (batch, N, K)
   const op = "matmul";
@@ -71,6 +73,12 @@ export function matmulForward(
   checkLength(op, "b", b, batch * K * N, "batch·K·N = ");
   if (bias) checkLength(op, "bias", bias, N, "N = ");
   if (pre) checkLength(op, "pre", pre, batch * M * N, "batch·M·N = ");
+  if (
+    batch > 1 && K > 0 && !bias && !gelu &&
+    batched?.({ out, a, b }, { M, N, K, transA, transB, batch, accumulate })
+  ) {
+    return;
+  }
   const mn = M * N;
   for (let i = 0; i < batch; i++) {
     const c = out.subarray(i * mn, (i + 1) * mn);
@@ -99,6 +107,16 @@ export function matmulForward(
   }
 }
 
+/**
+ * Runs a checked batch of `batch > 1` plain products (no bias, no GELU, `K > 0`) some
+ * faster way — the CPU backend splits the batch over its threads — or returns false
+ * so that {@link matmulForward} loops over the batch itself.
+ */
+export type BatchedMatmul = (
+  bufs: { out: FloatArray; a: FloatArray; b: FloatArray },
+  dims: Required<Omit<MatmulOpDims, "gelu">>,
+) => boolean;
+
 /** The bias/GELU epilogue of {@link matmulForward} (see {@link matmulEpilogue}). */
 export type MatmulEpilogue = (
   bufs: { c: FloatArray; bias?: FloatArray; pre?: FloatArray },
@@ -122,6 +140,14 @@ export function matmulEpilogue(
   { M, N, gelu }: { M: number; N: number; gelu: boolean },
 ): void {
   // c, pre: (M, N); bias: (N)
+  const simd = simdKernels();
+  if (
+    simd && c instanceof Float32Array && (!bias || bias instanceof Float32Array) &&
+    (!pre || pre instanceof Float32Array)
+  ) {
+    simd.biasGelu(c, bias, pre, M, N, gelu);
+    return;
+  }
   if (bias) {
     for (let r = 0; r < M; r++) {
       for (let j = 0; j < N; j++) c[r * N + j] += bias[j];

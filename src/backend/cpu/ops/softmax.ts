@@ -5,6 +5,7 @@
  */
 import { checkDims, checkLength } from "./check.ts";
 import type { FloatArray } from "./types.ts";
+import { simdKernels } from "../simd/simd.ts";
 
 /**
  * `out[r, :] = softmax(scale · inp[r, :])`, subtracting the row max first so `exp` cannot
@@ -25,6 +26,11 @@ export function softmaxForward(
   checkDims("softmax", { rows, C });
   checkLength("softmax", "out", out, rows * C, "rows·C = ");
   checkLength("softmax", "inp", inp, rows * C, "rows·C = ");
+  const simd = simdKernels();
+  if (simd && out instanceof Float32Array && inp instanceof Float32Array) {
+    simd.softmax(out, inp, rows, C, scale);
+    return;
+  }
   for (let r = 0; r < rows; r++) {
     const o = r * C;
     let max = -Infinity;

@@ -1,0 +1,97 @@
+/**
+ * Where the CPU pre-training step's time goes: wraps every backend op with a timer
+ * (matmul split by its epilogue and by which model part called it), runs the step
+ * benchmark, and prints a table of milliseconds per step by op.
+ *
+ *   deno run --allow-read --allow-env --allow-ffi bench/step_profile.ts [--model vit-tiny --img-size 32 --patch-size 4 --batch 64]
+ *
+ * CPU only: the WebGPU backend records work and times nothing on the host.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { CpuBackend } from "../src/backend/cpu/backend.ts";
+import type { Backend, MatmulDims } from "../src/backend/backend.ts";
+import { stepBench } from "../src/train/step_bench.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    model: { type: "string", default: "vit-tiny" },
+    "img-size": { type: "string", default: "32" },
+    shapes: { type: "boolean", default: false },
+    "patch-size": { type: "string", default: "4" },
+    batch: { type: "string", default: "64" },
+    steps: { type: "string", default: "5" },
+  },
+});
+
+const be = new CpuBackend();
+const totals = new Map<string, { ms: number; calls: number; flop: number }>();
+let active = false;
+const SKIP = new Set(["tensor", "upload", "download", "submit", "sync", "dispose", "description"]);
+// Count the warm-up step's submit, then time everything after it.
+const WARMUP = 1;
+let submits = 0;
+const submit = be.submit.bind(be);
+be.submit = () => {
+  submit();
+  if (++submits === WARMUP) active = true;
+};
+const proto = Object.getPrototypeOf(be);
+for (const name of Object.getOwnPropertyNames(proto)) {
+  const fn = (be as unknown as Record<string, unknown>)[name];
+  if (typeof fn !== "function" || name === "constructor" || SKIP.has(name)) continue;
+  (be as unknown as Record<string, unknown>)[name] = function (this: unknown, ...args: unknown[]) {
+    if (!active) return (fn as (...a: unknown[]) => unknown).apply(be, args);
+    let key = name;
+    let flop = 0;
+    if (name === "matmul") {
+      const dims = args[1] as MatmulDims;
+      flop = 2 * dims.M * dims.N * dims.K * (dims.batch ?? 1);
+      key = `matmul${(dims.batch ?? 1) > 1 ? " batched" : ""}${dims.gelu ? " +gelu" : ""}`;
+      if (values.shapes) {
+        key +=
+          ` ${dims.M}x${dims.N}x${dims.K} ${dims.transA ? "T" : "N"}${dims.transB ? "T" : "N"}` +
+          `${(dims.batch ?? 1) > 1 ? ` b${dims.batch}` : ""}${dims.accumulate ? " acc" : ""}`;
+      }
+    }
+    const t = performance.now();
+    const r = (fn as (...a: unknown[]) => unknown).apply(be, args);
+    const e = totals.get(key) ?? { ms: 0, calls: 0, flop: 0 };
+    e.ms += performance.now() - t;
+    e.calls++;
+    e.flop += flop;
+    totals.set(key, e);
+    return r;
+  };
+}
+
+const steps = Number(values.steps);
+const bench = stepBench(be as Backend, {
+  model: values.model!,
+  imgSize: Number(values["img-size"]),
+  patchSize: Number(values["patch-size"]),
+  batch: Number(values.batch),
+  steps,
+  warmup: WARMUP,
+  dropPath: 0.1,
+});
+const r = await bench;
+active = false;
+const all = [...totals.values()].reduce((s, e) => s + e.ms, 0) / steps;
+console.log(
+  `step ${r.step_ms.toFixed(1)} ms (${r.images_per_s.toFixed(1)} img/s), ops ${
+    all.toFixed(1)
+  } ms, other ${(r.step_ms - all).toFixed(1)} ms  [${r.backend}]`,
+);
+console.log("op                        ms/step   share  calls/step  GFLOP/s");
+for (const [k, e] of [...totals].sort((a, b) => b[1].ms - a[1].ms)) {
+  const g = e.flop ? (e.flop / (e.ms / 1000) / 1e9).toFixed(1) : "";
+  console.log(
+    `${k.padEnd(24)} ${(e.ms / steps).toFixed(1).padStart(8)} ${
+      (100 * e.ms / steps / r.step_ms).toFixed(1).padStart(6)
+    }% ${(e.calls / steps).toFixed(0).padStart(10)} ${g.padStart(8)}`,
+  );
+}
+be.dispose();

@@ -1,0 +1,230 @@
+// dbot CPU elementwise kernels in WebAssembly SIMD (f32x4).
+//
+// Built by build.sh into kernels_wasm.ts (the .wasm bytes, base64). Every
+// pointer is an offset into this module's own memory: simd.ts copies a block
+// of the caller's arrays in, runs a kernel, and copies the result out. Each
+// function handles any length (the tail uses the same vector code on a
+// zero-padded lane set), and NaN propagates.
+#include <wasm_simd128.h>
+
+typedef v128_t v4;
+
+#define EXPORT(name) __attribute__((export_name(#name)))
+
+#define SPLAT(x) wasm_f32x4_splat(x)
+
+// clamp(x, lo, hi) that keeps NaN: pmin/pmax return their first operand when the
+// comparison is false, and each is one minps/maxps on x86 (f32x4.min/max, with
+// their -0 and NaN rules, take several instructions).
+static inline v4 clamp4(v4 x, float lo, float hi) {
+  return wasm_f32x4_pmax(wasm_f32x4_pmin(x, SPLAT(hi)), SPLAT(lo));
+}
+
+// exp(x), Cephes expf: x = n·ln2 + r, |r| ≤ ln2/2, degree-6 polynomial, 2^n
+// through the exponent bits. Relative error ≈ 1e-7; x is clamped to
+// [-87.3, 88.7] (exp(-87.3) ≈ 1.2e-38, the smallest normal f32).
+static inline v4 exp4(v4 x) {
+  x = clamp4(x, -87.3f, 88.7f);
+  v4 n = wasm_f32x4_nearest(wasm_f32x4_mul(x, SPLAT(1.44269504088896341f)));
+  v4 r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, SPLAT(0.693359375f)));
+  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, SPLAT(-2.12194440e-4f)));
+  v4 p = SPLAT(1.9875691500e-4f);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), SPLAT(1.3981999507e-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), SPLAT(8.3334519073e-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), SPLAT(4.1665795894e-2f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), SPLAT(1.6666665459e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), SPLAT(5.0000001201e-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, wasm_f32x4_mul(r, r)), r);
+  p = wasm_f32x4_add(p, SPLAT(1.0f));
+  // n + 1.5·2^23 holds the integer n in its low mantissa bits: 2^n = (n + 127) << 23.
+  v4 nb = wasm_f32x4_add(n, SPLAT(12582912.0f));
+  v4 pow2n = wasm_i32x4_shl(wasm_i32x4_sub(nb, wasm_i32x4_splat(0x4B400000 - 127)), 23);
+  return wasm_f32x4_mul(p, pow2n);
+}
+
+// erf(x), Eigen's generic_fast_erf_float: x·P(x²)/Q(x²) on x clamped to
+// [-4, 4] (erf is ±1 in f32 beyond). Absolute error a few 1e-8.
+static inline v4 erf4(v4 v) {
+  v4 x = clamp4(v, -4.0f, 4.0f);
+  v4 x2 = wasm_f32x4_mul(x, x);
+  v4 p = wasm_f32x4_add(wasm_f32x4_mul(x2, SPLAT(-2.72614225801306e-10f)), SPLAT(2.77068142495902e-08f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, x2), SPLAT(-2.10102402082508e-06f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, x2), SPLAT(-5.69250639462346e-05f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, x2), SPLAT(-7.34990630326855e-04f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, x2), SPLAT(-2.95459980854025e-03f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, x2), SPLAT(-1.60960333262415e-02f));
+  v4 q = wasm_f32x4_add(wasm_f32x4_mul(x2, SPLAT(-1.45660718464996e-05f)), SPLAT(-2.13374055278905e-04f));
+  q = wasm_f32x4_add(wasm_f32x4_mul(q, x2), SPLAT(-1.68282697438203e-03f));
+  q = wasm_f32x4_add(wasm_f32x4_mul(q, x2), SPLAT(-7.37332916720468e-03f));
+  q = wasm_f32x4_add(wasm_f32x4_mul(q, x2), SPLAT(-1.42647390514189e-02f));
+  return wasm_f32x4_div(wasm_f32x4_mul(x, p), q);
+}
+
+#define SQRT1_2 0.70710678118654752f
+#define INV_SQRT_2PI 0.39894228040143268f
+
+// gelu(x) = ½·x·(1 + erf(x/√2))
+static inline v4 gelu4(v4 x) {
+  v4 cdf = wasm_f32x4_mul(SPLAT(0.5f), wasm_f32x4_add(SPLAT(1.0f), erf4(wasm_f32x4_mul(x, SPLAT(SQRT1_2)))));
+  return wasm_f32x4_mul(x, cdf);
+}
+
+// gelu'(x) = Φ(x) + x·φ(x)
+static inline v4 gelu_grad4(v4 x) {
+  v4 cdf = wasm_f32x4_mul(SPLAT(0.5f), wasm_f32x4_add(SPLAT(1.0f), erf4(wasm_f32x4_mul(x, SPLAT(SQRT1_2)))));
+  v4 pdf = wasm_f32x4_mul(SPLAT(INV_SQRT_2PI), exp4(wasm_f32x4_mul(SPLAT(-0.5f), wasm_f32x4_mul(x, x))));
+  return wasm_f32x4_add(cdf, wasm_f32x4_mul(x, pdf));
+}
+
+// Loads lanes [0, k) of p (k < 4), the rest zero; stores them back.
+static inline v4 load_tail(const float* p, int k) {
+  float t[4] = {0, 0, 0, 0};
+  for (int i = 0; i < k; i++) t[i] = p[i];
+  return wasm_v128_load(t);
+}
+static inline void store_tail(float* p, v4 x, int k) {
+  float t[4];
+  wasm_v128_store(t, x);
+  for (int i = 0; i < k; i++) p[i] = t[i];
+}
+
+// out[i] = gelu(inp[i]), i < n; out may alias inp.
+EXPORT(gelu) void gelu(float* out, const float* inp, int n) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4) wasm_v128_store(out + i, gelu4(wasm_v128_load(inp + i)));
+  if (i < n) store_tail(out + i, gelu4(load_tail(inp + i, n - i)), n - i);
+}
+
+// dinp[i] = dout[i]·gelu'(inp[i]); dinp may alias dout.
+EXPORT(gelu_backward) void gelu_backward(float* dinp, const float* dout, const float* inp, int n) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4) {
+    v4 g = gelu_grad4(wasm_v128_load(inp + i));
+    wasm_v128_store(dinp + i, wasm_f32x4_mul(wasm_v128_load(dout + i), g));
+  }
+  if (i < n) {
+    v4 g = gelu_grad4(load_tail(inp + i, n - i));
+    store_tail(dinp + i, wasm_f32x4_mul(load_tail(dout + i, n - i), g), n - i);
+  }
+}
+
+// The matmul epilogue of rows × N: c += bias (per row, when bias ≠ 0); then with
+// gelu: pre = c (when pre ≠ 0) and c = gelu(c).
+EXPORT(bias_gelu) void bias_gelu(float* c, const float* bias, float* pre, int rows, int N, int gelu) {
+  for (int r = 0; r < rows; r++) {
+    float* row = c + r * N;
+    float* prow = pre ? pre + r * N : 0;
+    int j = 0;
+    for (; j + 4 <= N; j += 4) {
+      v4 z = wasm_v128_load(row + j);
+      if (bias) z = wasm_f32x4_add(z, wasm_v128_load(bias + j));
+      if (gelu) {
+        if (prow) wasm_v128_store(prow + j, z);
+        z = gelu4(z);
+      }
+      wasm_v128_store(row + j, z);
+    }
+    if (j < N) {
+      int k = N - j;
+      v4 z = load_tail(row + j, k);
+      if (bias) z = wasm_f32x4_add(z, load_tail(bias + j, k));
+      if (gelu) {
+        if (prow) store_tail(prow + j, z, k);
+        z = gelu4(z);
+      }
+      store_tail(row + j, z, k);
+    }
+  }
+}
+
+static inline float hmax(v4 x) {
+  float t[4];
+  wasm_v128_store(t, x);
+  float a = t[0] > t[1] ? t[0] : t[1], b = t[2] > t[3] ? t[2] : t[3];
+  return a > b ? a : b;
+}
+static inline float hsum(v4 x) {
+  float t[4];
+  wasm_v128_store(t, x);
+  return (t[0] + t[1]) + (t[2] + t[3]);
+}
+
+// out[r, :] = softmax(scale·inp[r, :]) for rows × C (max subtracted first).
+// A row holding NaN gives NaN. out may alias inp.
+EXPORT(softmax) void softmax(float* out, const float* inp, int rows, int C, float scale) {
+  v4 s = SPLAT(scale);
+  for (int r = 0; r < rows; r++) {
+    const float* x = inp + r * C;
+    float* y = out + r * C;
+    int j = 0;
+    v4 m4 = SPLAT(-__builtin_inff());
+    for (; j + 4 <= C; j += 4) m4 = wasm_f32x4_pmax(m4, wasm_f32x4_mul(s, wasm_v128_load(x + j)));
+    float m = hmax(m4);
+    for (; j < C; j++) {
+      float t = scale * x[j];
+      m = (t > m || t != t) ? t : m;
+    }
+    v4 mv = SPLAT(m);
+    v4 sum4 = SPLAT(0.0f);
+    j = 0;
+    for (; j + 4 <= C; j += 4) {
+      v4 e = exp4(wasm_f32x4_sub(wasm_f32x4_mul(s, wasm_v128_load(x + j)), mv));
+      wasm_v128_store(y + j, e);
+      sum4 = wasm_f32x4_add(sum4, e);
+    }
+    float sum = hsum(sum4);
+    if (j < C) {
+      int k = C - j;
+      v4 e = exp4(wasm_f32x4_sub(wasm_f32x4_mul(s, load_tail(x + j, k)), mv));
+      store_tail(y + j, e, k);
+      float t[4];
+      wasm_v128_store(t, e);
+      for (int i = 0; i < k; i++) sum += t[i];
+    }
+    v4 inv = SPLAT(1.0f / sum);
+    j = 0;
+    for (; j + 4 <= C; j += 4) wasm_v128_store(y + j, wasm_f32x4_mul(wasm_v128_load(y + j), inv));
+    for (; j < C; j++) y[j] *= 1.0f / sum;
+  }
+}
+
+// Sum of lanes [0, C) of a row.
+static inline float row_sum(const float* x, int C) {
+  v4 a = SPLAT(0.0f);
+  int j = 0;
+  for (; j + 4 <= C; j += 4) a = wasm_f32x4_add(a, wasm_v128_load(x + j));
+  float s = hsum(a);
+  for (; j < C; j++) s += x[j];
+  return s;
+}
+
+// LayerNorm of rows × C: out = (x − mean)·rstd·weight + bias, rstd = 1/√(var + eps),
+// biased variance (two passes). mean and rstd are written per row.
+EXPORT(layernorm) void layernorm(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+               const float* bias, int rows, int C, float eps) {
+  for (int r = 0; r < rows; r++) {
+    const float* x = inp + r * C;
+    float* y = out + r * C;
+    float m = row_sum(x, C) / (float)C;
+    v4 mv = SPLAT(m);
+    v4 a = SPLAT(0.0f);
+    int j = 0;
+    for (; j + 4 <= C; j += 4) {
+      v4 d = wasm_f32x4_sub(wasm_v128_load(x + j), mv);
+      a = wasm_f32x4_add(a, wasm_f32x4_mul(d, d));
+    }
+    float var = hsum(a);
+    for (; j < C; j++) var += (x[j] - m) * (x[j] - m);
+    var /= (float)C;
+    float s = 1.0f / __builtin_sqrtf(var + eps);
+    v4 sv = SPLAT(s);
+    j = 0;
+    for (; j + 4 <= C; j += 4) {
+      v4 n = wasm_f32x4_mul(wasm_f32x4_sub(wasm_v128_load(x + j), mv), sv);
+      wasm_v128_store(y + j, wasm_f32x4_add(wasm_f32x4_mul(n, wasm_v128_load(weight + j)), wasm_v128_load(bias + j)));
+    }
+    for (; j < C; j++) y[j] = (x[j] - m) * s * weight[j] + bias[j];
+    mean[r] = m;
+    rstd[r] = s;
+  }
+}

@@ -1,0 +1,189 @@
+/**
+ * The CPU backend's f32 elementwise kernels in WebAssembly SIMD (`kernels.c`, built by
+ * `build.sh` into `kernels_wasm.ts`): GELU and its derivative, the matmul bias/GELU
+ * epilogue, row softmax and LayerNorm.
+ *
+ * Each thread (main or pool worker) instantiates the module once, with its own memory.
+ * A call copies a block of the caller's arrays into that memory (a few tens of KiB, so
+ * it stays in cache), runs the kernel over the block with 4-lane SIMD, and copies the
+ * result out; the copies cost far less than the scalar JS they replace. The JS ops in
+ * `../ops/` stay the f64 reference and the fallback when WebAssembly is unavailable.
+ *
+ * @module
+ */
+import { KERNELS_WASM_BASE64 } from "./kernels_wasm.ts";
+
+/** The module's exports; pointers are byte offsets into `memory`. */
+interface Exports {
+  memory: WebAssembly.Memory;
+  __heap_base: WebAssembly.Global;
+  gelu(out: number, inp: number, n: number): void;
+  gelu_backward(dinp: number, dout: number, inp: number, n: number): void;
+  bias_gelu(c: number, bias: number, pre: number, rows: number, N: number, gelu: number): void;
+  softmax(out: number, inp: number, rows: number, C: number, scale: number): void;
+  layernorm(
+    out: number,
+    mean: number,
+    rstd: number,
+    inp: number,
+    weight: number,
+    bias: number,
+    rows: number,
+    C: number,
+    eps: number,
+  ): void;
+}
+
+/** Floats per array per block: small enough to stay in L2 with a few arrays. */
+export const BLOCK = 8192;
+
+/** The f32 kernels; every array is a plain `Float32Array` of the caller's (any buffer). */
+export interface SimdKernels {
+  /** `out = gelu(inp)`; `out` may alias `inp`. */
+  gelu(out: Float32Array, inp: Float32Array): void;
+  /** `dinp = dout ⊙ gelu'(inp)`; `dinp` may alias `dout`. */
+  geluBackward(dinp: Float32Array, dout: Float32Array, inp: Float32Array): void;
+  /** Matmul epilogue of `c [M, N]`: `c += bias`; with `gelu`, `pre = c` then `c = gelu(c)`. */
+  biasGelu(
+    c: Float32Array,
+    bias: Float32Array | undefined,
+    pre: Float32Array | undefined,
+    M: number,
+    N: number,
+    gelu: boolean,
+  ): void;
+  /** `out[r, :] = softmax(scale · inp[r, :])`; `out` may alias `inp`. */
+  softmax(out: Float32Array, inp: Float32Array, rows: number, C: number, scale: number): void;
+  /** LayerNorm forward of `inp [rows, C]` (see `layernormForward`). */
+  layernorm(
+    out: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    inp: Float32Array,
+    weight: Float32Array,
+    bias: Float32Array,
+    rows: number,
+    C: number,
+    eps: number,
+  ): void;
+}
+
+let instance: SimdKernels | null | undefined;
+
+/**
+ * This thread's SIMD kernels, or null when WebAssembly SIMD is unavailable (the caller
+ * then runs its JS loop). `DBOT_NO_SIMD=1` also returns null (to compare both paths).
+ */
+export function simdKernels(): SimdKernels | null {
+  if (instance === undefined) instance = instantiate();
+  return instance;
+}
+
+function disabledByEnv(): boolean {
+  try {
+    return Deno.env.get("DBOT_NO_SIMD") === "1";
+  } catch {
+    return false; // no --allow-env: SIMD stays on
+  }
+}
+
+function instantiate(): SimdKernels | null {
+  if (typeof WebAssembly === "undefined" || disabledByEnv()) return null;
+  let ex: Exports;
+  try {
+    const bytes = Uint8Array.from(atob(KERNELS_WASM_BASE64), (ch) => ch.charCodeAt(0));
+    ex = new WebAssembly.Instance(new WebAssembly.Module(bytes)).exports as unknown as Exports;
+  } catch {
+    return null; // an engine without SIMD rejects the module
+  }
+  return makeKernels(ex);
+}
+
+function makeKernels(ex: Exports): SimdKernels {
+  // Scratch starts at the heap base (16-byte aligned), in floats.
+  const base = Math.ceil((ex.__heap_base.value as number) / 16) * 4;
+  let heap = new Float32Array(ex.memory.buffer);
+
+  /** Float offsets of consecutive 16-byte-aligned regions of the given sizes, grown to fit. */
+  const regions = (...sizes: number[]): number[] => {
+    const offs: number[] = [];
+    let end = base;
+    for (const s of sizes) {
+      offs.push(end);
+      end += Math.ceil(s / 4) * 4;
+    }
+    if (end > heap.length) {
+      const pages = Math.ceil((end * 4 - ex.memory.buffer.byteLength) / 65536);
+      ex.memory.grow(pages);
+      heap = new Float32Array(ex.memory.buffer);
+    }
+    return offs;
+  };
+  const put = (at: number, src: Float32Array) => heap.set(src, at);
+  const get = (dst: Float32Array, at: number, n: number, to = 0) =>
+    dst.set(heap.subarray(at, at + n), to);
+  /** Rows per block for rows of C floats (at least one). */
+  const rowBlock = (C: number) => Math.max(1, Math.floor(BLOCK / C));
+
+  return {
+    gelu(out, inp) {
+      const n = inp.length;
+      const [x] = regions(Math.min(BLOCK, n));
+      for (let s = 0; s < n; s += BLOCK) {
+        const m = Math.min(BLOCK, n - s);
+        put(x, inp.subarray(s, s + m));
+        ex.gelu(4 * x, 4 * x, m);
+        get(out, x, m, s);
+      }
+    },
+    geluBackward(dinp, dout, inp) {
+      const n = inp.length;
+      const [g, x] = regions(Math.min(BLOCK, n), Math.min(BLOCK, n));
+      for (let s = 0; s < n; s += BLOCK) {
+        const m = Math.min(BLOCK, n - s);
+        put(g, dout.subarray(s, s + m));
+        put(x, inp.subarray(s, s + m));
+        ex.gelu_backward(4 * g, 4 * g, 4 * x, m);
+        get(dinp, g, m, s);
+      }
+    },
+    biasGelu(c, bias, pre, M, N, gelu) {
+      const R = Math.min(rowBlock(N), M);
+      const keepPre = gelu && pre !== undefined;
+      const [cb, bb, pb] = regions(R * N, N, keepPre ? R * N : 0);
+      if (bias) put(bb, bias);
+      for (let r = 0; r < M; r += R) {
+        const rows = Math.min(R, M - r);
+        const [s, e] = [r * N, (r + rows) * N];
+        put(cb, c.subarray(s, e));
+        ex.bias_gelu(4 * cb, bias ? 4 * bb : 0, keepPre ? 4 * pb : 0, rows, N, gelu ? 1 : 0);
+        if (keepPre) get(pre!, pb, e - s, s);
+        get(c, cb, e - s, s);
+      }
+    },
+    softmax(out, inp, rows, C, scale) {
+      const R = Math.min(rowBlock(C), rows);
+      const [x] = regions(R * C);
+      for (let r = 0; r < rows; r += R) {
+        const n = Math.min(R, rows - r);
+        put(x, inp.subarray(r * C, (r + n) * C));
+        ex.softmax(4 * x, 4 * x, n, C, scale);
+        get(out, x, n * C, r * C);
+      }
+    },
+    layernorm(out, mean, rstd, inp, weight, bias, rows, C, eps) {
+      const R = Math.min(rowBlock(C), rows);
+      const [x, mu, rs, w, b] = regions(R * C, R, R, C, C);
+      put(w, weight);
+      put(b, bias);
+      for (let r = 0; r < rows; r += R) {
+        const n = Math.min(R, rows - r);
+        put(x, inp.subarray(r * C, (r + n) * C));
+        ex.layernorm(4 * x, 4 * mu, 4 * rs, 4 * x, 4 * w, 4 * b, n, C, eps);
+        get(out, x, n * C, r * C);
+        get(mean, mu, n, r);
+        get(rstd, rs, n, r);
+      }
+    },
+  };
+}

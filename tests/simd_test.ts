@@ -1,0 +1,149 @@
+/**
+ * The WebAssembly SIMD kernels (src/backend/cpu/simd/) against the f64 JS ops, on
+ * lengths around the SIMD width and the copy block, views at odd offsets of shared
+ * memory, aliasing, and NaN.
+ */
+import { assert, assertEquals } from "../src/util/assert.ts";
+import { BLOCK, simdKernels } from "../src/backend/cpu/simd/simd.ts";
+import { gelu, geluGrad } from "../src/backend/cpu/ops/gelu.ts";
+import { layernormForward } from "../src/backend/cpu/ops/layernorm.ts";
+import { softmaxForward } from "../src/backend/cpu/ops/softmax.ts";
+import { assertAllClose } from "./helpers.ts";
+
+const simd = simdKernels();
+
+function kernels() {
+  assert(simd, "WebAssembly SIMD kernels did not instantiate (Deno always supports SIMD)");
+  return simd;
+}
+
+/** Seeded uniform [lo, hi). */
+function uniform(n: number, lo: number, hi: number, seed: number): Float64Array {
+  let s = seed >>> 0;
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = lo + (hi - lo) * (s / 2 ** 32);
+  }
+  return out;
+}
+
+/** `n` floats at an odd offset of a shared buffer, holding `values`. */
+function sharedView(values: ArrayLike<number>, offset = 3): Float32Array {
+  const sab = new SharedArrayBuffer(4 * (values.length + offset + 5));
+  const v = new Float32Array(sab, 4 * offset, values.length);
+  v.set(values);
+  return v;
+}
+
+const LENGTHS = [0, 1, 3, 4, 5, 7, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK + 5];
+
+Deno.test("simd gelu/geluBackward match the f64 path on every length, in place and on views", () => {
+  const k = kernels();
+  for (const n of LENGTHS) {
+    const x = sharedView(uniform(n, -8, 8, n + 1));
+    const dout = sharedView(uniform(n, -2, 2, n + 2));
+    const want = Array.from(x, gelu);
+    const out = new Float32Array(n);
+    k.gelu(out, x);
+    assertAllClose(out, want, { atol: 1e-6, rtol: 1e-6 }, `gelu n=${n}`);
+    const wantGrad = Array.from(x, (v, i) => dout[i] * geluGrad(v));
+    k.geluBackward(dout, dout, x); // dinp aliases dout
+    assertAllClose(dout, wantGrad, { atol: 2e-6, rtol: 1e-6 }, `gelu' n=${n}`);
+    k.gelu(x, x); // in place
+    assertAllClose(x, want, { atol: 1e-6, rtol: 1e-6 }, `gelu in place n=${n}`);
+  }
+});
+
+Deno.test("simd gelu keeps NaN and saturates at ±large", () => {
+  const k = kernels();
+  const x = new Float32Array([NaN, 100, -100, 1e30, 0, -0]);
+  const out = new Float32Array(x.length);
+  k.gelu(out, x);
+  assert(Number.isNaN(out[0]), "gelu(NaN) must be NaN");
+  assertEquals(Array.from(out.subarray(1)), [100, -0, 1e30, 0, -0].map(Math.fround));
+  const g = new Float32Array(x.length);
+  k.geluBackward(g, new Float32Array(x.length).fill(1), x);
+  assert(Number.isNaN(g[0]), "gelu'(NaN) must be NaN");
+  assertAllClose(g.subarray(1, 3), [1, 0], { atol: 1e-30, rtol: 0 }, "gelu'(±100)");
+});
+
+Deno.test("simd biasGelu (matmul epilogue) matches bias + gelu with and without pre", () => {
+  const k = kernels();
+  for (const [M, N] of [[1, 1], [3, 5], [7, 130], [70, 3], [2, BLOCK + 3]]) {
+    const c0 = uniform(M * N, -4, 4, M * 31 + N);
+    const bias = sharedView(uniform(N, -1, 1, N));
+    const z = Array.from(c0, (v, i) => Math.fround(v) + bias[i % N]);
+    for (
+      const [withBias, withGelu, withPre] of [[true, true, true], [true, true, false], [
+        false,
+        true,
+        true,
+      ], [true, false, false]]
+    ) {
+      const c = sharedView(c0, 1);
+      const pre = withPre ? new Float32Array(M * N) : undefined;
+      k.biasGelu(c, withBias ? bias : undefined, pre, M, N, withGelu);
+      const zz = withBias ? z : Array.from(c0, Math.fround);
+      const what = `M=${M} N=${N} bias=${withBias} gelu=${withGelu} pre=${withPre}`;
+      assertAllClose(c, withGelu ? zz.map(gelu) : zz, { atol: 1e-6, rtol: 1e-6 }, what);
+      if (pre) assertAllClose(pre, zz, { atol: 1e-6, rtol: 1e-7 }, `pre ${what}`);
+    }
+  }
+});
+
+Deno.test("simd softmax matches the f64 row softmax (scale, ±50 inputs, wide rows)", () => {
+  const k = kernels();
+  for (const [rows, C] of [[1, 1], [3, 2], [5, 7], [40, 65], [591, 197], [2, BLOCK + 9]]) {
+    const x = uniform(rows * C, -50, 50, rows + C);
+    const want = new Float64Array(rows * C);
+    softmaxForward({ out: want, inp: Float64Array.from(x, Math.fround) }, {
+      rows,
+      C,
+      scale: 0.125,
+    });
+    const v = sharedView(x, 2);
+    k.softmax(v, v, rows, C, 0.125); // in place
+    assertAllClose(v, want, { atol: 1e-7, rtol: 2e-6 }, `softmax ${rows}x${C}`);
+  }
+  const nanRow = new Float32Array([1, NaN, 2, 3, 4, 5]);
+  k.softmax(nanRow, nanRow, 2, 3, 1);
+  assert(Array.from(nanRow.subarray(0, 3)).every(Number.isNaN), "a NaN row stays NaN");
+  assertAllClose(nanRow.subarray(3), [0.09003057, 0.24472847, 0.66524096], { atol: 1e-7 });
+});
+
+Deno.test("simd layernorm matches the f64 layernorm (awkward widths, offset rows)", () => {
+  const k = kernels();
+  for (const [rows, C] of [[1, 1], [3, 3], [7, 5], [65, 192], [4, 770], [2, BLOCK + 2]]) {
+    const x = uniform(rows * C, -3, 5, rows * 7 + C);
+    const w = uniform(C, 0.5, 1.5, C + 1);
+    const b = uniform(C, -0.5, 0.5, C + 2);
+    const f = (a: Float64Array) => Float64Array.from(a, Math.fround);
+    const want = {
+      out: new Float64Array(rows * C),
+      mean: new Float64Array(rows),
+      rstd: new Float64Array(rows),
+    };
+    layernormForward({ ...want, inp: f(x), weight: f(w), bias: f(b) }, { rows, C, eps: 1e-6 });
+    const got = {
+      out: sharedView(new Float32Array(rows * C), 1),
+      mean: new Float32Array(rows),
+      rstd: new Float32Array(rows),
+    };
+    k.layernorm(
+      got.out,
+      got.mean,
+      got.rstd,
+      sharedView(x),
+      sharedView(w),
+      sharedView(b),
+      rows,
+      C,
+      1e-6,
+    );
+    const what = `layernorm ${rows}x${C}`;
+    assertAllClose(got.out, want.out, { atol: 2e-6, rtol: 2e-6 }, what);
+    assertAllClose(got.mean, want.mean, { atol: 1e-6, rtol: 1e-6 }, `${what} mean`);
+    assertAllClose(got.rstd, want.rstd, { atol: 1e-6, rtol: 2e-6 }, `${what} rstd`);
+  }
+});
