@@ -291,7 +291,7 @@ Deno.test("matmul epilogue and adamw with threads=2 match threads=1 exactly", as
   dispose();
 });
 
-Deno.test("batched matmul split over the pool (single-threaded OpenBLAS per product) matches the TS loop", async () => {
+Deno.test("with OpenBLAS: batched matmul over the pool and biasGrad as sgemv match the TS reference", async () => {
   // Attention's products: each thread calls OpenBLAS on its share of the batch. Needs
   // OpenBLAS (CI installs it); the reference is the pure-TS GEMM on one thread.
   const one = new CpuBackend({ gemm: "ts", threads: 1 });
@@ -314,6 +314,13 @@ Deno.test("batched matmul split over the pool (single-threaded OpenBLAS per prod
       x.matmul({ out: out[i], a: a[i], b: b[i] }, { M, N, K, batch, transA, transB, accumulate })
     );
     await same(be, [out], `batched ${M}x${N}x${K} b${batch}`, 1e-6);
+  }
+  // The bias gradient runs as OpenBLAS's sgemv (doutᵀ·1, accumulated) there.
+  for (const [rows, C] of [[1, 7], [65, 1], [4160, 768], [3, 96]]) {
+    const dout = twin(be, [rows, C], rows + C);
+    const dbias = twin(be, [C], rows + C + 1);
+    be.forEach((x, i) => x.biasGrad({ dbias: dbias[i], dout: dout[i] }, { rows, C }));
+    await same(be, [dbias], `biasGrad ${rows}x${C}`, 1e-6);
   }
   one.dispose();
   two.dispose();

@@ -6,8 +6,9 @@
 import { assert, assertEquals } from "../src/util/assert.ts";
 import { BLOCK, simdKernels } from "../src/backend/cpu/simd/simd.ts";
 import { gelu, geluGrad } from "../src/backend/cpu/ops/gelu.ts";
-import { layernormForward } from "../src/backend/cpu/ops/layernorm.ts";
-import { softmaxForward } from "../src/backend/cpu/ops/softmax.ts";
+import { adamw } from "../src/backend/cpu/ops/adamw.ts";
+import { layernormBackward, layernormForward } from "../src/backend/cpu/ops/layernorm.ts";
+import { softmaxBackward, softmaxForward } from "../src/backend/cpu/ops/softmax.ts";
 import { assertAllClose } from "./helpers.ts";
 
 const simd = simdKernels();
@@ -146,4 +147,125 @@ Deno.test("simd layernorm matches the f64 layernorm (awkward widths, offset rows
     assertAllClose(got.mean, want.mean, { atol: 1e-6, rtol: 1e-6 }, `${what} mean`);
     assertAllClose(got.rstd, want.rstd, { atol: 1e-6, rtol: 2e-6 }, `${what} rstd`);
   }
+});
+
+Deno.test("simd softmaxBackward matches the f64 op (in place, awkward widths)", () => {
+  const k = kernels();
+  for (const [rows, C] of [[1, 1], [3, 5], [40, 65], [2, BLOCK + 3]]) {
+    const y0 = uniform(rows * C, 0, 1, rows + C);
+    const g0 = uniform(rows * C, -2, 2, rows * C);
+    const f = (a: Float64Array) => Float64Array.from(a, Math.fround);
+    const want = new Float64Array(rows * C);
+    softmaxBackward({ dinp: want, dout: f(g0), out: f(y0) }, { rows, C, scale: 0.125 });
+    const g = sharedView(g0);
+    k.softmaxBackward(g, g, sharedView(y0, 1), rows, C, 0.125);
+    assertAllClose(g, want, { atol: 1e-6, rtol: 1e-5 }, `softmaxBackward ${rows}x${C}`);
+  }
+});
+
+Deno.test("simd layernormBackward matches the f64 op (assign and accumulate, column sums added)", () => {
+  const k = kernels();
+  for (const [rows, C] of [[1, 1], [3, 3], [7, 5], [65, 192], [2, BLOCK + 2]]) {
+    for (const accumulate of [false, true]) {
+      const f = (a: Float64Array) => Float64Array.from(a, Math.fround);
+      const x = f(uniform(rows * C, -3, 5, rows + C));
+      const g = f(uniform(rows * C, -1, 1, rows * 3 + C));
+      const w = f(uniform(C, 0.5, 1.5, C));
+      const d0 = f(uniform(rows * C, -1, 1, C + 9));
+      const mean = new Float64Array(rows);
+      const rstd = new Float64Array(rows);
+      layernormForward(
+        {
+          out: new Float64Array(rows * C),
+          mean,
+          rstd,
+          inp: x,
+          weight: w,
+          bias: new Float64Array(C),
+        },
+        { rows, C, eps: 1e-6 },
+      );
+      const want = {
+        dinp: Float64Array.from(d0),
+        dweight: new Float64Array(C).fill(0.5),
+        dbias: new Float64Array(C).fill(-0.5),
+      };
+      layernormBackward(
+        { ...want, dout: g, inp: x, weight: w, mean: f(mean), rstd: f(rstd) },
+        { rows, C, accumulate },
+      );
+      const got = {
+        dinp: sharedView(d0),
+        dweight: new Float32Array(C).fill(0.5),
+        dbias: new Float64Array(C).fill(-0.5),
+      };
+      k.layernormBackward(
+        got.dinp,
+        got.dweight,
+        got.dbias,
+        sharedView(g),
+        sharedView(x),
+        sharedView(w),
+        Float32Array.from(mean),
+        Float32Array.from(rstd),
+        rows,
+        C,
+        accumulate,
+      );
+      const what = `layernormBackward ${rows}x${C} accumulate=${accumulate}`;
+      assertAllClose(got.dinp, want.dinp, { atol: 2e-5, rtol: 1e-5 }, what);
+      assertAllClose(got.dweight, want.dweight, { atol: 1e-4, rtol: 1e-5 }, `${what} dweight`);
+      assertAllClose(got.dbias, want.dbias, { atol: 1e-4, rtol: 1e-5 }, `${what} dbias`);
+    }
+  }
+});
+
+Deno.test("simd adamw matches the f64 op over segments, a sub-range and clipping", () => {
+  const n = 2 * BLOCK + 37;
+  const offsets = new Int32Array([0, 5, 5, BLOCK + 3, n]);
+  const hyper = new Float64Array([1, 0.05, 2, 0, 0.5, 0.1, 1, 0]);
+  const f = (a: Float64Array) => Float64Array.from(a, Math.fround);
+  const init = [
+    uniform(n, -1, 1, 1),
+    uniform(n, -1, 1, 2),
+    uniform(n, -0.1, 0.1, 3),
+    uniform(n, 0, 0.01, 4),
+  ]
+    .map(f);
+  const want = init.map((a) => Float64Array.from(a));
+  const got = init.map((a) => sharedView(a));
+  for (let step = 1; step <= 3; step++) {
+    const dims = { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, step };
+    const range = { lo: 3, hi: n - 2 };
+    adamw(
+      {
+        param: want[0],
+        grad: want[1],
+        m: want[2],
+        v: want[3],
+        offsets,
+        hyper,
+        clipScale: new Float64Array([0.7]),
+      },
+      dims,
+      range,
+    );
+    adamw(
+      {
+        param: got[0],
+        grad: got[1],
+        m: got[2],
+        v: got[3],
+        offsets,
+        hyper: Float32Array.from(hyper),
+        clipScale: new Float32Array([0.7]),
+      },
+      dims,
+      range,
+    );
+  }
+  for (const [i, name] of ["param", "grad", "m", "v"].entries()) {
+    assertAllClose(got[i], want[i], { atol: 1e-6, rtol: 1e-5 }, `adamw ${name}`);
+  }
+  assertEquals(got[0][0], Math.fround(init[0][0]), "outside the range stays untouched");
 });

@@ -110,6 +110,7 @@ export class CpuBackend implements Backend {
   readonly #sgemm: Gemm["sgemm"];
   readonly #epilogue: MatmulEpilogue;
   readonly #batched: BatchedMatmul;
+  #ones = new Float32Array(0);
   readonly #pool: CpuPool | null;
   readonly #noPool: string;
   readonly #minWork: number;
@@ -353,6 +354,13 @@ export class CpuBackend implements Backend {
     const db = this.#f32(op, "dbias", dbias, dims.C);
     const d = this.#f32(op, "dout", dout, dims.rows * dims.C);
     const { rows, C } = dims;
+    const gemv = this.#gemm.sgemvT;
+    if (gemv && rows * C >= this.#minWork) {
+      // OpenBLAS's multithreaded sgemv: dbias += doutᵀ·1 (6× the pool's JS column sums).
+      if (this.#ones.length < rows) this.#ones = new Float32Array(rows).fill(1);
+      gemv({ rows, cols: C, a: d, x: this.#ones, beta: 1, y: db });
+      return;
+    }
     const T = this.#pool?.threads ?? 1;
     const part = this.#pool?.scratch(T * C);
     if (part && C >= 1 && this.#par(K.biasGrad, [part, d], [C], rows, rows * C)) {

@@ -56,6 +56,20 @@ export interface Gemm {
   readonly threads?: number;
   /** Sets the library's own thread count (OpenBLAS `openblas_set_num_threads`). */
   setThreads?(n: number): void;
+  /**
+   * `y = aᵀ·x + beta·y` for `a [rows, cols]` (row stride `cols`), `x [rows]`, `y [cols]`
+   * (OpenBLAS `sgemv`); absent for pure TS. The CPU backend's bias gradient is `doutᵀ·1`.
+   */
+  sgemvT?(
+    args: {
+      rows: number;
+      cols: number;
+      a: Float32Array;
+      x: Float32Array;
+      beta: number;
+      y: Float32Array;
+    },
+  ): void;
 }
 
 function checkMatrix(

@@ -38,6 +38,25 @@ const SYMBOLS = {
   // Optional so that another CBLAS without it still loads; then the name says "? threads".
   openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
   openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
+  cblas_sgemv: {
+    // order, trans, M, N, alpha, A, lda, X, incX, beta, Y, incY
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+      "buffer",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+    ],
+    result: "void",
+    optional: true,
+  },
 } as const;
 
 /** Library names and paths tried after `$DBOT_OPENBLAS`, in order. */
@@ -73,6 +92,8 @@ export function openBlasSearchPaths(): string[] {
 
 const loaded = new Map<string, Gemm>();
 
+type SgemvTArgs = Parameters<NonNullable<Gemm["sgemvT"]>>[0];
+
 function isPermissionError(e: unknown): boolean {
   return e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied;
 }
@@ -92,11 +113,30 @@ export function openOpenBlas(path: string): Gemm {
   const lib = Deno.dlopen(path, SYMBOLS);
   const threads = lib.symbols.openblas_get_num_threads?.();
   const setThreads = lib.symbols.openblas_set_num_threads;
+  const sgemv = lib.symbols.cblas_sgemv;
   const gemm: Gemm = Object.freeze({
     name: `OpenBLAS (${path}, ${threads ?? "?"} threads)`,
     path,
     threads,
     setThreads: setThreads ? (n: number) => setThreads(n) : undefined,
+    sgemvT: sgemv
+      ? ({ rows, cols, a, x, beta, y }: SgemvTArgs) => {
+        if (a.length < rows * cols || x.length < rows || y.length < cols) {
+          throw new RangeError(
+            `Cannot run sgemv: a [${rows}, ${cols}], x [${rows}] and y [${cols}] need ` +
+              `${
+                rows * cols
+              }, ${rows} and ${cols} elements; got ${a.length}, ${x.length}, ${y.length}`,
+          );
+        }
+        if (cols === 0) return;
+        if (rows === 0) {
+          for (let i = 0; i < cols; i++) y[i] = beta === 0 ? 0 : beta * y[i];
+          return;
+        }
+        sgemv(CBLAS_ROW_MAJOR, CBLAS_TRANS, rows, cols, 1, a, cols, x, 1, beta, y, 1);
+      }
+      : undefined,
     sgemm(args: GemmArgs): void {
       validateGemmArgs(args);
       const { transA, transB, M, N, K, alpha, a, lda, b, ldb, beta, c, ldc } = args;

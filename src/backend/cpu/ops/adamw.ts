@@ -6,6 +6,7 @@
  */
 import { checkLength } from "./check.ts";
 import type { FloatArray } from "./types.ts";
+import { simdKernels } from "../simd/simd.ts";
 
 /** Scalar hyper-parameters of {@link adamw}; `step` is the 1-based step count `t`. */
 export interface AdamwDims {
@@ -91,10 +92,28 @@ export function adamw(
   const clip = clipScale ? clipScale[0] : 1;
   const bc1 = 1 - Math.pow(beta1, step);
   const bc2 = 1 - Math.pow(beta2, step);
+  const simd = simdKernels();
+  const f32 = param instanceof Float32Array && grad instanceof Float32Array &&
+    m instanceof Float32Array && v instanceof Float32Array;
   for (let s = 0; s < S; s++) {
     const slr = lr * hyper[2 * s];
     const decay = 1 - slr * hyper[2 * s + 1];
     const end = Math.min(offsets[s + 1], to);
+    if (simd && f32) {
+      const start = Math.max(offsets[s], from);
+      if (start < end) {
+        simd.adamw({ param, grad, m, v }, start, end, {
+          clip,
+          beta1,
+          beta2,
+          step: slr / bc1,
+          invBc2: 1 / bc2,
+          eps,
+          decay,
+        });
+      }
+      continue;
+    }
     for (let i = Math.max(offsets[s], from); i < end; i++) {
       const g = grad[i] * clip;
       const mi = beta1 * m[i] + (1 - beta1) * g;

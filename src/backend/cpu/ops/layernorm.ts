@@ -104,6 +104,27 @@ export function layernormBackward(
   checkLength(op, "weight", weight, C, "C = ");
   checkLength(op, "mean", mean, rows, "rows = ");
   checkLength(op, "rstd", rstd, rows, "rows = ");
+  const simd = simdKernels();
+  if (
+    simd && dinp instanceof Float32Array && dout instanceof Float32Array &&
+    inp instanceof Float32Array && weight instanceof Float32Array &&
+    mean instanceof Float32Array && rstd instanceof Float32Array
+  ) {
+    simd.layernormBackward(
+      dinp,
+      dweight,
+      dbias,
+      dout,
+      inp,
+      weight,
+      mean,
+      rstd,
+      rows,
+      C,
+      accumulate,
+    );
+    return;
+  }
   for (let r = 0; r < rows; r++) {
     const o = r * C;
     const m = mean[r];

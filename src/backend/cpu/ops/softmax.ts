@@ -67,6 +67,14 @@ export function softmaxBackward(
   checkLength("softmaxBackward", "dinp", dinp, rows * C, "rows·C = ");
   checkLength("softmaxBackward", "dout", dout, rows * C, "rows·C = ");
   checkLength("softmaxBackward", "out", out, rows * C, "rows·C = ");
+  const simd = simdKernels();
+  if (
+    simd && dinp instanceof Float32Array && dout instanceof Float32Array &&
+    out instanceof Float32Array
+  ) {
+    simd.softmaxBackward(dinp, dout, out, rows, C, scale);
+    return;
+  }
   for (let r = 0; r < rows; r++) {
     const o = r * C;
     let dot = 0;

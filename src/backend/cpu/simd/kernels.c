@@ -228,3 +228,109 @@ EXPORT(layernorm) void layernorm(float* out, float* mean, float* rstd, const flo
     rstd[r] = s;
   }
 }
+
+// dinp[r, :] = scale·out ⊙ (dout − Σ dout⊙out) for rows × C; dinp may alias dout.
+EXPORT(softmax_backward) void softmax_backward(float* dinp, const float* dout, const float* out,
+                                               int rows, int C, float scale) {
+  for (int r = 0; r < rows; r++) {
+    const float* g = dout + r * C;
+    const float* y = out + r * C;
+    float* d = dinp + r * C;
+    v4 a = SPLAT(0.0f);
+    int j = 0;
+    for (; j + 4 <= C; j += 4) a = wasm_f32x4_add(a, wasm_f32x4_mul(wasm_v128_load(g + j), wasm_v128_load(y + j)));
+    float dot = hsum(a);
+    for (; j < C; j++) dot += g[j] * y[j];
+    v4 dv = SPLAT(dot), sv = SPLAT(scale);
+    j = 0;
+    for (; j + 4 <= C; j += 4) {
+      v4 t = wasm_f32x4_sub(wasm_v128_load(g + j), dv);
+      wasm_v128_store(d + j, wasm_f32x4_mul(sv, wasm_f32x4_mul(wasm_v128_load(y + j), t)));
+    }
+    for (; j < C; j++) d[j] = scale * (y[j] * (g[j] - dot));
+  }
+}
+
+// LayerNorm backward of rows × C: dinp = rstd·(dnorm − mean(dnorm) − norm·mean(dnorm⊙norm))
+// with dnorm = weight⊙dout (assigned, or added when accumulate), and dweight += Σ norm⊙dout,
+// dbias += Σ dout over the rows.
+EXPORT(layernorm_backward) void layernorm_backward(float* dinp, float* dweight, float* dbias,
+                                                   const float* dout, const float* inp,
+                                                   const float* weight, const float* mean,
+                                                   const float* rstd, int rows, int C,
+                                                   int accumulate) {
+  for (int r = 0; r < rows; r++) {
+    const float* g = dout + r * C;
+    const float* x = inp + r * C;
+    float* d = dinp + r * C;
+    v4 mv = SPLAT(mean[r]), sv = SPLAT(rstd[r]);
+    v4 a = SPLAT(0.0f), b = SPLAT(0.0f);
+    int j = 0;
+    for (; j + 4 <= C; j += 4) {
+      v4 n = wasm_f32x4_mul(wasm_f32x4_sub(wasm_v128_load(x + j), mv), sv);
+      v4 dn = wasm_f32x4_mul(wasm_v128_load(weight + j), wasm_v128_load(g + j));
+      a = wasm_f32x4_add(a, dn);
+      b = wasm_f32x4_add(b, wasm_f32x4_mul(dn, n));
+    }
+    float sa = hsum(a), sb = hsum(b);
+    for (; j < C; j++) {
+      float n = (x[j] - mean[r]) * rstd[r];
+      float dn = weight[j] * g[j];
+      sa += dn;
+      sb += dn * n;
+    }
+    v4 ma = SPLAT(sa / (float)C), mb = SPLAT(sb / (float)C);
+    j = 0;
+    for (; j + 4 <= C; j += 4) {
+      v4 gj = wasm_v128_load(g + j);
+      v4 n = wasm_f32x4_mul(wasm_f32x4_sub(wasm_v128_load(x + j), mv), sv);
+      v4 dn = wasm_f32x4_mul(wasm_v128_load(weight + j), gj);
+      v4 v = wasm_f32x4_mul(wasm_f32x4_sub(wasm_f32x4_sub(dn, ma), wasm_f32x4_mul(n, mb)), sv);
+      if (accumulate) v = wasm_f32x4_add(v, wasm_v128_load(d + j));
+      wasm_v128_store(d + j, v);
+      wasm_v128_store(dbias + j, wasm_f32x4_add(wasm_v128_load(dbias + j), gj));
+      wasm_v128_store(dweight + j, wasm_f32x4_add(wasm_v128_load(dweight + j), wasm_f32x4_mul(n, gj)));
+    }
+    for (; j < C; j++) {
+      float n = (x[j] - mean[r]) * rstd[r];
+      float dn = weight[j] * g[j];
+      float v = (dn - sa / (float)C - n * (sb / (float)C)) * rstd[r];
+      d[j] = accumulate ? d[j] + v : v;
+      dbias[j] += g[j];
+      dweight[j] += n * g[j];
+    }
+  }
+}
+
+// AdamW on n elements of one parameter segment: g = clip·grad; m = β1·m + (1−β1)·g;
+// v = β2·v + (1−β2)·g²; param = param·decay − step·m / (√(v·inv_bc2) + eps), where
+// step = lr/bc1 and decay = 1 − lr·wd.
+EXPORT(adamw) void adamw(float* param, const float* grad, float* m, float* v, int n, float clip,
+                         float beta1, float beta2, float step, float inv_bc2, float eps,
+                         float decay) {
+  v4 c = SPLAT(clip), b1 = SPLAT(beta1), b2 = SPLAT(beta2), o1 = SPLAT(1.0f - beta1),
+     o2 = SPLAT(1.0f - beta2), st = SPLAT(step), ib = SPLAT(inv_bc2), ep = SPLAT(eps),
+     dc = SPLAT(decay);
+  // The tail runs the same vector code on zero-padded lanes, so an element's result
+  // does not depend on where a block or a thread's share starts.
+  for (int i = 0; i < n; i += 4) {
+    int k = n - i < 4 ? n - i : 4;
+    v4 g = wasm_f32x4_mul(k == 4 ? wasm_v128_load(grad + i) : load_tail(grad + i, k), c);
+    v4 m0 = k == 4 ? wasm_v128_load(m + i) : load_tail(m + i, k);
+    v4 v0 = k == 4 ? wasm_v128_load(v + i) : load_tail(v + i, k);
+    v4 p0 = k == 4 ? wasm_v128_load(param + i) : load_tail(param + i, k);
+    v4 mi = wasm_f32x4_add(wasm_f32x4_mul(b1, m0), wasm_f32x4_mul(o1, g));
+    v4 vi = wasm_f32x4_add(wasm_f32x4_mul(b2, v0), wasm_f32x4_mul(o2, wasm_f32x4_mul(g, g)));
+    v4 den = wasm_f32x4_add(wasm_f32x4_sqrt(wasm_f32x4_mul(vi, ib)), ep);
+    v4 p = wasm_f32x4_sub(wasm_f32x4_mul(p0, dc), wasm_f32x4_div(wasm_f32x4_mul(st, mi), den));
+    if (k == 4) {
+      wasm_v128_store(m + i, mi);
+      wasm_v128_store(v + i, vi);
+      wasm_v128_store(param + i, p);
+    } else {
+      store_tail(m + i, mi, k);
+      store_tail(v + i, vi, k);
+      store_tail(param + i, p, k);
+    }
+  }
+}

@@ -1,7 +1,7 @@
 /**
  * The CPU backend's f32 elementwise kernels in WebAssembly SIMD (`kernels.c`, built by
  * `build.sh` into `kernels_wasm.ts`): GELU and its derivative, the matmul bias/GELU
- * epilogue, row softmax and LayerNorm.
+ * epilogue, row softmax and LayerNorm (forward and backward), and AdamW.
  *
  * Each thread (main or pool worker) instantiates the module once, with its own memory.
  * A call copies a block of the caller's arrays into that memory (a few tens of KiB, so
@@ -31,6 +31,41 @@ interface Exports {
     rows: number,
     C: number,
     eps: number,
+  ): void;
+  softmax_backward(
+    dinp: number,
+    dout: number,
+    out: number,
+    rows: number,
+    C: number,
+    scale: number,
+  ): void;
+  layernorm_backward(
+    dinp: number,
+    dweight: number,
+    dbias: number,
+    dout: number,
+    inp: number,
+    weight: number,
+    mean: number,
+    rstd: number,
+    rows: number,
+    C: number,
+    accumulate: number,
+  ): void;
+  adamw(
+    param: number,
+    grad: number,
+    m: number,
+    v: number,
+    n: number,
+    clip: number,
+    beta1: number,
+    beta2: number,
+    step: number,
+    invBc2: number,
+    eps: number,
+    decay: number,
   ): void;
 }
 
@@ -65,6 +100,50 @@ export interface SimdKernels {
     rows: number,
     C: number,
     eps: number,
+  ): void;
+  /** `dinp = scale · out ⊙ (dout − Σ dout⊙out)` per row; `dinp` may alias `dout`. */
+  softmaxBackward(
+    dinp: Float32Array,
+    dout: Float32Array,
+    out: Float32Array,
+    rows: number,
+    C: number,
+    scale: number,
+  ): void;
+  /**
+   * LayerNorm backward (see `layernormBackward`): `dinp` assigned or accumulated;
+   * the column sums are added to `dweight` and `dbias` (f32 or f64 accumulators).
+   */
+  layernormBackward(
+    dinp: Float32Array,
+    dweight: Float32Array | Float64Array,
+    dbias: Float32Array | Float64Array,
+    dout: Float32Array,
+    inp: Float32Array,
+    weight: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    rows: number,
+    C: number,
+    accumulate: boolean,
+  ): void;
+  /**
+   * AdamW on elements `[lo, hi)` of one segment: `step = lr/bc1`, `invBc2 = 1/bc2`,
+   * `decay = 1 − lr·wd` (see `adamw`).
+   */
+  adamw(
+    a: { param: Float32Array; grad: Float32Array; m: Float32Array; v: Float32Array },
+    lo: number,
+    hi: number,
+    s: {
+      clip: number;
+      beta1: number;
+      beta2: number;
+      step: number;
+      invBc2: number;
+      eps: number;
+      decay: number;
+    },
   ): void;
 }
 
@@ -183,6 +262,81 @@ function makeKernels(ex: Exports): SimdKernels {
         get(out, x, n * C, r * C);
         get(mean, mu, n, r);
         get(rstd, rs, n, r);
+      }
+    },
+    softmaxBackward(dinp, dout, out, rows, C, scale) {
+      const R = Math.min(rowBlock(C), rows);
+      const [g, y] = regions(R * C, R * C);
+      for (let r = 0; r < rows; r += R) {
+        const n = Math.min(R, rows - r);
+        const [s, e] = [r * C, (r + n) * C];
+        put(g, dout.subarray(s, e));
+        put(y, out.subarray(s, e));
+        ex.softmax_backward(4 * g, 4 * g, 4 * y, n, C, scale);
+        get(dinp, g, e - s, s);
+      }
+    },
+    layernormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, rows, C, accumulate) {
+      const R = Math.min(rowBlock(C), rows);
+      const [d, g, x, mu, rs, w, dw, db] = regions(R * C, R * C, R * C, R, R, C, C, C);
+      put(w, weight);
+      heap.fill(0, dw, dw + C);
+      heap.fill(0, db, db + C);
+      for (let r = 0; r < rows; r += R) {
+        const n = Math.min(R, rows - r);
+        const [s, e] = [r * C, (r + n) * C];
+        put(g, dout.subarray(s, e));
+        put(x, inp.subarray(s, e));
+        put(mu, mean.subarray(r, r + n));
+        put(rs, rstd.subarray(r, r + n));
+        if (accumulate) put(d, dinp.subarray(s, e));
+        ex.layernorm_backward(
+          4 * d,
+          4 * dw,
+          4 * db,
+          4 * g,
+          4 * x,
+          4 * w,
+          4 * mu,
+          4 * rs,
+          n,
+          C,
+          accumulate ? 1 : 0,
+        );
+        get(dinp, d, e - s, s);
+      }
+      for (let c = 0; c < C; c++) {
+        dweight[c] += heap[dw + c];
+        dbias[c] += heap[db + c];
+      }
+    },
+    adamw({ param, grad, m, v }, lo, hi, s) {
+      const n = hi - lo;
+      const B = Math.min(BLOCK, n);
+      const [p, g, mm, vv] = regions(B, B, B, B);
+      for (let i = lo; i < hi; i += BLOCK) {
+        const k = Math.min(BLOCK, hi - i);
+        put(p, param.subarray(i, i + k));
+        put(g, grad.subarray(i, i + k));
+        put(mm, m.subarray(i, i + k));
+        put(vv, v.subarray(i, i + k));
+        ex.adamw(
+          4 * p,
+          4 * g,
+          4 * mm,
+          4 * vv,
+          k,
+          s.clip,
+          s.beta1,
+          s.beta2,
+          s.step,
+          s.invBc2,
+          s.eps,
+          s.decay,
+        );
+        get(param, p, k, i);
+        get(m, mm, k, i);
+        get(v, vv, k, i);
       }
     },
   };
