@@ -4,8 +4,8 @@
  * memory, aliasing, and NaN.
  */
 import { assert, assertEquals } from "../src/util/assert.ts";
-import { BLOCK, simdKernels } from "../src/backend/cpu/simd/simd.ts";
-import { gelu, geluGrad } from "../src/backend/cpu/ops/gelu.ts";
+import { BLOCK, setSimdEnabled, simdKernels } from "../src/backend/cpu/simd/simd.ts";
+import { gelu, geluForward, geluGrad } from "../src/backend/cpu/ops/gelu.ts";
 import { adamw } from "../src/backend/cpu/ops/adamw.ts";
 import { layernormBackward, layernormForward } from "../src/backend/cpu/ops/layernorm.ts";
 import { softmaxBackward, softmaxForward } from "../src/backend/cpu/ops/softmax.ts";
@@ -268,4 +268,28 @@ Deno.test("simd adamw matches the f64 op over segments, a sub-range and clipping
     assertAllClose(got[i], want[i], { atol: 1e-6, rtol: 1e-5 }, `adamw ${name}`);
   }
   assertEquals(got[0][0], Math.fround(init[0][0]), "outside the range stays untouched");
+});
+
+Deno.test("with SIMD turned off the ops run their scalar f32 loops and agree with the SIMD path", () => {
+  const n = 3 * 65 + 1;
+  const x = Float32Array.from(uniform(n, -6, 6, 5));
+  const run = (simd: boolean) => {
+    setSimdEnabled(simd);
+    try {
+      const g = new Float32Array(n);
+      geluForward({ out: g, inp: x });
+      const p = new Float32Array(n - 1);
+      softmaxForward({ out: p, inp: x.subarray(1) }, { rows: 3, C: 65, scale: 0.5 });
+      return [g, p];
+    } finally {
+      setSimdEnabled(true);
+    }
+  };
+  assert(simdKernels() !== null, "SIMD is back on");
+  const [off, on] = [run(false), run(true)];
+  assertAllClose(off[0], on[0], { atol: 1e-6, rtol: 1e-6 }, "gelu");
+  assertAllClose(off[1], on[1], { atol: 1e-7, rtol: 1e-5 }, "softmax");
+  setSimdEnabled(false);
+  assertEquals(simdKernels(), null, "setSimdEnabled(false) turns the kernels off");
+  setSimdEnabled(true);
 });

@@ -154,8 +154,19 @@ let instance: SimdKernels | null | undefined;
  * then runs its JS loop). `DBOT_NO_SIMD=1` also returns null (to compare both paths).
  */
 export function simdKernels(): SimdKernels | null {
+  if (!enabled) return null;
   if (instance === undefined) instance = instantiate();
   return instance;
+}
+
+let enabled = true;
+
+/**
+ * Turns the SIMD kernels off (the ops then run their scalar JS loops) or back on, on
+ * this thread only: for benchmarks and tests that compare the two paths.
+ */
+export function setSimdEnabled(on: boolean): void {
+  enabled = on;
 }
 
 function disabledByEnv(): boolean {
