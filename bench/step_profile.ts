@@ -20,13 +20,15 @@ const { values } = parseArgs({
     model: { type: "string", default: "vit-tiny" },
     "img-size": { type: "string", default: "32" },
     shapes: { type: "boolean", default: false },
+    threads: { type: "string", default: String(navigator.hardwareConcurrency ?? 1) },
+    "no-split": { type: "boolean", default: false },
     "patch-size": { type: "string", default: "4" },
     batch: { type: "string", default: "64" },
     steps: { type: "string", default: "5" },
   },
 });
 
-const be = new CpuBackend();
+const be = new CpuBackend({ threads: Number(values.threads), splitGemm: !values["no-split"] });
 const totals = new Map<string, { ms: number; calls: number; flop: number }>();
 let active = false;
 const SKIP = new Set(["tensor", "upload", "download", "submit", "sync", "dispose", "description"]);

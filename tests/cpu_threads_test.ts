@@ -291,7 +291,7 @@ Deno.test("matmul epilogue and adamw with threads=2 match threads=1 exactly", as
   dispose();
 });
 
-Deno.test("with OpenBLAS: batched matmul over the pool and biasGrad as sgemv match the TS reference", async () => {
+Deno.test("with OpenBLAS: matmul split over the pool (batched, rows, columns, epilogues) and biasGrad as sgemv match the TS reference", async () => {
   // Attention's products: each thread calls OpenBLAS on its share of the batch. Needs
   // OpenBLAS (CI installs it); the reference is the pure-TS GEMM on one thread.
   const one = new CpuBackend({ gemm: "ts", threads: 1 });
@@ -314,6 +314,49 @@ Deno.test("with OpenBLAS: batched matmul over the pool and biasGrad as sgemv mat
       x.matmul({ out: out[i], a: a[i], b: b[i] }, { M, N, K, batch, transA, transB, accumulate })
     );
     await same(be, [out], `batched ${M}x${N}x${K} b${batch}`, 1e-6);
+  }
+  // Large single products: one OpenBLAS call per thread on a slab of rows (epilogue fused)
+  // or, with few rows, of columns (epilogue after).
+  const single: [number, number, number, boolean, boolean][] = [
+    // M, N, K, transA, transB
+    [130, 96, 40, false, true], // rows
+    [129, 33, 17, true, false], // rows, odd split
+    [20, 300, 64, false, false], // columns
+    [8, 257, 40, true, true], // columns, odd split
+  ];
+  for (const [M, N, K, transA, transB] of single) {
+    for (const mode of ["plain", "bias", "gelu", "accumulate"] as const) {
+      const s = M + N + K;
+      const a = twin(be, [M, K], s);
+      const b = twin(be, [K, N], s + 1);
+      const bias = twin(be, [N], s + 2);
+      const [out, pre] = [twin(be, [M, N], s + 3), twin(be, [M, N], s + 4)];
+      const dims = {
+        M,
+        N,
+        K,
+        transA,
+        transB,
+        accumulate: mode === "accumulate",
+        gelu: mode === "gelu",
+      };
+      be.forEach((x, i) =>
+        x.matmul({
+          out: out[i],
+          a: a[i],
+          b: b[i],
+          bias: mode === "bias" || mode === "gelu" ? bias[i] : undefined,
+          pre: mode === "gelu" ? pre[i] : undefined,
+        }, dims)
+      );
+      const outs = mode === "gelu" ? [out, pre] : [out];
+      await same(
+        be,
+        outs,
+        `split ${M}x${N}x${K} ${transA ? "T" : "N"}${transB ? "T" : "N"} ${mode}`,
+        1e-6,
+      );
+    }
   }
   // The bias gradient runs as OpenBLAS's sgemv (doutᵀ·1, accumulated) there.
   for (const [rows, C] of [[1, 7], [65, 1], [4160, 768], [3, 96]]) {

@@ -31,6 +31,7 @@ import { layernormBackward, layernormForward } from "./ops/layernorm.ts";
 import { matmulEpilogue, matmulForward } from "./ops/matmul.ts";
 import type { BatchedMatmul, MatmulEpilogue } from "./ops/matmul.ts";
 import type { FloatArray } from "./ops/types.ts";
+import { checkDims } from "./ops/check.ts";
 import { CpuPool, K, setThreadGemm } from "./pool.ts";
 import type { PoolArray } from "./pool.ts";
 import { patchify } from "./ops/patchify.ts";
@@ -76,6 +77,13 @@ export interface CpuBackendOptions {
    * {@link DEFAULT_MIN_PARALLEL_WORK}); tests pass 1 to split every op.
    */
   minParallelWork?: number;
+  /**
+   * With OpenBLAS and more than one thread: run every large matmul as one single-threaded
+   * OpenBLAS call per thread on a slab of rows (or columns), with the bias/GELU epilogue
+   * done by the same thread right after its slab (default true). False leaves the
+   * threading of each call to OpenBLAS and runs the epilogue as a separate pass.
+   */
+  splitGemm?: boolean;
 }
 
 /**
@@ -89,6 +97,9 @@ export const DEFAULT_MIN_PARALLEL_WORK = 32768;
  * single-threaded OpenBLAS calls; bigger products use OpenBLAS's own threads.
  */
 export const BATCHED_GEMM_MAX = 1 << 22;
+
+/** Smallest `M·N·K` that {@link CpuBackendOptions.splitGemm} splits over the threads. */
+export const SPLIT_GEMM_MIN = 1 << 16;
 
 /**
  * The CPU backend.
@@ -110,6 +121,7 @@ export class CpuBackend implements Backend {
   readonly #sgemm: Gemm["sgemm"];
   readonly #epilogue: MatmulEpilogue;
   readonly #batched: BatchedMatmul;
+  readonly #splitGemm: boolean;
   #ones = new Float32Array(0);
   readonly #pool: CpuPool | null;
   readonly #noPool: string;
@@ -131,6 +143,7 @@ export class CpuBackend implements Backend {
       );
     }
     this.#minWork = options.minParallelWork ?? DEFAULT_MIN_PARALLEL_WORK;
+    this.#splitGemm = options.splitGemm ?? true;
     const pool = threads > 1 ? CpuPool.create(threads, gemm.path) : null;
     this.#pool = pool instanceof CpuPool ? pool : null;
     this.#noPool = pool && !(pool instanceof CpuPool) ? pool.reason : "";
@@ -299,6 +312,17 @@ export class CpuBackend implements Backend {
     const op = "matmul";
     const batch = dims.batch ?? 1;
     const mn = batch * dims.M * dims.N;
+    if (batch === 1 && this.#splitGemm && this.#pool) {
+      checkDims(op, { M: dims.M, N: dims.N, K: dims.K, batch });
+      const bufs = {
+        out: this.#f32(op, "out", out, mn),
+        a: this.#f32(op, "a", a, dims.M * dims.K),
+        b: this.#f32(op, "b", b, dims.K * dims.N),
+        bias: bias && this.#f32(op, "bias", bias, dims.N),
+        pre: pre && this.#f32(op, "pre", pre, mn),
+      };
+      if (this.#gemmSlabs(bufs, dims)) return;
+    }
     matmulForward(
       {
         out: this.#f32(op, "out", out, mn),
@@ -312,6 +336,59 @@ export class CpuBackend implements Backend {
       this.#epilogue,
       this.#batched,
     );
+  }
+
+  /**
+   * One product split over the pool in slabs of rows (or of columns when there are few
+   * rows), one single-threaded OpenBLAS call per thread, the epilogue fused into each row
+   * slab. False (nothing run) when it does not apply: no pool, no OpenBLAS, a small product,
+   * or a shape the checks in `matmulForward` reject (that path then reports it).
+   */
+  #gemmSlabs(
+    { out, a, b, bias, pre }: {
+      out: Float32Array;
+      a: Float32Array;
+      b: Float32Array;
+      bias?: Float32Array;
+      pre?: Float32Array;
+    },
+    dims: MatmulDims,
+  ): boolean {
+    const gemm = this.#gemm;
+    const pool = this.#pool;
+    const { M, N, K: k } = dims;
+    const gelu = dims.gelu ?? false;
+    if (!pool || pool.broken || !gemm.path || !gemm.setThreads) return false;
+    if (!(M * N * k >= SPLIT_GEMM_MIN) || (dims.accumulate && gelu) || (pre && !gelu)) return false;
+    if (bias && bias.length !== N) return false;
+    const T = pool.threads;
+    const byCols = M < 16 * T && N >= 16 * T;
+    if (!byCols && M < 2 * T) return false;
+    const p = [
+      M,
+      N,
+      k,
+      dims.transA ? 1 : 0,
+      dims.transB ? 1 : 0,
+      dims.accumulate ? 1 : 0,
+      byCols ? 1 : 0,
+      bias ? 1 : 0,
+      pre ? 1 : 0,
+      gelu ? 1 : 0,
+    ];
+    const list: PoolArray[] = [out, a, b];
+    if (bias) list.push(bias);
+    if (pre) list.push(pre);
+    setThreadGemm(this.#sgemm);
+    gemm.setThreads(1);
+    let ran = false;
+    try {
+      ran = pool.run(K.gemmSlab, list, p, byCols ? N : M);
+    } finally {
+      gemm.setThreads(gemm.threads ?? 1);
+    }
+    if (ran && byCols && (bias || gelu)) this.#epilogue({ c: out, bias, pre }, { M, N, gelu });
+    return ran;
   }
 
   /**

@@ -288,10 +288,66 @@ export const KERNELS: readonly Kernel[] = [
       });
     }
   },
+  // 20 gemmSlab [out, a, b, bias?, pre?], p = [M, N, K, transA, transB, beta, byCols,
+  //   hasBias, hasPre, gelu]: rows of out (byCols 0, then this share's epilogue too, on
+  //   rows still in cache) or columns of out (byCols 1, no epilogue); one single-threaded
+  //   GEMM call per share
+  (b, p, lo, hi) => {
+    if (lo === hi) return;
+    const [M, N, K] = [p[0] | 0, p[1] | 0, p[2] | 0];
+    const [transA, transB, beta, byCols] = [p[3] === 1, p[4] === 1, p[5], p[6] === 1];
+    const [out, a, bb] = [f(b[0]), f(b[1]), f(b[2])];
+    const gemm = threadGemm;
+    if (!gemm) throw new Error("no GEMM on this thread for a split matmul");
+    const lda = transA ? M : K;
+    const ldb = transB ? K : N;
+    if (byCols) {
+      gemm({
+        transA,
+        transB,
+        M,
+        N: hi - lo,
+        K,
+        alpha: 1,
+        a,
+        lda,
+        b: bb.subarray(transB ? lo * K : lo),
+        ldb,
+        beta,
+        c: out.subarray(lo),
+        ldc: N,
+      });
+      return;
+    }
+    const c = out.subarray(lo * N, hi * N);
+    gemm({
+      transA,
+      transB,
+      M: hi - lo,
+      N,
+      K,
+      alpha: 1,
+      a: a.subarray(transA ? lo : lo * K),
+      lda,
+      b: bb,
+      ldb,
+      beta,
+      c,
+      ldc: N,
+    });
+    let i = 3;
+    const bias = p[7] === 1 ? f(b[i++]) : undefined;
+    const pre = p[8] === 1 ? f(b[i++]).subarray(lo * N, hi * N) : undefined;
+    if (bias || p[9] === 1) matmulEpilogue({ c, bias, pre }, { M: hi - lo, N, gelu: p[9] === 1 });
+  },
 ];
 
-/** Kernels whose shares write per-share partials: these always run static shares. */
-export const REDUCTIONS: ReadonlySet<number> = new Set([5, 14, 17]);
+/**
+ * Kernels that always run static shares: column reductions (their shares write per-share
+ * partials) and split GEMMs (one call per thread; the slab edges, and so the bits, depend
+ * only on the thread count).
+ */
+export const REDUCTIONS: ReadonlySet<number> = new Set([5, 14, 17, 20]);
 
 /** Chunks per thread of a dynamic (non-reduction) command. */
 export const CHUNKS_PER_THREAD = 8;
@@ -343,6 +399,7 @@ export const K = {
   gradNorm: 17,
   matmulEpilogue: 18,
   batchedGemm: 19,
+  gemmSlab: 20,
 } as const;
 
 // ---- control block layout (Int32 slots; f64 params and the error text follow) ----------
