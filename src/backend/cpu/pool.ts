@@ -342,12 +342,16 @@ export const KERNELS: readonly Kernel[] = [
   },
 ];
 
+/** Kernels whose shares write per-share partials: these always run static shares. */
+export const REDUCTIONS: ReadonlySet<number> = new Set([5, 14, 17]);
+
 /**
- * Kernels that always run static shares: column reductions (their shares write per-share
- * partials) and split GEMMs (one call per thread; the slab edges, and so the bits, depend
- * only on the thread count).
+ * Chunks per thread of a split GEMM. Each chunk is one OpenBLAS call that packs `op(b)`
+ * again, and smaller row slabs run slower: on the vit-tiny step (2 cores, quiet) 1 chunk
+ * per thread gave 90–91 images/s, 2 gave 81–83 and 3 gave 84–88. More chunks would only
+ * pay where another process slows one thread.
  */
-export const REDUCTIONS: ReadonlySet<number> = new Set([5, 14, 17, 20]);
+export const GEMM_CHUNKS_PER_THREAD = 2;
 
 /** Chunks per thread of a dynamic (non-reduction) command. */
 export const CHUNKS_PER_THREAD = 8;
@@ -608,7 +612,8 @@ export class CpuPool {
     ctrl[UNITS] = units;
     ctrl[NBUF] = bufs.length;
     ctrl[SHARES] = T;
-    ctrl[CHUNKS] = REDUCTIONS.has(op) ? 0 : Math.min(units, CHUNKS_PER_THREAD * T);
+    const perThread = op === K.gemmSlab ? GEMM_CHUNKS_PER_THREAD : CHUNKS_PER_THREAD;
+    ctrl[CHUNKS] = REDUCTIONS.has(op) ? 0 : Math.min(units, perThread * T);
     ctrl[NEXT] = 0;
     ctrl[ERROR] = 0;
     this.#flushRegistrations(crew);
