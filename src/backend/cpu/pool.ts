@@ -351,7 +351,7 @@ export const REDUCTIONS: ReadonlySet<number> = new Set([5, 14, 17]);
  * per thread gave 90–91 images/s, 2 gave 81–83 and 3 gave 84–88. More chunks would only
  * pay where another process slows one thread.
  */
-export const GEMM_CHUNKS_PER_THREAD = 2;
+export const GEMM_CHUNKS_PER_THREAD = 1;
 
 /** Chunks per thread of a dynamic (non-reduction) command. */
 export const CHUNKS_PER_THREAD = 8;
