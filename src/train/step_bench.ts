@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Backend } from "../backend/backend.ts";
+import type { Backend, Tensor } from "../backend/backend.ts";
 import { PRESETS, vitFromPreset } from "../models/config.ts";
 import { DbotModel } from "../models/dbot.ts";
 import { Rng } from "../util/rng.ts";
@@ -52,8 +52,21 @@ export interface StepBenchResult {
   record_ms?: number;
 }
 
-/** Builds the model for `o`, warms up, and times `o.steps` steps. */
-export async function stepBench(be: Backend, o: StepBenchOptions): Promise<StepBenchResult> {
+/** One prepared training step: {@link stepBench} times it, `bench/step_bench.ts` benches it. */
+export interface PreparedStep {
+  /** Records (WebGPU) or runs (CPU) one full step and submits it. */
+  step(): void;
+  /** The step's loss tensor (download it to wait for the GPU). */
+  loss: Tensor;
+  /** Host milliseconds spent recording steps so far (JS overhead on WebGPU). */
+  recordMs(): number;
+}
+
+/** Builds the model and optimizer for `o` on `be` and returns its step (nothing run yet). */
+export function prepareStep(
+  be: Backend,
+  o: Pick<StepBenchOptions, "model" | "imgSize" | "patchSize" | "batch" | "dropPath">,
+): PreparedStep {
   const vit = vitFromPreset(o.model, { imgSize: o.imgSize, patchSize: o.patchSize, inChans: 3 });
   const model = new DbotModel(be, {
     student: vit,
@@ -68,7 +81,6 @@ export async function stepBench(be: Backend, o: StepBenchOptions): Promise<StepB
   const rng = new Rng(1);
   const images = rng.uniformArray(o.batch * 3 * o.imgSize * o.imgSize, -1, 1);
   const L = (o.imgSize / o.patchSize) ** 2;
-  let peak = Deno.memoryUsage().rss;
   let recordMs = 0;
   const step = () => {
     model.setBatch(images, rng.uniformArray(o.batch * L), rng);
@@ -79,16 +91,23 @@ export async function stepBench(be: Backend, o: StepBenchOptions): Promise<StepB
     recordMs += performance.now() - t;
     be.submit();
   };
+  return { step, loss: model.loss, recordMs: () => recordMs };
+}
+
+/** Builds the model for `o`, warms up, and times `o.steps` steps. */
+export async function stepBench(be: Backend, o: StepBenchOptions): Promise<StepBenchResult> {
+  const { step, loss: lossTensor, recordMs: recorded } = prepareStep(be, o);
+  let peak = Deno.memoryUsage().rss;
   for (let i = 0; i < o.warmup; i++) step();
-  await be.download(model.loss);
+  await be.download(lossTensor);
   const dispatches0 = (be as { dispatchCount?: number }).dispatchCount;
-  recordMs = 0;
+  const record0 = recorded();
   const t0 = performance.now();
   for (let i = 0; i < o.steps; i++) {
     step();
     peak = Math.max(peak, Deno.memoryUsage().rss);
   }
-  const loss = (await be.download(model.loss))[0];
+  const loss = (await be.download(lossTensor))[0];
   const ms = (performance.now() - t0) / o.steps;
   if (!Number.isFinite(loss)) {
     throw new Error(`The benchmark step produced a non-finite loss (${loss})`);
@@ -106,7 +125,7 @@ export async function stepBench(be: Backend, o: StepBenchOptions): Promise<StepB
   if (dispatches0 !== undefined) {
     result.dispatches_per_step =
       ((be as unknown as { dispatchCount: number }).dispatchCount - dispatches0) / o.steps;
-    result.record_ms = recordMs / o.steps;
+    result.record_ms = (recorded() - record0) / o.steps;
   }
   return result;
 }
