@@ -192,6 +192,7 @@ export class VitEncoder {
           acts: this.#acts[this.#keep ? i : 0],
           s: this.#scratch,
           drop: drop?.[i] ?? null,
+          noGrad: !this.opts.trainable,
         },
         this.#bd,
       );

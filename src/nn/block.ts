@@ -168,16 +168,20 @@ export interface DropScales {
   mlp: Tensor;
 }
 
-/** `out [B, N, D] = block(inp [B, N, D])`, caching what the backward needs in `acts`. */
+/**
+ * `out [B, N, D] = block(inp [B, N, D])`, caching what the backward needs in `acts`
+ * (`noGrad`: a frozen teacher's forward, which skips keeping the MLP's pre-GELU values).
+ */
 export function blockForward(
   be: Backend,
-  { out, inp, w, acts, s, drop }: {
+  { out, inp, w, acts, s, drop, noGrad = false }: {
     out: Tensor;
     inp: Tensor;
     w: BlockWeights;
     acts: BlockActs;
     s: BlockScratch;
     drop: DropScales | null;
+    noGrad?: boolean;
   },
   d: BlockDims,
 ): void {
@@ -235,7 +239,13 @@ export function blockForward(
   );
   linearForward(
     be,
-    { out: acts.h, pre: acts.pre, inp: acts.ln2, weight: w.fc1W, bias: w.fc1B },
+    {
+      out: acts.h,
+      pre: noGrad ? undefined : acts.pre,
+      inp: acts.ln2,
+      weight: w.fc1W,
+      bias: w.fc1B,
+    },
     { rows, inF: D, outF: hidden },
     true,
   );
