@@ -4,18 +4,49 @@
  * memory, aliasing, and NaN.
  */
 import { assert, assertEquals } from "../src/util/assert.ts";
-import { BLOCK, setSimdEnabled, simdKernels } from "../src/backend/cpu/simd/simd.ts";
+import {
+  BLOCK,
+  setSimdEnabled,
+  type SimdKernels,
+  simdKernels,
+  wasmKernels,
+} from "../src/backend/cpu/simd/simd.ts";
+import { loadNativeKernels } from "../src/backend/cpu/native.ts";
 import { gelu, geluForward, geluGrad } from "../src/backend/cpu/ops/gelu.ts";
 import { adamw } from "../src/backend/cpu/ops/adamw.ts";
 import { layernormBackward, layernormForward } from "../src/backend/cpu/ops/layernorm.ts";
 import { softmaxBackward, softmaxForward } from "../src/backend/cpu/ops/softmax.ts";
 import { assertAllClose } from "./helpers.ts";
 
-const simd = simdKernels();
+const wasm = wasmKernels();
+const native = loadNativeKernels();
+/** CI builds the native library and sets DBOT_REQUIRE_NATIVE=1 so that a missing one fails. */
+const requireNative = (() => {
+  try {
+    return Deno.env.get("DBOT_REQUIRE_NATIVE") === "1";
+  } catch {
+    return false;
+  }
+})();
 
-function kernels() {
-  assert(simd, "WebAssembly SIMD kernels did not instantiate (Deno always supports SIMD)");
-  return simd;
+/** Registers `fn` for both implementations: `[wasm] name` and `[native] name`. */
+function kernelTest(name: string, fn: (k: SimdKernels) => void): void {
+  Deno.test(`[wasm] ${name}`, () => {
+    assert(wasm, "WebAssembly SIMD kernels did not instantiate (Deno always supports SIMD)");
+    fn(wasm);
+  });
+  Deno.test({
+    name: `[native] ${name}`,
+    ignore: "reason" in native && !requireNative,
+    fn: () => {
+      if ("reason" in native) {
+        throw new Error(
+          `DBOT_REQUIRE_NATIVE=1 but the native kernels did not load: ${native.reason}`,
+        );
+      }
+      fn(native);
+    },
+  });
 }
 
 /** Seeded uniform [lo, hi). */
@@ -39,25 +70,26 @@ function sharedView(values: ArrayLike<number>, offset = 3): Float32Array {
 
 const LENGTHS = [0, 1, 3, 4, 5, 7, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK + 5];
 
-Deno.test("simd gelu/geluBackward match the f64 path on every length, in place and on views", () => {
-  const k = kernels();
-  for (const n of LENGTHS) {
-    const x = sharedView(uniform(n, -8, 8, n + 1));
-    const dout = sharedView(uniform(n, -2, 2, n + 2));
-    const want = Array.from(x, gelu);
-    const out = new Float32Array(n);
-    k.gelu(out, x);
-    assertAllClose(out, want, { atol: 1e-6, rtol: 1e-6 }, `gelu n=${n}`);
-    const wantGrad = Array.from(x, (v, i) => dout[i] * geluGrad(v));
-    k.geluBackward(dout, dout, x); // dinp aliases dout
-    assertAllClose(dout, wantGrad, { atol: 2e-6, rtol: 1e-6 }, `gelu' n=${n}`);
-    k.gelu(x, x); // in place
-    assertAllClose(x, want, { atol: 1e-6, rtol: 1e-6 }, `gelu in place n=${n}`);
-  }
-});
+kernelTest(
+  "simd gelu/geluBackward match the f64 path on every length, in place and on views",
+  (k) => {
+    for (const n of LENGTHS) {
+      const x = sharedView(uniform(n, -8, 8, n + 1));
+      const dout = sharedView(uniform(n, -2, 2, n + 2));
+      const want = Array.from(x, gelu);
+      const out = new Float32Array(n);
+      k.gelu(out, x);
+      assertAllClose(out, want, { atol: 1e-6, rtol: 1e-6 }, `gelu n=${n}`);
+      const wantGrad = Array.from(x, (v, i) => dout[i] * geluGrad(v));
+      k.geluBackward(dout, dout, x); // dinp aliases dout
+      assertAllClose(dout, wantGrad, { atol: 2e-6, rtol: 1e-6 }, `gelu' n=${n}`);
+      k.gelu(x, x); // in place
+      assertAllClose(x, want, { atol: 1e-6, rtol: 1e-6 }, `gelu in place n=${n}`);
+    }
+  },
+);
 
-Deno.test("simd gelu keeps NaN and saturates at ±large", () => {
-  const k = kernels();
+kernelTest("simd gelu keeps NaN and saturates at ±large", (k) => {
   const x = new Float32Array([NaN, 100, -100, 1e30, 0, -0]);
   const out = new Float32Array(x.length);
   k.gelu(out, x);
@@ -69,8 +101,7 @@ Deno.test("simd gelu keeps NaN and saturates at ±large", () => {
   assertAllClose(g.subarray(1, 3), [1, 0], { atol: 1e-30, rtol: 0 }, "gelu'(±100)");
 });
 
-Deno.test("simd biasGelu (matmul epilogue) matches bias + gelu with and without pre", () => {
-  const k = kernels();
+kernelTest("simd biasGelu (matmul epilogue) matches bias + gelu with and without pre", (k) => {
   for (const [M, N] of [[1, 1], [3, 5], [7, 130], [70, 3], [2, BLOCK + 3]]) {
     const c0 = uniform(M * N, -4, 4, M * 31 + N);
     const bias = sharedView(uniform(N, -1, 1, N));
@@ -93,8 +124,7 @@ Deno.test("simd biasGelu (matmul epilogue) matches bias + gelu with and without 
   }
 });
 
-Deno.test("simd softmax matches the f64 row softmax (scale, ±50 inputs, wide rows)", () => {
-  const k = kernels();
+kernelTest("simd softmax matches the f64 row softmax (scale, ±50 inputs, wide rows)", (k) => {
   for (const [rows, C] of [[1, 1], [3, 2], [5, 7], [40, 65], [591, 197], [2, BLOCK + 9]]) {
     const x = uniform(rows * C, -50, 50, rows + C);
     const want = new Float64Array(rows * C);
@@ -113,8 +143,7 @@ Deno.test("simd softmax matches the f64 row softmax (scale, ±50 inputs, wide ro
   assertAllClose(nanRow.subarray(3), [0.09003057, 0.24472847, 0.66524096], { atol: 1e-7 });
 });
 
-Deno.test("simd layernorm matches the f64 layernorm (awkward widths, offset rows)", () => {
-  const k = kernels();
+kernelTest("simd layernorm matches the f64 layernorm (awkward widths, offset rows)", (k) => {
   for (const [rows, C] of [[1, 1], [3, 3], [7, 5], [65, 192], [4, 770], [2, BLOCK + 2]]) {
     const x = uniform(rows * C, -3, 5, rows * 7 + C);
     const w = uniform(C, 0.5, 1.5, C + 1);
@@ -149,8 +178,7 @@ Deno.test("simd layernorm matches the f64 layernorm (awkward widths, offset rows
   }
 });
 
-Deno.test("simd softmaxBackward matches the f64 op (in place, awkward widths)", () => {
-  const k = kernels();
+kernelTest("simd softmaxBackward matches the f64 op (in place, awkward widths)", (k) => {
   for (const [rows, C] of [[1, 1], [3, 5], [40, 65], [2, BLOCK + 3]]) {
     const y0 = uniform(rows * C, 0, 1, rows + C);
     const g0 = uniform(rows * C, -2, 2, rows * C);
@@ -163,80 +191,81 @@ Deno.test("simd softmaxBackward matches the f64 op (in place, awkward widths)", 
   }
 });
 
-Deno.test("simd layernormBackward matches the f64 op (assign and accumulate, column sums added)", () => {
-  const k = kernels();
-  for (const [rows, C] of [[1, 1], [3, 3], [7, 5], [65, 192], [2, BLOCK + 2]]) {
-    for (const accumulate of [false, true]) {
-      const f = (a: Float64Array) => Float64Array.from(a, Math.fround);
-      const x = f(uniform(rows * C, -3, 5, rows + C));
-      const g = f(uniform(rows * C, -1, 1, rows * 3 + C));
-      const w = f(uniform(C, 0.5, 1.5, C));
-      const d0 = f(uniform(rows * C, -1, 1, C + 9));
-      const mean = new Float64Array(rows);
-      const rstd = new Float64Array(rows);
-      layernormForward(
-        {
-          out: new Float64Array(rows * C),
-          mean,
-          rstd,
-          inp: x,
-          weight: w,
-          bias: new Float64Array(C),
-        },
-        { rows, C, eps: 1e-6 },
-      );
-      const want = {
-        dinp: Float64Array.from(d0),
-        dweight: new Float64Array(C).fill(0.5),
-        dbias: new Float64Array(C).fill(-0.5),
-      };
-      layernormBackward(
-        { ...want, dout: g, inp: x, weight: w, mean: f(mean), rstd: f(rstd) },
-        { rows, C, accumulate },
-      );
-      const got = {
-        dinp: sharedView(d0),
-        dweight: new Float32Array(C).fill(0.5),
-        dbias: new Float64Array(C).fill(-0.5),
-      };
-      k.layernormBackward(
-        got.dinp,
-        got.dweight,
-        got.dbias,
-        sharedView(g),
-        sharedView(x),
-        sharedView(w),
-        Float32Array.from(mean),
-        Float32Array.from(rstd),
-        rows,
-        C,
-        accumulate,
-      );
-      const what = `layernormBackward ${rows}x${C} accumulate=${accumulate}`;
-      assertAllClose(got.dinp, want.dinp, { atol: 2e-5, rtol: 1e-5 }, what);
-      assertAllClose(got.dweight, want.dweight, { atol: 1e-4, rtol: 1e-5 }, `${what} dweight`);
-      assertAllClose(got.dbias, want.dbias, { atol: 1e-4, rtol: 1e-5 }, `${what} dbias`);
+kernelTest(
+  "simd layernormBackward matches the f64 op (assign and accumulate, column sums added)",
+  (k) => {
+    for (const [rows, C] of [[1, 1], [3, 3], [7, 5], [65, 192], [2, BLOCK + 2]]) {
+      for (const accumulate of [false, true]) {
+        const f = (a: Float64Array) => Float64Array.from(a, Math.fround);
+        const x = f(uniform(rows * C, -3, 5, rows + C));
+        const g = f(uniform(rows * C, -1, 1, rows * 3 + C));
+        const w = f(uniform(C, 0.5, 1.5, C));
+        const d0 = f(uniform(rows * C, -1, 1, C + 9));
+        const mean = new Float64Array(rows);
+        const rstd = new Float64Array(rows);
+        layernormForward(
+          {
+            out: new Float64Array(rows * C),
+            mean,
+            rstd,
+            inp: x,
+            weight: w,
+            bias: new Float64Array(C),
+          },
+          { rows, C, eps: 1e-6 },
+        );
+        const want = {
+          dinp: Float64Array.from(d0),
+          dweight: new Float64Array(C).fill(0.5),
+          dbias: new Float64Array(C).fill(-0.5),
+        };
+        layernormBackward(
+          { ...want, dout: g, inp: x, weight: w, mean: f(mean), rstd: f(rstd) },
+          { rows, C, accumulate },
+        );
+        const got = {
+          dinp: sharedView(d0),
+          dweight: new Float32Array(C).fill(0.5),
+          dbias: new Float64Array(C).fill(-0.5),
+        };
+        k.layernormBackward(
+          got.dinp,
+          got.dweight,
+          got.dbias,
+          sharedView(g),
+          sharedView(x),
+          sharedView(w),
+          Float32Array.from(mean),
+          Float32Array.from(rstd),
+          rows,
+          C,
+          accumulate,
+        );
+        const what = `layernormBackward ${rows}x${C} accumulate=${accumulate}`;
+        assertAllClose(got.dinp, want.dinp, { atol: 2e-5, rtol: 1e-5 }, what);
+        assertAllClose(got.dweight, want.dweight, { atol: 1e-4, rtol: 1e-5 }, `${what} dweight`);
+        assertAllClose(got.dbias, want.dbias, { atol: 1e-4, rtol: 1e-5 }, `${what} dbias`);
+      }
     }
-  }
-});
+  },
+);
 
-Deno.test("simd adamw matches the f64 op over segments, a sub-range and clipping", () => {
+kernelTest("simd adamw matches the f64 op over segments, a sub-range and clipping", (k) => {
   const n = 2 * BLOCK + 37;
   const offsets = new Int32Array([0, 5, 5, BLOCK + 3, n]);
-  const hyper = new Float64Array([1, 0.05, 2, 0, 0.5, 0.1, 1, 0]);
+  const hyper = [1, 0.05, 2, 0, 0.5, 0.1, 1, 0];
   const f = (a: Float64Array) => Float64Array.from(a, Math.fround);
   const init = [
     uniform(n, -1, 1, 1),
     uniform(n, -1, 1, 2),
     uniform(n, -0.1, 0.1, 3),
     uniform(n, 0, 0.01, 4),
-  ]
-    .map(f);
+  ].map(f);
   const want = init.map((a) => Float64Array.from(a));
   const got = init.map((a) => sharedView(a));
+  const range = { lo: 3, hi: n - 2 };
+  const [beta1, beta2, eps, lr, clip] = [0.9, 0.95, 1e-8, 1e-2, 0.7];
   for (let step = 1; step <= 3; step++) {
-    const dims = { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, step };
-    const range = { lo: 3, hi: n - 2 };
     adamw(
       {
         param: want[0],
@@ -244,25 +273,28 @@ Deno.test("simd adamw matches the f64 op over segments, a sub-range and clipping
         m: want[2],
         v: want[3],
         offsets,
-        hyper,
-        clipScale: new Float64Array([0.7]),
+        hyper: Float64Array.from(hyper),
+        clipScale: new Float64Array([clip]),
       },
-      dims,
+      { lr, beta1, beta2, eps, step },
       range,
     );
-    adamw(
-      {
-        param: got[0],
-        grad: got[1],
-        m: got[2],
-        v: got[3],
-        offsets,
-        hyper: Float32Array.from(hyper),
-        clipScale: new Float32Array([0.7]),
-      },
-      dims,
-      range,
-    );
+    const [bc1, bc2] = [1 - beta1 ** step, 1 - beta2 ** step];
+    for (let sg = 0; sg + 1 < offsets.length; sg++) {
+      const lo = Math.max(offsets[sg], range.lo);
+      const hi = Math.min(offsets[sg + 1], range.hi);
+      if (lo >= hi) continue;
+      const slr = lr * hyper[2 * sg];
+      k.adamw({ param: got[0], grad: got[1], m: got[2], v: got[3] }, lo, hi, {
+        clip,
+        beta1,
+        beta2,
+        step: slr / bc1,
+        invBc2: 1 / bc2,
+        eps,
+        decay: 1 - slr * hyper[2 * sg + 1],
+      });
+    }
   }
   for (const [i, name] of ["param", "grad", "m", "v"].entries()) {
     assertAllClose(got[i], want[i], { atol: 1e-6, rtol: 1e-5 }, `adamw ${name}`);

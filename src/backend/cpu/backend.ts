@@ -32,6 +32,7 @@ import { matmulEpilogue, matmulForward } from "./ops/matmul.ts";
 import type { BatchedMatmul, MatmulEpilogue } from "./ops/matmul.ts";
 import type { FloatArray } from "./ops/types.ts";
 import { checkDims } from "./ops/check.ts";
+import { nativeUnavailableReason, simdKernels } from "./simd/simd.ts";
 import { CpuPool, K, setThreadGemm } from "./pool.ts";
 import type { PoolArray } from "./pool.ts";
 import { patchify } from "./ops/patchify.ts";
@@ -166,7 +167,15 @@ export class CpuBackend implements Backend {
     const pool = this.#pool;
     const why = pool?.broken ?? this.#noPool;
     const threads = pool && !pool.broken ? `${pool.threads} op threads` : "1 op thread";
-    return `cpu with ${this.#gemm.name}, ${threads}${why ? ` (workers unavailable: ${why})` : ""}`;
+    const k = simdKernels();
+    const kernels = k?.name === "native"
+      ? "native kernels"
+      : k
+      ? `WebAssembly SIMD kernels (native: ${nativeUnavailableReason() || "off"})`
+      : "JS kernels";
+    return `cpu with ${this.#gemm.name}, ${threads}, ${kernels}${
+      why ? ` (workers unavailable: ${why})` : ""
+    }`;
   }
 
   /** Threads the non-GEMM ops run on (1 when the pool is off or fell back). */

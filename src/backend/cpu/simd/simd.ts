@@ -12,6 +12,7 @@
  * @module
  */
 import { KERNELS_WASM_BASE64 } from "./kernels_wasm.ts";
+import { loadNativeKernels } from "../native.ts";
 
 /** The module's exports; pointers are byte offsets into `memory`. */
 interface Exports {
@@ -74,6 +75,8 @@ export const BLOCK = 8192;
 
 /** The f32 kernels; every array is a plain `Float32Array` of the caller's (any buffer). */
 export interface SimdKernels {
+  /** `"native"` (C, `../native.ts`) or `"wasm"` (WebAssembly SIMD, this module). */
+  readonly name: "native" | "wasm";
   /** `out = gelu(inp)`; `out` may alias `inp`. */
   gelu(out: Float32Array, inp: Float32Array): void;
   /** `dinp = dout ⊙ gelu'(inp)`; `dinp` may alias `dout`. */
@@ -148,22 +151,40 @@ export interface SimdKernels {
 }
 
 let instance: SimdKernels | null | undefined;
+let wasm: SimdKernels | null | undefined;
+let nativeReason = "";
 
 /**
- * This thread's SIMD kernels, or null when WebAssembly SIMD is unavailable (the caller
- * then runs its JS loop). `DBOT_NO_SIMD=1` also returns null (to compare both paths).
+ * This thread's fast f32 kernels: the native library when it is built and loads (see
+ * `../native.ts`), else WebAssembly SIMD, or null when neither is available (the caller
+ * then runs its JS loop). `DBOT_NO_SIMD=1` also returns null (to compare the paths).
  */
 export function simdKernels(): SimdKernels | null {
   if (!enabled) return null;
-  if (instance === undefined) instance = instantiate();
+  if (instance === undefined) {
+    const native = disabledByEnv() ? null : loadNativeKernels();
+    if (native && "reason" in native) nativeReason = native.reason;
+    instance = native && !("reason" in native) ? native : wasmKernels();
+  }
   return instance;
+}
+
+/** The WebAssembly SIMD kernels alone (tests and benchmarks compare them with native). */
+export function wasmKernels(): SimdKernels | null {
+  if (wasm === undefined) wasm = instantiate();
+  return wasm;
+}
+
+/** Why the native kernels are not in use on this thread ("" when they are, or untried). */
+export function nativeUnavailableReason(): string {
+  return nativeReason;
 }
 
 let enabled = true;
 
 /**
- * Turns the SIMD kernels off (the ops then run their scalar JS loops) or back on, on
- * this thread only: for benchmarks and tests that compare the two paths.
+ * Turns the fast kernels off (the ops then run their scalar JS loops) or back on, on
+ * this thread only: for benchmarks and tests that compare the paths.
  */
 export function setSimdEnabled(on: boolean): void {
   enabled = on;
@@ -216,6 +237,7 @@ function makeKernels(ex: Exports): SimdKernels {
   const rowBlock = (C: number) => Math.max(1, Math.floor(BLOCK / C));
 
   return {
+    name: "wasm",
     gelu(out, inp) {
       const n = inp.length;
       const [x] = regions(Math.min(BLOCK, n));

@@ -1,0 +1,140 @@
+/**
+ * The CPU backend's native elementwise kernels (`native/dbot_cpu.c`, built by
+ * `deno task build-native` into `native/build/`) through `Deno.dlopen`: the same kernels
+ * as the WebAssembly ones in `simd/`, vectorised by the C compiler (AVX2 + FMA where the
+ * CPU has them) and run on the backend's own arrays, with no copies.
+ *
+ * Optional: when the library is not built, or FFI is not permitted for its directory,
+ * {@link loadNativeKernels} returns null with the reason and the backend uses WebAssembly.
+ *
+ * @module
+ */
+import type { SimdKernels } from "./simd/simd.ts";
+
+const SYMBOLS = {
+  dbot_gelu: { parameters: ["buffer", "buffer", "i32"], result: "void" },
+  dbot_gelu_backward: { parameters: ["buffer", "buffer", "buffer", "i32"], result: "void" },
+  dbot_bias_gelu: {
+    parameters: ["buffer", "buffer", "buffer", "i32", "i32", "i32"],
+    result: "void",
+  },
+  dbot_softmax: { parameters: ["buffer", "buffer", "i32", "i32", "f32"], result: "void" },
+  dbot_softmax_backward: {
+    parameters: ["buffer", "buffer", "buffer", "i32", "i32", "f32"],
+    result: "void",
+  },
+  dbot_layernorm: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "buffer", "buffer", "i32", "i32", "f32"],
+    result: "void",
+  },
+  dbot_layernorm_backward: {
+    parameters: [
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "i32",
+      "i32",
+      "i32",
+    ],
+    result: "void",
+  },
+  dbot_adamw: {
+    parameters: [
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "i32",
+      "f32",
+      "f32",
+      "f32",
+      "f32",
+      "f32",
+      "f32",
+      "f32",
+    ],
+    result: "void",
+  },
+} as const;
+
+/** The library path: `$DBOT_NATIVE` when set, else `native/build/` of this checkout. */
+export function nativeLibraryPath(): string | null {
+  try {
+    const env = Deno.env.get("DBOT_NATIVE");
+    if (env) return env;
+  } catch { /* no --allow-env: use the default */ }
+  const ext = Deno.build.os === "darwin" ? "dylib" : "so";
+  const url = new URL(`../../../native/build/libdbot_cpu.${ext}`, import.meta.url);
+  if (url.protocol !== "file:") return null; // a remote module has no built library
+  return decodeURIComponent(url.pathname);
+}
+
+/** The native kernels, or `{ reason }` when they cannot load here. */
+export function loadNativeKernels(): SimdKernels | { reason: string } {
+  const path = nativeLibraryPath();
+  if (!path) return { reason: "the module is not a local checkout" };
+  let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
+  try {
+    lib = Deno.dlopen(path, SYMBOLS);
+  } catch (e) {
+    const why = e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied
+      ? `no FFI permission for ${path}`
+      : `${path} did not load (run deno task build-native): ${(e as Error).message}`;
+    return { reason: why };
+  }
+  const k = lib.symbols;
+  const NULL = null as unknown as Float32Array; // a null pointer for an absent array
+  return {
+    name: "native",
+    gelu: (out, inp) => k.dbot_gelu(out, inp, inp.length),
+    geluBackward: (dinp, dout, inp) => k.dbot_gelu_backward(dinp, dout, inp, inp.length),
+    biasGelu: (c, bias, pre, M, N, gelu) =>
+      k.dbot_bias_gelu(c, bias ?? NULL, gelu && pre ? pre : NULL, M, N, gelu ? 1 : 0),
+    softmax: (out, inp, rows, C, scale) => k.dbot_softmax(out, inp, rows, C, scale),
+    softmaxBackward: (dinp, dout, out, rows, C, scale) =>
+      k.dbot_softmax_backward(dinp, dout, out, rows, C, scale),
+    layernorm: (out, mean, rstd, inp, weight, bias, rows, C, eps) =>
+      k.dbot_layernorm(out, mean, rstd, inp, weight, bias, rows, C, eps),
+    layernormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, rows, C, accumulate) {
+      const sums = new Float32Array(2 * C); // f32 column sums, added to the caller's (f32 or f64)
+      k.dbot_layernorm_backward(
+        dinp,
+        sums.subarray(0, C),
+        sums.subarray(C),
+        dout,
+        inp,
+        weight,
+        mean,
+        rstd,
+        rows,
+        C,
+        accumulate ? 1 : 0,
+      );
+      for (let c = 0; c < C; c++) {
+        dweight[c] += sums[c];
+        dbias[c] += sums[C + c];
+      }
+    },
+    adamw({ param, grad, m, v }, lo, hi, s) {
+      k.dbot_adamw(
+        param.subarray(lo, hi),
+        grad.subarray(lo, hi),
+        m.subarray(lo, hi),
+        v.subarray(lo, hi),
+        hi - lo,
+        s.clip,
+        s.beta1,
+        s.beta2,
+        s.step,
+        s.invBc2,
+        s.eps,
+        s.decay,
+      );
+    },
+  };
+}
