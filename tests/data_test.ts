@@ -112,7 +112,8 @@ function rawPixelKnn(train: Dataset, nTrain: number, test: Dataset, nTest: numbe
 }
 
 Deno.test("shapes raw-pixel k-NN is above chance but far from perfect", async () => {
-  // The full 5000 → 1000 figure (about 56%) takes ~15 s; a subset keeps the test quick.
+  // The full 5000 → 1000 figure (about 75%; ~66% on this subset) takes ~15 s; a subset keeps the
+  // test quick.
   const full = Deno.env.get("DBOT_FULL_KNN") === "1";
   const [nTr, nTe] = full ? [5000, 1000] : [2000, 300];
   const acc = rawPixelKnn(
