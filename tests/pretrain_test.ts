@@ -13,6 +13,9 @@ import { type MetricLine, nextStage, pretrain } from "../src/train/pretrain.ts";
 import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
 import { Rng } from "../src/util/rng.ts";
 import { gpuTest } from "./gpu.ts";
+import { openDataset } from "../src/data/dataset.ts";
+import { ImagePipeline } from "../src/train/data.ts";
+import { Prefetcher, renderBatch } from "../src/train/prefetch.ts";
 import { tinyConfig } from "./golden.ts";
 
 const quiet = { log: () => {} };
@@ -93,6 +96,57 @@ Deno.test("a run stopped after each epoch and resumed ends bit-identical to an u
     await Deno.stat(`${dir}/b/t/${f}`);
   }
   await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("batches prepared on the data worker give a run bit-identical to the synchronous path", async () => {
+  const dir = await Deno.makeTempDir();
+  const over = { boundaries: [0, 1, 2], accum: 2 };
+  const withWorker = await pretrain(new CpuBackend(), tinyConfig(`${dir}/a`, over), quiet);
+  const inline = await pretrain(new CpuBackend(), tinyConfig(`${dir}/b`, over), {
+    ...quiet,
+    prefetch: false,
+  });
+  assert(withWorker !== null && inline !== null, "both runs finish");
+  const a = await Deno.readFile(`${dir}/a/t/final.safetensors`);
+  const b = await Deno.readFile(`${dir}/b/t/final.safetensors`);
+  assert(a.length === b.length && a.every((x, i) => x === b[i]), "final checkpoints differ");
+  assertEquals(withWorker.steps, inline.steps);
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("Prefetcher returns batches in request order and reports a bad index as an error", async () => {
+  const init = {
+    data: "shapes:40",
+    strict: false,
+    size: 32,
+    channels: 3,
+    mean: [0.5, 0.5, 0.5],
+    std: [0.25, 0.25, 0.25],
+  };
+  const pf = Prefetcher.create(init);
+  assert(pf, "a data worker starts with read permission");
+  try {
+    const ds = await openDataset("shapes:40", "train");
+    const pipe = new ImagePipeline(ds, 32, 3, init.mean, init.std);
+    pf.request(new Int32Array([3, 1]), 11);
+    pf.request(new Int32Array([0]), 12);
+    const [x, y] = [await pf.next(), await pf.next()];
+    const wantX = renderBatch(pipe, new Int32Array([3, 1]), 11);
+    const wantY = renderBatch(pipe, new Int32Array([0]), 12);
+    assertEquals([x.rngState, y.rngState], [wantX.rngState, wantY.rngState]);
+    assertEquals(x.images, wantX.images);
+    assertEquals(y.images, wantY.images);
+    pf.request(new Int32Array([99]), 1);
+    let message = "";
+    try {
+      await pf.next();
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    assert(/99/.test(message), `the worker's error names the index: "${message}"`);
+  } finally {
+    pf.dispose();
+  }
 });
 
 async function lossGoesDown(be: Backend): Promise<void> {

@@ -19,6 +19,7 @@
  */
 import { type Backend, view } from "../backend/backend.ts";
 import { openDataset } from "../data/dataset.ts";
+import { Prefetcher, type PreparedBatch, renderBatch } from "./prefetch.ts";
 import { Embedder } from "../eval/embed.ts";
 import { knnClassify, type KnnResult } from "../eval/knn.ts";
 import { inferVitConfig, readCheckpoint, vitWeights, writeCheckpoint } from "../io/checkpoint.ts";
@@ -126,6 +127,11 @@ export interface PretrainHooks {
   signal?: AbortSignal;
   /** Test seam: sees (and may alter) each micro-batch's images `[B, C, H, W]` before upload. */
   alterBatch?: (step: number, images: Float32Array) => void;
+  /**
+   * Prepare each batch on a data worker while the previous step runs (default true; the
+   * run is bit-identical either way). False renders batches on this thread.
+   */
+  prefetch?: boolean;
 }
 
 const STATE = "state.safetensors";
@@ -271,6 +277,14 @@ export async function pretrain(
       ? `the last good state is ${statePath} (${saved}); continue with: ${resumeCommand(cfg)}`
       : `no state was saved yet (${statePath} is written at the end of each epoch)`;
   };
+  const pf = hooks.prefetch === false ? null : Prefetcher.create({
+    data: cfg.data,
+    strict: cfg.strict,
+    size,
+    channels,
+    mean: [...stats.mean],
+    std: [...stats.std],
+  });
   try {
     for (let epoch = epoch0; epoch < totalEpochs; epoch++) {
       const st = stageAt(boundaries, epoch);
@@ -279,6 +293,19 @@ export async function pretrain(
         ({ model, opt } = await nextStage(be, model, opt, cfg, student, st.stage, log));
       }
       const order = permutation(nTrain, new Rng(deriveSeed(cfg.seed, 2, epoch)));
+      // Micro-batch (it, micro) of this epoch: its images and its augmentation seed (the
+      // seed stream index counts micro-batches over the whole run).
+      const job = (it: number, micro: number, k: number) => {
+        const base = (it * cfg.accum + micro) * cfg.batch;
+        return {
+          indices: order.subarray(base, base + cfg.batch),
+          seed: deriveSeed(cfg.seed, 3, k),
+        };
+      };
+      if (pf && first < itersPerEpoch) {
+        const j = job(first, 0, step * cfg.accum);
+        pf.request(j.indices, j.seed);
+      }
       let windowLoss = 0;
       let windowN = 0;
       let windowSteps = 0;
@@ -292,13 +319,24 @@ export async function pretrain(
           minLr: cfg.minLr,
         });
         for (let micro = 0; micro < cfg.accum; micro++) {
-          const rng = new Rng(deriveSeed(cfg.seed, 3, step * cfg.accum + micro));
-          const base = (it * cfg.accum + micro) * cfg.batch;
-          for (let b = 0; b < cfg.batch; b++) {
-            images.set(train.train(order[base + b], rng), b * channels * size * size);
+          const k = step * cfg.accum + micro;
+          let batch: PreparedBatch;
+          if (pf) {
+            // queue the next micro-batch of this epoch, then take this one
+            const [nIt, nMicro] = micro + 1 < cfg.accum ? [it, micro + 1] : [it + 1, 0];
+            if (nIt < itersPerEpoch) {
+              const j = job(nIt, nMicro, k + 1);
+              pf.request(j.indices, j.seed);
+            }
+            batch = await pf.next();
+          } else {
+            const j = job(it, micro, k);
+            batch = renderBatch(train, j.indices, j.seed, images);
           }
-          hooks.alterBatch?.(step, images);
-          model.setBatch(images, rng.uniformArray(cfg.batch * L), rng);
+          const rng = new Rng(0);
+          rng.state = batch.rngState; // continue where the augmentations left off
+          hooks.alterBatch?.(step, batch.images);
+          model.setBatch(batch.images, rng.uniformArray(cfg.batch * L), rng);
           if (micro === 0) be.fill(model.student.grads!, 0);
           model.forwardBackward();
         }
@@ -453,6 +491,7 @@ export async function pretrain(
     }
     throw e;
   } finally {
+    pf?.dispose();
     metrics.close();
   }
 
