@@ -191,7 +191,7 @@ Deno.test("finetune() lowers the training loss and saves a classifier that reloa
       data: "shapes:64",
       runsDir: dir,
       name: "ft",
-      epochs: 30,
+      epochs: 60,
       warmupEpochs: 1,
       batch: 16,
       baseLr: 0.1,
