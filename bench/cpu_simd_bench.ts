@@ -1,12 +1,13 @@
 /**
- * `deno bench` of the CPU backend's WebAssembly SIMD kernels against the scalar JS loops
- * they replaced (the baseline), one thread, at vit-tiny shapes (32 px, patch 4, batch 64).
+ * `deno bench` of the CPU backend's elementwise kernels, one thread, at vit-tiny shapes
+ * (32 px, patch 4, batch 64): the scalar JS loops (the baseline), WebAssembly SIMD, and the
+ * native library when it is built (`deno task build-native`).
  *
- *   deno bench --allow-read --allow-env bench/cpu_simd_bench.ts
+ *   deno bench --allow-read --allow-env --allow-ffi bench/cpu_simd_bench.ts
  *
  * @module
  */
-import { setSimdEnabled } from "../src/backend/cpu/simd/simd.ts";
+import { type KernelChoice, selectKernels, simdKernels } from "../src/backend/cpu/simd/simd.ts";
 import { adamw } from "../src/backend/cpu/ops/adamw.ts";
 import { geluBackward, geluForward } from "../src/backend/cpu/ops/gelu.ts";
 import { layernormBackward, layernormForward } from "../src/backend/cpu/ops/layernorm.ts";
@@ -18,13 +19,17 @@ const B = 64, N = 65, D = 192, NH = 3;
 const rng = new Rng(1);
 const filled = (n: number, lo = -3, hi = 3) => rng.uniformArray(n, lo, hi);
 
-/** One group: the scalar JS loop (baseline) and the SIMD kernel, same call. */
+const hasNative = simdKernels()?.name === "native";
+const variants: [string, KernelChoice][] = [["scalar JS", "js"], ["WebAssembly SIMD", "wasm"]];
+if (hasNative) variants.push(["native", "auto"]);
+
+/** One group: the scalar JS loop (baseline), WebAssembly SIMD and native, same call. */
 function pair(group: string, run: () => void): void {
-  for (const simd of [false, true]) {
-    Deno.bench({ name: simd ? "WebAssembly SIMD" : "scalar JS", group, baseline: !simd }, () => {
-      setSimdEnabled(simd);
+  for (const [name, kind] of variants) {
+    Deno.bench({ name, group, baseline: kind === "js" }, () => {
+      selectKernels(kind);
       run();
-      setSimdEnabled(true);
+      selectKernels("auto");
     });
   }
 }

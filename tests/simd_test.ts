@@ -6,7 +6,7 @@
 import { assert, assertEquals } from "../src/util/assert.ts";
 import {
   BLOCK,
-  setSimdEnabled,
+  selectKernels,
   type SimdKernels,
   simdKernels,
   wasmKernels,
@@ -306,7 +306,7 @@ Deno.test("with SIMD turned off the ops run their scalar f32 loops and agree wit
   const n = 3 * 65 + 1;
   const x = Float32Array.from(uniform(n, -6, 6, 5));
   const run = (simd: boolean) => {
-    setSimdEnabled(simd);
+    selectKernels(simd ? "auto" : "js");
     try {
       const g = new Float32Array(n);
       geluForward({ out: g, inp: x });
@@ -314,14 +314,16 @@ Deno.test("with SIMD turned off the ops run their scalar f32 loops and agree wit
       softmaxForward({ out: p, inp: x.subarray(1) }, { rows: 3, C: 65, scale: 0.5 });
       return [g, p];
     } finally {
-      setSimdEnabled(true);
+      selectKernels("auto");
     }
   };
   assert(simdKernels() !== null, "SIMD is back on");
   const [off, on] = [run(false), run(true)];
   assertAllClose(off[0], on[0], { atol: 1e-6, rtol: 1e-6 }, "gelu");
   assertAllClose(off[1], on[1], { atol: 1e-7, rtol: 1e-5 }, "softmax");
-  setSimdEnabled(false);
-  assertEquals(simdKernels(), null, "setSimdEnabled(false) turns the kernels off");
-  setSimdEnabled(true);
+  selectKernels("js");
+  assertEquals(simdKernels(), null, 'selectKernels("js") turns the fast kernels off');
+  selectKernels("wasm");
+  assertEquals(simdKernels()?.name, "wasm", 'selectKernels("wasm") picks WebAssembly');
+  selectKernels("auto");
 });

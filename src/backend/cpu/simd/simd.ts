@@ -160,7 +160,8 @@ let nativeReason = "";
  * then runs its JS loop). `DBOT_NO_SIMD=1` also returns null (to compare the paths).
  */
 export function simdKernels(): SimdKernels | null {
-  if (!enabled) return null;
+  if (choice === "js") return null;
+  if (choice === "wasm") return wasmKernels();
   if (instance === undefined) {
     const native = disabledByEnv() ? null : loadNativeKernels();
     if (native && "reason" in native) nativeReason = native.reason;
@@ -180,14 +181,18 @@ export function nativeUnavailableReason(): string {
   return nativeReason;
 }
 
-let enabled = true;
+/** Which kernels the ops use: see {@link selectKernels}. */
+export type KernelChoice = "auto" | "wasm" | "js";
+
+let choice: KernelChoice = "auto";
 
 /**
- * Turns the fast kernels off (the ops then run their scalar JS loops) or back on, on
- * this thread only: for benchmarks and tests that compare the paths.
+ * Picks the ops' kernels on this thread only, for benchmarks and tests that compare the
+ * paths: `"auto"` (default: native when built, else WebAssembly SIMD), `"wasm"`
+ * (WebAssembly SIMD even when native is there) or `"js"` (the scalar JS loops).
  */
-export function setSimdEnabled(on: boolean): void {
-  enabled = on;
+export function selectKernels(kind: KernelChoice): void {
+  choice = kind;
 }
 
 function disabledByEnv(): boolean {
