@@ -121,11 +121,6 @@ export class Prefetcher {
     this.#worker.postMessage({ kind: "job", id, indices, seed } satisfies PrefetchRequest);
   }
 
-  /** Jobs requested and not yet taken. */
-  get queued(): number {
-    return this.#order.length;
-  }
-
   /** The oldest requested batch (rejects with the worker's error). */
   async next(): Promise<PreparedBatch> {
     const id = this.#order.shift();

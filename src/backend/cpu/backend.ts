@@ -29,9 +29,7 @@ import {
 } from "./ops/heads.ts";
 import { layernormBackward, layernormForward } from "./ops/layernorm.ts";
 import { matmulEpilogue, matmulForward } from "./ops/matmul.ts";
-import type { BatchedMatmul, MatmulEpilogue } from "./ops/matmul.ts";
-import type { FloatArray } from "./ops/types.ts";
-import { checkDims } from "./ops/check.ts";
+import type { MatmulEpilogue, SplitMatmul } from "./ops/matmul.ts";
 import { nativeUnavailableReason, simdKernels } from "./simd/simd.ts";
 import { CpuPool, K, setThreadGemm } from "./pool.ts";
 import type { PoolArray } from "./pool.ts";
@@ -99,6 +97,15 @@ export const DEFAULT_MIN_PARALLEL_WORK = 32768;
  */
 export const BATCHED_GEMM_MAX = 1 << 22;
 
+/** A matmul's operands as this backend's f32 views. */
+type F32MatmulBufs = {
+  out: Float32Array;
+  a: Float32Array;
+  b: Float32Array;
+  bias?: Float32Array;
+  pre?: Float32Array;
+};
+
 /** Smallest `M·N·K` that {@link CpuBackendOptions.splitGemm} splits over the threads. */
 export const SPLIT_GEMM_MIN = 1 << 16;
 
@@ -121,7 +128,7 @@ export class CpuBackend implements Backend {
   readonly #gemm: Gemm;
   readonly #sgemm: Gemm["sgemm"];
   readonly #epilogue: MatmulEpilogue;
-  readonly #batched: BatchedMatmul;
+  readonly #split: SplitMatmul;
   readonly #splitGemm: boolean;
   #ones = new Float32Array(0);
   readonly #pool: CpuPool | null;
@@ -156,7 +163,12 @@ export class CpuBackend implements Backend {
       const p = [dims.N, bias ? 1 : 0, pre ? 1 : 0, dims.gelu ? 1 : 0];
       if (!this.#par(K.matmulEpilogue, b, p, dims.M, dims.M * dims.N)) matmulEpilogue(bufs, dims);
     };
-    this.#batched = (bufs, dims) => this.#batchedGemm(bufs, dims);
+    // Plain batches (attention) split by product; single products by slab (see below).
+    this.#split = (bufs, dims) => {
+      const f32 = bufs as F32MatmulBufs; // this backend's views are all f32 (#f32)
+      if (dims.batch > 1) return !bufs.bias && !dims.gelu && this.#batchedGemm(f32, dims);
+      return this.#splitGemm && this.#gemmSlabs(f32, dims);
+    };
   }
 
   /**
@@ -321,17 +333,6 @@ export class CpuBackend implements Backend {
     const op = "matmul";
     const batch = dims.batch ?? 1;
     const mn = batch * dims.M * dims.N;
-    if (batch === 1 && this.#splitGemm && this.#pool) {
-      checkDims(op, { M: dims.M, N: dims.N, K: dims.K, batch });
-      const bufs = {
-        out: this.#f32(op, "out", out, mn),
-        a: this.#f32(op, "a", a, dims.M * dims.K),
-        b: this.#f32(op, "b", b, dims.K * dims.N),
-        bias: bias && this.#f32(op, "bias", bias, dims.N),
-        pre: pre && this.#f32(op, "pre", pre, mn),
-      };
-      if (this.#gemmSlabs(bufs, dims)) return;
-    }
     matmulForward(
       {
         out: this.#f32(op, "out", out, mn),
@@ -343,34 +344,39 @@ export class CpuBackend implements Backend {
       dims,
       this.#sgemm,
       this.#epilogue,
-      this.#batched,
+      this.#split,
     );
   }
 
   /**
-   * One product split over the pool in slabs of rows (or of columns when there are few
-   * rows), one single-threaded OpenBLAS call per thread, the epilogue fused into each row
-   * slab. False (nothing run) when it does not apply: no pool, no OpenBLAS, a small product,
-   * or a shape the checks in `matmulForward` reject (that path then reports it).
+   * Runs pool kernel `op` with OpenBLAS single-threaded on every pool thread (OpenBLAS's
+   * own threads stay asleep); false when there is no pool or no OpenBLAS.
    */
-  #gemmSlabs(
-    { out, a, b, bias, pre }: {
-      out: Float32Array;
-      a: Float32Array;
-      b: Float32Array;
-      bias?: Float32Array;
-      pre?: Float32Array;
-    },
-    dims: MatmulDims,
-  ): boolean {
+  #runBlasShares(op: number, bufs: PoolArray[], params: number[], units: number): boolean {
     const gemm = this.#gemm;
     const pool = this.#pool;
-    const { M, N, K: k } = dims;
-    const gelu = dims.gelu ?? false;
     if (!pool || pool.broken || !gemm.path || !gemm.setThreads) return false;
-    if (!(M * N * k >= SPLIT_GEMM_MIN) || (dims.accumulate && gelu) || (pre && !gelu)) return false;
-    if (bias && bias.length !== N) return false;
-    const T = pool.threads;
+    setThreadGemm(this.#sgemm);
+    gemm.setThreads(1);
+    try {
+      return pool.run(op, bufs, params, units);
+    } finally {
+      gemm.setThreads(gemm.threads ?? 1);
+    }
+  }
+
+  /**
+   * One checked product split over the pool in slabs of rows (or of columns when there
+   * are few rows), one single-threaded OpenBLAS call per thread, the epilogue fused into
+   * each row slab. False (nothing run) for a small product, or with no pool or OpenBLAS.
+   */
+  #gemmSlabs(
+    { out, a, b, bias, pre }: F32MatmulBufs,
+    dims: Required<MatmulDims>,
+  ): boolean {
+    const { M, N, K: k, gelu } = dims;
+    const T = this.#pool?.threads ?? 1;
+    if (M * N * k < SPLIT_GEMM_MIN) return false;
     const byCols = M < 16 * T && N >= 16 * T;
     if (!byCols && M < 2 * T) return false;
     const p = [
@@ -388,14 +394,7 @@ export class CpuBackend implements Backend {
     const list: PoolArray[] = [out, a, b];
     if (bias) list.push(bias);
     if (pre) list.push(pre);
-    setThreadGemm(this.#sgemm);
-    gemm.setThreads(1);
-    let ran = false;
-    try {
-      ran = pool.run(K.gemmSlab, list, p, byCols ? N : M);
-    } finally {
-      gemm.setThreads(gemm.threads ?? 1);
-    }
+    const ran = this.#runBlasShares(K.gemmSlab, list, p, byCols ? N : M);
     if (ran && byCols && (bias || gelu)) this.#epilogue({ c: out, bias, pre }, { M, N, gelu });
     return ran;
   }
@@ -407,28 +406,13 @@ export class CpuBackend implements Backend {
    * at 31 GFLOP/s on 2 threads, 69 on 1). False when there is no pool or no OpenBLAS.
    */
   #batchedGemm(
-    { out, a, b }: { out: FloatArray; a: FloatArray; b: FloatArray },
-    dims: Required<Omit<MatmulDims, "gelu">>,
+    { out, a, b }: { out: Float32Array; a: Float32Array; b: Float32Array },
+    dims: Required<MatmulDims>,
   ): boolean {
-    const gemm = this.#gemm;
-    const pool = this.#pool;
     const { M, N, K: k, batch } = dims;
-    if (!pool || pool.broken || !gemm.path || !gemm.setThreads || M * N * k > BATCHED_GEMM_MAX) {
-      return false;
-    }
+    if (M * N * k > BATCHED_GEMM_MAX) return false;
     const p = [M, N, k, dims.transA ? 1 : 0, dims.transB ? 1 : 0, dims.accumulate ? 1 : 0];
-    setThreadGemm(this.#sgemm);
-    gemm.setThreads(1);
-    try {
-      return pool.run(
-        K.batchedGemm,
-        [out as Float32Array, a as Float32Array, b as Float32Array],
-        p,
-        batch,
-      );
-    } finally {
-      gemm.setThreads(gemm.threads ?? 1);
-    }
+    return this.#runBlasShares(K.batchedGemm, [out, a, b], p, batch);
   }
 
   /** See {@link Backend.biasGrad}. */

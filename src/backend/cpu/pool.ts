@@ -11,12 +11,12 @@
  *   buffer refs `(id, dtype, offset, length)`, f64 params, work units), bumps `SEQ`
  *   and notifies; each worker runs its static share, marks itself idle and notifies;
  *   the main thread runs share 0 meanwhile, then waits.
- * - Column reductions ({@link REDUCTIONS}) use static shares: share `t` of `T` gets units
- *   `[⌊u·t/T⌋, ⌊u·(t+1)/T⌋)` and writes partials that the main thread sums in share order,
- *   so the same `T` gives bit-identical results run to run. Every other op writes each
- *   output element from its own inputs only, so its units are cut into {@link CHUNKS_PER_THREAD}
- *   chunks per thread that threads claim as they go (OpenBLAS's spinning threads can slow
- *   one core); any claim order gives the same bits.
+ * - Column reductions and split GEMMs ({@link STATIC_SHARES}) use static shares: share `t`
+ *   of `T` gets units `[⌊u·t/T⌋, ⌊u·(t+1)/T⌋)`; reductions write partials that the main
+ *   thread sums in share order, so the same `T` gives bit-identical results run to run.
+ *   Every other op writes each output element from its own inputs only, so its units are
+ *   cut into {@link CHUNKS_PER_THREAD} chunks per thread that threads claim as they go
+ *   (another process can slow one core); any claim order gives the same bits.
  * - An idle worker exits after {@link IDLE_EXIT_MS} (so a forgotten backend does not keep
  *   the process alive); the next op starts a fresh pool.
  *
@@ -34,7 +34,7 @@ import {
   splitHeadsForward,
 } from "./ops/heads.ts";
 import { layernormBackward, layernormForward } from "./ops/layernorm.ts";
-import { matmulEpilogue } from "./ops/matmul.ts";
+import { gemmProduct, matmulEpilogue } from "./ops/matmul.ts";
 import { patchify } from "./ops/patchify.ts";
 import { gatherRowsForward, scaleRows } from "./ops/rows.ts";
 import { softmaxBackward, softmaxForward } from "./ops/softmax.ts";
@@ -265,27 +265,18 @@ export const KERNELS: readonly Kernel[] = [
   // 19 batchedGemm [out, a, b], p = [M, N, K, transA, transB, accumulate]: products of the
   //   batch, each one single-threaded GEMM call on this thread (attention's small products)
   (b, p, lo, hi) => {
-    const [M, N, K] = [p[0] | 0, p[1] | 0, p[2] | 0];
-    const [transA, transB, beta] = [p[3] === 1, p[4] === 1, p[5]];
-    const [out, a, bb] = [f(b[0]), f(b[1]), f(b[2])];
     const gemm = threadGemm;
     if (!gemm) throw new Error("no GEMM on this thread for a batched matmul");
+    const dims = {
+      M: p[0] | 0,
+      N: p[1] | 0,
+      K: p[2] | 0,
+      transA: p[3] === 1,
+      transB: p[4] === 1,
+      accumulate: p[5] === 1,
+    };
     for (let i = lo; i < hi; i++) {
-      gemm({
-        transA,
-        transB,
-        M,
-        N,
-        K,
-        alpha: 1,
-        a: a.subarray(i * M * K, (i + 1) * M * K),
-        lda: transA ? M : K,
-        b: bb.subarray(i * K * N, (i + 1) * K * N),
-        ldb: transB ? K : N,
-        beta,
-        c: out.subarray(i * M * N, (i + 1) * M * N),
-        ldc: N,
-      });
+      gemmProduct(gemm, { out: f(b[0]), a: f(b[1]), b: f(b[2]) }, dims, i);
     }
   },
   // 20 gemmSlab [out, a, b, bias?, pre?], p = [M, N, K, transA, transB, beta, byCols,
@@ -342,16 +333,13 @@ export const KERNELS: readonly Kernel[] = [
   },
 ];
 
-/** Kernels whose shares write per-share partials: these always run static shares. */
-export const REDUCTIONS: ReadonlySet<number> = new Set([5, 14, 17]);
-
 /**
- * Chunks per thread of a split GEMM. Each chunk is one OpenBLAS call that packs `op(b)`
- * again, and smaller row slabs run slower: on the vit-tiny step (2 cores, quiet) 1 chunk
- * per thread gave 90–91 images/s, 2 gave 81–83 and 3 gave 84–88. More chunks would only
- * pay where another process slows one thread.
+ * Kernels that run static shares (one per thread): column reductions, whose shares write
+ * per-share partials, and split GEMMs, where each share is one OpenBLAS call that packs
+ * `op(b)` again: on the vit-tiny step (2 cores, quiet) one slab per thread gave 90–91
+ * images/s, 2 dynamic chunks per thread 81–83 and 3 chunks 84–88.
  */
-export const GEMM_CHUNKS_PER_THREAD = 1;
+export const STATIC_SHARES: ReadonlySet<number> = new Set([5, 14, 17, 20]);
 
 /** Chunks per thread of a dynamic (non-reduction) command. */
 export const CHUNKS_PER_THREAD = 8;
@@ -612,8 +600,7 @@ export class CpuPool {
     ctrl[UNITS] = units;
     ctrl[NBUF] = bufs.length;
     ctrl[SHARES] = T;
-    const perThread = op === K.gemmSlab ? GEMM_CHUNKS_PER_THREAD : CHUNKS_PER_THREAD;
-    ctrl[CHUNKS] = REDUCTIONS.has(op) ? 0 : Math.min(units, perThread * T);
+    ctrl[CHUNKS] = STATIC_SHARES.has(op) ? 0 : Math.min(units, CHUNKS_PER_THREAD * T);
     ctrl[NEXT] = 0;
     ctrl[ERROR] = 0;
     this.#flushRegistrations(crew);

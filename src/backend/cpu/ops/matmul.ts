@@ -57,7 +57,7 @@ export function matmulForward(
     MatmulOpDims,
   gemm: (args: GemmArgs) => void = gemmTs,
   epilogue: MatmulEpilogue = matmulEpilogue,
-  batched?: BatchedMatmul,
+  split?: SplitMatmul,
 ): void {
   // out, pre: (batch, M, N); a: (batch, M, K) or (batch, K, M); b: (batch, K, N) or (batch, N, K)
   const op = "matmul";
@@ -73,34 +73,14 @@ export function matmulForward(
   checkLength(op, "b", b, batch * K * N, "batch·K·N = ");
   if (bias) checkLength(op, "bias", bias, N, "N = ");
   if (pre) checkLength(op, "pre", pre, batch * M * N, "batch·M·N = ");
-  if (
-    batch > 1 && K > 0 && !bias && !gelu &&
-    batched?.({ out, a, b }, { M, N, K, transA, transB, batch, accumulate })
-  ) {
-    return;
-  }
+  const dims = { M, N, K, transA, transB, batch, accumulate, gelu };
+  if (K > 0 && split?.({ out, a, b, bias, pre }, dims)) return;
   const mn = M * N;
   for (let i = 0; i < batch; i++) {
     const c = out.subarray(i * mn, (i + 1) * mn);
     if (K === 0) {
       if (!accumulate) c.fill(0);
-    } else {
-      gemm({
-        transA,
-        transB,
-        M,
-        N,
-        K,
-        alpha: 1,
-        a: a.subarray(i * M * K, (i + 1) * M * K),
-        lda: transA ? M : K,
-        b: b.subarray(i * K * N, (i + 1) * K * N),
-        ldb: transB ? K : N,
-        beta: accumulate ? 1 : 0,
-        c,
-        ldc: N,
-      });
-    }
+    } else gemmProduct(gemm, { out, a, b }, dims, i);
     if (bias || gelu) {
       epilogue({ c, bias, pre: pre?.subarray(i * mn, (i + 1) * mn) }, { M, N, gelu });
     }
@@ -108,13 +88,39 @@ export function matmulForward(
 }
 
 /**
- * Runs a checked batch of `batch > 1` plain products (no bias, no GELU, `K > 0`) some
- * faster way — the CPU backend splits the batch over its threads — or returns false
- * so that {@link matmulForward} loops over the batch itself.
+ * `out[i] = op(a[i])·op(b[i])` (or `+=` with `accumulate`) for product `i` of a batch:
+ * one GEMM call on the contiguous `[batch, …]` operands (the epilogue is not applied).
  */
-export type BatchedMatmul = (
-  bufs: { out: FloatArray; a: FloatArray; b: FloatArray },
-  dims: Required<Omit<MatmulOpDims, "gelu">>,
+export function gemmProduct(
+  gemm: (args: GemmArgs) => void,
+  { out, a, b }: { out: FloatArray; a: FloatArray; b: FloatArray },
+  { M, N, K, transA, transB, accumulate }: Required<Omit<MatmulOpDims, "batch" | "gelu">>,
+  i: number,
+): void {
+  gemm({
+    transA,
+    transB,
+    M,
+    N,
+    K,
+    alpha: 1,
+    a: a.subarray(i * M * K, (i + 1) * M * K),
+    lda: transA ? M : K,
+    b: b.subarray(i * K * N, (i + 1) * K * N),
+    ldb: transB ? K : N,
+    beta: accumulate ? 1 : 0,
+    c: out.subarray(i * M * N, (i + 1) * M * N),
+    ldc: N,
+  });
+}
+
+/**
+ * Runs a checked matmul with `K > 0` some faster way — the CPU backend splits it over its
+ * threads — or returns false (having run nothing) so that {@link matmulForward} runs it.
+ */
+export type SplitMatmul = (
+  bufs: { out: FloatArray; a: FloatArray; b: FloatArray; bias?: FloatArray; pre?: FloatArray },
+  dims: Required<MatmulOpDims>,
 ) => boolean;
 
 /** The bias/GELU epilogue of {@link matmulForward} (see {@link matmulEpilogue}). */

@@ -157,15 +157,15 @@ let nativeReason = "";
 /**
  * This thread's fast f32 kernels: the native library when it is built and loads (see
  * `../native.ts`), else WebAssembly SIMD, or null when neither is available (the caller
- * then runs its JS loop). `DBOT_NO_SIMD=1` also returns null (to compare the paths).
+ * then runs its JS loop). {@link selectKernels} overrides the choice.
  */
 export function simdKernels(): SimdKernels | null {
   if (choice === "js") return null;
   if (choice === "wasm") return wasmKernels();
   if (instance === undefined) {
-    const native = disabledByEnv() ? null : loadNativeKernels();
-    if (native && "reason" in native) nativeReason = native.reason;
-    instance = native && !("reason" in native) ? native : wasmKernels();
+    const native = loadNativeKernels();
+    if ("reason" in native) nativeReason = native.reason;
+    instance = "reason" in native ? wasmKernels() : native;
   }
   return instance;
 }
@@ -195,16 +195,8 @@ export function selectKernels(kind: KernelChoice): void {
   choice = kind;
 }
 
-function disabledByEnv(): boolean {
-  try {
-    return Deno.env.get("DBOT_NO_SIMD") === "1";
-  } catch {
-    return false; // no --allow-env: SIMD stays on
-  }
-}
-
 function instantiate(): SimdKernels | null {
-  if (typeof WebAssembly === "undefined" || disabledByEnv()) return null;
+  if (typeof WebAssembly === "undefined") return null;
   let ex: Exports;
   try {
     const bytes = Uint8Array.from(atob(KERNELS_WASM_BASE64), (ch) => ch.charCodeAt(0));
