@@ -1,119 +1,56 @@
 /**
- * dbot: pre-train Vision Transformers with dBOT (masked knowledge distillation
- * from bootstrapped teachers) on Deno's native WebGPU, with a CPU backend
- * (TypeScript + OpenBLAS) that is both the reference and the fallback.
+ * dbot: pre-train Vision Transformers with dBOT — masked knowledge distillation from
+ * bootstrapped teachers (Liu et al., ICLR 2024) — on Deno's native WebGPU with hand-written
+ * WGSL kernels, or on the CPU (plain TypeScript reference ops, WebAssembly SIMD or native
+ * kernels, OpenBLAS). A randomly initialised teacher gives the first targets; each stage's
+ * student becomes the next stage's teacher.
  *
- * This release holds the compute layer: the {@link Backend} op set that the
- * ViT is written against, its CPU and WebGPU implementations, and backend
- * selection.
+ * This module is the common path: pick a backend, build a model, pre-train, embed, k-NN,
+ * checkpoints. The rest lives in subpath exports: `@dbot/dbot/backend` (the op contract and
+ * both backends), `/model` (ViT, dBOT, teachers, losses), `/train` (pre-training,
+ * fine-tuning, linear probe, the training step and process group), `/eval` (features, k-NN,
+ * analyses) and `/io` (safetensors, checkpoints, plots).
  *
  * @example
- * ```ts ignore
- * import { selectBackend } from "@dbot/dbot";
+ * ```ts
+ * import { pretrain, resolvePretrain, selectBackend } from "@dbot/dbot";
  *
- * const { backend, reason } = await selectBackend("auto");
+ * const { backend, reason } = await selectBackend("cpu");
  * console.log(reason);
- * const a = backend.tensor([2, 3]);
- * backend.upload(a, new Float32Array([1, 2, 3, 4, 5, 6]));
- * const out = backend.tensor([2, 2]);
- * backend.matmul({ out, a, b: a }, { M: 2, N: 2, K: 3, transB: true }); // a·aᵀ
- * console.log(await backend.download(out));
+ * const runsDir = await Deno.makeTempDir();
+ * // two stages of one epoch each on 32 built-in `shapes` images at 16 px
+ * const cfg = resolvePretrain({
+ *   runsDir,
+ *   imgSize: 16,
+ *   batch: 8,
+ *   trainLimit: 32,
+ *   stages: 2,
+ *   epochsPerStage: 1,
+ *   knnTrain: 40,
+ *   knnTest: 20,
+ * });
+ * const summary = await pretrain(backend, cfg, { log: () => {} });
+ * if (!summary || summary.steps !== 8) throw new Error(`expected 8 steps: ${summary?.steps}`);
  * backend.dispose();
+ * await Deno.remove(runsDir, { recursive: true });
  * ```
  *
  * @module
  */
-export type {
-  Backend,
-  DType,
-  HostArray,
-  MatmulDims,
-  Storage,
-  Tensor,
-} from "./src/backend/backend.ts";
-export { shapeSize, view } from "./src/backend/backend.ts";
-export { CpuBackend, type CpuBackendOptions } from "./src/backend/cpu/backend.ts";
-export { type FloatArray, type Gemm, type GemmArgs, loadGemm } from "./src/backend/cpu/gemm.ts";
-export { type BlockDims, type DropScales } from "./src/nn/block.ts";
-export { Params, WebGpuBackend, type WebGpuOptions } from "./src/backend/webgpu/backend.ts";
-export {
-  type AdapterFacts,
-  GpuContext,
-  GpuError,
-  GpuUnavailableError,
-  type KernelSpec,
-} from "./src/backend/webgpu/context.ts";
+export type { Backend, Tensor } from "./src/backend/backend.ts";
 export {
   type BackendKind,
-  parseBackendKind,
   selectBackend,
+  type SelectBackendOptions,
   type SelectedBackend,
 } from "./src/backend/select.ts";
-export { Rng } from "./src/util/rng.ts";
-export {
-  type DecoderConfig,
-  deriveVit,
-  type Preset,
-  PRESETS,
-  type VitConfig,
-  type VitDerived,
-  vitFromPreset,
-} from "./src/models/config.ts";
-export {
-  type DbotConfig,
-  DbotModel,
-  dbotStudentSpecs,
-  dropPathRates,
-  targetDim,
-  type TeacherConfig,
-} from "./src/models/dbot.ts";
-export { type Init, ParamSet, type ParamSpec, sincosPosEmbed } from "./src/models/params.ts";
-export { fullIndex, VitEncoder, type VitEncoderOptions, vitParamSpecs } from "./src/models/vit.ts";
-export { type Masking, randomMasking } from "./src/models/masking.ts";
-export {
-  type Checkpoint,
-  type CheckpointConfig,
-  CheckpointError,
-  inferVitConfig,
-  readCheckpoint,
-  vitWeights,
-  writeCheckpoint,
-} from "./src/io/checkpoint.ts";
-export {
-  decodeSafetensors,
-  encodeSafetensors,
-  type NamedTensor,
-  readSafetensors,
-  type SafetensorsContents,
-  type SafetensorsDType,
-  SafetensorsError,
-  toFloat32,
-  writeSafetensors,
-} from "./src/io/safetensors.ts";
-export { embedImages, type Pool } from "./src/eval/embed.ts";
-export {
-  embedDataset,
-  Embedder,
-  type EmbedOptions,
-  type EmbedResult,
-  type ImageSource,
-} from "./src/eval/embed.ts";
-export {
-  type FeatureSet,
-  featuresFrom,
-  knnClassify,
-  type KnnOptions,
-  type KnnResult,
-  readFeatures,
-} from "./src/eval/knn.ts";
-export {
-  type BarChartOptions,
-  barChartSvg,
-  type BarSeries,
-  type LineChartOptions,
-  lineChartSvg,
-  type LineSeries,
-} from "./src/io/plot.ts";
+export { type Preset, PRESETS, type VitConfig, vitFromPreset } from "./src/models/config.ts";
+export { type DbotConfig, DbotModel } from "./src/models/dbot.ts";
+export type { TeacherConfig } from "./src/models/teacher.ts";
+export type { LossName } from "./src/models/losses.ts";
+export { PRETRAIN_DEFAULTS, type PretrainConfig, resolvePretrain } from "./src/train/config.ts";
+export { pretrain, type PretrainHooks } from "./src/train/pretrain.ts";
+export type { PretrainProgress, PretrainSummary } from "./src/train/metrics.ts";
 export {
   DataError,
   type Dataset,
@@ -121,81 +58,18 @@ export {
   type OpenOptions,
   type Split,
 } from "./src/data/dataset.ts";
+export { embedDataset, type EmbedOptions, type EmbedResult, type Pool } from "./src/eval/embed.ts";
 export {
-  centerCrop,
-  evalTransform,
-  hflip,
-  normalize,
-  randomResizedCrop,
-  resizeBicubic,
-  toChannels,
-} from "./src/data/transforms.ts";
-export { PRETRAIN_DEFAULTS, type PretrainConfig, resolvePretrain } from "./src/train/config.ts";
+  knnClassify,
+  type KnnClassifyOptions,
+  type KnnOptions,
+  type KnnResult,
+  type LabeledFeatures,
+} from "./src/eval/knn.ts";
 export {
-  type MetricLine,
-  NonFiniteLossError,
-  pretrain,
-  type PretrainHooks,
-  type PretrainProgress,
-  type PretrainSummary,
-} from "./src/train/pretrain.ts";
-export {
-  effectiveLr,
-  lrAt,
-  type LrSchedule,
-  stageAt,
-  stageBoundaries,
-  type StageInfo,
-} from "./src/train/schedule.ts";
-export { AdamW, type AdamWConfig, PRETRAIN_ADAMW } from "./src/train/adamw.ts";
-export {
-  type ClassifierOptions,
-  classifierSpecs,
-  layerDecayScale,
-  meanPoolBackward,
-  meanPoolForward,
-  poolMatrix,
-  VitClassifier,
-} from "./src/models/classifier.ts";
-export {
-  batchNormStats,
-  larsStep,
-  linprobeCheckpoint,
-  type LinprobeOptions,
-  type LinprobeResult,
-  type LinprobeRun,
-  trainLinearProbe,
-} from "./src/eval/linprobe.ts";
-export {
-  betaSample,
-  evaluate as evaluateClassifier,
-  finetune,
-  FINETUNE_DEFAULTS,
-  type FinetuneConfig,
-  type FinetuneSummary,
-  mixBatch,
-  type MixOptions,
-  readClassifier,
-  resolveFinetune,
-} from "./src/train/finetune.ts";
-export {
-  type AnalysisReport,
-  analyzeCheckpoints,
-  analyzeEncoder,
-  type AnalyzeOptions,
-  ckaMatrix,
-  type EncoderAnalysis,
-  linearCka,
-  meanAttentionDistance,
-  singularValues,
-  singularValueShare,
-  SV_TOP_K,
-  symmetricEigenvalues,
-} from "./src/eval/analyze.ts";
-export {
-  reproduce,
-  REPRODUCE_BUDGETS,
-  type ReproduceBudget,
-  type ReproduceOptions,
-  type ReproduceRow,
-} from "./src/eval/reproduce.ts";
+  type Checkpoint,
+  type CheckpointConfig,
+  CheckpointError,
+  readCheckpoint,
+  writeCheckpoint,
+} from "./src/io/checkpoint.ts";

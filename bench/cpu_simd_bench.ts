@@ -7,30 +7,26 @@
  *
  * @module
  */
-import { type KernelChoice, selectKernels, simdKernels } from "../src/backend/cpu/simd/simd.ts";
-import { adamw } from "../src/backend/cpu/ops/adamw.ts";
-import { geluBackward, geluForward } from "../src/backend/cpu/ops/gelu.ts";
-import { layernormBackward, layernormForward } from "../src/backend/cpu/ops/layernorm.ts";
-import { matmulEpilogue } from "../src/backend/cpu/ops/matmul.ts";
-import { softmaxBackward, softmaxForward } from "../src/backend/cpu/ops/softmax.ts";
+import { type KernelOps, kernelOps, REF_OPS } from "../src/backend/cpu/kernels.ts";
+import { wasmKernels } from "../src/backend/cpu/simd/simd.ts";
+import { loadNativeKernels } from "../src/backend/cpu/native.ts";
 import { Rng } from "../src/util/rng.ts";
 
 const B = 64, N = 65, D = 192, NH = 3;
 const rng = new Rng(1);
 const filled = (n: number, lo = -3, hi = 3) => rng.uniformArray(n, lo, hi);
 
-const hasNative = simdKernels()?.name === "native";
-const variants: [string, KernelChoice][] = [["scalar JS", "js"], ["WebAssembly SIMD", "wasm"]];
-if (hasNative) variants.push(["native", "auto"]);
+const native = loadNativeKernels();
+const variants: [string, KernelOps][] = [
+  ["scalar JS", REF_OPS],
+  ["WebAssembly SIMD", kernelOps(wasmKernels())],
+];
+if (!("reason" in native)) variants.push(["native", kernelOps(native)]);
 
 /** One group: the scalar JS loop (baseline), WebAssembly SIMD and native, same call. */
-function pair(group: string, run: () => void): void {
-  for (const [name, kind] of variants) {
-    Deno.bench({ name, group, baseline: kind === "js" }, () => {
-      selectKernels(kind);
-      run();
-      selectKernels("auto");
-    });
+function pair(group: string, run: (ops: KernelOps) => void): void {
+  for (const [name, ops] of variants) {
+    Deno.bench({ name, group, baseline: ops === REF_OPS }, () => run(ops));
   }
 }
 
@@ -38,13 +34,13 @@ function pair(group: string, run: () => void): void {
 const nH = B * N * 4 * D;
 const [h, dh, out] = [filled(nH), filled(nH), new Float32Array(nH)];
 const bias = filled(4 * D);
-pair(`gelu [${B * N}, ${4 * D}]`, () => geluForward({ out, inp: h }));
-pair(`geluBackward [${B * N}, ${4 * D}]`, () => geluBackward({ dinp: out, dout: dh, inp: h }));
+pair(`gelu [${B * N}, ${4 * D}]`, (k) => k.geluForward({ out, inp: h }));
+pair(`geluBackward [${B * N}, ${4 * D}]`, (k) => k.geluBackward({ dinp: out, dout: dh, inp: h }));
 const c = filled(nH);
 const pre = new Float32Array(nH);
-pair(`matmul bias+gelu epilogue [${B * N}, ${4 * D}]`, () => {
+pair(`matmul bias+gelu epilogue [${B * N}, ${4 * D}]`, (k) => {
   c.set(h);
-  matmulEpilogue({ c, bias, pre }, { M: B * N, N: 4 * D, gelu: true });
+  k.matmulEpilogue({ c, bias, pre }, { M: B * N, N: 4 * D, gelu: true });
 });
 
 // attention probabilities (B·NH·N, N)
@@ -52,13 +48,13 @@ const rowsA = B * NH * N;
 const [att, prob, dprob] = [filled(rowsA * N), new Float32Array(rowsA * N), filled(rowsA * N)];
 pair(
   `softmax [${rowsA}, ${N}]`,
-  () => softmaxForward({ out: prob, inp: att }, { rows: rowsA, C: N, scale: 0.125 }),
+  (k) => k.softmaxForward({ out: prob, inp: att }, { rows: rowsA, C: N, scale: 0.125 }),
 );
 const datt = new Float32Array(rowsA * N);
 pair(
   `softmaxBackward [${rowsA}, ${N}]`,
-  () =>
-    softmaxBackward({ dinp: datt, dout: dprob, out: prob }, { rows: rowsA, C: N, scale: 0.125 }),
+  (k) =>
+    k.softmaxBackward({ dinp: datt, dout: dprob, out: prob }, { rows: rowsA, C: N, scale: 0.125 }),
 );
 
 // residual stream (B·N, D)
@@ -74,11 +70,15 @@ const [mean, rstd] = [new Float32Array(rows), new Float32Array(rows)];
 const [dw, db] = [new Float32Array(D), new Float32Array(D)];
 pair(
   `layernorm [${rows}, ${D}]`,
-  () =>
-    layernormForward({ out: y, mean, rstd, inp: x, weight: w, bias: b }, { rows, C: D, eps: 1e-6 }),
+  (k) =>
+    k.layernormForward({ out: y, mean, rstd, inp: x, weight: w, bias: b }, {
+      rows,
+      C: D,
+      eps: 1e-6,
+    }),
 );
-pair(`layernormBackward [${rows}, ${D}]`, () =>
-  layernormBackward(
+pair(`layernormBackward [${rows}, ${D}]`, (k) =>
+  k.layernormBackward(
     { dinp: dx, dweight: dw, dbias: db, dout: dy, inp: x, weight: w, mean, rstd },
     { rows, C: D },
   ));
@@ -96,8 +96,8 @@ const hyper = new Float32Array([1, 0.05, 1, 0]);
 let step = 1;
 pair(
   `adamw [${nP}]`,
-  () =>
-    adamw({ param: p, grad: g, m, v, offsets, hyper }, {
+  (k) =>
+    k.adamw({ param: p, grad: g, m, v, offsets, hyper }, {
       lr: 1e-4,
       beta1: 0.9,
       beta2: 0.95,

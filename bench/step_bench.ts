@@ -34,7 +34,7 @@ function benchStep(
   backends.push(be);
   const { step, loss } = prepareStep(be, o);
   Deno.bench({ name, group, baseline, n: 5, warmup: 2 }, async () => {
-    step();
+    await step();
     await be.download(loss); // waits for the GPU; free on the CPU
   });
 }

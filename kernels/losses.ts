@@ -187,7 +187,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   ${ROW_ID}
   let base = r * P.C;
   // Stable log-sum-exp: subtract the row max before exp.
-  var mx = -3.40282347e38;
+  // -FLT_MAX as bits: Tint (Chrome) rejects the decimal literal -3.40282347e38, naga accepts it
+  var mx = bitcast<f32>(0xff7fffffu);
   for (var c = lid; c < P.C; c += 64u) { mx = max(mx, logits[P.off_logits + base + c]); }
   red[lid] = mx;
   workgroupBarrier();

@@ -73,7 +73,8 @@ fn main(
   let n = select(0u, P.C, row < P.rows); // rows past the end: empty loops, still at barriers
   let x0 = P.off_inp + row * P.C;
   let o0 = P.off_out + row * P.C;
-  var mx = -3.40282347e38;
+  // -FLT_MAX as bits: Tint (Chrome) rejects the decimal literal -3.40282347e38, naga accepts it
+  var mx = bitcast<f32>(0xff7fffffu);
   for (var c = lane; c < n; c += TPR) { mx = max(mx, P.scale * inp[x0 + c]); }
   mx = seg_max(mx, tid);
   var sum = 0.0;

@@ -4,7 +4,7 @@
 // for older CPUs). The CPU backend calls them through Deno.dlopen on its own tensors, so
 // unlike the WebAssembly kernels nothing is copied. Build: native/build.sh.
 //
-// Semantics follow the JS ops in src/backend/cpu/ops/: NaN propagates (the clamps are
+// Semantics follow the JS ops in src/backend/cpu/ref/: NaN propagates (the clamps are
 // written so that a comparison with NaN keeps NaN), any length and any aliasing of an
 // output with its input is allowed (no `restrict`).
 #include <stdint.h>

@@ -5,10 +5,14 @@
  *
  * @module
  */
-import { helpText, parseFlags } from "../src/util/cli.ts";
-import { parseBackendKind, selectBackend } from "../src/backend/select.ts";
 import { analyzeCheckpoints } from "../src/eval/analyze.ts";
-import { positiveInt } from "./flags.ts";
+import {
+  BACKEND_FLAG,
+  backendFromFlags,
+  NATIVE_LIB_FLAG,
+  parseTaskFlags,
+  positiveInt,
+} from "./flags.ts";
 import { main } from "./main.ts";
 
 await main(async () => {
@@ -18,27 +22,16 @@ await main(async () => {
     limit: { type: "string", default: "256", help: "test images analysed" },
     name: { type: "string", default: "default", help: "outputs in runs/analyze/<name>/" },
     heads: { type: "string", help: "attention heads when a checkpoint does not store them" },
-    backend: { type: "string", default: "auto", help: "auto | cpu | webgpu" },
-    help: { type: "boolean", help: "show this help" },
+    ...BACKEND_FLAG,
+    ...NATIVE_LIB_FLAG,
   } as const;
-  // parseFlags keeps the last of a repeated flag: collect --checkpoint values first
-  const checkpoints: string[] = [];
-  const rest: string[] = [];
-  for (let i = 0; i < Deno.args.length; i++) {
-    const a = Deno.args[i];
-    if (a === "--checkpoint") checkpoints.push(Deno.args[++i] ?? "");
-    else if (a.startsWith("--checkpoint=")) checkpoints.push(a.slice(13));
-    else rest.push(a);
-  }
-  const { checkpoint: _, ...others } = spec;
-  const flags = parseFlags(rest, others);
-  if (flags.help || checkpoints.length === 0) {
-    console.log(
-      helpText("deno task analyze --checkpoint A [--checkpoint B …] --data SPEC [--limit N]", spec),
-    );
-    Deno.exit(flags.help ? 0 : 2);
-  }
-  const { backend, reason } = await selectBackend(parseBackendKind(String(flags.backend)));
+  const flags = parseTaskFlags(
+    "deno task analyze --checkpoint A [--checkpoint B …] --data SPEC [--limit N]",
+    spec,
+    { required: ["checkpoint"] },
+  );
+  const checkpoints = flags.checkpoint as string[];
+  const { backend, reason } = await backendFromFlags(flags);
   console.error(`backend: ${reason}`);
   const outDir = `runs/analyze/${flags.name}`;
   const r = await analyzeCheckpoints(backend, {

@@ -4,11 +4,17 @@
  *
  * @module
  */
-import { helpText, parseFlags } from "../src/util/cli.ts";
-import { parseBackendKind, selectBackend } from "../src/backend/select.ts";
 import { embedDataset, parsePool } from "../src/eval/embed.ts";
 import { writeSafetensors } from "../src/io/safetensors.ts";
-import { parseList, parseSplit, positiveInt } from "./flags.ts";
+import {
+  BACKEND_FLAG,
+  backendFromFlags,
+  NATIVE_LIB_FLAG,
+  parseList,
+  parseSplit,
+  parseTaskFlags,
+  positiveInt,
+} from "./flags.ts";
 import { main } from "./main.ts";
 
 await main(async () => {
@@ -21,7 +27,8 @@ await main(async () => {
     },
     split: { type: "string", default: "test", help: "train | test" },
     pool: { type: "string", default: "cls", help: "cls | mean (of patch tokens)" },
-    backend: { type: "string", default: "auto", help: "auto | cpu | webgpu" },
+    ...BACKEND_FLAG,
+    ...NATIVE_LIB_FLAG,
     "img-size": { type: "string", help: "resize images to N (default: the checkpoint's)" },
     heads: {
       type: "string",
@@ -36,16 +43,12 @@ await main(async () => {
       default: "runs/embed/features.safetensors",
       help: "output file (under runs/)",
     },
-    help: { type: "boolean", help: "show this help" },
   } as const;
-
-  const flags = parseFlags(Deno.args, spec);
-  if (flags.help || !flags.checkpoint) {
-    console.log(
-      helpText("deno task embed --checkpoint PATH [--data SPEC] [--out PATH.safetensors]", spec),
-    );
-    Deno.exit(flags.help ? 0 : 2);
-  }
+  const flags = parseTaskFlags(
+    "deno task embed --checkpoint PATH [--data SPEC] [--out PATH.safetensors]",
+    spec,
+    { required: ["checkpoint"] },
+  );
   const opts = {
     checkpoint: String(flags.checkpoint),
     data: String(flags.data),
@@ -61,7 +64,7 @@ await main(async () => {
   const out = String(flags.out);
   // fail before the work if the output directory cannot be written
   await Deno.mkdir(out.slice(0, Math.max(0, out.lastIndexOf("/"))) || ".", { recursive: true });
-  const { backend, reason } = await selectBackend(parseBackendKind(String(flags.backend)));
+  const { backend, reason } = await backendFromFlags(flags);
   console.log(`backend: ${reason}`);
   const t0 = performance.now();
   const r = await embedDataset(backend, opts);

@@ -4,22 +4,15 @@
  *
  * @module
  */
-import { helpText, parseFlags } from "../src/util/cli.ts";
-import { parseBackendKind, selectBackend } from "../src/backend/select.ts";
 import { GpuContext } from "../src/backend/webgpu/context.ts";
+import { BACKEND_FLAG, backendFromFlags, NATIVE_LIB_FLAG, parseTaskFlags } from "./flags.ts";
 import { main } from "./main.ts";
 
 await main(async () => {
-  const spec = {
-    backend: { type: "string", default: "auto", help: "auto | cpu | webgpu" },
-    help: { type: "boolean", help: "show this help" },
-  } as const;
-
-  const flags = parseFlags(Deno.args, spec);
-  if (flags.help) {
-    console.log(helpText("deno task info [--backend auto|cpu|webgpu]", spec));
-    Deno.exit(0);
-  }
+  const flags = parseTaskFlags("deno task info [--backend auto|cpu|webgpu]", {
+    ...BACKEND_FLAG,
+    ...NATIVE_LIB_FLAG,
+  });
   const adapter = await GpuContext.adapter();
   console.log(
     `webgpu adapter: ${
@@ -30,7 +23,7 @@ await main(async () => {
         : "none"
     }`,
   );
-  const { backend, reason } = await selectBackend(parseBackendKind(String(flags.backend)));
+  const { backend, reason } = await backendFromFlags(flags);
   console.log(`backend: ${reason}`);
   backend.dispose();
 });

@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { helpText, parseFlags } from "../src/util/cli.ts";
 import { loadGemm } from "../src/backend/cpu/gemm.ts";
 import {
   KNN_DEFAULT_K,
@@ -13,7 +12,7 @@ import {
   knnClassify,
   readFeatures,
 } from "../src/eval/knn.ts";
-import { positiveInt } from "./flags.ts";
+import { parseTaskFlags, positiveInt } from "./flags.ts";
 import { main } from "./main.ts";
 
 await main(async () => {
@@ -26,16 +25,12 @@ await main(async () => {
       default: String(KNN_DEFAULT_TEMPERATURE),
       help: "vote weight exp(sim / T)",
     },
-    help: { type: "boolean", help: "show this help" },
   } as const;
-
-  const flags = parseFlags(Deno.args, spec);
-  if (flags.help || !flags.train || !flags.test) {
-    console.log(
-      helpText("deno task knn --train FEATS.safetensors --test FEATS.safetensors [--k 20]", spec),
-    );
-    Deno.exit(flags.help ? 0 : 2);
-  }
+  const flags = parseTaskFlags(
+    "deno task knn --train FEATS.safetensors --test FEATS.safetensors [--k 20]",
+    spec,
+    { required: ["train", "test"] },
+  );
   const k = positiveInt(flags.k, "k");
   const temperature = Number(flags.temperature);
   if (!(temperature > 0) || !Number.isFinite(temperature)) {
@@ -56,11 +51,7 @@ await main(async () => {
       `T ${temperature}, ${gemm.name}`,
   );
   const t0 = performance.now();
-  const r = knnClassify(train.features, train.labels, test.features, test.labels, train.dim, {
-    k,
-    temperature,
-    gemm,
-  });
+  const r = knnClassify(train, test, { dim: train.dim, k, temperature, gemm });
   console.error(`knn: ${((performance.now() - t0) / 1000).toFixed(2)} s`);
   console.log(
     JSON.stringify({ top1: r.top1, top5: r.top5, k: r.k, train: train.count, test: test.count }),

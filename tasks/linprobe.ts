@@ -4,56 +4,22 @@
  *
  * @module
  */
-import { helpText, parseFlags } from "../src/util/cli.ts";
-import { parseBackendKind, selectBackend } from "../src/backend/select.ts";
-import { linprobeCheckpoint } from "../src/eval/linprobe.ts";
-import { positiveInt } from "./flags.ts";
+import { LINPROBE_CONFIG, linprobeCheckpoint } from "../src/train/linprobe.ts";
+import { BACKEND_FLAG, backendFromFlags, NATIVE_LIB_FLAG, parseTaskFlags } from "./flags.ts";
 import { main } from "./main.ts";
 
 await main(async () => {
-  const spec = {
-    checkpoint: { type: "string", help: "ViT checkpoint (.safetensors, timm names)" },
-    data: { type: "string", default: "shapes", help: "shapes | fashion-mnist[:DIR] | DIR" },
-    "train-limit": { type: "string", help: "first N training images (default all)" },
-    "test-limit": { type: "string", help: "first N test images (default all)" },
-    epochs: { type: "string", default: "90", help: "epochs" },
-    "warmup-epochs": { type: "string", default: "10", help: "linear warmup epochs" },
-    batch: { type: "string", default: "256", help: "batch size; lr = base-lr × batch/256" },
-    "base-lr": { type: "string", default: "0.1", help: "LARS base LR (raise it for few steps)" },
-    "weight-decay": { type: "string", default: "0", help: "weight decay on the head weight" },
-    seed: { type: "string", default: "0", help: "head init and batch order" },
-    heads: { type: "string", help: "attention heads when the checkpoint does not store them" },
-    backend: { type: "string", default: "auto", help: "auto | cpu | webgpu" },
-    help: { type: "boolean", help: "show this help" },
-  } as const;
-  const flags = parseFlags(Deno.args, spec);
-  if (flags.help || !flags.checkpoint) {
-    console.log(helpText("deno task linprobe --checkpoint PATH --data SPEC [--flags]", spec));
-    Deno.exit(flags.help ? 0 : 2);
-  }
-  const num = (k: keyof typeof spec): number => {
-    const v = Number(flags[k]);
-    if (!Number.isFinite(v) || v < 0) throw new TypeError(`Cannot use --${k} ${flags[k]}`);
-    return v;
-  };
-  const run = {
-    checkpoint: String(flags.checkpoint),
-    data: String(flags.data),
-    trainLimit: positiveInt(flags["train-limit"], "train-limit"),
-    testLimit: positiveInt(flags["test-limit"], "test-limit"),
-    epochs: positiveInt(flags.epochs, "epochs"),
-    warmupEpochs: num("warmup-epochs"),
-    batch: positiveInt(flags.batch, "batch"),
-    baseLr: num("base-lr"),
-    weightDecay: num("weight-decay"),
-    seed: num("seed"),
-    heads: positiveInt(flags.heads, "heads"),
-  };
-  const { backend, reason } = await selectBackend(parseBackendKind(String(flags.backend)));
+  const flags = parseTaskFlags(
+    "deno task linprobe --checkpoint PATH --data SPEC [--flags]",
+    { ...LINPROBE_CONFIG.flags(), ...BACKEND_FLAG, ...NATIVE_LIB_FLAG },
+    { required: ["checkpoint"] },
+  );
+  const cfg = LINPROBE_CONFIG.resolve(LINPROBE_CONFIG.fromFlags(flags));
+  const { backend, reason } = await backendFromFlags(flags);
   console.error(`backend: ${reason}`);
-  console.error(`linprobe: ${JSON.stringify(run)}`);
+  console.error(`linprobe: ${JSON.stringify(cfg)}`);
   const t0 = performance.now();
-  const r = await linprobeCheckpoint(backend, run);
+  const r = await linprobeCheckpoint(backend, cfg);
   // LARS moves the weight by ≈ lr·0.001/(1 − 0.9) of its norm per step; the reference pairs
   // lr 6.4 with ~7000 steps. Far fewer LR·steps leave the head near its init.
   if (r.lr * r.steps < 200) {

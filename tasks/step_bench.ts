@@ -3,10 +3,14 @@
  *
  * @module
  */
-import { helpText, parseFlags } from "../src/util/cli.ts";
-import { parseBackendKind, selectBackend } from "../src/backend/select.ts";
 import { stepBench } from "../src/train/step_bench.ts";
-import { positiveInt } from "./flags.ts";
+import {
+  BACKEND_FLAG,
+  backendFromFlags,
+  NATIVE_LIB_FLAG,
+  parseTaskFlags,
+  positiveInt,
+} from "./flags.ts";
 import { main } from "./main.ts";
 
 await main(async () => {
@@ -18,20 +22,14 @@ await main(async () => {
     steps: { type: "string", default: "5", help: "timed steps" },
     warmup: { type: "string", default: "2", help: "untimed warm-up steps" },
     "drop-path": { type: "string", default: "0.1", help: "drop-path rate" },
-    backend: { type: "string", default: "auto", help: "auto | cpu | webgpu" },
-    help: { type: "boolean", help: "show this help" },
+    ...BACKEND_FLAG,
+    ...NATIVE_LIB_FLAG,
   } as const;
-  const flags = parseFlags(Deno.args, spec);
-  if (flags.help) {
-    console.log(
-      helpText(
-        "deno task step-bench [--model vit-tiny --img-size 32 --patch-size 4 --batch 64 --backend cpu]",
-        spec,
-      ),
-    );
-    return;
-  }
-  const { backend } = await selectBackend(parseBackendKind(String(flags.backend)));
+  const flags = parseTaskFlags(
+    "deno task step-bench [--model vit-tiny --img-size 32 --patch-size 4 --batch 64 --backend cpu]",
+    spec,
+  );
+  const { backend } = await backendFromFlags(flags);
   const r = await stepBench(backend, {
     model: String(flags.model),
     imgSize: positiveInt(flags["img-size"], "img-size")!,

@@ -13,7 +13,7 @@ import {
   singularValueShare,
 } from "../src/eval/analyze.ts";
 import type { VitConfig } from "../src/models/config.ts";
-import { initValues } from "../src/models/params.ts";
+import { initValues } from "../src/nn/params.ts";
 import { vitParamSpecs } from "../src/models/vit.ts";
 import { Rng } from "../src/util/rng.ts";
 import { assert } from "../src/util/assert.ts";
@@ -42,7 +42,10 @@ Deno.test("meanAttentionDistance() of uniform attention matches the closed form 
   for (const G of [2, 3, 4, 5]) {
     const N = G * G + 1;
     const att = new Float64Array(2 * N * N).fill(1 / N);
-    assertAllClose(meanAttentionDistance(att, 2, G, 7), [uniformMad(G, 7), uniformMad(G, 7)], {
+    assertAllClose(meanAttentionDistance(att, { NH: 2, G, P: 7 }), [
+      uniformMad(G, 7),
+      uniformMad(G, 7),
+    ], {
       atol: 1e-10,
       rtol: 1e-12,
     });
@@ -54,7 +57,7 @@ Deno.test("meanAttentionDistance() is 0 when every patch attends to itself and i
   const att = new Float64Array(N * N);
   for (let i = 0; i < N; i++) att[i * N + i] = 0.5;
   for (let i = 0; i < N; i++) att[i * N] += 0.5; // cls column: dropped, not renormalised
-  assertAllClose(meanAttentionDistance(att, 1, G, 4), [0], { atol: 0 });
+  assertAllClose(meanAttentionDistance(att, { NH: 1, G, P: 4 }), [0], { atol: 0 });
 });
 
 Deno.test("singularValueShare() of a rank-1 matrix is 1 at k = 1; orthonormal rows give k/n", () => {
@@ -62,10 +65,14 @@ Deno.test("singularValueShare() of a rank-1 matrix is 1 at k = 1; orthonormal ro
   const u = Array.from({ length: 7 }, () => rng.normal());
   const v = Array.from({ length: 5 }, () => rng.normal());
   const rank1 = new Float64Array(7 * 5).map((_, i) => u[Math.floor(i / 5)] * v[i % 5]);
-  assertAllClose(singularValueShare(rank1, 7, 5, 5), [1, 1, 1, 1, 1], { atol: 1e-9 });
+  assertAllClose(singularValueShare(rank1, { rows: 7, cols: 5 }, 5), [1, 1, 1, 1, 1], {
+    atol: 1e-9,
+  });
   const eye = new Float64Array(4 * 6);
   for (let i = 0; i < 4; i++) eye[i * 6 + i] = 3; // rows normalised to unit length
-  assertAllClose(singularValueShare(eye, 4, 6, 5), [0.25, 0.5, 0.75, 1, 1], { atol: 1e-12 });
+  assertAllClose(singularValueShare(eye, { rows: 4, cols: 6 }, 5), [0.25, 0.5, 0.75, 1, 1], {
+    atol: 1e-12,
+  });
 });
 
 Deno.test("singularValues() matches the known spectrum of a diagonal-times-rotation matrix", () => {
@@ -123,7 +130,12 @@ function images(seed: number): (i: number) => Float32Array {
 }
 
 async function uniformAttentionThroughEncoder(be: Backend): Promise<void> {
-  const r = await analyzeEncoder(be, vit, weights(2, true), 5, images(1), 2);
+  const r = await analyzeEncoder(be, vit, {
+    weights: weights(2, true),
+    count: 5,
+    image: images(1),
+    batch: 2,
+  });
   const want = uniformMad(4, 3);
   for (const layer of r.mad) assertAllClose(layer, [want, want], { atol: 1e-5, rtol: 1e-5 });
   for (const s of r.svShare) {
@@ -132,11 +144,26 @@ async function uniformAttentionThroughEncoder(be: Backend): Promise<void> {
 }
 
 async function ckaOfModelWithItself(be: Backend): Promise<void> {
-  const a = await analyzeEncoder(be, vit, weights(4, false), 12, images(2), 5);
-  const b = await analyzeEncoder(be, vit, weights(4, false), 12, images(2), 4);
+  const a = await analyzeEncoder(be, vit, {
+    weights: weights(4, false),
+    count: 12,
+    image: images(2),
+    batch: 5,
+  });
+  const b = await analyzeEncoder(be, vit, {
+    weights: weights(4, false),
+    count: 12,
+    image: images(2),
+    batch: 4,
+  });
   const m = ckaMatrix(a, b);
   assertAllClose(m.map((row, i) => row[i]), [1, 1], { atol: 1e-5 });
-  const other = await analyzeEncoder(be, vit, weights(9, false), 12, images(2), 4);
+  const other = await analyzeEncoder(be, vit, {
+    weights: weights(9, false),
+    count: 12,
+    image: images(2),
+    batch: 4,
+  });
   const m2 = ckaMatrix(a, other);
   assert(m2.every((row) => row.every((v) => v < 0.999)), `unrelated models: ${m2}`);
 }

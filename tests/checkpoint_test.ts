@@ -36,17 +36,13 @@ async function checkFeatures(be: Backend): Promise<void> {
   for (const pool of ["cls", "mean"] as const) {
     // batch 2 over 3 images also exercises a partial last batch
     const sz = 3 * 16 * 16;
-    const feats = await embedImages(
-      be,
-      cfg,
+    const feats = await embedImages(be, cfg, {
       weights,
-      3,
-      (i) => images.subarray(i * sz, (i + 1) * sz),
-      {
-        pool,
-        batch: 2,
-      },
-    );
+      count: 3,
+      image: (i) => images.subarray(i * sz, (i + 1) * sz),
+      pool,
+      batch: 2,
+    });
     assertAllClose(
       feats,
       toFloat32(golden.get(`features_${pool}`)!),

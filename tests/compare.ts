@@ -1,8 +1,9 @@
 /**
- * The harness the WebGPU op tests share: run an op on the CPU backend and on WebGPU over
- * the same inputs and compare. Every tensor is a view at offset {@link PAD} inside a
- * padded buffer filled with {@link SENTINEL}, so offsets are exercised and a kernel that
- * writes outside its view is caught.
+ * The harness the WebGPU op tests share: run an op on the CPU reference backend
+ * ({@link CpuBackend.reference}: plain loops, no SIMD, no native code, no threads) and on
+ * WebGPU over the same inputs and compare. Every tensor is a view at offset {@link PAD}
+ * inside a padded buffer filled with {@link SENTINEL}, so offsets are exercised and a
+ * kernel that writes outside its view is caught.
  *
  * @module
  */
@@ -12,8 +13,8 @@ import type { WebGpuBackend } from "../src/backend/webgpu/backend.ts";
 import type { Rng } from "../src/util/rng.ts";
 import { assertAllClose, maxAbsDiff, type Tolerance } from "./helpers.ts";
 
-/** The reference backend (plain TypeScript GEMM). */
-export const cpu: CpuBackend = new CpuBackend({ gemm: "ts" });
+/** The plain reference: `ref/` loops and GEMM, no SIMD, no native code, one thread. */
+export const cpu: CpuBackend = CpuBackend.reference();
 /** Elements of padding before and after every view. */
 export const PAD = 5;
 /** The value the padding is filled with; it must come back untouched. */

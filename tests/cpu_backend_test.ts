@@ -4,11 +4,11 @@
  */
 import { type Tensor, view } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
-import { adamw } from "../src/backend/cpu/ops/adamw.ts";
-import { gatherRowsForward } from "../src/backend/cpu/ops/rows.ts";
-import { layernormBackward, layernormForward } from "../src/backend/cpu/ops/layernorm.ts";
-import { matmulForward } from "../src/backend/cpu/ops/matmul.ts";
-import { smoothL1Loss } from "../src/backend/cpu/ops/smooth_l1.ts";
+import { adamw } from "../src/backend/cpu/ref/adamw.ts";
+import { gatherRowsForward } from "../src/backend/cpu/ref/rows.ts";
+import { layernormBackward, layernormForward } from "../src/backend/cpu/ref/layernorm.ts";
+import { matmulForward } from "../src/backend/cpu/ref/matmul.ts";
+import { smoothL1Loss } from "../src/backend/cpu/ref/smooth_l1.ts";
 import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
 import { Rng } from "../src/util/rng.ts";
 import { randArray } from "./fd.ts";
@@ -200,18 +200,18 @@ Deno.test("CpuBackend rejects wrong sizes and dtypes with the op and argument na
   assertThrows(
     () => be.softmax({ out: y, inp: x }, { rows: 3, C: 7, scale: 1 }),
     RangeError,
-    "Cannot run softmax: out must have 21 elements, current value is 18",
+    "Cannot run softmax: out must have rows·C = 21 elements, current value is 18",
   );
   const idx = be.tensor([3], "i32");
   assertThrows(
     () => be.gatherRows({ out: x, inp: x, index: x }, { rows: 3, C: 7 }),
     RangeError,
-    "index must have 3 elements",
+    "index must have rows = 3 elements",
   );
   assertThrows(
-    () => be.gatherRows({ out: x, inp: idx, index: idx }, { rows: 3, C: 7 }),
+    () => be.gatherRows({ out: x, inp: be.tensor([3, 7], "i32"), index: idx }, { rows: 3, C: 7 }),
     TypeError,
-    "inp must be an f32 tensor",
+    "Cannot run gatherRows: inp must be f32, current dtype is i32",
   );
   assertThrows(() => be.upload(x, new Float32Array(5)), RangeError, "21 elements");
   assertThrows(() => be.upload(idx, new Float32Array(3)), TypeError, "Float32Array");

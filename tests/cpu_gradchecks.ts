@@ -6,21 +6,21 @@
  *
  * @module
  */
-import { biasGrad } from "../src/backend/cpu/ops/bias_grad.ts";
-import { cosineLoss } from "../src/backend/cpu/ops/cosine_loss.ts";
-import { crossEntropyLoss } from "../src/backend/cpu/ops/cross_entropy.ts";
-import { geluBackward, geluForward } from "../src/backend/cpu/ops/gelu.ts";
+import { biasGrad } from "../src/backend/cpu/ref/bias_grad.ts";
+import { cosineLoss } from "../src/backend/cpu/ref/cosine_loss.ts";
+import { crossEntropyLoss } from "../src/backend/cpu/ref/cross_entropy.ts";
+import { geluBackward, geluForward } from "../src/backend/cpu/ref/gelu.ts";
 import {
   mergeHeadsBackward,
   mergeHeadsForward,
   splitHeadsBackward,
   splitHeadsForward,
-} from "../src/backend/cpu/ops/heads.ts";
-import { layernormBackward, layernormForward } from "../src/backend/cpu/ops/layernorm.ts";
-import { matmulForward } from "../src/backend/cpu/ops/matmul.ts";
-import { gatherRowsBackward, gatherRowsForward, scaleRows } from "../src/backend/cpu/ops/rows.ts";
-import { smoothL1Loss } from "../src/backend/cpu/ops/smooth_l1.ts";
-import { softmaxBackward, softmaxForward } from "../src/backend/cpu/ops/softmax.ts";
+} from "../src/backend/cpu/ref/heads.ts";
+import { layernormBackward, layernormForward } from "../src/backend/cpu/ref/layernorm.ts";
+import { matmulForward } from "../src/backend/cpu/ref/matmul.ts";
+import { gatherRowsBackward, gatherRowsForward, scaleRows } from "../src/backend/cpu/ref/rows.ts";
+import { smoothL1Loss } from "../src/backend/cpu/ref/smooth_l1.ts";
+import { softmaxBackward, softmaxForward } from "../src/backend/cpu/ref/softmax.ts";
 import { Rng } from "../src/util/rng.ts";
 import { dot, fdGrad, type GradPair, randArray } from "./fd.ts";
 

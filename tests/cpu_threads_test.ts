@@ -7,12 +7,14 @@
 import type { Tensor } from "../src/backend/backend.ts";
 import { view } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
+import { POOL_OP_LIST, POOL_OPS } from "../src/backend/cpu/pool.ts";
 import { type DbotConfig, DbotModel } from "../src/models/dbot.ts";
 import { AdamW, PRETRAIN_ADAMW } from "../src/train/adamw.ts";
 import { golden, goldenConfig } from "./golden.ts";
 import { Rng } from "../src/util/rng.ts";
 import { assert, assertEquals } from "../src/util/assert.ts";
 import { assertAllClose } from "./helpers.ts";
+import { requires } from "./requires.ts";
 
 function assertMatch(s: string, re: RegExp): void {
   assert(re.test(s), `expected "${s}" to match ${re}`);
@@ -291,7 +293,9 @@ Deno.test("matmul epilogue and adamw with threads=2 match threads=1 exactly", as
   dispose();
 });
 
-Deno.test("with OpenBLAS: matmul split over the pool (batched, rows, columns, epilogues) and biasGrad as sgemv match the TS reference", async () => {
+// Skipped (reason printed) where OpenBLAS is missing, unless DBOT_REQUIRE_OPENBLAS=1.
+const openblas = await requires("openblas");
+openblas.test("with OpenBLAS: matmul split over the pool (batched, rows, columns, epilogues) and biasGrad as sgemv match the TS reference", async () => {
   // Attention's products: each thread calls OpenBLAS on its share of the batch. Needs
   // OpenBLAS (CI installs it); the reference is the pure-TS GEMM on one thread.
   const one = new CpuBackend({ gemm: "ts", threads: 1 });
@@ -397,7 +401,9 @@ const cfg: DbotConfig = goldenConfig(0.1);
 async function train(be: CpuBackend): Promise<Float32Array[]> {
   const model = new DbotModel(be, cfg, 2);
   model.student.load(new Map(model.student.specs.map((s) => [s.name, g(s.name)])));
-  model.teacher!.load(new Map(model.teacher!.specs.map((s) => [s.name, g(`teacher.${s.name}`)])));
+  model.teacher.params!.load(
+    new Map(model.teacher.params!.specs.map((s) => [s.name, g(`teacher.${s.name}`)])),
+  );
   const opt = new AdamW(be, model.student, PRETRAIN_ADAMW);
   const rng = new Rng(7);
   const losses: number[] = [];
@@ -435,7 +441,9 @@ Deno.test("DbotModel.forwardBackward() with threads=2 matches PyTorch loss and g
   const be = new CpuBackend({ threads: 2, minParallelWork: 1 });
   const model = new DbotModel(be, { ...cfg, dropPath: 0 }, 2);
   model.student.load(new Map(model.student.specs.map((s) => [s.name, g(s.name)])));
-  model.teacher!.load(new Map(model.teacher!.specs.map((s) => [s.name, g(`teacher.${s.name}`)])));
+  model.teacher.params!.load(
+    new Map(model.teacher.params!.specs.map((s) => [s.name, g(`teacher.${s.name}`)])),
+  );
   model.setBatch(g("images"), g("noise"));
   be.fill(model.student.grads!, 0);
   model.forwardBackward();
@@ -445,4 +453,34 @@ Deno.test("DbotModel.forwardBackward() with threads=2 matches PyTorch loss and g
     assertAllClose(grad, g(`grad.${name}`), { atol: 1e-6, rtol: 1e-3 }, `grad.${name}`);
   }
   be.dispose();
+});
+
+Deno.test("the pool's workers run their backend's kernels: threads=2 matches threads=1 for js and wasm", async () => {
+  const got: Record<string, Float32Array> = {};
+  for (const kernels of ["js", "wasm"] as const) {
+    const one = new CpuBackend({ gemm: "ts", threads: 1, kernels });
+    const two = new CpuBackend({ gemm: "ts", threads: 2, minParallelWork: 1, kernels });
+    const be: [CpuBackend, CpuBackend] = [one, two];
+    const inp = twin(be, [197, 96], 11);
+    const out = twin(be, [197, 96], 12);
+    be.forEach((b, i) => b.gelu({ out: out[i], inp: inp[i] }));
+    await same(be, [out], `gelu with ${kernels} kernels`);
+    got[kernels] = (await two.download(out[1])) as Float32Array;
+    one.dispose();
+    two.dispose();
+  }
+  // the two kernel sets round differently, so a worker running the other set shows
+  let differ = 0;
+  for (let i = 0; i < got.js.length; i++) if (got.js[i] !== got.wasm[i]) differ++;
+  assert(differ > 0, "JS and WebAssembly GELU give different bits somewhere");
+});
+
+Deno.test("POOL_OPS: one named record per op; static shares only for reductions and split GEMMs", () => {
+  const names = Object.keys(POOL_OPS);
+  assertEquals(POOL_OP_LIST.length, names.length);
+  const statics = names.filter((n) => POOL_OPS[n as keyof typeof POOL_OPS].shares === "static");
+  assertEquals(statics.sort(), ["biasGrad", "gemmSlab", "gradNorm", "layernormBackward"]);
+  for (const [i, op] of POOL_OP_LIST.entries()) {
+    assert(op === POOL_OPS[names[i] as keyof typeof POOL_OPS], `wire code ${i} is ${names[i]}`);
+  }
 });

@@ -38,7 +38,7 @@ function standardize(x: Float32Array, C: number): Float64Array {
 
 Deno.test("randomMasking() keeps the floor(L/4) lowest-noise patches and builds consistent indices", () => {
   const noise = new Float32Array([0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.8, 0.4]);
-  const m = randomMasking(noise, 1, 8, 0.75);
+  const m = randomMasking(noise, { B: 1, L: 8 }, 0.75);
   assertEquals(m.keep, 2);
   assertEquals([...m.idsShuffle], [1, 5, 3, 7, 2, 4, 6, 0]);
   assertEquals([...m.mask], [1, 0, 1, 1, 1, 0, 1, 1]);
@@ -114,7 +114,7 @@ Deno.test("a wider and deeper teacher sets decoder_predp's width and trains", as
   const big: VitConfig = { ...vit, embedDim: 48, depth: 3, numHeads: 3 };
   const model = new DbotModel(be, { ...base, teacher: { kind: "vit", vit: big } }, 2);
   model.initStudent(2);
-  model.teacher!.init(new Rng(9));
+  model.teacher.params!.init(new Rng(9));
   assertEquals([...model.student.get("decoder_predp.weight").shape], [48, 32]);
   assertEquals([...model.pred.shape], [2, 17, 48]);
   const { images, noise } = batch(2, 6);

@@ -13,7 +13,7 @@ import {
   VitClassifier,
 } from "../src/models/classifier.ts";
 import type { VitConfig } from "../src/models/config.ts";
-import { ParamSet } from "../src/models/params.ts";
+import { ParamSet } from "../src/nn/params.ts";
 import { vitParamSpecs } from "../src/models/vit.ts";
 import { writeCheckpoint } from "../src/io/checkpoint.ts";
 import { finetune, mixBatch, readClassifier, resolveFinetune } from "../src/train/finetune.ts";
@@ -69,7 +69,7 @@ const vit: VitConfig = {
 };
 
 function classifierAt(be: Backend, dropPath: number): VitClassifier {
-  const m = new VitClassifier(be, vit, 3, { B: 2, dropPath });
+  const m = new VitClassifier(be, vit, { numClasses: 3, B: 2, dropPath });
   m.init(new Rng(4));
   const rng = new Rng(5);
   // non-trivial fc_norm / head so every gradient is exercised

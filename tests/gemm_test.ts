@@ -335,9 +335,11 @@ Deno.test({
   },
 });
 
-Deno.test("loadGemm() falls back to the pure-TS GEMM only when OpenBLAS is missing", () => {
+Deno.test("loadGemm() falls back to the WebAssembly GEMM only when OpenBLAS is missing", () => {
   if (blas) return; // covered above
-  assertStrictEquals(loadGemm("auto"), tsGemm);
+  const auto = loadGemm("auto");
+  assert(auto.name.startsWith("WebAssembly SIMD GEMM"), auto.name);
+  assert(auto.note?.includes("apt-get install libopenblas0-pthread"), auto.note);
   const err = assertThrows(() => loadGemm("openblas"), Error, "not found");
   assert(err.message.includes("libopenblas.so.0"), err.message);
   assert(err.message.includes("apt-get install libopenblas0-pthread"), err.message);

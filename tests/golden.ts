@@ -46,8 +46,8 @@ export function goldenConfig(dropPath = 0): DbotConfig {
 export function loadGolden(be: Backend, dropPath = 0): DbotModel {
   const model = new DbotModel(be, goldenConfig(dropPath), 2);
   model.student.load(new Map(model.student.specs.map((s) => [s.name, golden(s.name)])));
-  model.teacher!.load(
-    new Map(model.teacher!.specs.map((s) => [s.name, golden(`teacher.${s.name}`)])),
+  model.teacher.params!.load(
+    new Map(model.teacher.params!.specs.map((s) => [s.name, golden(`teacher.${s.name}`)])),
   );
   model.setBatch(golden("images"), golden("noise"));
   return model;

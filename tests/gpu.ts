@@ -1,17 +1,19 @@
 /**
- * WebGPU test harness: one shared backend per test file, and a hard failure
- * (not a skip) when `DBOT_REQUIRE_WEBGPU=1` and no adapter exists (CI sets it).
+ * WebGPU test harness: one shared backend per test file (so each pipeline is compiled
+ * once per file), and the skip-or-fail rule of {@link requires}: without an adapter the
+ * tests are skipped with the reason printed, unless `DBOT_REQUIRE_WEBGPU=1` (CI sets it),
+ * which makes them fail.
  *
  * @module
  */
-import { GpuContext } from "../src/backend/webgpu/context.ts";
 import { WebGpuBackend } from "../src/backend/webgpu/backend.ts";
+import { requires } from "./requires.ts";
 
-const adapter = await GpuContext.adapter();
+const webgpu = await requires("webgpu");
 /** Whether a WebGPU adapter was found. */
-export const hasGpu: boolean = adapter !== null;
+export const hasGpu: boolean = webgpu.available;
 /** CI sets DBOT_REQUIRE_WEBGPU=1 so that a missing adapter fails instead of skipping. */
-export const requireGpu: boolean = Deno.env.get("DBOT_REQUIRE_WEBGPU") === "1";
+export const requireGpu: boolean = webgpu.required;
 
 let shared: Promise<WebGpuBackend> | null = null;
 
@@ -22,22 +24,15 @@ export function gpuBackend(): Promise<WebGpuBackend> {
 }
 
 /**
- * Registers a WebGPU test. Without an adapter it is ignored — unless
- * DBOT_REQUIRE_WEBGPU=1, in which case it runs and fails with the reason.
+ * Registers a WebGPU test on the file's shared backend. Without an adapter it is
+ * skipped (the reason printed once) — unless DBOT_REQUIRE_WEBGPU=1, which makes it fail.
  */
 export function gpuTest(name: string, fn: (be: WebGpuBackend) => Promise<void>): void {
-  Deno.test({
+  webgpu.test({
     name: `[webgpu] ${name}`,
-    ignore: !hasGpu && !requireGpu,
     sanitizeOps: false,
     sanitizeResources: false,
     fn: async () => {
-      if (!hasGpu) {
-        throw new Error(
-          "DBOT_REQUIRE_WEBGPU=1 but no WebGPU adapter was found: install mesa-vulkan-drivers " +
-            "and set DENO_WEBGPU_BACKEND=vulkan",
-        );
-      }
       const be = await gpuBackend();
       await fn(be);
       await be.sync();

@@ -1,7 +1,12 @@
 import { assertEquals, assertThrows } from "../src/util/assert.ts";
 import { assertAllClose } from "./helpers.ts";
 import { tsGemm } from "../src/backend/cpu/gemm.ts";
-import { featuresFrom, knnClassify, knnClassScores } from "../src/eval/knn.ts";
+import {
+  featuresFrom,
+  knnClassify,
+  type KnnClassifyOptions,
+  knnClassScores,
+} from "../src/eval/knn.ts";
 import { decodeSafetensors, encodeSafetensors } from "../src/io/safetensors.ts";
 
 /** Deterministic uniform values in [-0.5, 0.5). */
@@ -29,7 +34,11 @@ Deno.test("knnClassify() is 100% top-1 on separable clusters, with BLAS and pure
   const train = clusters(5, 40, D, 1);
   const test = clusters(5, 13, D, 2);
   for (const gemm of [undefined, tsGemm]) {
-    const r = knnClassify(train.x, train.y, test.x, test.y, D, { gemm });
+    const r = knnClassify(
+      { features: train.x, labels: train.y },
+      { features: test.x, labels: test.y },
+      { dim: D, gemm },
+    );
     assertEquals(r, { top1: 100, top5: 100, count: 65, k: 20 });
   }
 });
@@ -48,8 +57,10 @@ Deno.test("knnClassScores() matches hand-computed exp(sim/T) sums for 3 classes,
   }
   // T=0.5: class 1 wins (e^1.6 + e^1.2 = 8.27 > e^2 = 7.39); T=0.07: class 0 wins.
   const y1 = new Int32Array([1]);
-  assertEquals(knnClassify(train, labels, test, y1, 2, { k: 3, temperature: 0.5 }).top1, 100);
-  assertEquals(knnClassify(train, labels, test, y1, 2, { k: 3, temperature: 0.07 }).top1, 0);
+  const tr = { features: train, labels };
+  const te = { features: test, labels: y1 };
+  assertEquals(knnClassify(tr, te, { dim: 2, k: 3, temperature: 0.5 }).top1, 100);
+  assertEquals(knnClassify(tr, te, { dim: 2, k: 3, temperature: 0.07 }).top1, 0);
 });
 
 Deno.test("knnClassify() top-5 counts the label among the 5 highest class scores", () => {
@@ -59,34 +70,30 @@ Deno.test("knnClassify() top-5 counts the label among the 5 highest class scores
   const labels = new Int32Array([0, 1, 2, 3, 4, 5, 6]);
   const test = new Float32Array([1, 0, 1, 0, 1, 0]);
   // Labels ranked 1st, 5th and 6th.
-  const r = knnClassify(train, labels, test, new Int32Array([0, 4, 5]), 2, { k: 7 });
+  const r = knnClassify(
+    { features: train, labels },
+    { features: test, labels: new Int32Array([0, 4, 5]) },
+    { dim: 2, k: 7 },
+  );
   assertAllClose([r.top1, r.top5], [100 / 3, 200 / 3], { atol: 1e-9 });
   // Fewer than 5 classes: top-5 is always a hit.
   const r3 = knnClassify(
-    train.slice(0, 6),
-    new Int32Array([0, 1, 2]),
-    test,
-    new Int32Array([2, 1, 2]),
-    2,
+    { features: train.slice(0, 6), labels: new Int32Array([0, 1, 2]) },
+    { features: test, labels: new Int32Array([2, 1, 2]) },
+    { dim: 2 },
   );
   assertEquals(r3.top5, 100);
   // Equal class scores rank the lower class first: class 1 (no neighbours) beats class 3.
   const tie = knnClassify(
-    new Float32Array([1, 0]),
-    new Int32Array([0]),
-    new Float32Array([1, 0, 1, 0]),
-    new Int32Array([1, 3]),
-    2,
-    { numClasses: 6 },
+    { features: new Float32Array([1, 0]), labels: new Int32Array([0]) },
+    { features: new Float32Array([1, 0, 1, 0]), labels: new Int32Array([1, 3]) },
+    { dim: 2, numClasses: 6 },
   );
   assertEquals(tie.top5, 100); // ranks 1 and 3, both < 5
   const tie6 = knnClassify(
-    new Float32Array([1, 0]),
-    new Int32Array([0]),
-    new Float32Array([1, 0]),
-    new Int32Array([5]),
-    2,
-    { numClasses: 6 },
+    { features: new Float32Array([1, 0]), labels: new Int32Array([0]) },
+    { features: new Float32Array([1, 0]), labels: new Int32Array([5]) },
+    { dim: 2, numClasses: 6 },
   );
   assertEquals(tie6.top5, 0); // rank 5
 });
@@ -95,14 +102,9 @@ Deno.test("knnClassify() breaks similarity ties by the lower train index", () =>
   // Three identical train vectors; k=1 keeps index 0 (class 2), never 1 or 2.
   const train = new Float32Array([1, 0, 1, 0, 1, 0]);
   const r = knnClassify(
-    train,
-    new Int32Array([2, 0, 1]),
-    new Float32Array([1, 0]),
-    new Int32Array([2]),
-    2,
-    {
-      k: 1,
-    },
+    { features: train, labels: new Int32Array([2, 0, 1]) },
+    { features: new Float32Array([1, 0]), labels: new Int32Array([2]) },
+    { dim: 2, k: 1 },
   );
   assertEquals(r.top1, 100);
 });
@@ -110,7 +112,11 @@ Deno.test("knnClassify() breaks similarity ties by the lower train index", () =>
 Deno.test("knnClassify() clamps k to the train set size", () => {
   const train = clusters(2, 3, 4, 3);
   const test = clusters(2, 2, 4, 4);
-  const r = knnClassify(train.x, train.y, test.x, test.y, 4, { k: 50 });
+  const r = knnClassify(
+    { features: train.x, labels: train.y },
+    { features: test.x, labels: test.y },
+    { dim: 4, k: 50 },
+  );
   assertEquals(r.k, 6);
   assertEquals(r.count, 4);
 });
@@ -159,25 +165,32 @@ Deno.test("knnClassScores() gives the same scores when Ntest spans several block
 Deno.test("knnClassify() throws a RangeError naming the arrays on bad sizes", () => {
   const x = new Float32Array(6);
   const y = new Int32Array(3);
-  assertThrows(() => knnClassify(new Float32Array(7), y, x, y, 2), RangeError, "train");
-  assertThrows(() => knnClassify(x, new Int32Array(2), x, y, 2), RangeError, "trainLabels");
-  assertThrows(() => knnClassify(x, y, x, new Int32Array(4), 2), RangeError, "testLabels");
-  assertThrows(() => knnClassify(x, y, new Float32Array(5), y, 2), RangeError, "test is not");
-  assertThrows(() => knnClassify(x, y, x, y, 0), RangeError, "dim");
-  assertThrows(() => knnClassify(x, y, x, y, 2, { k: 0 }), RangeError, "k must");
-  assertThrows(() => knnClassify(x, y, x, y, 2, { temperature: 0 }), RangeError, "temperature");
+  const knn = (
+    xTr: Float32Array,
+    yTr: Int32Array,
+    xTe: Float32Array,
+    yTe: Int32Array,
+    opts: KnnClassifyOptions,
+  ) => knnClassify({ features: xTr, labels: yTr }, { features: xTe, labels: yTe }, opts);
+  assertThrows(() => knn(new Float32Array(7), y, x, y, { dim: 2 }), RangeError, "train");
+  assertThrows(() => knn(x, new Int32Array(2), x, y, { dim: 2 }), RangeError, "trainLabels");
+  assertThrows(() => knn(x, y, x, new Int32Array(4), { dim: 2 }), RangeError, "testLabels");
+  assertThrows(() => knn(x, y, new Float32Array(5), y, { dim: 2 }), RangeError, "test is not");
+  assertThrows(() => knn(x, y, x, y, { dim: 0 }), RangeError, "dim");
+  assertThrows(() => knn(x, y, x, y, { dim: 2, k: 0 }), RangeError, "k must");
+  assertThrows(() => knn(x, y, x, y, { dim: 2, temperature: 0 }), RangeError, "temperature");
   assertThrows(
-    () => knnClassify(x, new Int32Array([0, 3, 1]), x, y, 2, { numClasses: 3 }),
+    () => knn(x, new Int32Array([0, 3, 1]), x, y, { dim: 2, numClasses: 3 }),
     RangeError,
     "trainLabels[1]",
   );
   assertThrows(
-    () => knnClassify(new Float32Array(0), new Int32Array(0), x, y, 2),
+    () => knn(new Float32Array(0), new Int32Array(0), x, y, { dim: 2 }),
     RangeError,
     "empty",
   );
   assertThrows(
-    () => knnClassify(new Float32Array([1, NaN, 0, 1, 1, 1]), y, x, y, 2),
+    () => knn(new Float32Array([1, NaN, 0, 1, 1, 1]), y, x, y, { dim: 2 }),
     RangeError,
     "non-finite",
   );

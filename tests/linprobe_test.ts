@@ -1,5 +1,5 @@
 /** Linear probe: BatchNorm statistics, LARS, and learning separable toy features. */
-import { batchNormStats, larsStep, trainLinearProbe } from "../src/eval/linprobe.ts";
+import { batchNormStats, larsStep, trainLinearProbe } from "../src/train/linprobe.ts";
 import { Rng } from "../src/util/rng.ts";
 import { assert } from "../src/util/assert.ts";
 import { assertAllClose } from "./helpers.ts";
@@ -45,11 +45,13 @@ Deno.test("trainLinearProbe() reaches 100% top-1 on separable toy features with 
   const te = toy(25, 4, 12, 1); // same centres (same seed), other noise draws
   // LARS moves a weight by ≈ lr·trust/(1 − momentum) of its norm per step: 180 steps need a
   // larger base LR than the reference's 0.1 (which it pairs with ~7000 steps at lr 6.4)
-  const r = trainLinearProbe(tr.x, tr.y, te.x, te.y, 12, { baseLr: 20 });
+  const train = { features: tr.x, labels: tr.y };
+  const test = { features: te.x, labels: te.y };
+  const r = trainLinearProbe(train, test, { dim: 12, baseLr: 20 });
   assertAllClose([r.trainTop1, r.testTop1], [100, 100], { atol: 0 });
   assert(r.steps === 90 * 2, `90 epochs of 2 batches of 256: ${r.steps}`);
   // the reference LR barely moves the head in so few steps (why the task warns)
-  const slow = trainLinearProbe(tr.x, tr.y, te.x, te.y, 12, {});
+  const slow = trainLinearProbe(train, test, { dim: 12 });
   assert(slow.lastLoss > r.lastLoss + 0.5, `loss ${slow.lastLoss} vs ${r.lastLoss}`);
 });
 
@@ -59,20 +61,15 @@ Deno.test("trainLinearProbe() rejects out-of-range labels and mismatched sizes",
     const f of [
       () =>
         trainLinearProbe(
-          new Float32Array(4),
-          new Int32Array([0, 5]),
-          new Float32Array(0),
-          new Int32Array(0),
-          2,
-          { numClasses: 3 },
+          { features: new Float32Array(4), labels: new Int32Array([0, 5]) },
+          { features: new Float32Array(0), labels: new Int32Array(0) },
+          { dim: 2, numClasses: 3 },
         ),
       () =>
         trainLinearProbe(
-          new Float32Array(5),
-          new Int32Array([0, 1]),
-          new Float32Array(0),
-          new Int32Array(0),
-          2,
+          { features: new Float32Array(5), labels: new Int32Array([0, 1]) },
+          { features: new Float32Array(0), labels: new Int32Array(0) },
+          { dim: 2 },
         ),
     ]
   ) {

@@ -14,7 +14,7 @@ import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
 import { Rng } from "../src/util/rng.ts";
 import { gpuTest } from "./gpu.ts";
 import { openDataset } from "../src/data/dataset.ts";
-import { ImagePipeline } from "../src/train/data.ts";
+import { ImagePipeline } from "../src/data/pipeline.ts";
 import { Prefetcher, renderBatch } from "../src/train/prefetch.ts";
 import { tinyConfig } from "./golden.ts";
 
@@ -38,9 +38,10 @@ Deno.test("nextStage() copies the student encoder into the teacher and re-initia
   be.upload(opt.m, new Float32Array(model.student.count).fill(0.5));
   opt.step = 7;
   const before = await model.student.toHost();
-  const { model: next, opt: nextOpt } = await nextStage(be, model, opt, cfg, vit, 1, () => {});
+  const t = { model, opt };
+  const { model: next, opt: nextOpt } = await nextStage(be, t, cfg, vit, 1, () => {});
   assert(next === model && nextOpt === opt, "same architecture: the model is kept");
-  const teacher = await next.teacher!.toHost();
+  const teacher = await next.teacher.params!.toHost();
   for (const [name, w] of teacher) assertEquals(w, before.get(name), `teacher ${name}`);
   const after = await next.student.toHost();
   assertEquals(after.get("patch_embed.proj.bias"), before.get("patch_embed.proj.bias"));

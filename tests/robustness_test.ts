@@ -265,7 +265,10 @@ Deno.test("deno.json tasks use scoped permissions: no -A, writes only to runs/, 
           assert(f.includes("="), `${name}: ${f} is not scoped`);
         }
         if (run[1] === "run" && (f.startsWith("--allow-write") || f.startsWith("--allow-env"))) {
-          assert(f === "--allow-write=runs" || f === "--allow-env=DBOT_OPENBLAS", `${name}: ${f}`);
+          assert(
+            f === "--allow-write=runs" || f === "--allow-env=DBOT_OPENBLAS,XDG_RUNTIME_DIR",
+            `${name}: ${f}`,
+          );
         }
       }
     }

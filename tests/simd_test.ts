@@ -1,21 +1,23 @@
 /**
- * The WebAssembly SIMD kernels (src/backend/cpu/simd/) against the f64 JS ops, on
- * lengths around the SIMD width and the copy block, views at odd offsets of shared
- * memory, aliasing, and NaN.
+ * The fast CPU kernels — WebAssembly SIMD (src/backend/cpu/simd/) and native
+ * (src/backend/cpu/native.ts) — against the reference ops of src/backend/cpu/ref/ in f64,
+ * on lengths around the SIMD width and the copy block, views at odd offsets of shared
+ * memory, aliasing, and NaN; and CPU backends built on each kernel set against the
+ * reference backend.
  */
-import { assert, assertEquals } from "../src/util/assert.ts";
-import {
-  BLOCK,
-  selectKernels,
-  type SimdKernels,
-  simdKernels,
-  wasmKernels,
-} from "../src/backend/cpu/simd/simd.ts";
+import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
+import { BLOCK, wasmKernels } from "../src/backend/cpu/simd/simd.ts";
 import { loadNativeKernels } from "../src/backend/cpu/native.ts";
-import { gelu, geluForward, geluGrad } from "../src/backend/cpu/ops/gelu.ts";
-import { adamw } from "../src/backend/cpu/ops/adamw.ts";
-import { layernormBackward, layernormForward } from "../src/backend/cpu/ops/layernorm.ts";
-import { softmaxBackward, softmaxForward } from "../src/backend/cpu/ops/softmax.ts";
+import { type CpuKernels, kernelOps, REF_OPS } from "../src/backend/cpu/kernels.ts";
+import { CpuBackend } from "../src/backend/cpu/backend.ts";
+import {
+  KERNELS_WASM_FLAGS,
+  KERNELS_WASM_SOURCE_SHA256,
+} from "../src/backend/cpu/simd/kernels_wasm.ts";
+import { gelu, geluGrad } from "../src/backend/cpu/ref/gelu.ts";
+import { adamw } from "../src/backend/cpu/ref/adamw.ts";
+import { layernormBackward, layernormForward } from "../src/backend/cpu/ref/layernorm.ts";
+import { softmaxBackward, softmaxForward } from "../src/backend/cpu/ref/softmax.ts";
 import { assertAllClose } from "./helpers.ts";
 
 const wasm = wasmKernels();
@@ -30,7 +32,7 @@ const requireNative = (() => {
 })();
 
 /** Registers `fn` for both implementations: `[wasm] name` and `[native] name`. */
-function kernelTest(name: string, fn: (k: SimdKernels) => void): void {
+function kernelTest(name: string, fn: (k: CpuKernels) => void): void {
   Deno.test(`[wasm] ${name}`, () => {
     assert(wasm, "WebAssembly SIMD kernels did not instantiate (Deno always supports SIMD)");
     fn(wasm);
@@ -277,7 +279,7 @@ kernelTest("simd adamw matches the f64 op over segments, a sub-range and clippin
         clipScale: new Float64Array([clip]),
       },
       { lr, beta1, beta2, eps, step },
-      range,
+      { range },
     );
     const [bc1, bc2] = [1 - beta1 ** step, 1 - beta2 ** step];
     for (let sg = 0; sg + 1 < offsets.length; sg++) {
@@ -302,28 +304,151 @@ kernelTest("simd adamw matches the f64 op over segments, a sub-range and clippin
   assertEquals(got[0][0], Math.fround(init[0][0]), "outside the range stays untouched");
 });
 
-Deno.test("with SIMD turned off the ops run their scalar f32 loops and agree with the SIMD path", () => {
+kernelTest("kernelOps() runs the kernels after the reference's argument checks", (k) => {
   const n = 3 * 65 + 1;
   const x = Float32Array.from(uniform(n, -6, 6, 5));
-  const run = (simd: boolean) => {
-    selectKernels(simd ? "auto" : "js");
-    try {
-      const g = new Float32Array(n);
-      geluForward({ out: g, inp: x });
-      const p = new Float32Array(n - 1);
-      softmaxForward({ out: p, inp: x.subarray(1) }, { rows: 3, C: 65, scale: 0.5 });
-      return [g, p];
-    } finally {
-      selectKernels("auto");
-    }
+  const run = (ops: typeof REF_OPS) => {
+    const g = new Float32Array(n);
+    ops.geluForward({ out: g, inp: x });
+    const p = new Float32Array(n - 1);
+    ops.softmaxForward({ out: p, inp: x.subarray(1) }, { rows: 3, C: 65, scale: 0.5 });
+    return [g, p];
   };
-  assert(simdKernels() !== null, "SIMD is back on");
-  const [off, on] = [run(false), run(true)];
-  assertAllClose(off[0], on[0], { atol: 1e-6, rtol: 1e-6 }, "gelu");
-  assertAllClose(off[1], on[1], { atol: 1e-7, rtol: 1e-5 }, "softmax");
-  selectKernels("js");
-  assertEquals(simdKernels(), null, 'selectKernels("js") turns the fast kernels off');
-  selectKernels("wasm");
-  assertEquals(simdKernels()?.name, "wasm", 'selectKernels("wasm") picks WebAssembly');
-  selectKernels("auto");
+  const fast = kernelOps(k);
+  assertEquals(fast.name, k.name);
+  const [ref, got] = [run(REF_OPS), run(fast)];
+  assertAllClose(got[0], ref[0], { atol: 1e-6, rtol: 1e-6 }, "gelu");
+  assertAllClose(got[1], ref[1], { atol: 1e-7, rtol: 1e-5 }, "softmax");
+  assertThrows(
+    () => fast.softmaxForward({ out: new Float32Array(5), inp: x }, { rows: 3, C: 65, scale: 1 }),
+    RangeError,
+    "Cannot run softmax: out must have rows·C = 195 elements, current value is 5",
+  );
+  // f64 arrays (the finite-difference tests) take the reference loop
+  const x64 = Float64Array.from(x);
+  const o64 = new Float64Array(n);
+  fast.geluForward({ out: o64, inp: x64 });
+  const r64 = new Float64Array(n);
+  REF_OPS.geluForward({ out: r64, inp: x64 });
+  assertEquals(o64, r64, "f64 gelu is the reference");
+});
+
+/** Every op of `be` on one set of inputs, each output downloaded. */
+async function runOps(be: CpuBackend): Promise<Record<string, Float32Array>> {
+  const [rows, C] = [67, 130];
+  const t = (n: number, seed: number, lo = -3, hi = 3) => {
+    const x = be.tensor([n]);
+    be.upload(x, Float32Array.from(uniform(n, lo, hi, seed)));
+    return x;
+  };
+  const inp = t(rows * C, 1);
+  const dout = t(rows * C, 2);
+  const [w, b] = [t(C, 3, 0.5, 1.5), t(C, 4)];
+  const outs: Record<string, ReturnType<CpuBackend["tensor"]>> = {};
+  const o = (name: string, n: number) => (outs[name] = be.tensor([n]));
+  be.gelu({ out: o("gelu", rows * C), inp });
+  be.geluBackward({ dinp: o("geluBackward", rows * C), dout, inp });
+  be.softmax({ out: o("softmax", rows * C), inp }, { rows, C, scale: 0.3 });
+  be.softmaxBackward({ dinp: o("softmaxBackward", rows * C), dout, out: outs.softmax }, {
+    rows,
+    C,
+    scale: 0.3,
+  });
+  const [mean, rstd] = [o("mean", rows), o("rstd", rows)];
+  be.layernorm({ out: o("layernorm", rows * C), mean, rstd, inp, weight: w, bias: b }, {
+    rows,
+    C,
+    eps: 1e-6,
+  });
+  const [dw, db] = [o("dweight", C), o("dbias", C)];
+  be.layernormBackward(
+    {
+      dinp: o("layernormBackward", rows * C),
+      dweight: dw,
+      dbias: db,
+      dout,
+      inp,
+      weight: w,
+      mean,
+      rstd,
+    },
+    { rows, C },
+  );
+  const pre = o("pre", rows * C);
+  be.matmul({ out: o("matmul", rows * C), a: inp, b: t(C * C, 5), bias: b, pre }, {
+    M: rows,
+    N: C,
+    K: C,
+    transB: true,
+    gelu: true,
+  });
+  const param = t(rows * C, 6);
+  const [m, v] = [o("m", rows * C), o("v", rows * C)];
+  const offsets = be.tensor([3], "i32");
+  be.upload(offsets, new Int32Array([0, 100, rows * C]));
+  const hyper = be.tensor([4]);
+  be.upload(hyper, new Float32Array([1, 0.05, 0.5, 0]));
+  be.adamw({ param, grad: dout, m, v, offsets, hyper }, {
+    lr: 1e-2,
+    beta1: 0.9,
+    beta2: 0.95,
+    eps: 1e-8,
+    step: 3,
+  });
+  outs.param = param;
+  const got: Record<string, Float32Array> = {};
+  for (const [k, x] of Object.entries(outs)) got[k] = (await be.download(x)) as Float32Array;
+  return got;
+}
+
+kernelTest("a CpuBackend on these kernels matches the reference backend, op by op", async (k) => {
+  const be = new CpuBackend({ kernels: k, threads: 1, gemm: "ts" });
+  const ref = CpuBackend.reference();
+  assertEquals(be.kernels, k.name);
+  assertEquals(ref.kernels, "js");
+  assertEquals(ref.threads, 1);
+  assert(
+    ref.description.startsWith("cpu with reference GEMM, 1 op thread, JS kernels"),
+    ref.description,
+  );
+  const [got, want] = [await runOps(be), await runOps(ref)];
+  for (const name of Object.keys(want)) {
+    assertAllClose(got[name], want[name], { atol: 2e-5, rtol: 2e-5 }, name);
+  }
+  be.dispose();
+  ref.dispose();
+});
+
+Deno.test("CpuBackend({ kernels }) takes a choice: js, wasm, native (or an error), auto", () => {
+  const js = new CpuBackend({ kernels: "js", threads: 1, gemm: "ts" });
+  assertEquals(js.kernels, "js");
+  assert(js.description.includes("JS kernels"), js.description);
+  const w = new CpuBackend({ kernels: "wasm", threads: 1, gemm: "ts" });
+  assertEquals(w.kernels, "wasm");
+  assert(w.description.includes("WebAssembly SIMD kernels"), w.description);
+  const auto = new CpuBackend({ threads: 1, gemm: "ts" });
+  // inside native/build, which the test task may load from, so the load (not the permission) fails
+  const absent = new URL("../native/build/absent_libdbot_cpu.so", import.meta.url).pathname;
+  assertEquals(auto.kernels, "reason" in native ? "wasm" : "native");
+  assertThrows(
+    () => new CpuBackend({ kernels: "native", nativeLibrary: absent }),
+    Error,
+    `Cannot load the native kernels: ${absent} did not load`,
+  );
+  const missing = new CpuBackend({ nativeLibrary: absent, threads: 1 });
+  assertEquals(missing.kernels, "wasm", "auto falls back to WebAssembly");
+  assert(missing.description.includes(absent), missing.description);
+  for (const be of [js, w, auto, missing]) be.dispose();
+});
+
+Deno.test("kernels_wasm.ts is not stale: its hash matches kernels.c and build.sh's flags", async () => {
+  const dir = new URL("../src/backend/cpu/simd/", import.meta.url);
+  const source = await Deno.readTextFile(new URL("kernels.c", dir));
+  const script = await Deno.readTextFile(new URL("build.sh", dir));
+  const fix = "kernels_wasm.ts is stale: run `bash src/backend/cpu/simd/build.sh`";
+  assert(script.includes(`FLAGS="${KERNELS_WASM_FLAGS}"`), `${fix} (build.sh flags changed)`);
+  const bytes = new TextEncoder().encode(`${KERNELS_WASM_FLAGS}\n${source}`);
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  const hex = Array.from(hash, (b) => b.toString(16).padStart(2, "0")).join("");
+  assertEquals(hex, KERNELS_WASM_SOURCE_SHA256, `${fix} (kernels.c changed)`);
 });

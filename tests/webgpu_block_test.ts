@@ -12,7 +12,7 @@ import {
   blockForward,
   blockWeights,
 } from "../src/nn/block.ts";
-import { blockParams, ParamSet } from "../src/models/params.ts";
+import { blockParams, ParamSet } from "../src/nn/params.ts";
 import { Rng } from "../src/util/rng.ts";
 import { assert } from "../src/util/assert.ts";
 import { assertAllClose } from "./helpers.ts";
@@ -79,9 +79,9 @@ async function runBlock(be: Backend, d: BlockDims): Promise<BlockRun> {
 const dims: BlockDims = { B: 3, N: 65, D: 96, NH: 3, hidden: 384 };
 
 gpuTest(
-  "blockForward()+blockBackward() match the CPU backend (B 3, N 65, D 96, NH 3, drop path)",
+  "blockForward()+blockBackward() match the CPU reference (B 3, N 65, D 96, NH 3, drop path)",
   async (be) => {
-    const cpu = new CpuBackend();
+    const cpu = CpuBackend.reference();
     const want = await runBlock(cpu, dims);
     const got = await runBlock(be, dims);
     assertAllClose(got.out, want.out, { atol: 1e-5, rtol: 1e-4 }, "out");

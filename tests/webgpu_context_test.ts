@@ -21,7 +21,7 @@ gpuTest(
   "a WGSL compile error surfaces as a GpuError naming the kernel, line and column",
   async (be) => {
     const t = be.tensor([4]);
-    be.dispatch(BROKEN, [t], new Params().u32(4), [1]);
+    be.dispatch(BROKEN, [t], { params: new Params().u32(4), groups: [1] });
     let err: unknown = null;
     try {
       await be.sync();

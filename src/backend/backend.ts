@@ -104,6 +104,305 @@ export interface MatmulDims {
   gelu?: boolean;
 }
 
+// ---- op buffers and dims -------------------------------------------------------
+// Each op's buffers are written once here, generic over what holds the elements: the
+// Backend takes Tensors (`T = Tensor`); the CPU reference ops (`cpu/ref/`) take typed
+// arrays (`T = Float32Array | Float64Array`, index arrays `I = Int32Array`).
+
+/** Buffers of {@link Backend.matmul}. */
+export interface MatmulBufs<T = Tensor> {
+  /** `[batch, M, N]`. */
+  out: T;
+  /** `[batch, M, K]`, or `[batch, K, M]` with `transA`. */
+  a: T;
+  /** `[batch, K, N]`, or `[batch, N, K]` with `transB`. */
+  b: T;
+  /** `[N]`, shared by the batch. */
+  bias?: T;
+  /** `[batch, M, N]`: the pre-GELU values (only with `gelu`). */
+  pre?: T;
+}
+
+/** An op with one output and one input of the same layout: `{ out, inp }`. */
+export interface OutInpBufs<T = Tensor> {
+  /** Output. */
+  out: T;
+  /** Input. */
+  inp: T;
+}
+
+/** Buffers of {@link Backend.add}: `out = a + b` (b broadcast). */
+export interface AddBufs<T = Tensor> {
+  /** `[n]`. */
+  out: T;
+  /** `[n]`. */
+  a: T;
+  /** `[m]`, `m` divides `n`. */
+  b: T;
+}
+
+/** Buffers of {@link Backend.geluBackward}. */
+export interface GeluBackwardBufs<T = Tensor> {
+  /** `[n]`. */
+  dinp: T;
+  /** `[n]`. */
+  dout: T;
+  /** `[n]`. */
+  inp: T;
+}
+
+/** Buffers of {@link Backend.scaleRows}. */
+export interface ScaleRowsBufs<T = Tensor> {
+  /** `[rows, C]`. */
+  out: T;
+  /** `[rows, C]`. */
+  inp: T;
+  /** `[rows]`. */
+  scale: T;
+}
+
+/** Buffers of {@link Backend.biasGrad}. */
+export interface BiasGradBufs<T = Tensor> {
+  /** `[C]`, accumulated. */
+  dbias: T;
+  /** `[rows, C]`. */
+  dout: T;
+}
+
+/** Rows of `C` elements: the dims of most row ops. */
+export interface RowsDims {
+  /** Rows. */
+  rows: number;
+  /** Elements per row. */
+  C: number;
+}
+
+/** Buffers of {@link Backend.layernorm}. */
+export interface LayernormBufs<T = Tensor> {
+  /** `[rows, C]`. */
+  out: T;
+  /** `[rows]`, saved for the backward. */
+  mean: T;
+  /** `[rows]`, saved for the backward. */
+  rstd: T;
+  /** `[rows, C]`. */
+  inp: T;
+  /** `[C]`. */
+  weight: T;
+  /** `[C]`. */
+  bias: T;
+}
+
+/** Dims of {@link Backend.layernorm} and {@link Backend.standardizeRows}. */
+export interface NormDims extends RowsDims {
+  /** Added to the variance. */
+  eps: number;
+}
+
+/** Buffers of {@link Backend.layernormBackward}. */
+export interface LayernormBackwardBufs<T = Tensor> {
+  /** `[rows, C]`, assigned (or accumulated). */
+  dinp: T;
+  /** `[C]`, accumulated. */
+  dweight: T;
+  /** `[C]`, accumulated. */
+  dbias: T;
+  /** `[rows, C]`. */
+  dout: T;
+  /** `[rows, C]`. */
+  inp: T;
+  /** `[C]`. */
+  weight: T;
+  /** `[rows]` from the forward. */
+  mean: T;
+  /** `[rows]` from the forward. */
+  rstd: T;
+}
+
+/** Dims of {@link Backend.layernormBackward}. */
+export interface LayernormBackwardDims extends RowsDims {
+  /** `dinp += …` instead of `dinp = …`. Default false. */
+  accumulate?: boolean;
+}
+
+/** Dims of {@link Backend.softmax} and its backward. */
+export interface SoftmaxDims extends RowsDims {
+  /** Pre-scale of the input. */
+  scale: number;
+}
+
+/** Buffers of {@link Backend.softmaxBackward}. */
+export interface SoftmaxBackwardBufs<T = Tensor> {
+  /** `[rows, C]`. */
+  dinp: T;
+  /** `[rows, C]`. */
+  dout: T;
+  /** `[rows, C]`: the forward's output. */
+  out: T;
+}
+
+/** Buffers of {@link Backend.splitHeads}. */
+export interface SplitHeadsBufs<T = Tensor> {
+  /** `[B, NH, N, HS]`. */
+  q: T;
+  /** `[B, NH, N, HS]`. */
+  k: T;
+  /** `[B, NH, N, HS]`. */
+  v: T;
+  /** `[B, N, 3·NH·HS]`. */
+  qkv: T;
+}
+
+/** Buffers of {@link Backend.splitHeadsBackward}. */
+export interface SplitHeadsBackwardBufs<T = Tensor> {
+  /** `[B, N, 3·NH·HS]`. */
+  dqkv: T;
+  /** `[B, NH, N, HS]`. */
+  dq: T;
+  /** `[B, NH, N, HS]`. */
+  dk: T;
+  /** `[B, NH, N, HS]`. */
+  dv: T;
+}
+
+/** Buffers of {@link Backend.mergeHeadsBackward}. */
+export interface MergeHeadsBackwardBufs<T = Tensor> {
+  /** `[B, NH, N, HS]`. */
+  dinp: T;
+  /** `[B, N, NH·HS]`. */
+  dout: T;
+}
+
+/** Dims of the head ops: batch, tokens, heads, head size. */
+export interface HeadDims {
+  /** Batch size. */
+  B: number;
+  /** Tokens per sample. */
+  N: number;
+  /** Attention heads. */
+  NH: number;
+  /** Head size. */
+  HS: number;
+}
+
+/** Buffers of {@link Backend.gatherRows}; `I` holds the i32 indices. */
+export interface GatherRowsBufs<T = Tensor, I = T> {
+  /** `[rows, C]`. */
+  out: T;
+  /** `[inpRows, C]`. */
+  inp: T;
+  /** `[rows]`, i32. */
+  index: I;
+  /** `[C]`: the row written where `index < 0` (zeros when absent). */
+  fill?: T;
+}
+
+/** Buffers of {@link Backend.gatherRowsBackward}; `I` holds the i32 indices. */
+export interface GatherRowsBackwardBufs<T = Tensor, I = T> {
+  /** `[inpRows, C]`, assigned. */
+  dinp: T;
+  /** `[C]`, accumulated. */
+  dfill?: T;
+  /** `[rows, C]`. */
+  dout: T;
+  /** `[rows]`, i32. */
+  index: I;
+}
+
+/** Dims of {@link Backend.patchify}. */
+export interface PatchifyDims {
+  /** Images. */
+  B: number;
+  /** Channels. */
+  C: number;
+  /** Height. */
+  H: number;
+  /** Width. */
+  W: number;
+  /** Patch size. */
+  P: number;
+}
+
+/** Buffers of {@link Backend.smoothL1Loss} and {@link Backend.cosineLoss}. */
+export interface RowLossBufs<T = Tensor> {
+  /** `[1]`. */
+  loss: T;
+  /** `[rows, C]`, assigned. */
+  dinp: T;
+  /** `[rows, C]`. */
+  inp: T;
+  /** `[rows, C]`. */
+  target: T;
+  /** `[rows]`. */
+  weight: T;
+}
+
+/** Dims of {@link Backend.smoothL1Loss}. */
+export interface SmoothL1Dims extends RowsDims {
+  /** Quadratic-to-linear switch point. */
+  beta: number;
+}
+
+/** Buffers of {@link Backend.crossEntropyLoss}. */
+export interface CrossEntropyBufs<T = Tensor> {
+  /** `[1]`. */
+  loss: T;
+  /** `[rows, C]`, assigned. */
+  dlogits: T;
+  /** `[rows, C]`. */
+  logits: T;
+  /** `[rows, C]`: distributions. */
+  target: T;
+}
+
+/** Buffers of {@link Backend.gradNorm}. */
+export interface GradNormBufs<T = Tensor> {
+  /** `[1]`. */
+  norm: T;
+  /** `[1]`. */
+  clipScale: T;
+  /** `[n]`. */
+  grad: T;
+}
+
+/** Dims of {@link Backend.gradNorm}. */
+export interface GradNormDims {
+  /** Clip threshold (`Infinity`: no clipping). */
+  maxNorm: number;
+}
+
+/** Buffers of {@link Backend.adamw}; `I` holds the i32 segment offsets. */
+export interface AdamwBufs<T = Tensor, I = T> {
+  /** `[n]`. */
+  param: T;
+  /** `[n]`. */
+  grad: T;
+  /** `[n]`: first moment. */
+  m: T;
+  /** `[n]`: second moment. */
+  v: T;
+  /** `[S + 1]`, i32. */
+  offsets: I;
+  /** `[S, 2]`: `(lrScale, weightDecay)` per segment. */
+  hyper: T;
+  /** `[1]`: gradient scale from {@link Backend.gradNorm}. */
+  clipScale?: T;
+}
+
+/** Scalar hyper-parameters of {@link Backend.adamw}; `step` is the 1-based step `t`. */
+export interface AdamwDims {
+  /** Base learning rate (scaled per segment). */
+  lr: number;
+  /** First-moment decay. */
+  beta1: number;
+  /** Second-moment decay. */
+  beta2: number;
+  /** Added to the denominator. */
+  eps: number;
+  /** 1-based step count for the bias corrections. */
+  step: number;
+}
+
 /** The op set the dBOT ViT needs. See the module doc for conventions. */
 export interface Backend {
   /** `"cpu"` or `"webgpu"`. */
@@ -127,6 +426,12 @@ export interface Backend {
   submit(): void;
   /** Wait until everything submitted has finished. */
   sync(): Promise<void>;
+  /**
+   * Release the storage behind `t` (and so every view of it) before the backend is
+   * disposed: a model dropped at a stage switch frees its buffers. Using `t` afterwards is
+   * an error; freeing twice is a no-op.
+   */
+  free(t: Tensor): void;
   /** Release all memory and device objects. */
   dispose(): void;
 
@@ -137,29 +442,23 @@ export interface Backend {
    * `pre`, when given with `gelu`, receives `z` (needed by the GELU backward).
    * Per batch, `a`, `b`, `out` (and `pre`) advance by one matrix; `bias` is shared.
    */
-  matmul(
-    bufs: { out: Tensor; a: Tensor; b: Tensor; bias?: Tensor; pre?: Tensor },
-    dims: MatmulDims,
-  ): void;
+  matmul(bufs: MatmulBufs, dims: MatmulDims): void;
   /** `dbias[C] += Σ_r dout[r, C]`. */
-  biasGrad(bufs: { dbias: Tensor; dout: Tensor }, dims: { rows: number; C: number }): void;
+  biasGrad(bufs: BiasGradBufs, dims: RowsDims): void;
 
   // ---- elementwise --------------------------------------------------------
 
   /** `out[i] = a[i] + b[i mod b.size]`: residual add (same size) or broadcast add (pos embed). */
-  add(bufs: { out: Tensor; a: Tensor; b: Tensor }): void;
+  add(bufs: AddBufs): void;
   /** `out = gelu(inp)`, exact erf GELU. */
-  gelu(bufs: { out: Tensor; inp: Tensor }): void;
+  gelu(bufs: OutInpBufs): void;
   /** `dinp = dout · gelu'(inp)`. */
-  geluBackward(bufs: { dinp: Tensor; dout: Tensor; inp: Tensor }): void;
+  geluBackward(bufs: GeluBackwardBufs): void;
   /**
    * Drop-path scaling: `out[r, :] = inp[r, :] · scale[r]` for `rows` samples of `C`
    * elements; `scale[r]` is 0 (dropped) or 1/keep. Its own backward (`dinp = dout·scale`).
    */
-  scaleRows(
-    bufs: { out: Tensor; inp: Tensor; scale: Tensor },
-    dims: { rows: number; C: number },
-  ): void;
+  scaleRows(bufs: ScaleRowsBufs, dims: RowsDims): void;
 
   // ---- normalisation ------------------------------------------------------
 
@@ -167,65 +466,29 @@ export interface Backend {
    * LayerNorm over the last `C`: `out = (inp − mean)·rstd·weight + bias`,
    * biased variance, `rstd = 1/sqrt(var + eps)`. Saves `mean`, `rstd` `[rows]`.
    */
-  layernorm(
-    bufs: { out: Tensor; mean: Tensor; rstd: Tensor; inp: Tensor; weight: Tensor; bias: Tensor },
-    dims: { rows: number; C: number; eps: number },
-  ): void;
+  layernorm(bufs: LayernormBufs, dims: NormDims): void;
   /** LayerNorm backward: `dinp (=|+=)`, `dweight += `, `dbias += `. */
-  layernormBackward(
-    bufs: {
-      dinp: Tensor;
-      dweight: Tensor;
-      dbias: Tensor;
-      dout: Tensor;
-      inp: Tensor;
-      weight: Tensor;
-      mean: Tensor;
-      rstd: Tensor;
-    },
-    dims: { rows: number; C: number; accumulate?: boolean },
-  ): void;
+  layernormBackward(bufs: LayernormBackwardBufs, dims: LayernormBackwardDims): void;
   /**
    * Per-row standardise (teacher targets): `out = (inp − mean)/sqrt(var + eps)` with the
    * UNBIASED variance (÷(C−1)). No backward: targets are constants.
    */
-  standardizeRows(
-    bufs: { out: Tensor; inp: Tensor },
-    dims: { rows: number; C: number; eps: number },
-  ): void;
+  standardizeRows(bufs: OutInpBufs, dims: NormDims): void;
 
   // ---- attention ----------------------------------------------------------
 
   /** `out[r, :] = softmax(scale · inp[r, :])` over the last `C`. */
-  softmax(
-    bufs: { out: Tensor; inp: Tensor },
-    dims: { rows: number; C: number; scale: number },
-  ): void;
+  softmax(bufs: OutInpBufs, dims: SoftmaxDims): void;
   /** Gradient w.r.t. the pre-scale input: `dinp = scale · out ⊙ (dout − Σ dout⊙out)`. */
-  softmaxBackward(
-    bufs: { dinp: Tensor; dout: Tensor; out: Tensor },
-    dims: { rows: number; C: number; scale: number },
-  ): void;
+  softmaxBackward(bufs: SoftmaxBackwardBufs, dims: SoftmaxDims): void;
   /** `qkv [B, N, 3·NH·HS]` (order `[q|k|v]`, heads contiguous) → `q, k, v [B, NH, N, HS]`. */
-  splitHeads(
-    bufs: { q: Tensor; k: Tensor; v: Tensor; qkv: Tensor },
-    dims: { B: number; N: number; NH: number; HS: number },
-  ): void;
+  splitHeads(bufs: SplitHeadsBufs, dims: HeadDims): void;
   /** Inverse of {@link Backend.splitHeads}: `dqkv = join(dq, dk, dv)` (assign). */
-  splitHeadsBackward(
-    bufs: { dqkv: Tensor; dq: Tensor; dk: Tensor; dv: Tensor },
-    dims: { B: number; N: number; NH: number; HS: number },
-  ): void;
+  splitHeadsBackward(bufs: SplitHeadsBackwardBufs, dims: HeadDims): void;
   /** `inp [B, NH, N, HS]` → `out [B, N, NH·HS]`. */
-  mergeHeads(
-    bufs: { out: Tensor; inp: Tensor },
-    dims: { B: number; N: number; NH: number; HS: number },
-  ): void;
+  mergeHeads(bufs: OutInpBufs, dims: HeadDims): void;
   /** Inverse of {@link Backend.mergeHeads}: `dinp [B, NH, N, HS] = split(dout [B, N, NH·HS])`. */
-  mergeHeadsBackward(
-    bufs: { dinp: Tensor; dout: Tensor },
-    dims: { B: number; N: number; NH: number; HS: number },
-  ): void;
+  mergeHeadsBackward(bufs: MergeHeadsBackwardBufs, dims: HeadDims): void;
 
   // ---- rows: masking, unshuffle, mask tokens -------------------------------
 
@@ -233,27 +496,18 @@ export interface Backend {
    * `out[r, :] = inp[index[r], :]`, or `fill[:]` (zeros when no `fill`) where `index[r] < 0`.
    * `rows` is the row count of `out`; `index` is i32 `[rows]` of row ids into `inp`.
    */
-  gatherRows(
-    bufs: { out: Tensor; inp: Tensor; index: Tensor; fill?: Tensor },
-    dims: { rows: number; C: number },
-  ): void;
+  gatherRows(bufs: GatherRowsBufs, dims: RowsDims): void;
   /**
    * Backward of {@link Backend.gatherRows}: `dinp[index[r], :] = dout[r, :]` for `index[r] ≥ 0`
    * (indices must be unique; rows of `dinp` no index names are set to 0), and
    * `dfill[:] += Σ_{index[r] < 0} dout[r, :]` when `dfill` is given.
    */
-  gatherRowsBackward(
-    bufs: { dinp: Tensor; dfill?: Tensor; dout: Tensor; index: Tensor },
-    dims: { rows: number; C: number },
-  ): void;
+  gatherRowsBackward(bufs: GatherRowsBackwardBufs, dims: RowsDims): void;
   /**
    * Patchify images `inp [B, C, H, W]` → `out [B, L, C·P·P]`, patches row-major
    * (`l = h·(W/P) + w`), each patch channel-major (`c, i, j`) like a conv weight `[D, C, P, P]`.
    */
-  patchify(
-    bufs: { out: Tensor; inp: Tensor },
-    dims: { B: number; C: number; H: number; W: number; P: number },
-  ): void;
+  patchify(bufs: OutInpBufs, dims: PatchifyDims): void;
 
   // ---- losses (value and gradient in one op; the loss stays on the device) --
 
@@ -261,23 +515,14 @@ export interface Backend {
    * Weighted SmoothL1: `d = inp − target`, `e = 0.5·d²/beta` if `|d| < beta` else `|d| − 0.5·beta`,
    * row loss = mean over `C`, `loss[0] = Σ_r w_r·row_r / Σ_r w_r`; `dinp = ∂loss/∂inp`.
    */
-  smoothL1Loss(
-    bufs: { loss: Tensor; dinp: Tensor; inp: Tensor; target: Tensor; weight: Tensor },
-    dims: { rows: number; C: number; beta: number },
-  ): void;
+  smoothL1Loss(bufs: RowLossBufs, dims: SmoothL1Dims): void;
   /** Weighted `1 − cos(inp_r, target_r)` (eps 1e-8 on norms), weighted mean over rows, and `dinp`. */
-  cosineLoss(
-    bufs: { loss: Tensor; dinp: Tensor; inp: Tensor; target: Tensor; weight: Tensor },
-    dims: { rows: number; C: number },
-  ): void;
+  cosineLoss(bufs: RowLossBufs, dims: RowsDims): void;
   /**
    * Softmax cross-entropy with soft targets (one-hot, label smoothing, mixup):
    * `loss[0] = mean_r −Σ_c target[r,c]·log softmax(logits[r])_c`; `dlogits = (softmax − target)/rows`.
    */
-  crossEntropyLoss(
-    bufs: { loss: Tensor; dlogits: Tensor; logits: Tensor; target: Tensor },
-    dims: { rows: number; C: number },
-  ): void;
+  crossEntropyLoss(bufs: CrossEntropyBufs, dims: RowsDims): void;
 
   // ---- optimiser ------------------------------------------------------------
 
@@ -285,10 +530,7 @@ export interface Backend {
    * `norm[0] = sqrt(Σ grad²)` and `clipScale[0] = min(1, maxNorm / (norm + 1e-6))`
    * (torch `clip_grad_norm_`); pass `maxNorm = Infinity` for no clipping.
    */
-  gradNorm(
-    bufs: { norm: Tensor; clipScale: Tensor; grad: Tensor },
-    dims: { maxNorm: number },
-  ): void;
+  gradNorm(bufs: GradNormBufs, dims: GradNormDims): void;
   /**
    * AdamW (torch semantics, decoupled decay) on flat buffers, one call for all parameters.
    * Segment `s` covers elements `[offsets[s], offsets[s+1])` (i32 `[S+1]`) and uses
@@ -296,16 +538,25 @@ export interface Backend {
    * `p -= lr·lrScale·wd·p`; `m = β1 m + (1−β1) g`; `v = β2 v + (1−β2) g²`;
    * `p -= lr·lrScale · (m / (1−β1^t)) / (sqrt(v / (1−β2^t)) + eps)`.
    */
-  adamw(
-    bufs: {
-      param: Tensor;
-      grad: Tensor;
-      m: Tensor;
-      v: Tensor;
-      offsets: Tensor;
-      hyper: Tensor;
-      clipScale?: Tensor;
-    },
-    dims: { lr: number; beta1: number; beta2: number; eps: number; step: number },
-  ): void;
+  adamw(bufs: AdamwBufs, dims: AdamwDims): void;
+}
+
+/**
+ * Frees every tensor found in `value` (a tensor, or arrays and plain objects holding
+ * tensors, nested) on `be`; a storage shared by several views is freed once.
+ */
+export function freeTensors(be: Backend, value: unknown): void {
+  const seen = new Set<Storage>();
+  const walk = (v: unknown): void => {
+    if (v === null || typeof v !== "object") return;
+    if (Array.isArray(v)) return v.forEach(walk);
+    const t = v as Partial<Tensor>;
+    if (t.storage && Array.isArray(t.shape)) {
+      if (!seen.has(t.storage)) be.free(t as Tensor);
+      seen.add(t.storage);
+      return;
+    }
+    Object.values(v).forEach(walk);
+  };
+  walk(value);
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import type { Backend } from "./backend.ts";
-import { CpuBackend } from "./cpu/backend.ts";
+import { CpuBackend, type CpuBackendOptions } from "./cpu/backend.ts";
 import { GpuContext, GpuUnavailableError } from "./webgpu/context.ts";
 import { WebGpuBackend } from "./webgpu/backend.ts";
 
@@ -20,6 +20,9 @@ export interface SelectedBackend {
   reason: string;
 }
 
+/** Options of {@link selectBackend}: how a CPU backend is built when one is chosen. */
+export type SelectBackendOptions = Pick<CpuBackendOptions, "nativeLibrary">;
+
 /** Parses a `--backend` value; throws a TypeError naming the accepted values. */
 export function parseBackendKind(value: string): BackendKind {
   if (value === "auto" || value === "cpu" || value === "webgpu") return value;
@@ -28,7 +31,9 @@ export function parseBackendKind(value: string): BackendKind {
 
 /**
  * Creates the backend for `kind`. `webgpu` never falls back silently: without an
- * adapter it throws {@link GpuUnavailableError}.
+ * adapter it throws {@link GpuUnavailableError}. `options.nativeLibrary` is where a CPU
+ * backend looks for its native kernels (the tasks' `--native-lib`; default: the
+ * checkout's `native/build/`).
  *
  * @example
  * ```ts ignore
@@ -36,9 +41,13 @@ export function parseBackendKind(value: string): BackendKind {
  * console.log(reason);
  * ```
  */
-export async function selectBackend(kind: BackendKind): Promise<SelectedBackend> {
+export async function selectBackend(
+  kind: BackendKind,
+  options: SelectBackendOptions = {},
+): Promise<SelectedBackend> {
+  const cpu = () => new CpuBackend({ nativeLibrary: options.nativeLibrary });
   if (kind === "cpu") {
-    const backend = new CpuBackend();
+    const backend = cpu();
     return { backend, reason: `${backend.description}: --backend cpu was asked for` };
   }
   if (kind === "webgpu") {
@@ -50,7 +59,7 @@ export async function selectBackend(kind: BackendKind): Promise<SelectedBackend>
     const backend = await WebGpuBackend.create();
     return { backend, reason: `${backend.description}: auto found a hardware WebGPU adapter` };
   }
-  const backend = new CpuBackend();
+  const backend = cpu();
   const why = adapter
     ? `the only WebGPU adapter (${adapter.info.description}) is a software fallback`
     : "no WebGPU adapter was found";

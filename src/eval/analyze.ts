@@ -22,31 +22,29 @@ import { openDataset } from "../data/dataset.ts";
 import { inferVitConfig, readCheckpoint, vitWeights } from "../io/checkpoint.ts";
 import { barChartSvg, lineChartSvg } from "../io/plot.ts";
 import { deriveVit, type VitConfig } from "../models/config.ts";
-import { ParamSet } from "../models/params.ts";
+import { ParamSet } from "../nn/params.ts";
 import { fullIndex, VitEncoder, vitParamSpecs } from "../models/vit.ts";
-import { channelStats, ImagePipeline } from "../train/data.ts";
-import { IMAGENET_MEAN, IMAGENET_STD } from "./embed.ts";
+import { channelStats, ImagePipeline } from "../data/pipeline.ts";
+import { IMAGENET_MEAN, IMAGENET_STD } from "../data/pipeline.ts";
 
 /** Largest k of the singular-value shares. */
 export const SV_TOP_K = 5;
 
 /**
  * Mean attention distance (pixels) per head of image-averaged attention `att [NH, N, N]`
- * (N = 1 + G², token 0 = cls), on a G×G grid of P-pixel patches.
+ * (N = 1 + G², token 0 = cls), on a G×G grid of P-pixel patches (the dims `{ NH, G, P }`).
  *
  * @example
  * ```ts
  * import { meanAttentionDistance } from "./analyze.ts";
  * const N = 5; // G = 2
  * const uniform = new Float64Array(N * N).fill(1 / N);
- * console.log(meanAttentionDistance(uniform, 1, 2, 4)); // [4·(2+√2)/5] ≈ [2.731]
+ * console.log(meanAttentionDistance(uniform, { NH: 1, G: 2, P: 4 })); // [4·(2+√2)/5] ≈ [2.731]
  * ```
  */
 export function meanAttentionDistance(
   att: ArrayLike<number>,
-  NH: number,
-  G: number,
-  P: number,
+  { NH, G, P }: { NH: number; G: number; P: number },
 ): number[] {
   const L = G * G;
   const N = L + 1;
@@ -133,13 +131,12 @@ export function singularValues(x: ArrayLike<number>, rows: number, cols: number)
  * ```ts
  * import { singularValueShare } from "./analyze.ts";
  * const rank1 = new Float64Array([1, 2, 2, 4, -3, -6]); // [3, 2], every row ∥ (1, 2)
- * console.log(singularValueShare(rank1, 3, 2, 2)); // [1, 1]
+ * console.log(singularValueShare(rank1, { rows: 3, cols: 2 }, 2)); // [1, 1]
  * ```
  */
 export function singularValueShare(
   x: ArrayLike<number>,
-  rows: number,
-  cols: number,
+  { rows, cols }: { rows: number; cols: number },
   kMax: number = SV_TOP_K,
 ): number[] {
   const xn = new Float64Array(rows * cols);
@@ -219,16 +216,18 @@ export interface EncoderAnalysis {
 }
 
 /**
- * Runs a frozen encoder with `weights` over `count` eval images (`image(i)` → `[C, H, W]`,
- * normalised) in batches of `batch`, and gathers the three analyses.
+ * Runs a frozen encoder `cfg` with `weights` over `count` eval images (`image(i)` →
+ * `[C, H, W]`, normalised) in batches of `batch` (default 32), and gathers the three analyses.
  */
 export async function analyzeEncoder(
   be: Backend,
   cfg: VitConfig,
-  weights: ReadonlyMap<string, Float32Array>,
-  count: number,
-  image: (i: number) => Float32Array,
-  batch = 32,
+  { weights, count, image, batch = 32 }: {
+    weights: ReadonlyMap<string, Float32Array>;
+    count: number;
+    image: (i: number) => Float32Array;
+    batch?: number;
+  },
 ): Promise<EncoderAnalysis> {
   const d = deriveVit(cfg);
   const { grid: G, numPatches: L } = d;
@@ -244,7 +243,8 @@ export async function analyzeEncoder(
       return [s.name, w];
     })),
   );
-  const enc = new VitEncoder(be, cfg, ps, {
+  const enc = new VitEncoder(be, cfg, {
+    ps,
     B,
     N,
     trainable: false,
@@ -271,7 +271,7 @@ export async function analyzeEncoder(
       const feats = layerFeatures[layer];
       for (let b = 0; b < n; b++) {
         const patches = x.subarray((b * N + 1) * D, (b + 1) * N * D); // [L, D]
-        const share = singularValueShare(patches, L, D, SV_TOP_K);
+        const share = singularValueShare(patches, { rows: L, cols: D }, SV_TOP_K);
         for (let k = 0; k < SV_TOP_K; k++) svSum[layer][k] += share[k];
         const row = feats.subarray((start + b) * D, (start + b + 1) * D);
         for (let l = 0; l < L; l++) {
@@ -281,7 +281,9 @@ export async function analyzeEncoder(
     }
   }
   return {
-    mad: attSum.map((a) => meanAttentionDistance(a.map((v) => v / count), NH, G, cfg.patchSize)),
+    mad: attSum.map((a) =>
+      meanAttentionDistance(a.map((v) => v / count), { NH, G, P: cfg.patchSize })
+    ),
     svShare: svSum.map((s) => [...s].map((v) => v / count)),
     layerFeatures,
     images: count,
@@ -361,7 +363,12 @@ export async function analyzeCheckpoints(
     const std = (ckpt.config.std as number[] | undefined) ??
       (ds.channels === C ? channelStats(ds, C, 1000).std : IMAGENET_STD.slice(0, C));
     const pipe = new ImagePipeline(ds, vit.imgSize, C, mean, std);
-    const r = await analyzeEncoder(be, vit, weights, count, (j) => pipe.eval(j), opts.batch);
+    const r = await analyzeEncoder(be, vit, {
+      weights,
+      count,
+      image: (j) => pipe.eval(j),
+      batch: opts.batch,
+    });
     results.push(r);
     models.push({
       label: labels[i],

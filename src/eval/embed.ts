@@ -6,10 +6,11 @@
  */
 import type { Backend, Tensor } from "../backend/backend.ts";
 import { deriveVit, type VitConfig } from "../models/config.ts";
-import { ParamSet, sincosPosEmbed } from "../models/params.ts";
+import { ParamSet, sincosPosEmbed } from "../nn/params.ts";
 import { fullIndex, VitEncoder, vitParamSpecs } from "../models/vit.ts";
 import { CheckpointError, inferVitConfig, readCheckpoint, vitWeights } from "../io/checkpoint.ts";
 import { imageBatches } from "../data/batches.ts";
+import { IMAGENET_MEAN, IMAGENET_STD } from "../data/pipeline.ts";
 import { openDataset } from "../data/dataset.ts";
 import { evalTransform, normalize, toChannels } from "../data/transforms.ts";
 
@@ -47,7 +48,8 @@ export class Embedder {
     this.cfg = cfg;
     this.batch = batch;
     this.#ps = new ParamSet(be, vitParamSpecs(cfg), { grads: false, label: "embed" });
-    this.#enc = new VitEncoder(be, cfg, this.#ps, {
+    this.#enc = new VitEncoder(be, cfg, {
+      ps: this.#ps,
       B: batch,
       N: 1 + L,
       trainable: false,
@@ -91,21 +93,29 @@ export class Embedder {
 }
 
 /**
- * Features `[count, D]` of `count` images through the encoder `cfg` with `weights`,
- * `batch` images per forward pass.
+ * Features `[count, D]` of `count` images (`image(i)`) through the encoder `cfg` with
+ * `weights`, pooled by `pool`, `batch` images per forward pass (default 64).
  *
  * @example
  * ```ts ignore
- * const feats = await embedImages(backend, cfg, weights, 100, (i) => image(i), { pool: "cls" });
+ * const feats = await embedImages(backend, cfg, {
+ *   weights,
+ *   count: 100,
+ *   image: (i) => image(i),
+ *   pool: "cls",
+ * });
  * ```
  */
 export async function embedImages(
   be: Backend,
   cfg: VitConfig,
-  weights: ReadonlyMap<string, Float32Array>,
-  count: number,
-  image: ImageSource,
-  { pool, batch = 64 }: { pool: Pool; batch?: number },
+  { weights, count, image, pool, batch = 64 }: {
+    weights: ReadonlyMap<string, Float32Array>;
+    count: number;
+    image: ImageSource;
+    pool: Pool;
+    batch?: number;
+  },
 ): Promise<Float32Array> {
   const e = new Embedder(be, cfg, Math.max(1, Math.min(batch, count)));
   e.load(weights);
@@ -131,11 +141,6 @@ function poolTokens(
   }
   for (let c = 0; c < D; c++) row[c] /= L;
 }
-
-/** ImageNet statistics, the timm default when a checkpoint stores none. */
-export const IMAGENET_MEAN: readonly number[] = [0.485, 0.456, 0.406];
-/** ImageNet statistics, the timm default when a checkpoint stores none. */
-export const IMAGENET_STD: readonly number[] = [0.229, 0.224, 0.225];
 
 /** What {@link embedDataset} needs. */
 export interface EmbedOptions {
@@ -205,7 +210,10 @@ export async function embedDataset(be: Backend, opts: EmbedOptions): Promise<Emb
     const rgb = toChannels(raw, ds.channels, height, width, C);
     return normalize(evalTransform(rgb, C, height, width, vit.imgSize), C, mean, std);
   };
-  const features = await embedImages(be, vit, weights, count, image, {
+  const features = await embedImages(be, vit, {
+    weights,
+    count,
+    image,
     pool: opts.pool,
     batch: opts.batch,
   });

@@ -18,7 +18,11 @@
  * import { knnClassify } from "./knn.ts";
  * const train = new Float32Array([1, 0, 0, 1]); // [2, D=2]
  * const test = new Float32Array([0.9, 0.1]); // [1, D=2]
- * const r = knnClassify(train, new Int32Array([0, 1]), test, new Int32Array([0]), 2, { k: 1 });
+ * const r = knnClassify(
+ *   { features: train, labels: new Int32Array([0, 1]) },
+ *   { features: test, labels: new Int32Array([0]) },
+ *   { dim: 2, k: 1 },
+ * );
  * console.log(r.top1); // 100
  * ```
  *
@@ -37,6 +41,20 @@ export interface KnnOptions {
   numClasses?: number;
   /** The GEMM for the similarities; default {@link loadGemm}`("auto")`. */
   gemm?: Gemm;
+}
+
+/** Options of {@link knnClassify}: the feature size, and the {@link KnnOptions}. */
+export interface KnnClassifyOptions extends KnnOptions {
+  /** Feature size `dim` of both the train and the test features. */
+  dim: number;
+}
+
+/** Features `[rows, dim]` with one class label per row, as {@link knnClassify} takes them. */
+export interface LabeledFeatures {
+  /** `[rows, dim]` features. */
+  features: Float32Array;
+  /** `[rows]` class labels, integers in `[0, numClasses)`. */
+  labels: Int32Array;
 }
 
 /** Accuracies of {@link knnClassify}. */
@@ -63,8 +81,10 @@ const BLOCK_ELEMS = 1 << 22;
  * Top-1 and top-5 accuracy of weighted k-NN on `test` with `train` as the
  * memory bank.
  *
- * - `train [Ntrain, dim]`, `trainLabels [Ntrain]`, `test [Ntest, dim]`,
- *   `testLabels [Ntest]`; labels are integers in `[0, numClasses)`.
+ * - `train.features [Ntrain, dim]`, `train.labels [Ntrain]`, `test.features [Ntest, dim]`,
+ *   `test.labels [Ntest]`; labels are integers in `[0, numClasses)`; `dim` and the
+ *   {@link KnnOptions} come in `opts`. Errors call the label arrays `trainLabels` and
+ *   `testLabels`.
  * - Throws a `RangeError` naming the arrays and sizes when they disagree, and
  *   when a feature holds a non-finite value.
  *
@@ -73,23 +93,30 @@ const BLOCK_ELEMS = 1 << 22;
  * import { knnClassify } from "./knn.ts";
  * const train = new Float32Array([1, 0, 0.9, 0.1, 0, 1]); // [3, D=2]
  * const test = new Float32Array([0.1, 0.9]); // [1, D=2]
- * const r = knnClassify(train, new Int32Array([0, 0, 1]), test, new Int32Array([1]), 2, { k: 3 });
+ * const r = knnClassify(
+ *   { features: train, labels: new Int32Array([0, 0, 1]) },
+ *   { features: test, labels: new Int32Array([1]) },
+ *   { dim: 2, k: 3 },
+ * );
  * console.log(r); // { top1: 100, top5: 100, count: 1, k: 3 }
  * ```
  */
 export function knnClassify(
-  train: Float32Array,
-  trainLabels: Int32Array,
-  test: Float32Array,
-  testLabels: Int32Array,
-  dim: number,
-  opts: KnnOptions = {},
+  train: LabeledFeatures,
+  test: LabeledFeatures,
+  opts: KnnClassifyOptions,
 ): KnnResult {
+  const { features: trainFeatures, labels: trainLabels } = train;
+  const { features: testFeatures, labels: testLabels } = test;
+  const { dim } = opts;
   const numClasses = resolveClasses(opts, [trainLabels, testLabels]);
-  checkLabels("test", testLabels, test, dim, numClasses);
+  checkLabels("test", testLabels, testFeatures, dim, numClasses);
   let hit1 = 0;
   let hit5 = 0;
-  const k = forEachClassScores(train, trainLabels, test, dim, { ...opts, numClasses }, (i, s) => {
+  const k = forEachClassScores(trainFeatures, trainLabels, testFeatures, dim, {
+    ...opts,
+    numClasses,
+  }, (i, s) => {
     // Rank of the true class: classes scoring higher, or equal with a lower index.
     const y = testLabels[i];
     const sy = s[y];
@@ -107,7 +134,8 @@ export function knnClassify(
 /**
  * The class scores `[Ntest, numClasses]` (f64) of weighted k-NN: row `i`, column
  * `c` is `Σ exp(sim_j / T)` over the `k` nearest train features `j` of class
- * `c`. Same inputs and checks as {@link knnClassify}, without test labels.
+ * `c`. Same checks as {@link knnClassify}, without test labels: `train [Ntrain, dim]`,
+ * `trainLabels [Ntrain]`, `test [Ntest, dim]`.
  *
  * @example
  * ```ts

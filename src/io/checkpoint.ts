@@ -9,7 +9,7 @@
 import { type NamedTensor, readSafetensors, toFloat32, writeSafetensors } from "./safetensors.ts";
 import { deriveVit, type VitConfig } from "../models/config.ts";
 import { vitParamSpecs } from "../models/vit.ts";
-import type { ParamSet } from "../models/params.ts";
+import type { ParamSet } from "../nn/params.ts";
 
 /** A checkpoint's problem: missing or unexpected names, wrong shapes, an unreadable config. */
 export class CheckpointError extends Error {
@@ -66,17 +66,24 @@ export async function readCheckpoint(path: string): Promise<Checkpoint> {
   return { weights, shapes, config };
 }
 
-/** Writes `params` (every row, frozen ones too) and `config` atomically as F32 safetensors. */
+/**
+ * Writes `params` (every row, frozen ones too) and `config` atomically as F32 safetensors.
+ * `params` is a parameter set, or host `weights` with their `shapes` by name (as
+ * {@link readCheckpoint} returns them).
+ */
 export async function writeCheckpoint(
   path: string,
-  params: ParamSet | Map<string, Float32Array>,
+  params: ParamSet | {
+    weights: ReadonlyMap<string, Float32Array>;
+    shapes: ReadonlyMap<string, readonly number[]>;
+  },
   config: CheckpointConfig,
-  shapes?: Map<string, readonly number[]>,
 ): Promise<void> {
-  const host = params instanceof Map ? params : await params.toHost();
+  const onHost = "weights" in params;
+  const host = onHost ? params.weights : await params.toHost();
   const shapeOf = (name: string): readonly number[] => {
-    if (!(params instanceof Map)) return params.get(name).shape;
-    const s = shapes?.get(name);
+    if (!onHost) return params.get(name).shape;
+    const s = params.shapes.get(name);
     if (!s) throw new CheckpointError(`Cannot write checkpoint "${path}": no shape for "${name}"`);
     return s;
   };

@@ -24,6 +24,7 @@
  *
  * @module
  */
+import { writeFileAtomic } from "./atomic.ts";
 
 /** The element types this reader and writer support. */
 export type SafetensorsDType = "F32" | "F16" | "BF16" | "I32" | "I64" | "F64" | "U8";
@@ -507,6 +508,39 @@ export async function readSafetensors(path: string): Promise<SafetensorsContents
 }
 
 /**
+ * The `__metadata__` of a safetensors file, read from its header alone (the tensors are not
+ * read); null when the file is missing or is not a readable safetensors file.
+ */
+export async function readSafetensorsMetadata(
+  path: string,
+): Promise<Record<string, string> | null> {
+  let file: Deno.FsFile | undefined;
+  try {
+    file = await Deno.open(path);
+    const head = await readExactly(file, 8);
+    const n = head ? Number(new DataView(head.buffer).getBigUint64(0, true)) : Infinity;
+    if (n > MAX_HEADER_BYTES) return null;
+    const json = await readExactly(file, n);
+    if (!json) return null;
+    return JSON.parse(new TextDecoder().decode(json)).__metadata__ ?? {};
+  } catch {
+    return null;
+  } finally {
+    file?.close();
+  }
+}
+
+async function readExactly(file: Deno.FsFile, n: number): Promise<Uint8Array | null> {
+  const out = new Uint8Array(n);
+  for (let at = 0; at < n;) {
+    const got = await file.read(out.subarray(at));
+    if (got === null) return null;
+    at += got;
+  }
+  return out;
+}
+
+/**
  * Writes a safetensors file atomically: the bytes go to `<path>.tmp-<pid>-<random>`, which is
  * fsynced, closed and renamed over `path`; on any failure the temp file is removed, so
  * `path` holds either the old file or the complete new one.
@@ -519,30 +553,9 @@ export async function writeSafetensors(
   metadata?: Record<string, string>,
 ): Promise<void> {
   const bytes = encodeTo(path, tensors, metadata); // validate before touching the disk
-  const random = Array.from(
-    crypto.getRandomValues(new Uint8Array(6)),
-    (b) => b.toString(16).padStart(2, "0"),
-  ).join("");
-  const tmp = `${path}.tmp-${Deno.pid}-${random}`;
-  let file: Deno.FsFile | undefined;
-  let created = false;
   try {
-    file = await Deno.open(tmp, { write: true, createNew: true });
-    created = true;
-    for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
-    await file.sync();
-    file.close();
-    file = undefined;
-    await Deno.rename(tmp, path);
+    await writeFileAtomic(path, bytes);
   } catch (e) {
-    try {
-      file?.close();
-    } catch { /* already closed */ }
-    if (created) {
-      try {
-        await Deno.remove(tmp);
-      } catch { /* best effort: report the original error */ }
-    }
     throw new SafetensorsError(path, (e as Error).message, { cause: e, op: "write" });
   }
 }

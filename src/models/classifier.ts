@@ -20,7 +20,7 @@ import { type DropScales, LN_EPS } from "../nn/block.ts";
 import { linearBackward, linearForward } from "../nn/linear.ts";
 import type { Rng } from "../util/rng.ts";
 import { deriveVit, type VitConfig, type VitDerived } from "./config.ts";
-import { layernormParams, param, ParamSet, type ParamSpec } from "./params.ts";
+import { layernormParams, param, ParamSet, type ParamSpec } from "../nn/params.ts";
 import { fullIndex, VitEncoder, vitParamSpecs } from "./vit.ts";
 
 /**
@@ -85,6 +85,8 @@ export function meanPoolBackward(
 
 /** Options of a {@link VitClassifier}. */
 export interface ClassifierOptions {
+  /** Classes K (the head's outputs). */
+  numClasses: number;
   /** Images per batch B. */
   B: number;
   /** Stochastic depth rate (linear over blocks, 0 at block 0). */
@@ -130,7 +132,8 @@ export class VitClassifier {
   readonly #dropTable: Tensor | null; // [depth·2·B]
 
   /** Allocates parameters and buffers (zeros until {@link VitClassifier.init}). */
-  constructor(be: Backend, cfg: VitConfig, numClasses: number, opts: ClassifierOptions) {
+  constructor(be: Backend, cfg: VitConfig, opts: ClassifierOptions) {
+    const { numClasses } = opts;
     this.#be = be;
     this.cfg = cfg;
     this.d = deriveVit(cfg);
@@ -145,7 +148,8 @@ export class VitClassifier {
     const t = (shape: number[], name: string, dtype: "f32" | "i32" = "f32") =>
       be.tensor(shape, dtype, `${label}.${name}`);
     this.ps = new ParamSet(be, classifierSpecs(cfg, numClasses), { grads: true, label });
-    this.encoder = new VitEncoder(be, cfg, this.ps, {
+    this.encoder = new VitEncoder(be, cfg, {
+      ps: this.ps,
       B,
       N,
       trainable: true,

@@ -8,12 +8,15 @@
  *   pred   = decoder_norm(decoder_blocks(dec)) · Wpredᵀ + b  [B, 1+L, Dt]
  *   loss   = Σ_rows w · mean_C SmoothL1_β=2(pred − target) / Σ w,  w = [1, mask]
  *
- * One call of {@link DbotModel.forwardBackward} records the whole step (no readbacks).
+ * The teacher ({@link Teacher}: a ViT of any depth, pixels, …) and the loss (`smoothl1`,
+ * `cosine`, `mse`; see `losses.ts`) are seams chosen by the config; the reference is a ViT
+ * teacher with SmoothL1. One call of {@link DbotModel.forwardBackward} records the whole
+ * step (no readbacks).
  *
  * @module
  */
 import type { Backend, Tensor } from "../backend/backend.ts";
-import { view } from "../backend/backend.ts";
+import { freeTensors, view } from "../backend/backend.ts";
 import {
   allocBlockActs,
   allocBlockScratch,
@@ -37,18 +40,12 @@ import {
   param,
   ParamSet,
   type ParamSpec,
-} from "./params.ts";
-import { fullIndex, VitEncoder, vitParamSpecs } from "./vit.ts";
+} from "../nn/params.ts";
+import { createLoss, type DistillLoss, type LossName } from "./losses.ts";
+import { buildTeacher, type Teacher, type TeacherConfig, teacherWidth } from "./teacher.ts";
+import { VitEncoder, vitParamSpecs } from "./vit.ts";
 
-/** SmoothL1 β of the reference loss. */
-export const SMOOTH_L1_BETA = 2;
-/** Epsilon of the per-token target standardisation. */
-export const TARGET_EPS = 1e-6;
-
-/** What the student distils. */
-export type TeacherConfig =
-  | { kind: "vit"; vit: VitConfig }
-  | { kind: "pixels" };
+export type { TeacherConfig };
 
 /** A dBOT student + decoder + teacher. */
 export interface DbotConfig {
@@ -62,11 +59,13 @@ export interface DbotConfig {
   readonly maskRatio: number;
   /** Stochastic depth rate, linearly increasing over blocks (timm rule). */
   readonly dropPath: number;
+  /** Distillation loss (default `smoothl1`, the reference). */
+  readonly loss?: LossName;
 }
 
 /** Target width Dt: the teacher's width, or C·P·P for pixel targets. */
 export function targetDim(cfg: DbotConfig): number {
-  return cfg.teacher.kind === "vit" ? cfg.teacher.vit.embedDim : deriveVit(cfg.student).patchDim;
+  return teacherWidth(cfg.teacher, cfg.student);
 }
 
 /** The student's parameter table: encoder, then `mask_token` and the decoder. */
@@ -114,8 +113,10 @@ export class DbotModel {
   readonly B: number;
   /** Student encoder + decoder parameters (with gradients). */
   readonly student: ParamSet;
-  /** Teacher parameters (frozen), or null for pixel targets. */
-  readonly teacher: ParamSet | null;
+  /** The frozen teacher (its weights: `teacher.params`, null for pixel targets). */
+  readonly teacher: Teacher;
+  /** The distillation loss. */
+  readonly lossFn: DistillLoss;
   /** Input images `[B, C, H, W]`. */
   readonly images: Tensor;
   /** Loss `[1]`, on the device. */
@@ -127,13 +128,12 @@ export class DbotModel {
   /** Student encoder. */
   readonly encoder: VitEncoder;
   readonly #be: Backend;
-  readonly #teacherEnc: VitEncoder | null;
+  readonly #owned: Tensor[] = [];
   readonly #L: number;
   readonly #keep: number;
   readonly #Dd: number;
   readonly #Dt: number;
   readonly #encIdx: Tensor;
-  readonly #teacherIdx: Tensor;
   readonly #decIdx: Tensor;
   readonly #weight: Tensor;
   readonly #decEmb: Tensor; // [B, 1+K, Dd]
@@ -151,7 +151,6 @@ export class DbotModel {
   readonly #dEnc: Tensor;
   readonly #dropTable: Tensor | null; // [(depth + Nd)·2·B] drop-path scales
   readonly #dropRates: number[];
-  readonly #rawTarget: Tensor | null; // pixels: gathered patches before standardising
 
   /** Allocates parameters and every activation buffer for batch `B`. */
   constructor(be: Backend, cfg: DbotConfig, B: number) {
@@ -166,48 +165,27 @@ export class DbotModel {
     const keep = (this.#keep = keptPatches(L, cfg.maskRatio));
     const Dd = (this.#Dd = cfg.decoder.embedDim);
     const Dt = (this.#Dt = targetDim(cfg));
-    const t = (shape: number[], name: string, dtype: "f32" | "i32" = "f32") =>
-      be.tensor(shape, dtype, `dbot.${name}`);
+    const t = (shape: number[], name: string, dtype: "f32" | "i32" = "f32") => {
+      const x = be.tensor(shape, dtype, `dbot.${name}`);
+      this.#owned.push(x);
+      return x;
+    };
+    this.teacher = buildTeacher(be, cfg.teacher, { student: cfg.student, B });
+    this.lossFn = createLoss(be, cfg.loss ?? "smoothl1");
     this.student = new ParamSet(be, dbotStudentSpecs(cfg), { grads: true, label: "student" });
-    this.encoder = new VitEncoder(be, cfg.student, this.student, {
+    this.encoder = new VitEncoder(be, cfg.student, {
+      ps: this.student,
       B,
       N: 1 + keep,
       trainable: true,
       finalNorm: true,
       label: "student",
     });
-    if (cfg.teacher.kind === "vit") {
-      const tv = cfg.teacher.vit;
-      if (
-        tv.imgSize !== cfg.student.imgSize || tv.patchSize !== cfg.student.patchSize ||
-        tv.inChans !== cfg.student.inChans
-      ) {
-        throw new RangeError(
-          `Cannot pair teacher and student: image size, patch size and channels must match, got teacher ` +
-            `${tv.imgSize}/${tv.patchSize}/${tv.inChans} and student ${cfg.student.imgSize}/${cfg.student.patchSize}/${cfg.student.inChans}`,
-        );
-      }
-      this.teacher = new ParamSet(be, vitParamSpecs(tv), { grads: false, label: "teacher" });
-      this.#teacherEnc = new VitEncoder(be, tv, this.teacher, {
-        B,
-        N: 1 + L,
-        trainable: false,
-        finalNorm: false,
-        label: "teacher",
-      });
-      this.#rawTarget = null;
-    } else {
-      this.teacher = null;
-      this.#teacherEnc = null;
-      this.#rawTarget = t([B, 1 + L, Dt], "rawTarget");
-    }
     this.images = t([B, cfg.student.inChans, cfg.student.imgSize, cfg.student.imgSize], "images");
     this.loss = t([1], "loss");
     this.target = t([B, 1 + L, Dt], "target");
     this.pred = t([B, 1 + L, Dt], "pred");
     this.#encIdx = t([B * (1 + keep)], "encIdx", "i32");
-    this.#teacherIdx = t([B * (1 + L)], "teacherIdx", "i32");
-    be.upload(this.#teacherIdx, fullIndex(B, L));
     this.#decIdx = t([B * (1 + L)], "decIdx", "i32");
     this.#weight = t([B * (1 + L)], "weight");
     this.#decEmb = t([B, 1 + keep, Dd], "decEmb");
@@ -243,16 +221,26 @@ export class DbotModel {
     this.student.init(new Rng(seed));
   }
 
+  /** Frees every buffer of the model: student, decoder, teacher, loss and activations. */
+  dispose(): void {
+    this.encoder.dispose();
+    this.student.dispose();
+    this.teacher.dispose();
+    this.lossFn.dispose();
+    freeTensors(this.#be, [this.#owned, this.#decActs, this.#decScratch]);
+  }
+
   /** teacher ← student encoder (same architecture), on the device: stage-0 random teacher and every boundary. */
   copyStudentToTeacher(): void {
-    if (!this.teacher) throw new RangeError("Cannot copy the student into a pixel-target teacher");
-    for (const s of this.teacher.specs) {
+    const tp = this.teacher.params;
+    if (!tp) throw new RangeError("Cannot copy the student into a teacher without weights");
+    for (const s of tp.specs) {
       if (!this.student.has(s.name)) {
         throw new RangeError(
           `Cannot copy the student into the teacher: the student has no "${s.name}"`,
         );
       }
-      this.#be.copy(this.teacher.get(s.name), this.student.get(s.name));
+      this.#be.copy(tp.get(s.name), this.student.get(s.name));
     }
   }
 
@@ -265,10 +253,11 @@ export class DbotModel {
     const L = this.#L;
     const be = this.#be;
     be.upload(this.images, images);
-    const m = randomMasking(noise, B, L, this.cfg.maskRatio);
+    const m = randomMasking(noise, { B, L }, this.cfg.maskRatio);
     be.upload(this.#encIdx, encoderIndex(m, B, L));
     be.upload(this.#decIdx, decoderIndex(m, B, L));
-    be.upload(this.#weight, lossWeights(m, B, L, this.cfg.teacher.kind === "pixels" ? 0 : 1));
+    const clsWeight = this.teacher.hasClsTarget ? this.lossFn.clsWeight : 0;
+    be.upload(this.#weight, lossWeights(m, B, L, clsWeight));
     if (this.#dropTable) {
       if (!rng) throw new RangeError("Cannot draw drop-path scales: pass an Rng to setBatch()");
       const scales = new Float32Array(this.#dropTable.size);
@@ -283,17 +272,17 @@ export class DbotModel {
 
   /** Records teacher forward, target, student forward, loss and backward (gradients accumulate). */
   forwardBackward(): void {
-    this.#targets();
+    this.teacher.targets(this.images, this.target);
     this.#studentForward();
-    this.#be.smoothL1Loss(
+    this.lossFn.record(
       {
         loss: this.loss,
-        dinp: this.#dpred,
-        inp: this.pred,
+        dpred: this.#dpred,
+        pred: this.pred,
         target: this.target,
         weight: this.#weight,
       },
-      { rows: this.B * (1 + this.#L), C: this.#Dt, beta: SMOOTH_L1_BETA },
+      { rows: this.B * (1 + this.#L), C: this.#Dt },
     );
     this.#studentBackward();
   }
@@ -313,32 +302,6 @@ export class DbotModel {
 
   #decDrop(i: number): DropScales | null {
     return this.#drop(this.cfg.student.depth + i);
-  }
-
-  #targets(): void {
-    const be = this.#be;
-    const rows = this.B * (1 + this.#L);
-    if (this.#teacherEnc) {
-      this.#teacherEnc.patchify(this.images);
-      this.#teacherEnc.forward(this.#teacherIdx);
-      be.standardizeRows({ out: this.target, inp: this.#teacherEnc.out }, {
-        rows,
-        C: this.#Dt,
-        eps: TARGET_EPS,
-      });
-    } else {
-      // pixel target: per-patch normalised pixels, cls row zeros (and weight 0)
-      this.encoder.patchify(this.images);
-      be.gatherRows({ out: this.#rawTarget!, inp: this.encoder.patches, index: this.#teacherIdx }, {
-        rows,
-        C: this.#Dt,
-      });
-      be.standardizeRows({ out: this.target, inp: this.#rawTarget! }, {
-        rows,
-        C: this.#Dt,
-        eps: TARGET_EPS,
-      });
-    }
   }
 
   #studentForward(): void {

@@ -30,8 +30,15 @@ export function keptPatches(L: number, ratio: number): number {
   return Math.floor(L * (1 - ratio));
 }
 
-/** Masks B samples of L patches from `noise [B, L]` (uniform [0, 1) draws). */
-export function randomMasking(noise: Float32Array, B: number, L: number, ratio: number): Masking {
+/**
+ * Masks B samples of L patches from `noise [B, L]` (uniform [0, 1) draws), removing the
+ * share `ratio` of each sample's patches.
+ */
+export function randomMasking(
+  noise: Float32Array,
+  { B, L }: { B: number; L: number },
+  ratio: number,
+): Masking {
   if (noise.length !== B * L) {
     throw new RangeError(`Cannot mask: noise has ${noise.length} values but B·L = ${B * L}`);
   }

@@ -13,7 +13,7 @@
  * @module
  */
 import type { Backend, Tensor } from "../backend/backend.ts";
-import { view } from "../backend/backend.ts";
+import { freeTensors, view } from "../backend/backend.ts";
 import {
   allocBlockActs,
   allocBlockScratch,
@@ -28,7 +28,13 @@ import {
 } from "../nn/block.ts";
 import { linearBackward, linearForward } from "../nn/linear.ts";
 import { deriveVit, type VitConfig, type VitDerived } from "./config.ts";
-import { blockParams, layernormParams, param, type ParamSet, type ParamSpec } from "./params.ts";
+import {
+  blockParams,
+  layernormParams,
+  param,
+  type ParamSet,
+  type ParamSpec,
+} from "../nn/params.ts";
 
 /** Parameter table of a ViT encoder with timm names, each name prefixed by `prefix`. */
 export function vitParamSpecs(cfg: VitConfig, prefix = ""): ParamSpec[] {
@@ -62,8 +68,10 @@ export function vitParamSpecs(cfg: VitConfig, prefix = ""): ParamSpec[] {
   return specs;
 }
 
-/** Runtime options of a {@link VitEncoder}. */
+/** Weights and runtime options of a {@link VitEncoder}. */
 export interface VitEncoderOptions {
+  /** The parameter set holding this encoder's weights (names under `prefix`). */
+  ps: ParamSet;
   /** Batch size B. */
   B: number;
   /** Tokens per sequence N, cls included (1 + kept patches). */
@@ -110,8 +118,9 @@ export class VitEncoder {
   readonly #keep: boolean; // one buffer per residual stream and per block (trainable or keepActivations)
   readonly #posGrad: boolean; // pos_embed is a trainable row of a set with gradients (fine-tuning)
 
-  /** Allocates every buffer once for (B, N). */
-  constructor(be: Backend, cfg: VitConfig, ps: ParamSet, opts: VitEncoderOptions) {
+  /** Allocates every buffer once for (B, N); the weights are `opts.ps`. */
+  constructor(be: Backend, cfg: VitConfig, opts: VitEncoderOptions) {
+    const { ps } = opts;
     this.#be = be;
     this.cfg = cfg;
     this.d = deriveVit(cfg);
@@ -142,6 +151,23 @@ export class VitEncoder {
     this.out = opts.finalNorm ? t([B, N, D], "out") : this.#xs[this.#last()];
     this.#dres = trainable ? t([B, N, D], "dres") : null;
     this.#demb = trainable ? t([B * L, D], "demb") : null;
+  }
+
+  /** Frees every buffer this encoder allocated (not the parameters: their set owns them). */
+  dispose(): void {
+    freeTensors(this.#be, [
+      this.patches,
+      this.#emb,
+      this.#clsFill,
+      this.#xs,
+      this.#acts,
+      this.#scratch,
+      this.#normMean,
+      this.#normRstd,
+      this.out,
+      this.#dres,
+      this.#demb,
+    ]);
   }
 
   /** `patches = patchify(images [B, C, H, W])`. */

@@ -10,7 +10,7 @@
  * @module
  */
 import type { Backend, Tensor } from "../backend/backend.ts";
-import type { ParamSet } from "../models/params.ts";
+import type { ParamSet } from "./params.ts";
 import { linearBackward, linearForward } from "./linear.ts";
 
 /** LayerNorm epsilon everywhere in the ViT. */

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { Backend, Tensor } from "../backend/backend.ts";
-import type { ParamSet, ParamSpec } from "../models/params.ts";
+import { type Backend, freeTensors, type Tensor } from "../backend/backend.ts";
+import type { ParamSet, ParamSpec } from "../nn/params.ts";
 
 /** AdamW hyper-parameters (reference pre-training: 0.9/0.95, 1e-8, wd 0.05, clip 3.0). */
 export interface AdamWConfig {
@@ -19,6 +19,12 @@ export interface AdamWConfig {
   weightDecay: number;
   /** Clip the global gradient norm to this; `Infinity` for none. */
   clipGrad: number;
+}
+
+/** Options of an {@link AdamW}: its hyper-parameters, and per-parameter LR factors. */
+export interface AdamWOptions extends AdamWConfig {
+  /** Per-parameter LR factor (layer decay); default 1 for every parameter. */
+  lrScale?: (s: ParamSpec) => number;
 }
 
 /** The reference pre-training settings (DBOT_SPEC.md): betas 0.9/0.95, eps 1e-8, wd 0.05, clip 3.0. */
@@ -47,8 +53,9 @@ export class AdamW {
   readonly #hyper: Tensor;
   readonly #clipScale: Tensor;
 
-  /** Allocates zero moments; `lrScale` gives per-parameter LR factors (layer decay). */
-  constructor(be: Backend, ps: ParamSet, cfg: AdamWConfig, lrScale?: (s: ParamSpec) => number) {
+  /** Allocates zero moments; `cfg.lrScale` gives per-parameter LR factors (layer decay). */
+  constructor(be: Backend, ps: ParamSet, cfg: AdamWOptions) {
+    const { lrScale } = cfg;
     if (!ps.grads) throw new RangeError("Cannot optimise a parameter set without gradients");
     this.#be = be;
     this.#ps = ps;
@@ -62,6 +69,11 @@ export class AdamW {
     this.#hyper = be.tensor([hyper.length], "f32", "adamw.hyper");
     be.upload(this.#offsets, offsets);
     be.upload(this.#hyper, hyper);
+  }
+
+  /** Frees the moments and tables. */
+  dispose(): void {
+    freeTensors(this.#be, [this.m, this.v, this.norm, this.#clipScale, this.#offsets, this.#hyper]);
   }
 
   /** Records the gradient norm (and clip factor), then the AdamW update at `lr`. */

@@ -1,10 +1,22 @@
 /**
  * Pre-training configuration: a typed object with commented defaults; unknown
- * overrides are rejected; derived values are computed in {@link resolvePretrain}.
+ * overrides are rejected; {@link PRETRAIN_CONFIG} gives the resolver, the task's flags and
+ * its `--help`.
  *
  * @module
  */
 import { PRESETS } from "../models/config.ts";
+import { LOSSES, type LossName } from "../models/losses.ts";
+import {
+  check,
+  type Config,
+  defineConfig,
+  fraction,
+  nonNegative,
+  nonNegativeInt,
+  oneOf,
+  positiveInt,
+} from "../util/config.ts";
 import { checkBoundaries, stageBoundaries } from "./schedule.ts";
 
 /** Everything a pre-training run needs (saved as `runs/<name>/config.json`). */
@@ -51,6 +63,8 @@ export interface PretrainConfig {
   maskRatio: number;
   /** Stage-0 teacher: `random` (copy of the student's init), `random0` (zero depth), `pixels`, or a checkpoint path. */
   teacher: string;
+  /** Distillation loss: `smoothl1` (reference dBOT), `cosine` (CLIP branch) or `mse` (MAE). */
+  loss: LossName;
   /** Heads of a checkpoint teacher whose file does not say (0: D/64). */
   teacherHeads: number;
   /** Seed of everything (init, data order, augmentation, masking, drop path). */
@@ -113,6 +127,7 @@ export const PRETRAIN_DEFAULTS: Readonly<PretrainConfig> = Object.freeze({
   dropPath: 0.1,
   maskRatio: 0.75,
   teacher: "random",
+  loss: "smoothl1",
   teacherHeads: 0,
   seed: 0,
   trainLimit: 0,
@@ -128,72 +143,87 @@ export const PRETRAIN_DEFAULTS: Readonly<PretrainConfig> = Object.freeze({
   strict: false,
 });
 
+/** Help and checks of every pre-training setting: the resolver, `--flags` and `--help`. */
+export const PRETRAIN_CONFIG: Config<PretrainConfig> = defineConfig<PretrainConfig>({
+  what: "pre-training",
+  defaults: PRETRAIN_DEFAULTS,
+  settings: {
+    name: {
+      help: "run name: outputs in runs/<name>/",
+      check: check(
+        (v) => /^[A-Za-z0-9._-]+$/.test(v),
+        "give a run name of letters, digits, '.', '_' and '-'",
+        "type",
+      ),
+    },
+    runsDir: { help: "parent directory of runs (tasks may write only under runs/)" },
+    data: { help: "shapes | fashion-mnist[:DIR] | DIR of class folders" },
+    model: {
+      help: "vit-micro | vit-tiny | vit-small | vit-base | vit-large | vit-huge",
+      check: check(
+        (v) => Object.hasOwn(PRESETS, v),
+        `use one of ${Object.keys(PRESETS).join(", ")}`,
+        "type",
+      ),
+    },
+    imgSize: { help: "image size (0: the dataset's)", check: nonNegativeInt },
+    patchSize: { help: "patch size", check: positiveInt },
+    batch: { help: "images per optimiser step (per micro-batch with --accum)", check: positiveInt },
+    accum: { help: "micro-batches per optimiser step", check: positiveInt },
+    stages: { help: "number of stages (without --boundaries)", check: positiveInt },
+    epochsPerStage: { help: "epochs per stage (without --boundaries)", check: positiveInt },
+    boundaries: {
+      help: "stage boundaries in epochs, e.g. 0,800,1600 (overrides --stages/--epochs-per-stage)",
+    },
+    warmupEpochs: { help: "linear warmup epochs at the start of each stage", check: nonNegative },
+    baseLr: { help: "base LR; effective = base × batch·accum / 256", check: nonNegative },
+    minLr: { help: "LR at the end of each cosine", check: nonNegative },
+    weightDecay: { help: "AdamW weight decay", check: nonNegative },
+    beta1: { help: "AdamW beta1", check: fraction },
+    beta2: { help: "AdamW beta2", check: fraction },
+    clipGrad: { help: "gradient-norm clip (0: none)", check: nonNegative },
+    dropPath: { help: "stochastic depth rate", check: fraction },
+    maskRatio: { help: "fraction of patches removed", check: fraction },
+    teacher: { help: "random | random0 | pixels | PATH.safetensors" },
+    loss: {
+      help: "smoothl1 (reference) | cosine | mse (MAE: masked patches only)",
+      check: oneOf(...Object.keys(LOSSES) as LossName[]),
+    },
+    teacherHeads: {
+      help: "heads of a checkpoint teacher whose file does not say (0: D/64)",
+      check: nonNegativeInt,
+    },
+    seed: { help: "seed of everything", check: nonNegativeInt },
+    trainLimit: { help: "train on the first N images (0: all)", check: nonNegativeInt },
+    knnTrain: { help: "k-NN: training images embedded", check: nonNegativeInt },
+    knnTest: { help: "k-NN: test images embedded", check: nonNegativeInt },
+    knnK: { help: "k-NN neighbours", check: positiveInt },
+    knnPool: { help: "k-NN feature: cls | mean", check: oneOf("cls", "mean") },
+    mean: { help: "normalisation mean a,b,c (default: measured)" },
+    std: { help: "normalisation std a,b,c (default: measured)" },
+    logEvery: { help: "steps between metric lines", check: positiveInt },
+    backend: { help: "auto | cpu | webgpu", check: oneOf("auto", "cpu", "webgpu") },
+    onNan: {
+      help: "stop | skip: a step with a non-finite loss or gradient stops the run, or is skipped",
+      check: oneOf("stop", "skip"),
+    },
+    strict: {
+      help: "a corrupt image in a folder dataset is an error (default: skipped with a warning)",
+    },
+  },
+  checkAll(c) {
+    if (c.mean.length !== c.std.length) {
+      throw new RangeError(
+        `Cannot normalise with ${c.mean.length} means and ${c.std.length} stds: give as many of each`,
+      );
+    }
+    planBoundaries(c);
+  },
+});
+
 /** A config with overrides applied and checked; throws a TypeError/RangeError naming the bad key. */
 export function resolvePretrain(overrides: Partial<Record<string, unknown>>): PretrainConfig {
-  const cfg: Record<string, unknown> = { ...PRETRAIN_DEFAULTS };
-  for (const [k, v] of Object.entries(overrides)) {
-    if (v === undefined) continue;
-    if (!(k in PRETRAIN_DEFAULTS)) {
-      throw new TypeError(`Cannot configure pre-training: unknown setting "${k}"`);
-    }
-    const want = PRETRAIN_DEFAULTS[k as keyof PretrainConfig];
-    const ok = Array.isArray(want) ? Array.isArray(v) : typeof v === typeof want;
-    if (!ok) {
-      throw new TypeError(
-        `Cannot configure pre-training: "${k}" must be a ${
-          Array.isArray(want) ? "list" : typeof want
-        }, got ${JSON.stringify(v)}`,
-      );
-    }
-    cfg[k] = v;
-  }
-  const c = cfg as unknown as PretrainConfig;
-  if (!PRESETS[c.model]) {
-    throw new TypeError(
-      `Cannot use model "${c.model}": use one of ${Object.keys(PRESETS).join(", ")}`,
-    );
-  }
-  for (const k of ["batch", "accum", "patchSize", "logEvery", "knnK"] as const) {
-    if (!Number.isInteger(c[k]) || c[k] < 1) {
-      throw new RangeError(`Cannot use ${k} ${c[k]}: give a positive integer`);
-    }
-  }
-  for (
-    const k of ["imgSize", "trainLimit", "knnTrain", "knnTest", "seed", "teacherHeads"] as const
-  ) {
-    if (!Number.isInteger(c[k]) || c[k] < 0) {
-      throw new RangeError(
-        `Cannot use ${k} ${c[k]}: give an integer >= 0`,
-      );
-    }
-  }
-  for (const k of ["baseLr", "minLr", "weightDecay", "clipGrad", "warmupEpochs"] as const) {
-    if (!(c[k] >= 0) || !Number.isFinite(c[k])) {
-      throw new RangeError(`Cannot use ${k} ${c[k]}: give a finite number >= 0`);
-    }
-  }
-  if (!(c.dropPath >= 0 && c.dropPath < 1)) {
-    throw new RangeError(`Cannot use dropPath ${c.dropPath}: give a value in [0, 1)`);
-  }
-  if (!(c.maskRatio >= 0 && c.maskRatio < 1)) {
-    throw new RangeError(`Cannot use maskRatio ${c.maskRatio}: give a value in [0, 1)`);
-  }
-  if (c.knnPool !== "cls" && c.knnPool !== "mean") {
-    throw new TypeError(`Cannot use knnPool "${c.knnPool}": give cls or mean`);
-  }
-  if (c.onNan !== "stop" && c.onNan !== "skip") {
-    throw new TypeError(`Cannot use onNan "${c.onNan}": give stop or skip`);
-  }
-  if (c.mean.length !== c.std.length) {
-    throw new RangeError(
-      `Cannot normalise with ${c.mean.length} means and ${c.std.length} stds: give as many of each`,
-    );
-  }
-  if (!/^[A-Za-z0-9._-]+$/.test(c.name)) {
-    throw new TypeError(`Cannot use run name "${c.name}": use letters, digits, '.', '_' and '-'`);
-  }
-  planBoundaries(c);
-  return Object.freeze(c);
+  return PRETRAIN_CONFIG.resolve(overrides);
 }
 
 /** The stage boundaries of `c` (explicit, or stages × epochsPerStage). */

@@ -17,7 +17,7 @@
 import type { Backend } from "../backend/backend.ts";
 import { imageBatches } from "../data/batches.ts";
 import { openDataset } from "../data/dataset.ts";
-import { IMAGENET_MEAN, IMAGENET_STD } from "../eval/embed.ts";
+import { IMAGENET_MEAN, IMAGENET_STD } from "../data/pipeline.ts";
 import {
   type Checkpoint,
   CheckpointError,
@@ -28,9 +28,23 @@ import {
 } from "../io/checkpoint.ts";
 import { classifierSpecs, layerDecayScale, VitClassifier } from "../models/classifier.ts";
 import type { VitConfig } from "../models/config.ts";
+import {
+  check,
+  type Config,
+  defineConfig,
+  fraction,
+  nonEmpty,
+  nonNegative,
+  nonNegativeInt,
+  positive,
+  positiveInt,
+  probability,
+} from "../util/config.ts";
 import { Rng } from "../util/rng.ts";
 import { AdamW } from "./adamw.ts";
-import { channelStats, deriveSeed, ImagePipeline, permutation } from "./data.ts";
+import { NonFiniteLossError, TrainStep } from "./step.ts";
+import { writeJsonAtomic } from "../io/atomic.ts";
+import { channelStats, deriveSeed, ImagePipeline, permutation } from "../data/pipeline.ts";
 import { effectiveLr, lrAt } from "./schedule.ts";
 
 /** Everything a fine-tuning run needs (saved in the classifier's metadata). */
@@ -107,53 +121,48 @@ export const FINETUNE_DEFAULTS: Readonly<FinetuneConfig> = Object.freeze({
   save: true,
 });
 
+/** Help and checks of every fine-tuning setting: the resolver, `--flags` and `--help`. */
+export const FINETUNE_CONFIG: Config<FinetuneConfig> = defineConfig<FinetuneConfig>({
+  what: "fine-tuning",
+  defaults: FINETUNE_DEFAULTS,
+  settings: {
+    checkpoint: {
+      help: "pre-trained ViT checkpoint (.safetensors, timm names)",
+      check: nonEmpty("give the checkpoint to fine-tune"),
+    },
+    data: { help: "shapes | fashion-mnist[:DIR] | DIR of class folders" },
+    name: { help: "run name: outputs in runs/<name>/" },
+    runsDir: { help: "parent directory of runs (tasks may write only under runs/)" },
+    epochs: { help: "epochs over the training images", check: positiveInt },
+    warmupEpochs: { help: "linear warmup epochs", check: nonNegative },
+    batch: { help: "images per step", check: positiveInt },
+    baseLr: { help: "base LR; effective = base × batch / 256", check: positive },
+    minLr: { help: "final LR of the cosine", check: nonNegative },
+    weightDecay: { help: "AdamW weight decay", check: nonNegative },
+    layerDecay: {
+      help: "layer-wise LR decay (0.65 ViT-B, 0.75 ViT-L/H and small models)",
+      check: check((v) => v > 0 && v <= 1, "give a value in (0, 1]"),
+    },
+    dropPath: { help: "stochastic depth rate", check: fraction },
+    smoothing: { help: "label smoothing", check: fraction },
+    mixup: { help: "mixup Beta(α, α) (0: off)", check: nonNegative },
+    cutmix: { help: "CutMix Beta(α, α) (0: off)", check: nonNegative },
+    switchProb: { help: "probability of CutMix instead of mixup", check: probability },
+    trainLimit: { help: "train on the first N training images (0: all)", check: nonNegativeInt },
+    testLimit: { help: "evaluate on the first N test images (0: all)", check: nonNegativeInt },
+    heads: {
+      help: "attention heads when the checkpoint does not store them (0: stored or D/64)",
+      check: nonNegativeInt,
+    },
+    seed: { help: "seed of the head init, data order, augmentation", check: nonNegativeInt },
+    logEvery: { help: "steps between loss lines", check: positiveInt },
+    save: { help: "write the classifier checkpoint", flag: false },
+  },
+});
+
 /** `FINETUNE_DEFAULTS` with checked overrides; an unknown key or a wrong type is a TypeError. */
 export function resolveFinetune(overrides: Partial<Record<string, unknown>>): FinetuneConfig {
-  const cfg: Record<string, unknown> = { ...FINETUNE_DEFAULTS };
-  for (const [k, v] of Object.entries(overrides)) {
-    if (v === undefined) continue;
-    if (!(k in FINETUNE_DEFAULTS)) {
-      throw new TypeError(`Cannot configure fine-tuning: unknown setting "${k}"`);
-    }
-    const want = typeof FINETUNE_DEFAULTS[k as keyof FinetuneConfig];
-    if (typeof v !== want || (want === "number" && !Number.isFinite(v))) {
-      throw new TypeError(
-        `Cannot configure fine-tuning: "${k}" must be a ${want}, got ${JSON.stringify(v)}`,
-      );
-    }
-    cfg[k] = v;
-  }
-  const c = cfg as unknown as FinetuneConfig;
-  if (!c.checkpoint) throw new TypeError("Cannot fine-tune: give a checkpoint");
-  for (const k of ["epochs", "batch", "logEvery"] as const) {
-    if (!Number.isInteger(c[k]) || c[k] < 1) {
-      throw new RangeError(
-        `Cannot fine-tune as ${k} must be a positive integer: current value is ${c[k]}`,
-      );
-    }
-  }
-  for (const k of ["trainLimit", "testLimit", "heads", "warmupEpochs"] as const) {
-    if (!(c[k] >= 0)) {
-      throw new RangeError(`Cannot fine-tune as ${k} must be >= 0: current value is ${c[k]}`);
-    }
-  }
-  for (const k of ["dropPath", "smoothing", "switchProb"] as const) {
-    if (!(c[k] >= 0 && c[k] < 1) && !(k === "switchProb" && c[k] === 1)) {
-      throw new RangeError(`Cannot fine-tune as ${k} must be in [0, 1): current value is ${c[k]}`);
-    }
-  }
-  if (!(c.layerDecay > 0 && c.layerDecay <= 1)) {
-    throw new RangeError(
-      `Cannot fine-tune as layerDecay must be in (0, 1]: current value is ${c.layerDecay}`,
-    );
-  }
-  if (!(c.baseLr > 0) || !(c.minLr >= 0) || !(c.weightDecay >= 0) || c.mixup < 0 || c.cutmix < 0) {
-    throw new RangeError(
-      `Cannot fine-tune with baseLr ${c.baseLr}, minLr ${c.minLr}, weightDecay ${c.weightDecay}, ` +
-        `mixup ${c.mixup}, cutmix ${c.cutmix}: LR must be > 0 and the others >= 0`,
-    );
-  }
-  return Object.freeze(c);
+  return FINETUNE_CONFIG.resolve(overrides);
 }
 
 // ---- mixup / cutmix (timm `Mixup`, mode "batch") ---------------------------------
@@ -345,7 +354,12 @@ export async function finetune(
     );
   }
 
-  const model = new VitClassifier(be, vit, K, { B, dropPath: cfg.dropPath, label: "ft" });
+  const model = new VitClassifier(be, vit, {
+    numClasses: K,
+    B,
+    dropPath: cfg.dropPath,
+    label: "ft",
+  });
   model.init(new Rng(deriveSeed(cfg.seed, 10, 0)));
   model.loadEncoder(weights);
   const opt = new AdamW(be, model.ps, {
@@ -354,7 +368,8 @@ export async function finetune(
     eps: 1e-8,
     weightDecay: cfg.weightDecay,
     clipGrad: Infinity,
-  }, layerDecayScale(vit.depth, cfg.layerDecay));
+    lrScale: layerDecayScale(vit.depth, cfg.layerDecay),
+  });
   const lr = effectiveLr(cfg.baseLr, B);
   const sched = {
     lr,
@@ -374,6 +389,8 @@ export async function finetune(
   const dims = { B, C, H: vit.imgSize, W: vit.imgSize };
   const mix = { ...cfg, numClasses: K };
   const losses: number[] = [];
+  const trainStep = new TrainStep(be, { ps: model.ps, loss: model.loss, opt });
+  const totalSteps = itersPerEpoch * cfg.epochs;
   let step = 0;
   let trainS = 0;
   for (let epoch = 0; epoch < cfg.epochs; epoch++) {
@@ -381,24 +398,27 @@ export async function finetune(
     const rng = new Rng(deriveSeed(cfg.seed, 12, epoch));
     for (let it = 0; it < itersPerEpoch; it++) {
       const ts = performance.now();
-      for (let b = 0; b < B; b++) {
-        const i = order[it * B + b];
-        images.set(train.train(i, rng), b * imgLen);
-        labels[b] = trainDs.labels[i];
-      }
-      const { targets } = mixBatch(images, labels, dims, mix, rng);
-      model.setBatch(images, targets, rng);
-      be.fill(model.ps.grads!, 0);
-      model.forwardBackward();
-      opt.update(lrAt(epoch + it / itersPerEpoch, sched));
-      step++;
-      if (step % cfg.logEvery === 0 || step === itersPerEpoch * cfg.epochs) {
-        const loss = ((await be.download(model.loss)) as Float32Array)[0];
-        if (!Number.isFinite(loss)) {
-          throw new RangeError(`Fine-tuning stopped: the loss is ${loss} at step ${step}`);
+      const read = (step + 1) % cfg.logEvery === 0 || step + 1 === totalSteps;
+      const r = await trainStep.run(lrAt(epoch + it / itersPerEpoch, sched), () => {
+        for (let b = 0; b < B; b++) {
+          const i = order[it * B + b];
+          images.set(train.train(i, rng), b * imgLen);
+          labels[b] = trainDs.labels[i];
         }
-        losses.push(loss);
-        log(`epoch ${epoch} step ${step} loss ${loss.toFixed(4)}`);
+        const { targets } = mixBatch(images, labels, dims, mix, rng);
+        model.setBatch(images, targets, rng);
+        model.forwardBackward();
+      }, { read });
+      step++;
+      if (read) {
+        if (!Number.isFinite(r.loss) || !Number.isFinite(r.norm)) {
+          throw new NonFiniteLossError(
+            `Fine-tuning stopped: the loss is ${r.loss} and the gradient norm ${r.norm} at step ` +
+              `${step} (epoch ${epoch}); try a lower --base-lr`,
+          );
+        }
+        losses.push(r.loss);
+        log(`epoch ${epoch} step ${step} loss ${r.loss.toFixed(4)}`);
       } else {
         be.submit();
       }
@@ -432,7 +452,7 @@ export async function finetune(
     wall_s: (performance.now() - t0) / 1000,
     classifier,
   };
-  if (cfg.save) await Deno.writeTextFile(`${dir}/summary.json`, JSON.stringify(summary, null, 2));
+  if (cfg.save) await writeJsonAtomic(`${dir}/summary.json`, summary);
   return summary;
 }
 

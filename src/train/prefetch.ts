@@ -11,7 +11,7 @@
  * @module
  */
 import { Rng } from "../util/rng.ts";
-import type { ImagePipeline } from "./data.ts";
+import type { ImagePipeline } from "../data/pipeline.ts";
 
 /** What the worker needs to rebuild the training pipeline: the dataset spec and transform. */
 export interface PrefetchInit {
@@ -33,29 +33,48 @@ export interface PrefetchInit {
 export interface PreparedBatch {
   /** The images. */
   images: Float32Array;
-  /** `Rng.state` after the batch's augmentations. */
+  /** `Rng.state` after the batch's augmentations (one stream: the last sample's). */
   rngState: number;
+  /** With one seed per sample: each sample's `Rng.state` after its augmentation. */
+  rngStates?: Uint32Array;
 }
 
 /** A message to the worker. */
 export type PrefetchRequest =
   | { kind: "init"; init: PrefetchInit }
-  | { kind: "job"; id: number; indices: Int32Array; seed: number };
+  | { kind: "job"; id: number; indices: Int32Array; seed: number | Uint32Array };
 
 /** A message from the worker. */
 export type PrefetchReply =
-  | { kind: "batch"; id: number; images: Float32Array; rngState: number }
+  | { kind: "batch"; id: number; images: Float32Array; rngState: number; rngStates?: Uint32Array }
   | { kind: "error"; id: number; message: string };
 
-/** Renders one batch on this thread (the synchronous path, and the worker's body). */
+/**
+ * Renders one batch on this thread (the synchronous path, and the worker's body): one RNG
+ * stream from `seed`, or with one seed per sample, sample b from `new Rng(seed[b])` (its
+ * state after the augmentation in `rngStates[b]`).
+ */
 export function renderBatch(
   pipe: ImagePipeline,
   indices: Int32Array,
-  seed: number,
+  seed: number | Uint32Array,
   out?: Float32Array,
 ): PreparedBatch {
   const per = pipe.channels * pipe.size * pipe.size;
   const images = out ?? new Float32Array(indices.length * per);
+  if (typeof seed !== "number") {
+    if (seed.length !== indices.length) {
+      throw new RangeError(`Cannot render ${indices.length} images from ${seed.length} seeds`);
+    }
+    const rngStates = new Uint32Array(indices.length);
+    let rng = new Rng(0);
+    for (let b = 0; b < indices.length; b++) {
+      rng = new Rng(seed[b]);
+      images.set(pipe.train(indices[b], rng), b * per);
+      rngStates[b] = rng.state;
+    }
+    return { images, rngState: rng.state, rngStates };
+  }
   const rng = new Rng(seed);
   for (let b = 0; b < indices.length; b++) images.set(pipe.train(indices[b], rng), b * per);
   return { images, rngState: rng.state };
@@ -85,8 +104,9 @@ export class Prefetcher {
       const r = e.data;
       const p = this.#pending.get(r.id); // next() deletes it once settled
       if (!p) return;
-      if (r.kind === "batch") p.resolve({ images: r.images, rngState: r.rngState });
-      else p.reject(new Error(r.message));
+      if (r.kind === "batch") {
+        p.resolve({ images: r.images, rngState: r.rngState, rngStates: r.rngStates });
+      } else p.reject(new Error(r.message));
     };
     worker.onerror = (e) => {
       e.preventDefault();
@@ -109,8 +129,8 @@ export class Prefetcher {
     }
   }
 
-  /** Queues the batch of `indices` augmented from `seed`. */
-  request(indices: Int32Array, seed: number): void {
+  /** Queues the batch of `indices` augmented from `seed` (one stream, or one seed per sample). */
+  request(indices: Int32Array, seed: number | Uint32Array): void {
     const id = this.#nextId++;
     this.#pending.set(id, Promise.withResolvers<PreparedBatch>());
     this.#order.push(id);

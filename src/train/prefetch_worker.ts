@@ -7,7 +7,7 @@
 /// <reference no-default-lib="true" />
 /// <reference lib="deno.worker" />
 import { openDataset } from "../data/dataset.ts";
-import { ImagePipeline } from "./data.ts";
+import { ImagePipeline } from "../data/pipeline.ts";
 import { type PrefetchReply, type PrefetchRequest, renderBatch } from "./prefetch.ts";
 
 let pipe: Promise<ImagePipeline> | null = null;
@@ -24,8 +24,8 @@ self.onmessage = async (e: MessageEvent<PrefetchRequest>) => {
   let reply: PrefetchReply;
   try {
     if (!pipe) throw new Error("the data worker got a job before its init");
-    const { images, rngState } = renderBatch(await pipe, msg.indices, msg.seed);
-    reply = { kind: "batch", id: msg.id, images, rngState };
+    const { images, rngState, rngStates } = renderBatch(await pipe, msg.indices, msg.seed);
+    reply = { kind: "batch", id: msg.id, images, rngState, rngStates };
     self.postMessage(reply, [images.buffer as ArrayBuffer]);
   } catch (err) {
     reply = { kind: "error", id: msg.id, message: (err as Error)?.message ?? String(err) };

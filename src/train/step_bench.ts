@@ -9,6 +9,7 @@ import { PRESETS, vitFromPreset } from "../models/config.ts";
 import { DbotModel } from "../models/dbot.ts";
 import { Rng } from "../util/rng.ts";
 import { AdamW, PRETRAIN_ADAMW } from "./adamw.ts";
+import { TrainStep } from "./step.ts";
 
 /** What {@link stepBench} measures. */
 export interface StepBenchOptions {
@@ -55,7 +56,7 @@ export interface StepBenchResult {
 /** One prepared training step: {@link stepBench} times it, `bench/step_bench.ts` benches it. */
 export interface PreparedStep {
   /** Records (WebGPU) or runs (CPU) one full step and submits it. */
-  step(): void;
+  step(): Promise<void>;
   /** The step's loss tensor (download it to wait for the GPU). */
   loss: Tensor;
   /** Host milliseconds spent recording steps so far (JS overhead on WebGPU). */
@@ -78,16 +79,15 @@ export function prepareStep(
   model.initStudent(0);
   model.copyStudentToTeacher();
   const opt = new AdamW(be, model.student, PRETRAIN_ADAMW);
+  const trainStep = new TrainStep(be, { ps: model.student, loss: model.loss, opt });
   const rng = new Rng(1);
   const images = rng.uniformArray(o.batch * 3 * o.imgSize * o.imgSize, -1, 1);
   const L = (o.imgSize / o.patchSize) ** 2;
   let recordMs = 0;
-  const step = () => {
+  const step = async () => {
     model.setBatch(images, rng.uniformArray(o.batch * L), rng);
     const t = performance.now();
-    be.fill(model.student.grads!, 0);
-    model.forwardBackward();
-    opt.update(1e-4);
+    await trainStep.run(1e-4, () => model.forwardBackward());
     recordMs += performance.now() - t;
     be.submit();
   };
@@ -98,13 +98,13 @@ export function prepareStep(
 export async function stepBench(be: Backend, o: StepBenchOptions): Promise<StepBenchResult> {
   const { step, loss: lossTensor, recordMs: recorded } = prepareStep(be, o);
   let peak = Deno.memoryUsage().rss;
-  for (let i = 0; i < o.warmup; i++) step();
+  for (let i = 0; i < o.warmup; i++) await step();
   await be.download(lossTensor);
   const dispatches0 = (be as { dispatchCount?: number }).dispatchCount;
   const record0 = recorded();
   const t0 = performance.now();
   for (let i = 0; i < o.steps; i++) {
-    step();
+    await step();
     peak = Math.max(peak, Deno.memoryUsage().rss);
   }
   const loss = (await be.download(lossTensor))[0];

@@ -1,43 +1,111 @@
 /**
- * The CPU {@link Backend}: plain-TypeScript ops over `Float32Array`/`Int32Array` storage,
- * with OpenBLAS `sgemm` for matmul when it loads (else a pure-TS GEMM). Ops run eagerly;
- * `submit` is a no-op and `sync` resolves at once.
+ * The CPU {@link Backend}: ops over `Float32Array`/`Int32Array` storage, in three layers
+ * kept apart:
+ * - the reference loops of `ref/` (plain TypeScript, generic over f32/f64), which every
+ *   other path is tested against;
+ * - fast f32 kernels (WebAssembly SIMD, or native C when built) handed in as an object
+ *   ({@link CpuBackendOptions.kernels}; see `kernels.ts`), never a process-global switch;
+ * - GEMM: the best that loads (OpenBLAS `sgemm`, WebAssembly SIMD, TypeScript; see
+ *   `gemm.ts`), or the reference loops.
+ * Ops run eagerly; `submit` is a no-op and `sync` resolves at once.
  *
  * With `threads > 1` storage lives on `SharedArrayBuffer`s and the non-GEMM ops above a
- * work threshold run in static shares on a {@link CpuPool} of workers (see `pool.ts`):
- * the same thread count gives bit-identical results run to run; `threads: 1` runs every
- * op inline exactly as the single-threaded backend always did.
+ * work threshold run in shares on a {@link CpuPool} of workers (see `pool.ts`) that run
+ * the same kernels: the same thread count gives bit-identical results run to run;
+ * `threads: 1` runs every op inline. {@link CpuBackend.reference} is the plain reference:
+ * reference loops and GEMM, one thread.
  *
  * @module
  */
 import { shapeSize } from "../backend.ts";
-import type { Backend, DType, HostArray, MatmulDims, Storage, Tensor } from "../backend.ts";
+import type {
+  AdamwBufs,
+  AdamwDims,
+  AddBufs,
+  Backend,
+  BiasGradBufs,
+  CrossEntropyBufs,
+  DType,
+  GatherRowsBackwardBufs,
+  GatherRowsBufs,
+  GeluBackwardBufs,
+  GradNormBufs,
+  GradNormDims,
+  HeadDims,
+  HostArray,
+  LayernormBackwardBufs,
+  LayernormBackwardDims,
+  LayernormBufs,
+  MatmulBufs,
+  MatmulDims,
+  MergeHeadsBackwardBufs,
+  NormDims,
+  OutInpBufs,
+  PatchifyDims,
+  RowLossBufs,
+  RowsDims,
+  ScaleRowsBufs,
+  SmoothL1Dims,
+  SoftmaxBackwardBufs,
+  SoftmaxDims,
+  SplitHeadsBackwardBufs,
+  SplitHeadsBufs,
+  Storage,
+  Tensor,
+} from "../backend.ts";
+import {
+  checkAdamw,
+  checkAdd,
+  checkBiasGrad,
+  checkCrossEntropy,
+  checkDtype,
+  checkGatherRows,
+  checkGatherRowsBackward,
+  checkGelu,
+  checkGeluBackward,
+  checkGradNorm,
+  checkLayernorm,
+  checkLayernormBackward,
+  checkMatmul,
+  checkMergeHeads,
+  checkMergeHeadsBackward,
+  checkPatchify,
+  checkRowLoss,
+  checkScaleRows,
+  checkSize,
+  checkSoftmax,
+  checkSoftmaxBackward,
+  checkSplitHeads,
+  checkSplitHeadsBackward,
+  checkStandardizeRows,
+} from "../checks.ts";
 import { loadGemm } from "./gemm.ts";
 import type { Gemm } from "./gemm.ts";
-import { add } from "./ops/add.ts";
-import { adamw } from "./ops/adamw.ts";
-import { biasGrad } from "./ops/bias_grad.ts";
-import { cosineLoss } from "./ops/cosine_loss.ts";
-import { crossEntropyLoss } from "./ops/cross_entropy.ts";
-import { geluBackward, geluForward } from "./ops/gelu.ts";
-import { clipFactor, gradNorm } from "./ops/grad_norm.ts";
+import {
+  type CpuKernels,
+  type KernelChoice,
+  type KernelOps,
+  kernelOps,
+  loadKernels,
+} from "./kernels.ts";
+import { add } from "./ref/add.ts";
+import { biasGrad } from "./ref/bias_grad.ts";
+import { cosineLoss } from "./ref/cosine_loss.ts";
+import { crossEntropyLoss } from "./ref/cross_entropy.ts";
+import { clipFactor, gradNorm } from "./ref/grad_norm.ts";
 import {
   mergeHeadsBackward,
   mergeHeadsForward,
   splitHeadsBackward,
   splitHeadsForward,
-} from "./ops/heads.ts";
-import { layernormBackward, layernormForward } from "./ops/layernorm.ts";
-import { matmulEpilogue, matmulForward } from "./ops/matmul.ts";
-import type { MatmulEpilogue, SplitMatmul } from "./ops/matmul.ts";
-import { nativeUnavailableReason, simdKernels } from "./simd/simd.ts";
-import { CpuPool, K, setThreadGemm } from "./pool.ts";
-import type { PoolArray } from "./pool.ts";
-import { patchify } from "./ops/patchify.ts";
-import { gatherRowsBackward, gatherRowsForward, scaleRows } from "./ops/rows.ts";
-import { smoothL1Loss } from "./ops/smooth_l1.ts";
-import { softmaxBackward, softmaxForward } from "./ops/softmax.ts";
-import { standardizeRows } from "./ops/standardize.ts";
+} from "./ref/heads.ts";
+import { gemmRef, matmulForward } from "./ref/matmul.ts";
+import type { MatmulEpilogue, SplitMatmul } from "./ref/matmul.ts";
+import { patchify } from "./ref/patchify.ts";
+import { gatherRowsBackward, gatherRowsForward, scaleRows } from "./ref/rows.ts";
+import { smoothL1Loss } from "./ref/smooth_l1.ts";
+import { standardizeRows } from "./ref/standardize.ts";
+import { CpuPool, type PoolBufs, type PoolOpName, type PoolParams, setThreadGemm } from "./pool.ts";
 
 /** CPU memory: one host typed array. */
 export class CpuStorage implements Storage {
@@ -63,8 +131,24 @@ export class CpuStorage implements Storage {
 
 /** Options of {@link CpuBackend}. */
 export interface CpuBackendOptions {
-  /** GEMM to use: `"auto"` (OpenBLAS when it loads, default), `"openblas"` (required) or `"ts"`. */
-  gemm?: "auto" | "openblas" | "ts";
+  /**
+   * GEMM to use: `"auto"` (OpenBLAS when it loads, else the WebAssembly SIMD GEMM;
+   * default), `"openblas"` (required), `"wasm"` (the WebAssembly SIMD GEMM of `wasm_gemm/`),
+   * `"ts"` (the blocked TypeScript GEMM) or `"ref"` (the reference loops of `ref/matmul.ts`).
+   */
+  gemm?: "auto" | "openblas" | "wasm" | "ts" | "ref";
+  /**
+   * The fast f32 kernels of the elementwise and row ops: a choice (`"auto"`, default:
+   * native when built, else WebAssembly SIMD; `"native"`; `"wasm"`; `"js"`: the reference
+   * loops) or a loaded kernel set (see `kernels.ts`; with native kernels from another
+   * path, give {@link CpuBackendOptions.nativeLibrary} too). The worker pool loads the same.
+   */
+  kernels?: KernelChoice | CpuKernels;
+  /**
+   * Path of the native kernels library (`libdbot_cpu.so`; default: `native/build/` of
+   * this checkout). The tasks' `--native-lib` flag sets it.
+   */
+  nativeLibrary?: string;
   /**
    * Threads for the non-GEMM ops, the calling one included (default
    * `navigator.hardwareConcurrency`). 1 runs everything inline; results depend on it
@@ -97,17 +181,16 @@ export const DEFAULT_MIN_PARALLEL_WORK = 32768;
  */
 export const BATCHED_GEMM_MAX = 1 << 22;
 
-/** A matmul's operands as this backend's f32 views. */
-type F32MatmulBufs = {
-  out: Float32Array;
-  a: Float32Array;
-  b: Float32Array;
-  bias?: Float32Array;
-  pre?: Float32Array;
-};
-
 /** Smallest `M·N·K` that {@link CpuBackendOptions.splitGemm} splits over the threads. */
 export const SPLIT_GEMM_MIN = 1 << 16;
+
+/** The f32 views of a record of tensors (optional ones stay optional). */
+type F32Views<T> = {
+  [k in keyof T]: T[k] extends Tensor ? Float32Array : Float32Array | undefined;
+};
+
+/** The reference GEMM as a {@link Gemm}. */
+const REF_GEMM: Gemm = Object.freeze({ name: "reference GEMM", sgemm: gemmRef });
 
 /**
  * The CPU backend.
@@ -115,7 +198,7 @@ export const SPLIT_GEMM_MIN = 1 << 16;
  * @example
  * ```ts
  * import { CpuBackend } from "./backend.ts";
- * const be = new CpuBackend({ gemm: "ts" });
+ * const be = new CpuBackend({ gemm: "ts", kernels: "wasm" });
  * const x = be.tensor([2, 3]);
  * be.upload(x, new Float32Array([1, 2, 3, 4, 5, 6]));
  * be.gelu({ out: x, inp: x });
@@ -127,6 +210,8 @@ export class CpuBackend implements Backend {
   readonly name = "cpu" as const;
   readonly #gemm: Gemm;
   readonly #sgemm: Gemm["sgemm"];
+  readonly #ops: KernelOps;
+  readonly #nativeReason: string;
   readonly #epilogue: MatmulEpilogue;
   readonly #split: SplitMatmul;
   readonly #splitGemm: boolean;
@@ -135,57 +220,80 @@ export class CpuBackend implements Backend {
   readonly #noPool: string;
   readonly #minWork: number;
   #disposed = false;
+  readonly #freed = new Map<number, ArrayBufferLike[]>(); // freed buffers by byte length
+  readonly #freedStorages = new WeakSet<CpuStorage>();
 
   /**
-   * Loads the GEMM (`options.gemm`, default `"auto"`) and, with more than one thread,
-   * prepares the worker pool (workers start on the first op big enough to split).
+   * Loads the GEMM (`options.gemm`, default `"auto"`) and the kernels (`options.kernels`,
+   * default `"auto"`) and, with more than one thread, prepares the worker pool (workers
+   * start on the first op big enough to split).
    */
   constructor(options: CpuBackendOptions = {}) {
-    this.#gemm = loadGemm(options.gemm ?? "auto");
-    const gemm = this.#gemm;
-    this.#sgemm = (args) => gemm.sgemm(args);
     const threads = options.threads ?? navigator.hardwareConcurrency ?? 1;
     if (!Number.isInteger(threads) || threads < 1) {
       throw new RangeError(
         `Cannot create CpuBackend: threads must be an integer >= 1, current value is ${threads}`,
       );
     }
+    this.#gemm = options.gemm === "ref" ? REF_GEMM : loadGemm(options.gemm ?? "auto");
+    const gemm = this.#gemm;
+    this.#sgemm = (args) => gemm.sgemm(args);
+    const choice = options.kernels ?? "auto";
+    const loaded = typeof choice === "string"
+      ? loadKernels(choice, options.nativeLibrary)
+      : { kernels: choice, nativeReason: "" };
+    this.#ops = kernelOps(loaded.kernels);
+    this.#nativeReason = loaded.nativeReason;
     this.#minWork = options.minParallelWork ?? DEFAULT_MIN_PARALLEL_WORK;
     this.#splitGemm = options.splitGemm ?? true;
-    const pool = threads > 1 ? CpuPool.create(threads, gemm.path) : null;
+    const pool = threads > 1
+      ? CpuPool.create(threads, {
+        ops: this.#ops,
+        nativeLibrary: options.nativeLibrary,
+        blasPath: gemm.path,
+      })
+      : null;
     this.#pool = pool instanceof CpuPool ? pool : null;
     this.#noPool = pool && !(pool instanceof CpuPool) ? pool.reason : "";
     this.#epilogue = (bufs, dims) => {
-      const { c, bias, pre } = bufs;
-      const b: PoolArray[] = [c as Float32Array];
-      if (bias) b.push(bias as Float32Array);
-      if (pre) b.push(pre as Float32Array);
-      const p = [dims.N, bias ? 1 : 0, pre ? 1 : 0, dims.gelu ? 1 : 0];
-      if (!this.#par(K.matmulEpilogue, b, p, dims.M, dims.M * dims.N)) matmulEpilogue(bufs, dims);
+      const { c, bias, pre } = bufs as { c: Float32Array; bias?: Float32Array; pre?: Float32Array };
+      const p = { N: dims.N, gelu: dims.gelu ? 1 : 0 };
+      if (!this.#par("matmulEpilogue", { c, bias, pre }, p, dims.M, dims.M * dims.N)) {
+        this.#ops.matmulEpilogue(bufs, dims);
+      }
     };
     // Plain batches (attention) split by product; single products by slab (see below).
     this.#split = (bufs, dims) => {
-      const f32 = bufs as F32MatmulBufs; // this backend's views are all f32 (#f32)
+      const f32 = bufs as MatmulBufs<Float32Array>; // this backend's views are all f32 (#f32)
       if (dims.batch > 1) return !bufs.bias && !dims.gelu && this.#batchedGemm(f32, dims);
       return this.#splitGemm && this.#gemmSlabs(f32, dims);
     };
   }
 
   /**
-   * Which GEMM runs matmul and how many threads run the other ops, e.g.
-   * `"cpu with OpenBLAS (libopenblas.so.0, 2 threads), 2 op threads"`.
+   * The plain reference: the reference loops of `ref/` (GEMM included), no fast kernels,
+   * one thread. WebGPU kernels and the fast CPU paths are tested against it.
+   */
+  static reference(): CpuBackend {
+    return new CpuBackend({ gemm: "ref", kernels: "js", threads: 1 });
+  }
+
+  /**
+   * Which GEMM runs matmul, how many threads run the other ops and which kernels, e.g.
+   * `"cpu with OpenBLAS (libopenblas.so.0, 2 threads), 2 op threads, native kernels"`.
    */
   get description(): string {
     const pool = this.#pool;
     const why = pool?.broken ?? this.#noPool;
     const threads = pool && !pool.broken ? `${pool.threads} op threads` : "1 op thread";
-    const k = simdKernels();
-    const kernels = k?.name === "native"
+    const k = this.#ops.name;
+    const kernels = k === "native"
       ? "native kernels"
-      : k
-      ? `WebAssembly SIMD kernels (native: ${nativeUnavailableReason() || "off"})`
+      : k === "wasm"
+      ? `WebAssembly SIMD kernels (native: ${this.#nativeReason || "off"})`
       : "JS kernels";
-    return `cpu with ${this.#gemm.name}, ${threads}, ${kernels}${
+    const note = this.#gemm.note ? ` (${this.#gemm.note})` : "";
+    return `cpu with ${this.#gemm.name}${note}, ${threads}, ${kernels}${
       why ? ` (workers unavailable: ${why})` : ""
     }`;
   }
@@ -196,14 +304,19 @@ export class CpuBackend implements Backend {
     return pool && !pool.broken ? pool.threads : 1;
   }
 
+  /** Which fast kernels the ops run: `"native"`, `"wasm"` or `"js"` (the reference loops). */
+  get kernels(): "native" | "wasm" | "js" {
+    return this.#ops.name;
+  }
+
   /**
-   * Runs pool kernel `op` in static shares when the pool is on and `work` (elements
-   * touched) reaches the threshold; false means "run it inline".
+   * Runs pool op `name` when the pool is on and `work` (elements touched) reaches the
+   * threshold; false means "run it inline".
    */
-  #par(
-    op: number,
-    bufs: readonly PoolArray[],
-    params: readonly number[],
+  #par<N extends PoolOpName>(
+    name: N,
+    bufs: PoolBufs<N>,
+    params: PoolParams<N>,
     units: number,
     work: number,
   ): boolean {
@@ -211,40 +324,39 @@ export class CpuBackend implements Backend {
     if (pool === null || work < this.#minWork || !(units >= 2) || !Number.isInteger(units)) {
       return false;
     }
-    return pool.run(op, bufs, params, units);
+    return pool.run(name, bufs, params, units);
   }
 
   // ---- views ----------------------------------------------------------------
 
   /** The `Float32Array` view of `t`, after checking it is an f32 tensor of this backend. */
-  #f32(op: string, arg: string, t: Tensor, size?: number): Float32Array {
-    const data = this.#data(op, arg, t, size);
-    if (!(data instanceof Float32Array)) {
-      throw new TypeError(`Cannot run ${op}: ${arg} must be an f32 tensor, current dtype is i32`);
-    }
-    return data;
+  #f32(op: string, arg: string, t: Tensor): Float32Array {
+    checkDtype(op, arg, t, "f32");
+    return this.#data(op, arg, t) as Float32Array;
   }
 
   /** The `Int32Array` view of `t`, after checking it is an i32 tensor of this backend. */
-  #i32(op: string, arg: string, t: Tensor, size?: number): Int32Array {
-    const data = this.#data(op, arg, t, size);
-    if (!(data instanceof Int32Array)) {
-      throw new TypeError(`Cannot run ${op}: ${arg} must be an i32 tensor, current dtype is f32`);
-    }
-    return data;
+  #i32(op: string, arg: string, t: Tensor): Int32Array {
+    checkDtype(op, arg, t, "i32");
+    return this.#data(op, arg, t) as Int32Array;
   }
 
-  #data(op: string, arg: string, t: Tensor, size?: number): Float32Array | Int32Array {
+  /** Views of every tensor of `ts` (f32), keyed like `ts`; absent ones stay absent. */
+  #views<T extends Partial<Record<keyof T, Tensor>>>(op: string, ts: T): F32Views<T> {
+    const out: Record<string, Float32Array> = {};
+    for (const k in ts) {
+      const t = ts[k] as Tensor | undefined;
+      if (t) out[k] = this.#f32(op, k, t);
+    }
+    return out as F32Views<T>;
+  }
+
+  #data(op: string, arg: string, t: Tensor): Float32Array | Int32Array {
     if (this.#disposed) throw new TypeError(`Cannot run ${op}: the backend was disposed`);
     const s = t.storage;
     if (!(s instanceof CpuStorage)) {
       throw new TypeError(
         `Cannot run ${op}: ${arg} must live in CPU storage, current storage is "${s.label}"`,
-      );
-    }
-    if (size !== undefined && t.size !== size) {
-      throw new RangeError(
-        `Cannot run ${op}: ${arg} must have ${size} elements, current value is ${t.size}`,
       );
     }
     if (t.offset < 0 || t.offset + t.size > s.length) {
@@ -265,10 +377,30 @@ export class CpuBackend implements Backend {
       throw new TypeError(`Cannot create tensor "${label}": the backend was disposed`);
     }
     const size = shapeSize(shape);
+    // a freed buffer of the same size first (zeroed), so a model rebuilt at a stage switch
+    // reuses its predecessor's memory instead of waiting for the garbage collector
+    const reused = this.#freed.get(4 * size)?.pop();
+    if (reused) new Uint8Array(reused).fill(0);
     // Shared memory only when a pool may read it: SABs cost a little more to create.
-    const buf = this.#pool ? new SharedArrayBuffer(4 * size) : new ArrayBuffer(4 * size);
+    const buf = reused ??
+      (this.#pool ? new SharedArrayBuffer(4 * size) : new ArrayBuffer(4 * size));
     const data = dtype === "i32" ? new Int32Array(buf) : new Float32Array(buf);
     return { storage: new CpuStorage(data, label), offset: 0, shape: [...shape], size, dtype };
+  }
+
+  /**
+   * Keeps `t`'s buffer for the next {@link CpuBackend.tensor} of the same size (the garbage
+   * collector cannot free it while the old model is still referenced, e.g. during a stage
+   * switch). Using `t` afterwards aliases that new tensor.
+   */
+  free(t: Tensor): void {
+    const storage = t.storage as CpuStorage;
+    if (this.#freedStorages.has(storage)) return; // freeing twice is a no-op
+    this.#freedStorages.add(storage);
+    const buf = storage.data.buffer;
+    const list = this.#freed.get(buf.byteLength) ?? [];
+    list.push(buf);
+    this.#freed.set(buf.byteLength, list);
   }
 
   /** Copy host data into `t` (same length and dtype). */
@@ -300,7 +432,8 @@ export class CpuBackend implements Backend {
   /** `dst = src` (same size, same dtype). */
   copy(dst: Tensor, src: Tensor): void {
     const s = this.#data("copy", "src", src);
-    const d = this.#data("copy", "dst", dst, src.size);
+    checkSize("copy", "dst", dst, src.size);
+    const d = this.#data("copy", "dst", dst);
     if (dst.dtype !== src.dtype) {
       throw new TypeError(
         `Cannot run copy: dst and src must have the same dtype, current values are ${dst.dtype} and ${src.dtype}`,
@@ -320,48 +453,44 @@ export class CpuBackend implements Backend {
   /** Marks the backend disposed and stops its workers; later ops throw. Storage is freed by the GC. */
   dispose(): void {
     this.#disposed = true;
+    this.#freed.clear();
     this.#pool?.dispose();
   }
 
   // ---- dense --------------------------------------------------------------------
 
   /** See {@link Backend.matmul}. */
-  matmul(
-    { out, a, b, bias, pre }: { out: Tensor; a: Tensor; b: Tensor; bias?: Tensor; pre?: Tensor },
-    dims: MatmulDims,
-  ): void {
-    const op = "matmul";
-    const batch = dims.batch ?? 1;
-    const mn = batch * dims.M * dims.N;
-    matmulForward(
-      {
-        out: this.#f32(op, "out", out, mn),
-        a: this.#f32(op, "a", a, batch * dims.M * dims.K),
-        b: this.#f32(op, "b", b, batch * dims.K * dims.N),
-        bias: bias && this.#f32(op, "bias", bias, dims.N),
-        pre: pre && this.#f32(op, "pre", pre, mn),
-      },
-      dims,
-      this.#sgemm,
-      this.#epilogue,
-      this.#split,
-    );
+  matmul(bufs: MatmulBufs, dims: MatmulDims): void {
+    checkMatmul(bufs, dims);
+    const { out, a, b, bias, pre } = this.#views("matmul", bufs);
+    matmulForward({ out, a, b, bias, pre }, dims, {
+      gemm: this.#sgemm,
+      epilogue: this.#epilogue,
+      split: this.#split,
+    });
   }
 
   /**
-   * Runs pool kernel `op` with OpenBLAS single-threaded on every pool thread (OpenBLAS's
-   * own threads stay asleep); false when there is no pool or no OpenBLAS.
+   * Runs pool op `op` with OpenBLAS single-threaded (OpenBLAS's own threads stay asleep)
+   * or the WebAssembly GEMM on every pool thread; false when there is no pool or the GEMM
+   * is the TS one.
    */
-  #runBlasShares(op: number, bufs: PoolArray[], params: number[], units: number): boolean {
+  #runBlasShares<N extends "gemmSlab" | "batchedGemm">(
+    op: N,
+    bufs: PoolBufs<N>,
+    params: PoolParams<N>,
+    units: number,
+  ): boolean {
     const gemm = this.#gemm;
     const pool = this.#pool;
-    if (!pool || pool.broken || !gemm.path || !gemm.setThreads) return false;
+    // gemm.path: the workers can open the same GEMM (OpenBLAS or the WebAssembly one)
+    if (!pool || pool.broken || !gemm.path) return false;
     setThreadGemm(this.#sgemm);
-    gemm.setThreads(1);
+    gemm.setThreads?.(1);
     try {
       return pool.run(op, bufs, params, units);
     } finally {
-      gemm.setThreads(gemm.threads ?? 1);
+      gemm.setThreads?.(gemm.threads ?? 1);
     }
   }
 
@@ -371,7 +500,7 @@ export class CpuBackend implements Backend {
    * each row slab. False (nothing run) for a small product, or with no pool or OpenBLAS.
    */
   #gemmSlabs(
-    { out, a, b, bias, pre }: F32MatmulBufs,
+    { out, a, b, bias, pre }: MatmulBufs<Float32Array>,
     dims: Required<MatmulDims>,
   ): boolean {
     const { M, N, K: k, gelu } = dims;
@@ -379,22 +508,19 @@ export class CpuBackend implements Backend {
     if (M * N * k < SPLIT_GEMM_MIN) return false;
     const byCols = M < 16 * T && N >= 16 * T;
     if (!byCols && M < 2 * T) return false;
-    const p = [
+    const p = {
       M,
       N,
-      k,
-      dims.transA ? 1 : 0,
-      dims.transB ? 1 : 0,
-      dims.accumulate ? 1 : 0,
-      byCols ? 1 : 0,
-      bias ? 1 : 0,
-      pre ? 1 : 0,
-      gelu ? 1 : 0,
-    ];
-    const list: PoolArray[] = [out, a, b];
-    if (bias) list.push(bias);
-    if (pre) list.push(pre);
-    const ran = this.#runBlasShares(K.gemmSlab, list, p, byCols ? N : M);
+      K: k,
+      transA: dims.transA ? 1 : 0,
+      transB: dims.transB ? 1 : 0,
+      beta: dims.accumulate ? 1 : 0,
+      byCols: byCols ? 1 : 0,
+      // columns slabs leave the epilogue to one pass over the whole product, below
+      gelu: gelu && !byCols ? 1 : 0,
+    };
+    const slabBufs = byCols ? { out, a, b } : { out, a, b, bias, pre };
+    const ran = this.#runBlasShares("gemmSlab", slabBufs, p, byCols ? N : M);
     if (ran && byCols && (bias || gelu)) this.#epilogue({ c: out, bias, pre }, { M, N, gelu });
     return ran;
   }
@@ -406,23 +532,27 @@ export class CpuBackend implements Backend {
    * at 31 GFLOP/s on 2 threads, 69 on 1). False when there is no pool or no OpenBLAS.
    */
   #batchedGemm(
-    { out, a, b }: { out: Float32Array; a: Float32Array; b: Float32Array },
+    { out, a, b }: MatmulBufs<Float32Array>,
     dims: Required<MatmulDims>,
   ): boolean {
     const { M, N, K: k, batch } = dims;
-    if (M * N * k > BATCHED_GEMM_MAX) return false;
-    const p = [M, N, k, dims.transA ? 1 : 0, dims.transB ? 1 : 0, dims.accumulate ? 1 : 0];
-    return this.#runBlasShares(K.batchedGemm, [out, a, b], p, batch);
+    // big products use OpenBLAS's own threads; a GEMM without threads splits them all
+    if (M * N * k > BATCHED_GEMM_MAX && this.#gemm.setThreads) return false;
+    const p = {
+      M,
+      N,
+      K: k,
+      transA: dims.transA ? 1 : 0,
+      transB: dims.transB ? 1 : 0,
+      accumulate: dims.accumulate ? 1 : 0,
+    };
+    return this.#runBlasShares("batchedGemm", { out, a, b }, p, batch);
   }
 
   /** See {@link Backend.biasGrad}. */
-  biasGrad(
-    { dbias, dout }: { dbias: Tensor; dout: Tensor },
-    dims: { rows: number; C: number },
-  ): void {
-    const op = "biasGrad";
-    const db = this.#f32(op, "dbias", dbias, dims.C);
-    const d = this.#f32(op, "dout", dout, dims.rows * dims.C);
+  biasGrad(bufs: BiasGradBufs, dims: RowsDims): void {
+    checkBiasGrad(bufs, dims);
+    const { dbias: db, dout: d } = this.#views("biasGrad", bufs);
     const { rows, C } = dims;
     const gemv = this.#gemm.sgemvT;
     if (gemv && rows * C >= this.#minWork) {
@@ -433,7 +563,9 @@ export class CpuBackend implements Backend {
     }
     const T = this.#pool?.threads ?? 1;
     const part = this.#pool?.scratch(T * C);
-    if (part && C >= 1 && this.#par(K.biasGrad, [part, d], [C], rows, rows * C)) {
+    if (
+      part && C >= 1 && this.#par("biasGrad", { partials: part, dout: d }, { C }, rows, rows * C)
+    ) {
       addPartials(db, part, T, C);
       return;
     }
@@ -443,116 +575,64 @@ export class CpuBackend implements Backend {
   // ---- elementwise ----------------------------------------------------------------
 
   /** See {@link Backend.add}. */
-  add({ out, a, b }: { out: Tensor; a: Tensor; b: Tensor }): void {
-    const op = "add";
-    const o = this.#f32(op, "out", out, a.size);
-    const x = this.#f32(op, "a", a);
-    const y = this.#f32(op, "b", b);
-    const [n, m] = [x.length, y.length];
+  add(bufs: AddBufs): void {
+    checkAdd(bufs);
+    const v = this.#views("add", bufs);
+    const [n, m] = [v.a.length, v.b.length];
     // Same size: split elements; broadcast: split whole copies of b.
     const unit = m === n ? 1 : m;
-    if (m > 0 && n % m === 0 && this.#par(K.add, [o, x, y], [unit], n / unit, n)) return;
-    add({ out: o, a: x, b: y });
+    if (m > 0 && this.#par("add", v, { m: unit }, n / unit, n)) return;
+    add(v);
   }
 
   /** See {@link Backend.gelu}. */
-  gelu({ out, inp }: { out: Tensor; inp: Tensor }): void {
-    const o = this.#f32("gelu", "out", out, inp.size);
-    const i = this.#f32("gelu", "inp", inp);
-    if (this.#par(K.gelu, [o, i], [], i.length, 4 * i.length)) return;
-    geluForward({ out: o, inp: i });
+  gelu(bufs: OutInpBufs): void {
+    checkGelu(bufs);
+    const v = this.#views("gelu", bufs);
+    const n = v.inp.length;
+    if (this.#par("gelu", v, {}, n, 4 * n)) return;
+    this.#ops.geluForward(v);
   }
 
   /** See {@link Backend.geluBackward}. */
-  geluBackward({ dinp, dout, inp }: { dinp: Tensor; dout: Tensor; inp: Tensor }): void {
-    const op = "geluBackward";
-    const bufs = {
-      dinp: this.#f32(op, "dinp", dinp, inp.size),
-      dout: this.#f32(op, "dout", dout, inp.size),
-      inp: this.#f32(op, "inp", inp),
-    };
-    const n = inp.size;
-    if (this.#par(K.geluBackward, [bufs.dinp, bufs.dout, bufs.inp], [], n, 4 * n)) return;
-    geluBackward(bufs);
+  geluBackward(bufs: GeluBackwardBufs): void {
+    checkGeluBackward(bufs);
+    const v = this.#views("geluBackward", bufs);
+    const n = v.inp.length;
+    if (this.#par("geluBackward", v, {}, n, 4 * n)) return;
+    this.#ops.geluBackward(v);
   }
 
   /** See {@link Backend.scaleRows}. */
-  scaleRows(
-    { out, inp, scale }: { out: Tensor; inp: Tensor; scale: Tensor },
-    dims: { rows: number; C: number },
-  ): void {
-    const op = "scaleRows";
-    const n = dims.rows * dims.C;
-    const bufs = {
-      out: this.#f32(op, "out", out, n),
-      inp: this.#f32(op, "inp", inp, n),
-      scale: this.#f32(op, "scale", scale, dims.rows),
-    };
-    if (this.#par(K.scaleRows, [bufs.out, bufs.inp, bufs.scale], [dims.C], dims.rows, n)) return;
-    scaleRows(bufs, dims);
+  scaleRows(bufs: ScaleRowsBufs, dims: RowsDims): void {
+    checkScaleRows(bufs, dims);
+    const v = this.#views("scaleRows", bufs);
+    if (this.#par("scaleRows", v, { C: dims.C }, dims.rows, dims.rows * dims.C)) return;
+    scaleRows(v, dims);
   }
 
   // ---- normalisation --------------------------------------------------------------
 
   /** See {@link Backend.layernorm}. */
-  layernorm(
-    { out, mean, rstd, inp, weight, bias }: {
-      out: Tensor;
-      mean: Tensor;
-      rstd: Tensor;
-      inp: Tensor;
-      weight: Tensor;
-      bias: Tensor;
-    },
-    dims: { rows: number; C: number; eps: number },
-  ): void {
-    const op = "layernorm";
+  layernorm(bufs: LayernormBufs, dims: NormDims): void {
+    checkLayernorm(bufs, dims);
+    const v = this.#views("layernorm", bufs);
     const { rows, C } = dims;
-    const b = {
-      out: this.#f32(op, "out", out, rows * C),
-      mean: this.#f32(op, "mean", mean, rows),
-      rstd: this.#f32(op, "rstd", rstd, rows),
-      inp: this.#f32(op, "inp", inp, rows * C),
-      weight: this.#f32(op, "weight", weight, C),
-      bias: this.#f32(op, "bias", bias, C),
-    };
-    const list = [b.out, b.mean, b.rstd, b.inp, b.weight, b.bias];
-    if (this.#par(K.layernorm, list, [C, dims.eps], rows, 2 * rows * C)) return;
-    layernormForward(b, dims);
+    if (this.#par("layernorm", v, { C, eps: dims.eps }, rows, 2 * rows * C)) return;
+    this.#ops.layernormForward(v, dims);
   }
 
   /** See {@link Backend.layernormBackward}. */
-  layernormBackward(
-    { dinp, dweight, dbias, dout, inp, weight, mean, rstd }: {
-      dinp: Tensor;
-      dweight: Tensor;
-      dbias: Tensor;
-      dout: Tensor;
-      inp: Tensor;
-      weight: Tensor;
-      mean: Tensor;
-      rstd: Tensor;
-    },
-    dims: { rows: number; C: number; accumulate?: boolean },
-  ): void {
-    const op = "layernormBackward";
+  layernormBackward(bufs: LayernormBackwardBufs, dims: LayernormBackwardDims): void {
+    checkLayernormBackward(bufs, dims);
+    const v = this.#views("layernormBackward", bufs);
     const { rows, C } = dims;
-    const b = {
-      dinp: this.#f32(op, "dinp", dinp, rows * C),
-      dweight: this.#f32(op, "dweight", dweight, C),
-      dbias: this.#f32(op, "dbias", dbias, C),
-      dout: this.#f32(op, "dout", dout, rows * C),
-      inp: this.#f32(op, "inp", inp, rows * C),
-      weight: this.#f32(op, "weight", weight, C),
-      mean: this.#f32(op, "mean", mean, rows),
-      rstd: this.#f32(op, "rstd", rstd, rows),
-    };
     const T = this.#pool?.threads ?? 1;
     // partials (T, 2, C): share t's dweight then dbias sums, added here in share order
     const part = this.#pool?.scratch(2 * T * C);
     if (part && C >= 1) {
-      const list = [b.dinp, part, b.dout, b.inp, b.weight, b.mean, b.rstd];
-      if (this.#par(K.layernormBackward, list, [C, dims.accumulate ? 1 : 0], rows, 3 * rows * C)) {
+      const p = { C, accumulate: dims.accumulate ? 1 : 0 };
+      if (this.#par("layernormBackward", { ...v, partials: part }, p, rows, 3 * rows * C)) {
         for (let c = 0; c < C; c++) {
           let sw = 0;
           let sb = 0;
@@ -560,309 +640,162 @@ export class CpuBackend implements Backend {
             sw += part[2 * t * C + c];
             sb += part[(2 * t + 1) * C + c];
           }
-          b.dweight[c] += sw;
-          b.dbias[c] += sb;
+          v.dweight[c] += sw;
+          v.dbias[c] += sb;
         }
         return;
       }
     }
-    layernormBackward(b, dims);
+    this.#ops.layernormBackward(v, dims);
   }
 
   /** See {@link Backend.standardizeRows}. */
-  standardizeRows(
-    { out, inp }: { out: Tensor; inp: Tensor },
-    dims: { rows: number; C: number; eps: number },
-  ): void {
-    const op = "standardizeRows";
-    const n = dims.rows * dims.C;
-    const o = this.#f32(op, "out", out, n);
-    const i = this.#f32(op, "inp", inp, n);
-    if (dims.C >= 2 && this.#par(K.standardizeRows, [o, i], [dims.C, dims.eps], dims.rows, n)) {
-      return;
-    }
-    standardizeRows({ out: o, inp: i }, dims);
+  standardizeRows(bufs: OutInpBufs, dims: NormDims): void {
+    checkStandardizeRows(bufs, dims);
+    const v = this.#views("standardizeRows", bufs);
+    const { rows, C } = dims;
+    if (this.#par("standardizeRows", v, { C, eps: dims.eps }, rows, rows * C)) return;
+    standardizeRows(v, dims);
   }
 
   // ---- attention --------------------------------------------------------------------
 
   /** See {@link Backend.softmax}. */
-  softmax(
-    { out, inp }: { out: Tensor; inp: Tensor },
-    dims: { rows: number; C: number; scale: number },
-  ): void {
-    const op = "softmax";
-    const n = dims.rows * dims.C;
-    const o = this.#f32(op, "out", out, n);
-    const i = this.#f32(op, "inp", inp, n);
-    if (this.#par(K.softmax, [o, i], [dims.C, dims.scale], dims.rows, 2 * n)) return;
-    softmaxForward({ out: o, inp: i }, dims);
+  softmax(bufs: OutInpBufs, dims: SoftmaxDims): void {
+    checkSoftmax(bufs, dims);
+    const v = this.#views("softmax", bufs);
+    const { rows, C, scale } = dims;
+    if (this.#par("softmax", v, { C, scale }, rows, 2 * rows * C)) return;
+    this.#ops.softmaxForward(v, dims);
   }
 
   /** See {@link Backend.softmaxBackward}. */
-  softmaxBackward(
-    { dinp, dout, out }: { dinp: Tensor; dout: Tensor; out: Tensor },
-    dims: { rows: number; C: number; scale: number },
-  ): void {
-    const op = "softmaxBackward";
-    const n = dims.rows * dims.C;
-    const b = {
-      dinp: this.#f32(op, "dinp", dinp, n),
-      dout: this.#f32(op, "dout", dout, n),
-      out: this.#f32(op, "out", out, n),
-    };
-    const p = [dims.C, dims.scale];
-    if (this.#par(K.softmaxBackward, [b.dinp, b.dout, b.out], p, dims.rows, 3 * n)) return;
-    softmaxBackward(b, dims);
+  softmaxBackward(bufs: SoftmaxBackwardBufs, dims: SoftmaxDims): void {
+    checkSoftmaxBackward(bufs, dims);
+    const v = this.#views("softmaxBackward", bufs);
+    const { rows, C, scale } = dims;
+    if (this.#par("softmaxBackward", v, { C, scale }, rows, 3 * rows * C)) return;
+    this.#ops.softmaxBackward(v, dims);
   }
 
   /** See {@link Backend.splitHeads}. */
-  splitHeads(
-    { q, k, v, qkv }: { q: Tensor; k: Tensor; v: Tensor; qkv: Tensor },
-    dims: { B: number; N: number; NH: number; HS: number },
-  ): void {
-    const op = "splitHeads";
-    const n = dims.B * dims.N * dims.NH * dims.HS;
-    const b = {
-      q: this.#f32(op, "q", q, n),
-      k: this.#f32(op, "k", k, n),
-      v: this.#f32(op, "v", v, n),
-      qkv: this.#f32(op, "qkv", qkv, 3 * n),
-    };
-    const p = [dims.N, dims.NH, dims.HS];
-    if (this.#par(K.splitHeads, [b.q, b.k, b.v, b.qkv], p, dims.B, 6 * n)) return;
-    splitHeadsForward(b, dims);
+  splitHeads(bufs: SplitHeadsBufs, dims: HeadDims): void {
+    checkSplitHeads(bufs, dims);
+    const v = this.#views("splitHeads", bufs);
+    const { B, N, NH, HS } = dims;
+    if (this.#par("splitHeads", v, { N, NH, HS }, B, 6 * B * N * NH * HS)) return;
+    splitHeadsForward(v, dims);
   }
 
   /** See {@link Backend.splitHeadsBackward}. */
-  splitHeadsBackward(
-    { dqkv, dq, dk, dv }: { dqkv: Tensor; dq: Tensor; dk: Tensor; dv: Tensor },
-    dims: { B: number; N: number; NH: number; HS: number },
-  ): void {
-    const op = "splitHeadsBackward";
-    const n = dims.B * dims.N * dims.NH * dims.HS;
-    const b = {
-      dqkv: this.#f32(op, "dqkv", dqkv, 3 * n),
-      dq: this.#f32(op, "dq", dq, n),
-      dk: this.#f32(op, "dk", dk, n),
-      dv: this.#f32(op, "dv", dv, n),
-    };
-    const p = [dims.N, dims.NH, dims.HS];
-    if (this.#par(K.splitHeadsBackward, [b.dqkv, b.dq, b.dk, b.dv], p, dims.B, 6 * n)) return;
-    splitHeadsBackward(b, dims);
+  splitHeadsBackward(bufs: SplitHeadsBackwardBufs, dims: HeadDims): void {
+    checkSplitHeadsBackward(bufs, dims);
+    const v = this.#views("splitHeadsBackward", bufs);
+    const { B, N, NH, HS } = dims;
+    if (this.#par("splitHeadsBackward", v, { N, NH, HS }, B, 6 * B * N * NH * HS)) return;
+    splitHeadsBackward(v, dims);
   }
 
   /** See {@link Backend.mergeHeads}. */
-  mergeHeads(
-    { out, inp }: { out: Tensor; inp: Tensor },
-    dims: { B: number; N: number; NH: number; HS: number },
-  ): void {
-    const op = "mergeHeads";
-    const n = dims.B * dims.N * dims.NH * dims.HS;
-    const o = this.#f32(op, "out", out, n);
-    const i = this.#f32(op, "inp", inp, n);
-    if (this.#par(K.mergeHeads, [o, i], [dims.N, dims.NH, dims.HS], dims.B, 2 * n)) return;
-    mergeHeadsForward({ out: o, inp: i }, dims);
+  mergeHeads(bufs: OutInpBufs, dims: HeadDims): void {
+    checkMergeHeads(bufs, dims);
+    const v = this.#views("mergeHeads", bufs);
+    const { B, N, NH, HS } = dims;
+    if (this.#par("mergeHeads", v, { N, NH, HS }, B, 2 * B * N * NH * HS)) return;
+    mergeHeadsForward(v, dims);
   }
 
   /** See {@link Backend.mergeHeadsBackward}. */
-  mergeHeadsBackward(
-    { dinp, dout }: { dinp: Tensor; dout: Tensor },
-    dims: { B: number; N: number; NH: number; HS: number },
-  ): void {
-    const op = "mergeHeadsBackward";
-    const n = dims.B * dims.N * dims.NH * dims.HS;
-    const di = this.#f32(op, "dinp", dinp, n);
-    const d = this.#f32(op, "dout", dout, n);
-    if (this.#par(K.mergeHeadsBackward, [di, d], [dims.N, dims.NH, dims.HS], dims.B, 2 * n)) {
-      return;
-    }
-    mergeHeadsBackward({ dinp: di, dout: d }, dims);
+  mergeHeadsBackward(bufs: MergeHeadsBackwardBufs, dims: HeadDims): void {
+    checkMergeHeadsBackward(bufs, dims);
+    const v = this.#views("mergeHeadsBackward", bufs);
+    const { B, N, NH, HS } = dims;
+    if (this.#par("mergeHeadsBackward", v, { N, NH, HS }, B, 2 * B * N * NH * HS)) return;
+    mergeHeadsBackward(v, dims);
   }
 
   // ---- rows -----------------------------------------------------------------------------
 
   /** See {@link Backend.gatherRows}. */
-  gatherRows(
-    { out, inp, index, fill }: { out: Tensor; inp: Tensor; index: Tensor; fill?: Tensor },
-    dims: { rows: number; C: number },
-  ): void {
+  gatherRows(bufs: GatherRowsBufs, dims: RowsDims): void {
+    checkGatherRows(bufs, dims);
     const op = "gatherRows";
-    const b = {
-      out: this.#f32(op, "out", out, dims.rows * dims.C),
-      inp: this.#f32(op, "inp", inp),
-      index: this.#i32(op, "index", index, dims.rows),
-      fill: fill && this.#f32(op, "fill", fill, dims.C),
-    };
-    const list: PoolArray[] = [b.out, b.inp, b.index];
-    if (b.fill) list.push(b.fill);
-    if (this.#par(K.gatherRows, list, [dims.C], dims.rows, 2 * dims.rows * dims.C)) return;
-    gatherRowsForward(b, dims);
+    const { out, inp, fill } = this.#views(op, { out: bufs.out, inp: bufs.inp, fill: bufs.fill });
+    const index = this.#i32(op, "index", bufs.index);
+    const { rows, C } = dims;
+    if (this.#par(op, { out, inp, index, fill }, { C }, rows, 2 * rows * C)) return;
+    gatherRowsForward({ out, inp, index, fill }, dims);
   }
 
   /** See {@link Backend.gatherRowsBackward}. */
-  gatherRowsBackward(
-    { dinp, dfill, dout, index }: { dinp: Tensor; dfill?: Tensor; dout: Tensor; index: Tensor },
-    dims: { rows: number; C: number },
-  ): void {
+  gatherRowsBackward(bufs: GatherRowsBackwardBufs, dims: RowsDims): void {
+    checkGatherRowsBackward(bufs, dims);
     const op = "gatherRowsBackward";
-    gatherRowsBackward(
-      {
-        dinp: this.#f32(op, "dinp", dinp),
-        dfill: dfill && this.#f32(op, "dfill", dfill, dims.C),
-        dout: this.#f32(op, "dout", dout, dims.rows * dims.C),
-        index: this.#i32(op, "index", index, dims.rows),
-      },
-      dims,
-    );
+    const { dinp, dfill, dout } = this.#views(op, {
+      dinp: bufs.dinp,
+      dfill: bufs.dfill,
+      dout: bufs.dout,
+    });
+    gatherRowsBackward({ dinp, dfill, dout, index: this.#i32(op, "index", bufs.index) }, dims);
   }
 
   /** See {@link Backend.patchify}. */
-  patchify(
-    { out, inp }: { out: Tensor; inp: Tensor },
-    dims: { B: number; C: number; H: number; W: number; P: number },
-  ): void {
-    const op = "patchify";
-    const n = dims.B * dims.C * dims.H * dims.W;
-    const o = this.#f32(op, "out", out, n);
-    const i = this.#f32(op, "inp", inp, n);
-    const { C, H, W, P } = dims;
-    const ok = Number.isInteger(P) && P >= 1 && H % P === 0 && W % P === 0;
-    if (ok && this.#par(K.patchify, [o, i], [C, H, W, P], dims.B, 2 * n)) return;
-    patchify({ out: o, inp: i }, dims);
+  patchify(bufs: OutInpBufs, dims: PatchifyDims): void {
+    checkPatchify(bufs, dims);
+    const v = this.#views("patchify", bufs);
+    const { B, C, H, W, P } = dims;
+    if (this.#par("patchify", v, { C, H, W, P }, B, 2 * v.inp.length)) return;
+    patchify(v, dims);
   }
 
   // ---- losses ------------------------------------------------------------------------------
 
   /** See {@link Backend.smoothL1Loss}. */
-  smoothL1Loss(
-    { loss, dinp, inp, target, weight }: {
-      loss: Tensor;
-      dinp: Tensor;
-      inp: Tensor;
-      target: Tensor;
-      weight: Tensor;
-    },
-    dims: { rows: number; C: number; beta: number },
-  ): void {
-    const op = "smoothL1Loss";
-    const n = dims.rows * dims.C;
-    smoothL1Loss(
-      {
-        loss: this.#f32(op, "loss", loss, 1),
-        dinp: this.#f32(op, "dinp", dinp, n),
-        inp: this.#f32(op, "inp", inp, n),
-        target: this.#f32(op, "target", target, n),
-        weight: this.#f32(op, "weight", weight, dims.rows),
-      },
-      dims,
-    );
+  smoothL1Loss(bufs: RowLossBufs, dims: SmoothL1Dims): void {
+    checkRowLoss("smoothL1Loss", bufs, dims);
+    smoothL1Loss(this.#views("smoothL1Loss", bufs), dims);
   }
 
   /** See {@link Backend.cosineLoss}. */
-  cosineLoss(
-    { loss, dinp, inp, target, weight }: {
-      loss: Tensor;
-      dinp: Tensor;
-      inp: Tensor;
-      target: Tensor;
-      weight: Tensor;
-    },
-    dims: { rows: number; C: number },
-  ): void {
-    const op = "cosineLoss";
-    const n = dims.rows * dims.C;
-    cosineLoss(
-      {
-        loss: this.#f32(op, "loss", loss, 1),
-        dinp: this.#f32(op, "dinp", dinp, n),
-        inp: this.#f32(op, "inp", inp, n),
-        target: this.#f32(op, "target", target, n),
-        weight: this.#f32(op, "weight", weight, dims.rows),
-      },
-      dims,
-    );
+  cosineLoss(bufs: RowLossBufs, dims: RowsDims): void {
+    checkRowLoss("cosineLoss", bufs, dims);
+    cosineLoss(this.#views("cosineLoss", bufs), dims);
   }
 
   /** See {@link Backend.crossEntropyLoss}. */
-  crossEntropyLoss(
-    { loss, dlogits, logits, target }: {
-      loss: Tensor;
-      dlogits: Tensor;
-      logits: Tensor;
-      target: Tensor;
-    },
-    dims: { rows: number; C: number },
-  ): void {
-    const op = "crossEntropyLoss";
-    const n = dims.rows * dims.C;
-    crossEntropyLoss(
-      {
-        loss: this.#f32(op, "loss", loss, 1),
-        dlogits: this.#f32(op, "dlogits", dlogits, n),
-        logits: this.#f32(op, "logits", logits, n),
-        target: this.#f32(op, "target", target, n),
-      },
-      dims,
-    );
+  crossEntropyLoss(bufs: CrossEntropyBufs, dims: RowsDims): void {
+    checkCrossEntropy(bufs, dims);
+    crossEntropyLoss(this.#views("crossEntropyLoss", bufs), dims);
   }
 
   // ---- optimiser ------------------------------------------------------------------------------
 
   /** See {@link Backend.gradNorm}. */
-  gradNorm(
-    { norm, clipScale, grad }: { norm: Tensor; clipScale: Tensor; grad: Tensor },
-    dims: { maxNorm: number },
-  ): void {
-    const op = "gradNorm";
-    const b = {
-      norm: this.#f32(op, "norm", norm, 1),
-      clipScale: this.#f32(op, "clipScale", clipScale, 1),
-      grad: this.#f32(op, "grad", grad),
-    };
+  gradNorm(bufs: GradNormBufs, dims: GradNormDims): void {
+    checkGradNorm(bufs, dims);
+    const v = this.#views("gradNorm", bufs);
     const T = this.#pool?.threads ?? 1;
     const part = this.#pool?.scratch(T);
-    const n = b.grad.length;
-    if (part && dims.maxNorm > 0 && this.#par(K.gradNorm, [part, b.grad], [], n, n)) {
+    const n = v.grad.length;
+    if (part && this.#par("gradNorm", { partials: part, grad: v.grad }, {}, n, n)) {
       let ss = 0;
       for (let t = 0; t < T; t++) ss += part[t];
-      b.norm[0] = Math.sqrt(ss);
-      b.clipScale[0] = clipFactor(b.norm[0], dims.maxNorm);
+      v.norm[0] = Math.sqrt(ss);
+      v.clipScale[0] = clipFactor(v.norm[0], dims.maxNorm);
       return;
     }
-    gradNorm(b, dims);
+    gradNorm(v, dims);
   }
 
   /** See {@link Backend.adamw}. */
-  adamw(
-    { param, grad, m, v, offsets, hyper, clipScale }: {
-      param: Tensor;
-      grad: Tensor;
-      m: Tensor;
-      v: Tensor;
-      offsets: Tensor;
-      hyper: Tensor;
-      clipScale?: Tensor;
-    },
-    dims: { lr: number; beta1: number; beta2: number; eps: number; step: number },
-  ): void {
+  adamw(bufs: AdamwBufs, dims: AdamwDims): void {
+    checkAdamw(bufs, dims);
     const op = "adamw";
-    const n = param.size;
-    const S = offsets.size - 1;
-    const b = {
-      param: this.#f32(op, "param", param),
-      grad: this.#f32(op, "grad", grad, n),
-      m: this.#f32(op, "m", m, n),
-      v: this.#f32(op, "v", v, n),
-      offsets: this.#i32(op, "offsets", offsets),
-      hyper: this.#f32(op, "hyper", hyper, 2 * S),
-      clipScale: clipScale && this.#f32(op, "clipScale", clipScale, 1),
-    };
-    const list: PoolArray[] = [b.param, b.grad, b.m, b.v, b.offsets, b.hyper];
-    if (b.clipScale) list.push(b.clipScale);
-    const p = [dims.lr, dims.beta1, dims.beta2, dims.eps, dims.step];
-    if (this.#par(K.adamw, list, p, n, 4 * n)) return;
-    adamw(b, dims);
+    const { offsets, ...floats } = bufs;
+    const v = { ...this.#views(op, floats), offsets: this.#i32(op, "offsets", offsets) };
+    const n = v.param.length;
+    if (this.#par(op, v, dims, n, 4 * n)) return;
+    this.#ops.adamw(v, dims);
   }
 }
 

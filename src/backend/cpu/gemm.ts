@@ -1,16 +1,17 @@
 /**
  * General matrix multiply for the CPU backend: a blocked pure-TypeScript
- * GEMM (f32 and f64) and {@link loadGemm}, which picks OpenBLAS's
- * `cblas_sgemm` when the library can be loaded and falls back to the
- * TypeScript GEMM otherwise.
+ * GEMM (f32 and f64) and {@link loadGemm}, which picks, best first, OpenBLAS's
+ * `cblas_sgemm` when the library can be loaded, the WebAssembly SIMD GEMM shipped
+ * in the module (`wasm_gemm/`), and the TypeScript GEMM.
  *
  * Conventions are row-major BLAS: `C[M,N] = alpha·op(A)·op(B) + beta·C`,
  * `lda`/`ldb`/`ldc` are row strides in elements.
  *
  * @module
  */
-import type { FloatArray } from "./ops/types.ts";
-import { loadOpenBlas } from "./openblas.ts";
+import type { FloatArray } from "./ref/types.ts";
+import { loadOpenBlas, openOpenBlas } from "./openblas.ts";
+import { WASM_GEMM_PATHS, wasmGemm, type WasmGemmVariant } from "./wasm_gemm/wasm_gemm.ts";
 
 export type { FloatArray };
 
@@ -50,8 +51,16 @@ export interface Gemm {
   readonly name: string;
   /** `C = alpha·op(A)·op(B) + beta·C` on `Float32Array` operands. */
   sgemm(args: GemmArgs): void;
-  /** Where another thread can open the same library (OpenBLAS: its path); absent for pure TS. */
+  /**
+   * Where another thread can open the same GEMM ({@link openThreadGemm}): OpenBLAS's
+   * library path, or `"wasm:relaxed"` / `"wasm:simd"`; absent for pure TS.
+   */
   readonly path?: string;
+  /**
+   * Why a faster GEMM is not in use and how to get it (set by {@link loadGemm} when
+   * OpenBLAS did not load), e.g. the apt command and the speed-up it measured.
+   */
+  readonly note?: string;
   /** The library's own thread count (OpenBLAS); absent when it has no threads. */
   readonly threads?: number;
   /** Sets the library's own thread count (OpenBLAS `openblas_set_num_threads`). */
@@ -313,10 +322,27 @@ export const tsGemm: Gemm = Object.freeze({
 });
 
 /**
+ * Matmul speed-up of OpenBLAS over the WebAssembly GEMM, measured by
+ * `bench/gemm_table.ts` on the ViT-Tiny/Base shapes: geometric means of 2.5–3.1× over
+ * three runs on a 2-thread `CpuBackend` (2-core Zen 4, 2026-12-02; OpenBLAS uses 256-bit
+ * FMA where WebAssembly has 128-bit SIMD).
+ */
+export const OPENBLAS_SPEEDUP_OVER_WASM = 3;
+
+/** The one command that installs OpenBLAS where {@link loadGemm} looks for it (Debian/Ubuntu). */
+export const OPENBLAS_APT_COMMAND = "apt-get install libopenblas0-pthread";
+
+/** Which GEMM {@link loadGemm} picks. */
+export type GemmChoice = "auto" | "openblas" | "wasm" | "ts";
+
+/**
  * Picks a single-precision GEMM.
  *
- * - `"auto"` (default): OpenBLAS when it loads, else the pure-TS GEMM.
+ * - `"auto"` (default): OpenBLAS when it loads, else the WebAssembly SIMD GEMM (relaxed
+ *   SIMD when the engine has it), else the pure-TS GEMM. Without OpenBLAS the result's
+ *   `note` says why and what installing it would bring.
  * - `"openblas"`: OpenBLAS or an `Error` saying where it was looked for and how to install it.
+ * - `"wasm"`: the WebAssembly SIMD GEMM, or an `Error` when the engine has no WebAssembly SIMD.
  * - `"ts"`: the pure-TS GEMM.
  *
  * Throws when `DBOT_OPENBLAS` names a library that fails to load.
@@ -325,17 +351,47 @@ export const tsGemm: Gemm = Object.freeze({
  * ```ts
  * import { loadGemm } from "./gemm.ts";
  * const gemm = loadGemm();
- * console.log(gemm.name); // "OpenBLAS (libopenblas.so.0, 2 threads)" or "pure-TS GEMM"
+ * console.log(gemm.name); // "OpenBLAS (libopenblas.so.0, 2 threads)" or "WebAssembly SIMD GEMM (…)"
  * ```
  */
-export function loadGemm(prefer: "auto" | "openblas" | "ts" = "auto"): Gemm {
+export function loadGemm(prefer: GemmChoice = "auto"): Gemm {
   if (prefer === "ts") return tsGemm;
+  if (prefer === "wasm") {
+    const wasm = wasmGemm();
+    if (wasm) return wasm;
+    throw new Error(
+      "Cannot load the WebAssembly GEMM as this engine rejects WebAssembly SIMD modules",
+    );
+  }
   const failures: string[] = [];
   const blas = loadOpenBlas(failures);
   if (blas) return blas;
-  if (prefer === "auto") return tsGemm;
+  if (prefer === "auto") {
+    const noFfi = failures.length > 0 && failures.every((f) => f.includes("no FFI permission"));
+    const fix = noFfi
+      ? `grant --allow-ffi, and ${OPENBLAS_APT_COMMAND} if it is missing`
+      : `OpenBLAS not found: ${OPENBLAS_APT_COMMAND}`;
+    const note = `OpenBLAS would make matmul ~${OPENBLAS_SPEEDUP_OVER_WASM}× faster; ${fix}`;
+    const wasm = wasmGemm();
+    return Object.freeze({ ...(wasm ?? tsGemm), note });
+  }
   throw new Error(
     `Cannot load OpenBLAS as the library was not found; tried ${failures.join("; ")}. ` +
-      `Install it (apt-get install libopenblas0-pthread) or set DBOT_OPENBLAS to its path.`,
+      `Install it (${OPENBLAS_APT_COMMAND}) or set DBOT_OPENBLAS to its path.`,
   );
+}
+
+/**
+ * Opens the GEMM that another thread loaded, from its {@link Gemm.path}: a pool worker
+ * runs its share of a split matmul with it (its own WebAssembly instance, or the same
+ * OpenBLAS library). Throws when it does not load.
+ */
+export function openThreadGemm(path: string): Gemm {
+  for (const [variant, p] of Object.entries(WASM_GEMM_PATHS)) {
+    if (path !== p) continue;
+    const gemm = wasmGemm(variant as WasmGemmVariant);
+    if (!gemm) throw new Error(`Cannot load the WebAssembly GEMM (${variant}) on this thread`);
+    return gemm;
+  }
+  return openOpenBlas(path);
 }

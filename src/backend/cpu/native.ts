@@ -5,11 +5,13 @@
  * CPU has them) and run on the backend's own arrays, with no copies.
  *
  * Optional: when the library is not built, or FFI is not permitted for its directory,
- * {@link loadNativeKernels} returns null with the reason and the backend uses WebAssembly.
+ * {@link loadNativeKernels} returns the reason and the backend uses WebAssembly. The path
+ * is the backend's `nativeLibrary` option (the tasks' `--native-lib`), else the checkout's
+ * `native/build/`; no environment variable is read.
  *
  * @module
  */
-import type { SimdKernels } from "./simd/simd.ts";
+import type { CpuKernels } from "./kernels.ts";
 
 const SYMBOLS = {
   dbot_gelu: { parameters: ["buffer", "buffer", "i32"], result: "void" },
@@ -62,22 +64,44 @@ const SYMBOLS = {
   },
 } as const;
 
-/** The library path: `$DBOT_NATIVE` when set, else `native/build/` of this checkout. */
-export function nativeLibraryPath(): string | null {
-  try {
-    const env = Deno.env.get("DBOT_NATIVE");
-    if (env) return env;
-  } catch { /* no --allow-env: use the default */ }
+/**
+ * Where the native library is built in this checkout (`native/build/libdbot_cpu.so`, or
+ * `.dylib`), or null when the module is not a local file (a JSR or remote import).
+ */
+export function defaultNativeLibrary(): string | null {
   const ext = Deno.build.os === "darwin" ? "dylib" : "so";
   const url = new URL(`../../../native/build/libdbot_cpu.${ext}`, import.meta.url);
   if (url.protocol !== "file:") return null; // a remote module has no built library
   return decodeURIComponent(url.pathname);
 }
 
-/** The native kernels, or `{ reason }` when they cannot load here. */
-export function loadNativeKernels(): SimdKernels | { reason: string } {
-  const path = nativeLibraryPath();
-  if (!path) return { reason: "the module is not a local checkout" };
+/** Kernels (or why not) per library path: each thread opens a library once. */
+const loaded = new Map<string, CpuKernels | { reason: string }>();
+
+/**
+ * The native kernels from `path` (default {@link defaultNativeLibrary}), or `{ reason }`
+ * when they cannot load here.
+ */
+export function loadNativeKernels(path?: string): CpuKernels | { reason: string } {
+  const file = path ?? defaultNativeLibrary();
+  if (!file) return { reason: "the module is not a local checkout" };
+  let k = loaded.get(file);
+  if (!k) {
+    k = openNative(file);
+    loaded.set(file, k);
+  }
+  return k;
+}
+
+function openNative(path: string): CpuKernels | { reason: string } {
+  // Ask first: a dlopen without the permission would stop at a prompt in a terminal.
+  try {
+    if (Deno.permissions.querySync({ name: "ffi", path }).state !== "granted") {
+      return { reason: `no FFI permission for ${path}` };
+    }
+  } catch (e) {
+    return { reason: `FFI permission query failed: ${(e as Error).message}` };
+  }
   let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
   try {
     lib = Deno.dlopen(path, SYMBOLS);

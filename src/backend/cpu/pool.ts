@@ -11,40 +11,41 @@
  *   buffer refs `(id, dtype, offset, length)`, f64 params, work units), bumps `SEQ`
  *   and notifies; each worker runs its static share, marks itself idle and notifies;
  *   the main thread runs share 0 meanwhile, then waits.
- * - Column reductions and split GEMMs ({@link STATIC_SHARES}) use static shares: share `t`
- *   of `T` gets units `[⌊u·t/T⌋, ⌊u·(t+1)/T⌋)`; reductions write partials that the main
- *   thread sums in share order, so the same `T` gives bit-identical results run to run.
- *   Every other op writes each output element from its own inputs only, so its units are
- *   cut into {@link CHUNKS_PER_THREAD} chunks per thread that threads claim as they go
- *   (another process can slow one core); any claim order gives the same bits.
+ * - Every op is one named record of {@link POOL_OPS} (buffers, params, share policy,
+ *   kernel); its wire code is its index there. Column reductions and split GEMMs use
+ *   static shares: share `t` of `T` gets units `[⌊u·t/T⌋, ⌊u·(t+1)/T⌋)`; reductions write
+ *   partials that the main thread sums in share order, so the same `T` gives
+ *   bit-identical results run to run. Every other op writes each output element from its
+ *   own inputs only, so its units are cut into {@link CHUNKS_PER_THREAD} chunks per
+ *   thread that threads claim as they go (another process can slow one core); any claim
+ *   order gives the same bits.
+ * - Every thread runs the kernels its backend was built with (`KernelOps`): the main
+ *   thread the backend's, each worker the same choice loaded on its own thread.
  * - An idle worker exits after {@link IDLE_EXIT_MS} (so a forgotten backend does not keep
  *   the process alive); the next op starts a fresh pool.
  *
  * @module
  */
-import { add } from "./ops/add.ts";
-import { adamw } from "./ops/adamw.ts";
-import { biasGrad } from "./ops/bias_grad.ts";
-import { geluBackward, geluForward } from "./ops/gelu.ts";
-import { sumOfSquares } from "./ops/grad_norm.ts";
+import { add } from "./ref/add.ts";
+import { biasGrad } from "./ref/bias_grad.ts";
+import { sumOfSquares } from "./ref/grad_norm.ts";
 import {
   mergeHeadsBackward,
   mergeHeadsForward,
   splitHeadsBackward,
   splitHeadsForward,
-} from "./ops/heads.ts";
-import { layernormBackward, layernormForward } from "./ops/layernorm.ts";
-import { gemmProduct, matmulEpilogue } from "./ops/matmul.ts";
-import { patchify } from "./ops/patchify.ts";
-import { gatherRowsForward, scaleRows } from "./ops/rows.ts";
-import { softmaxBackward, softmaxForward } from "./ops/softmax.ts";
-import { standardizeRows } from "./ops/standardize.ts";
+} from "./ref/heads.ts";
+import { gemmProduct } from "./ref/matmul.ts";
+import { patchify } from "./ref/patchify.ts";
+import { gatherRowsForward, scaleRows } from "./ref/rows.ts";
+import { standardizeRows } from "./ref/standardize.ts";
 import type { GemmArgs } from "./gemm.ts";
+import type { KernelOps } from "./kernels.ts";
 
-/** The GEMM that {@link K.batchedGemm} calls on this thread (set per op on the main thread, at start in a worker). */
+/** The GEMM that the `batchedGemm` and `gemmSlab` shares call on this thread (set per op on the main thread, at start in a worker). */
 let threadGemm: ((args: GemmArgs) => void) | null = null;
 
-/** Sets the GEMM this thread's batched-matmul shares call. */
+/** Sets the GEMM this thread's matmul shares call. */
 export function setThreadGemm(gemm: ((args: GemmArgs) => void) | null): void {
   threadGemm = gemm;
 }
@@ -53,346 +54,526 @@ export function setThreadGemm(gemm: ((args: GemmArgs) => void) | null): void {
 export type PoolArray = Float32Array | Float64Array | Int32Array;
 
 /**
- * One op's share: units `[lo, hi)` of the op, run by share `t`. `b` holds the op's
- * buffers (whole views), `p` its numeric parameters.
+ * One op the pool runs: its buffers and scalar params by name (wire order), how its
+ * units are shared, and the kernel that runs units `[lo, hi)` as share `t` with the
+ * thread's {@link KernelOps}. Buffers are whole views; `optional` ones may be absent.
  */
-export type Kernel = (b: PoolArray[], p: Float64Array, lo: number, hi: number, t: number) => void;
+export interface PoolOp<B extends string, O extends string, P extends string> {
+  /** Required buffers, in wire order. */
+  readonly bufs: readonly B[];
+  /** Optional buffers, after the required ones on the wire. */
+  readonly optional: readonly O[];
+  /** Scalar params (sent as f64), in wire order. */
+  readonly params: readonly P[];
+  /**
+   * `"static"`: one share per thread, share `t` of `T` gets units `[⌊u·t/T⌋, ⌊u·(t+1)/T⌋)`
+   * (column reductions that write per-share partials, and split GEMMs); `"chunked"`:
+   * {@link CHUNKS_PER_THREAD} chunks per thread, claimed as threads go (ops whose every
+   * output element depends on its own inputs only: any claim order gives the same bits).
+   */
+  readonly shares: "static" | "chunked";
+  /** Runs units `[lo, hi)` as share `t`. */
+  kernel(
+    b: Record<B, PoolArray> & Partial<Record<O, PoolArray>>,
+    p: Record<P, number>,
+    lo: number,
+    hi: number,
+    t: number,
+    ops: KernelOps,
+  ): void;
+}
 
-const f = (a: PoolArray): Float32Array => a as Float32Array;
-const d = (a: PoolArray): Float64Array => a as Float64Array;
+/** Any {@link PoolOp} (what the wire and the workers see). */
+export type AnyPoolOp = PoolOp<string, string, string>;
 
-/** The shares of every op the pool runs. Indices are the wire codes ({@link K}). */
-export const KERNELS: readonly Kernel[] = [
-  // 0 gelu [out, inp]: elements
-  (b, _p, lo, hi) => geluForward({ out: f(b[0]).subarray(lo, hi), inp: f(b[1]).subarray(lo, hi) }),
-  // 1 geluBackward [dinp, dout, inp]: elements
-  (b, _p, lo, hi) =>
-    geluBackward({
-      dinp: f(b[0]).subarray(lo, hi),
-      dout: f(b[1]).subarray(lo, hi),
-      inp: f(b[2]).subarray(lo, hi),
-    }),
-  // 2 add [out, a, b], p = [m]: units of m elements (m = b's length, or 1 for a same-size add)
-  (b, p, lo, hi) => {
-    const m = p[0] | 0;
-    const bb = f(b[2]);
-    const [s, e] = [lo * m, hi * m];
-    add({
-      out: f(b[0]).subarray(s, e),
-      a: f(b[1]).subarray(s, e),
-      b: bb.length === m ? bb : bb.subarray(s, e),
-    });
-  },
-  // 3 scaleRows [out, inp, scale], p = [C]: rows
-  (b, p, lo, hi) => {
-    const C = p[0] | 0;
-    scaleRows(
-      {
-        out: f(b[0]).subarray(lo * C, hi * C),
-        inp: f(b[1]).subarray(lo * C, hi * C),
-        scale: f(b[2]).subarray(lo, hi),
-      },
-      { rows: hi - lo, C },
-    );
-  },
-  // 4 layernorm [out, mean, rstd, inp, weight, bias], p = [C, eps]: rows
-  (b, p, lo, hi) => {
-    const C = p[0] | 0;
-    layernormForward(
-      {
-        out: f(b[0]).subarray(lo * C, hi * C),
-        mean: f(b[1]).subarray(lo, hi),
-        rstd: f(b[2]).subarray(lo, hi),
-        inp: f(b[3]).subarray(lo * C, hi * C),
-        weight: f(b[4]),
-        bias: f(b[5]),
-      },
-      { rows: hi - lo, C, eps: p[1] },
-    );
-  },
-  // 5 layernormBackward [dinp, partials (T, 2, C) f64, dout, inp, weight, mean, rstd],
-  //   p = [C, accumulate]: rows; share t writes dweight, dbias partials to partials[t]
-  (b, p, lo, hi, t) => {
-    const C = p[0] | 0;
-    const part = d(b[1]);
-    const dweight = part.subarray(2 * t * C, (2 * t + 1) * C);
-    const dbias = part.subarray((2 * t + 1) * C, (2 * t + 2) * C);
-    dweight.fill(0);
-    dbias.fill(0);
-    layernormBackward(
-      {
-        dinp: f(b[0]).subarray(lo * C, hi * C),
-        dweight,
-        dbias,
-        dout: f(b[2]).subarray(lo * C, hi * C),
-        inp: f(b[3]).subarray(lo * C, hi * C),
-        weight: f(b[4]),
-        mean: f(b[5]).subarray(lo, hi),
-        rstd: f(b[6]).subarray(lo, hi),
-      },
-      { rows: hi - lo, C, accumulate: p[1] === 1 },
-    );
-  },
-  // 6 standardizeRows [out, inp], p = [C, eps]: rows
-  (b, p, lo, hi) => {
-    const C = p[0] | 0;
-    standardizeRows(
-      { out: f(b[0]).subarray(lo * C, hi * C), inp: f(b[1]).subarray(lo * C, hi * C) },
-      { rows: hi - lo, C, eps: p[1] },
-    );
-  },
-  // 7 softmax [out, inp], p = [C, scale]: rows
-  (b, p, lo, hi) => {
-    const C = p[0] | 0;
-    softmaxForward(
-      { out: f(b[0]).subarray(lo * C, hi * C), inp: f(b[1]).subarray(lo * C, hi * C) },
-      { rows: hi - lo, C, scale: p[1] },
-    );
-  },
-  // 8 softmaxBackward [dinp, dout, out], p = [C, scale]: rows
-  (b, p, lo, hi) => {
-    const C = p[0] | 0;
-    softmaxBackward(
-      {
-        dinp: f(b[0]).subarray(lo * C, hi * C),
-        dout: f(b[1]).subarray(lo * C, hi * C),
-        out: f(b[2]).subarray(lo * C, hi * C),
-      },
-      { rows: hi - lo, C, scale: p[1] },
-    );
-  },
-  // 9 splitHeads [q, k, v, qkv], p = [N, NH, HS]: samples of the batch
-  (b, p, lo, hi) => {
-    const per = (p[0] * p[1] * p[2]) | 0;
-    splitHeadsForward(
-      {
-        q: f(b[0]).subarray(lo * per, hi * per),
-        k: f(b[1]).subarray(lo * per, hi * per),
-        v: f(b[2]).subarray(lo * per, hi * per),
-        qkv: f(b[3]).subarray(3 * lo * per, 3 * hi * per),
-      },
-      { B: hi - lo, N: p[0] | 0, NH: p[1] | 0, HS: p[2] | 0 },
-    );
-  },
-  // 10 splitHeadsBackward [dqkv, dq, dk, dv], p = [N, NH, HS]: samples
-  (b, p, lo, hi) => {
-    const per = (p[0] * p[1] * p[2]) | 0;
-    splitHeadsBackward(
-      {
-        dqkv: f(b[0]).subarray(3 * lo * per, 3 * hi * per),
-        dq: f(b[1]).subarray(lo * per, hi * per),
-        dk: f(b[2]).subarray(lo * per, hi * per),
-        dv: f(b[3]).subarray(lo * per, hi * per),
-      },
-      { B: hi - lo, N: p[0] | 0, NH: p[1] | 0, HS: p[2] | 0 },
-    );
-  },
-  // 11 mergeHeads [out, inp], p = [N, NH, HS]: samples
-  (b, p, lo, hi) => {
-    const per = (p[0] * p[1] * p[2]) | 0;
-    mergeHeadsForward(
-      { out: f(b[0]).subarray(lo * per, hi * per), inp: f(b[1]).subarray(lo * per, hi * per) },
-      { B: hi - lo, N: p[0] | 0, NH: p[1] | 0, HS: p[2] | 0 },
-    );
-  },
-  // 12 mergeHeadsBackward [dinp, dout], p = [N, NH, HS]: samples
-  (b, p, lo, hi) => {
-    const per = (p[0] * p[1] * p[2]) | 0;
-    mergeHeadsBackward(
-      { dinp: f(b[0]).subarray(lo * per, hi * per), dout: f(b[1]).subarray(lo * per, hi * per) },
-      { B: hi - lo, N: p[0] | 0, NH: p[1] | 0, HS: p[2] | 0 },
-    );
-  },
-  // 13 gatherRows [out, inp, index, fill?], p = [C]: rows of out
-  (b, p, lo, hi) => {
-    const C = p[0] | 0;
-    gatherRowsForward(
-      {
-        out: f(b[0]).subarray(lo * C, hi * C),
-        inp: f(b[1]),
-        index: (b[2] as Int32Array).subarray(lo, hi),
-        fill: b.length > 3 ? f(b[3]) : undefined,
-      },
-      { rows: hi - lo, C },
-    );
-  },
-  // 14 biasGrad [partials (T, C) f64, dout], p = [C]: rows; share t sums into partials[t]
-  (b, p, lo, hi, t) => {
-    const C = p[0] | 0;
-    const part = d(b[0]).subarray(t * C, (t + 1) * C);
-    part.fill(0);
-    biasGrad({ dbias: part, dout: f(b[1]).subarray(lo * C, hi * C) }, { rows: hi - lo, C });
-  },
-  // 15 patchify [out, inp], p = [C, H, W, P]: images
-  (b, p, lo, hi) => {
-    const per = (p[0] * p[1] * p[2]) | 0;
-    patchify(
-      { out: f(b[0]).subarray(lo * per, hi * per), inp: f(b[1]).subarray(lo * per, hi * per) },
-      { B: hi - lo, C: p[0] | 0, H: p[1] | 0, W: p[2] | 0, P: p[3] | 0 },
-    );
-  },
-  // 16 adamw [param, grad, m, v, offsets, hyper, clipScale?], p = [lr, β1, β2, eps, step]:
-  //   elements
-  (b, p, lo, hi) =>
-    adamw(
-      {
-        param: f(b[0]),
-        grad: f(b[1]),
-        m: f(b[2]),
-        v: f(b[3]),
-        offsets: b[4] as Int32Array,
-        hyper: f(b[5]),
-        clipScale: b.length > 6 ? f(b[6]) : undefined,
-      },
-      { lr: p[0], beta1: p[1], beta2: p[2], eps: p[3], step: p[4] },
-      { lo, hi },
-    ),
-  // 17 gradNorm [partials (T) f64, grad]: elements; share t writes Σ grad² to partials[t]
-  (b, _p, lo, hi, t) => {
-    d(b[0])[t] = sumOfSquares(f(b[1]).subarray(lo, hi));
-  },
-  // 18 matmul epilogue [c, bias?, pre?], p = [N, hasBias, hasPre, gelu]: rows of c
-  (b, p, lo, hi) => {
-    const N = p[0] | 0;
-    let i = 1;
-    const bias = p[1] === 1 ? f(b[i++]) : undefined;
-    const pre = p[2] === 1 ? f(b[i++]).subarray(lo * N, hi * N) : undefined;
-    matmulEpilogue(
-      { c: f(b[0]).subarray(lo * N, hi * N), bias, pre },
-      { M: hi - lo, N, gelu: p[3] === 1 },
-    );
-  },
-  // 19 batchedGemm [out, a, b], p = [M, N, K, transA, transB, accumulate]: products of the
-  //   batch, each one single-threaded GEMM call on this thread (attention's small products)
-  (b, p, lo, hi) => {
-    const gemm = threadGemm;
-    if (!gemm) throw new Error("no GEMM on this thread for a batched matmul");
-    const dims = {
-      M: p[0] | 0,
-      N: p[1] | 0,
-      K: p[2] | 0,
-      transA: p[3] === 1,
-      transB: p[4] === 1,
-      accumulate: p[5] === 1,
-    };
-    for (let i = lo; i < hi; i++) {
-      gemmProduct(gemm, { out: f(b[0]), a: f(b[1]), b: f(b[2]) }, dims, i);
-    }
-  },
-  // 20 gemmSlab [out, a, b, bias?, pre?], p = [M, N, K, transA, transB, beta, byCols,
-  //   hasBias, hasPre, gelu]: rows of out (byCols 0, then this share's epilogue too, on
-  //   rows still in cache) or columns of out (byCols 1, no epilogue); one single-threaded
-  //   GEMM call per share
-  (b, p, lo, hi) => {
-    if (lo === hi) return;
-    const [M, N, K] = [p[0] | 0, p[1] | 0, p[2] | 0];
-    const [transA, transB, beta, byCols] = [p[3] === 1, p[4] === 1, p[5], p[6] === 1];
-    const [out, a, bb] = [f(b[0]), f(b[1]), f(b[2])];
-    const gemm = threadGemm;
-    if (!gemm) throw new Error("no GEMM on this thread for a split matmul");
-    const lda = transA ? M : K;
-    const ldb = transB ? K : N;
-    if (byCols) {
+/** Infers a {@link PoolOp}'s names from its lists. */
+function poolOp<B extends string, O extends string, P extends string>(
+  spec: PoolOp<B, O, P>,
+): PoolOp<B, O, P> {
+  return spec;
+}
+
+const f = (a: PoolArray | undefined): Float32Array => a as Float32Array;
+const d = (a: PoolArray | undefined): Float64Array => a as Float64Array;
+
+/** Elements `[lo·n, hi·n)` of `a` as f32: units of `n` elements. */
+const rowsOf = (a: PoolArray, lo: number, hi: number, n: number): Float32Array =>
+  f(a).subarray(lo * n, hi * n);
+
+/** `[N, NH, HS]` params of the head ops as head dims over samples `[lo, hi)`. */
+const heads = (p: Record<"N" | "NH" | "HS", number>, lo: number, hi: number) => ({
+  B: hi - lo,
+  N: p.N | 0,
+  NH: p.NH | 0,
+  HS: p.HS | 0,
+});
+
+/**
+ * Every op the pool runs, by name. The wire code of an op is its index here; the share
+ * policy is in the record. Units: elements, rows, samples or products, as commented.
+ */
+export const POOL_OPS = {
+  // units: elements
+  gelu: poolOp({
+    bufs: ["out", "inp"],
+    optional: [],
+    params: [],
+    shares: "chunked",
+    kernel: (b, _p, lo, hi, _t, ops) =>
+      ops.geluForward({ out: rowsOf(b.out, lo, hi, 1), inp: rowsOf(b.inp, lo, hi, 1) }),
+  }),
+  // units: elements
+  geluBackward: poolOp({
+    bufs: ["dinp", "dout", "inp"],
+    optional: [],
+    params: [],
+    shares: "chunked",
+    kernel: (b, _p, lo, hi, _t, ops) =>
+      ops.geluBackward({
+        dinp: rowsOf(b.dinp, lo, hi, 1),
+        dout: rowsOf(b.dout, lo, hi, 1),
+        inp: rowsOf(b.inp, lo, hi, 1),
+      }),
+  }),
+  // units: m elements (m = b's length for a broadcast add, 1 for a same-size add)
+  add: poolOp({
+    bufs: ["out", "a", "b"],
+    optional: [],
+    params: ["m"],
+    shares: "chunked",
+    kernel: (b, p, lo, hi) => {
+      const m = p.m | 0;
+      const bb = f(b.b);
+      add({
+        out: rowsOf(b.out, lo, hi, m),
+        a: rowsOf(b.a, lo, hi, m),
+        b: bb.length === m ? bb : rowsOf(bb, lo, hi, m),
+      });
+    },
+  }),
+  // units: rows
+  scaleRows: poolOp({
+    bufs: ["out", "inp", "scale"],
+    optional: [],
+    params: ["C"],
+    shares: "chunked",
+    kernel: (b, p, lo, hi) => {
+      const C = p.C | 0;
+      scaleRows(
+        {
+          out: rowsOf(b.out, lo, hi, C),
+          inp: rowsOf(b.inp, lo, hi, C),
+          scale: rowsOf(b.scale, lo, hi, 1),
+        },
+        { rows: hi - lo, C },
+      );
+    },
+  }),
+  // units: rows
+  layernorm: poolOp({
+    bufs: ["out", "mean", "rstd", "inp", "weight", "bias"],
+    optional: [],
+    params: ["C", "eps"],
+    shares: "chunked",
+    kernel: (b, p, lo, hi, _t, ops) => {
+      const C = p.C | 0;
+      ops.layernormForward(
+        {
+          out: rowsOf(b.out, lo, hi, C),
+          mean: rowsOf(b.mean, lo, hi, 1),
+          rstd: rowsOf(b.rstd, lo, hi, 1),
+          inp: rowsOf(b.inp, lo, hi, C),
+          weight: f(b.weight),
+          bias: f(b.bias),
+        },
+        { rows: hi - lo, C, eps: p.eps },
+      );
+    },
+  }),
+  // units: rows; share t writes its dweight, dbias sums to partials (T, 2, C) f64 [t]
+  layernormBackward: poolOp({
+    bufs: ["dinp", "partials", "dout", "inp", "weight", "mean", "rstd"],
+    optional: [],
+    params: ["C", "accumulate"],
+    shares: "static",
+    kernel: (b, p, lo, hi, t, ops) => {
+      const C = p.C | 0;
+      const part = d(b.partials);
+      const dweight = part.subarray(2 * t * C, (2 * t + 1) * C);
+      const dbias = part.subarray((2 * t + 1) * C, (2 * t + 2) * C);
+      dweight.fill(0);
+      dbias.fill(0);
+      ops.layernormBackward(
+        {
+          dinp: rowsOf(b.dinp, lo, hi, C),
+          dweight,
+          dbias,
+          dout: rowsOf(b.dout, lo, hi, C),
+          inp: rowsOf(b.inp, lo, hi, C),
+          weight: f(b.weight),
+          mean: rowsOf(b.mean, lo, hi, 1),
+          rstd: rowsOf(b.rstd, lo, hi, 1),
+        },
+        { rows: hi - lo, C, accumulate: p.accumulate === 1 },
+      );
+    },
+  }),
+  // units: rows
+  standardizeRows: poolOp({
+    bufs: ["out", "inp"],
+    optional: [],
+    params: ["C", "eps"],
+    shares: "chunked",
+    kernel: (b, p, lo, hi) => {
+      const C = p.C | 0;
+      standardizeRows(
+        { out: rowsOf(b.out, lo, hi, C), inp: rowsOf(b.inp, lo, hi, C) },
+        { rows: hi - lo, C, eps: p.eps },
+      );
+    },
+  }),
+  // units: rows
+  softmax: poolOp({
+    bufs: ["out", "inp"],
+    optional: [],
+    params: ["C", "scale"],
+    shares: "chunked",
+    kernel: (b, p, lo, hi, _t, ops) => {
+      const C = p.C | 0;
+      ops.softmaxForward(
+        { out: rowsOf(b.out, lo, hi, C), inp: rowsOf(b.inp, lo, hi, C) },
+        { rows: hi - lo, C, scale: p.scale },
+      );
+    },
+  }),
+  // units: rows
+  softmaxBackward: poolOp({
+    bufs: ["dinp", "dout", "out"],
+    optional: [],
+    params: ["C", "scale"],
+    shares: "chunked",
+    kernel: (b, p, lo, hi, _t, ops) => {
+      const C = p.C | 0;
+      ops.softmaxBackward(
+        {
+          dinp: rowsOf(b.dinp, lo, hi, C),
+          dout: rowsOf(b.dout, lo, hi, C),
+          out: rowsOf(b.out, lo, hi, C),
+        },
+        { rows: hi - lo, C, scale: p.scale },
+      );
+    },
+  }),
+  // units: samples of the batch
+  splitHeads: poolOp({
+    bufs: ["q", "k", "v", "qkv"],
+    optional: [],
+    params: ["N", "NH", "HS"],
+    shares: "chunked",
+    kernel: (b, p, lo, hi) => {
+      const per = (p.N * p.NH * p.HS) | 0;
+      splitHeadsForward(
+        {
+          q: rowsOf(b.q, lo, hi, per),
+          k: rowsOf(b.k, lo, hi, per),
+          v: rowsOf(b.v, lo, hi, per),
+          qkv: rowsOf(b.qkv, lo, hi, 3 * per),
+        },
+        heads(p, lo, hi),
+      );
+    },
+  }),
+  // units: samples
+  splitHeadsBackward: poolOp({
+    bufs: ["dqkv", "dq", "dk", "dv"],
+    optional: [],
+    params: ["N", "NH", "HS"],
+    shares: "chunked",
+    kernel: (b, p, lo, hi) => {
+      const per = (p.N * p.NH * p.HS) | 0;
+      splitHeadsBackward(
+        {
+          dqkv: rowsOf(b.dqkv, lo, hi, 3 * per),
+          dq: rowsOf(b.dq, lo, hi, per),
+          dk: rowsOf(b.dk, lo, hi, per),
+          dv: rowsOf(b.dv, lo, hi, per),
+        },
+        heads(p, lo, hi),
+      );
+    },
+  }),
+  // units: samples
+  mergeHeads: poolOp({
+    bufs: ["out", "inp"],
+    optional: [],
+    params: ["N", "NH", "HS"],
+    shares: "chunked",
+    kernel: (b, p, lo, hi) => {
+      const per = (p.N * p.NH * p.HS) | 0;
+      mergeHeadsForward(
+        { out: rowsOf(b.out, lo, hi, per), inp: rowsOf(b.inp, lo, hi, per) },
+        heads(p, lo, hi),
+      );
+    },
+  }),
+  // units: samples
+  mergeHeadsBackward: poolOp({
+    bufs: ["dinp", "dout"],
+    optional: [],
+    params: ["N", "NH", "HS"],
+    shares: "chunked",
+    kernel: (b, p, lo, hi) => {
+      const per = (p.N * p.NH * p.HS) | 0;
+      mergeHeadsBackward(
+        { dinp: rowsOf(b.dinp, lo, hi, per), dout: rowsOf(b.dout, lo, hi, per) },
+        heads(p, lo, hi),
+      );
+    },
+  }),
+  // units: rows of out
+  gatherRows: poolOp({
+    bufs: ["out", "inp", "index"],
+    optional: ["fill"],
+    params: ["C"],
+    shares: "chunked",
+    kernel: (b, p, lo, hi) => {
+      const C = p.C | 0;
+      gatherRowsForward(
+        {
+          out: rowsOf(b.out, lo, hi, C),
+          inp: f(b.inp),
+          index: (b.index as Int32Array).subarray(lo, hi),
+          fill: b.fill && f(b.fill),
+        },
+        { rows: hi - lo, C },
+      );
+    },
+  }),
+  // units: rows; share t sums its rows into partials (T, C) f64 [t]
+  biasGrad: poolOp({
+    bufs: ["partials", "dout"],
+    optional: [],
+    params: ["C"],
+    shares: "static",
+    kernel: (b, p, lo, hi, t) => {
+      const C = p.C | 0;
+      const part = d(b.partials).subarray(t * C, (t + 1) * C);
+      part.fill(0);
+      biasGrad({ dbias: part, dout: rowsOf(b.dout, lo, hi, C) }, { rows: hi - lo, C });
+    },
+  }),
+  // units: images
+  patchify: poolOp({
+    bufs: ["out", "inp"],
+    optional: [],
+    params: ["C", "H", "W", "P"],
+    shares: "chunked",
+    kernel: (b, p, lo, hi) => {
+      const per = (p.C * p.H * p.W) | 0;
+      patchify(
+        { out: rowsOf(b.out, lo, hi, per), inp: rowsOf(b.inp, lo, hi, per) },
+        { B: hi - lo, C: p.C | 0, H: p.H | 0, W: p.W | 0, P: p.P | 0 },
+      );
+    },
+  }),
+  // units: elements
+  adamw: poolOp({
+    bufs: ["param", "grad", "m", "v", "offsets", "hyper"],
+    optional: ["clipScale"],
+    params: ["lr", "beta1", "beta2", "eps", "step"],
+    shares: "chunked",
+    kernel: (b, p, lo, hi, _t, ops) =>
+      ops.adamw(
+        {
+          param: f(b.param),
+          grad: f(b.grad),
+          m: f(b.m),
+          v: f(b.v),
+          offsets: b.offsets as Int32Array,
+          hyper: f(b.hyper),
+          clipScale: b.clipScale && f(b.clipScale),
+        },
+        { lr: p.lr, beta1: p.beta1, beta2: p.beta2, eps: p.eps, step: p.step },
+        { lo, hi },
+      ),
+  }),
+  // units: elements; share t writes Σ grad² of its elements to partials (T) f64 [t]
+  gradNorm: poolOp({
+    bufs: ["partials", "grad"],
+    optional: [],
+    params: [],
+    shares: "static",
+    kernel: (b, _p, lo, hi, t) => {
+      d(b.partials)[t] = sumOfSquares(rowsOf(b.grad, lo, hi, 1));
+    },
+  }),
+  // units: rows of c [M, N]
+  matmulEpilogue: poolOp({
+    bufs: ["c"],
+    optional: ["bias", "pre"],
+    params: ["N", "gelu"],
+    shares: "chunked",
+    kernel: (b, p, lo, hi, _t, ops) => {
+      const N = p.N | 0;
+      ops.matmulEpilogue(
+        {
+          c: rowsOf(b.c, lo, hi, N),
+          bias: b.bias && f(b.bias),
+          pre: b.pre && rowsOf(b.pre, lo, hi, N),
+        },
+        { M: hi - lo, N, gelu: p.gelu === 1 },
+      );
+    },
+  }),
+  // units: products of the batch, each one single-threaded GEMM call on this thread
+  // (attention's small products)
+  batchedGemm: poolOp({
+    bufs: ["out", "a", "b"],
+    optional: [],
+    params: ["M", "N", "K", "transA", "transB", "accumulate"],
+    shares: "chunked",
+    kernel: (b, p, lo, hi) => {
+      const gemm = threadGemm;
+      if (!gemm) throw new Error("no GEMM on this thread for a batched matmul");
+      const dims = {
+        M: p.M | 0,
+        N: p.N | 0,
+        K: p.K | 0,
+        transA: p.transA === 1,
+        transB: p.transB === 1,
+        accumulate: p.accumulate === 1,
+      };
+      for (let i = lo; i < hi; i++) {
+        gemmProduct(gemm, { out: f(b.out), a: f(b.a), b: f(b.b) }, dims, i);
+      }
+    },
+  }),
+  // units: rows of out (byCols 0, then this share's epilogue too, on rows still in cache)
+  // or columns of out (byCols 1, no epilogue); one single-threaded GEMM call per share:
+  // on the vit-tiny step (2 cores, quiet) one slab per thread gave 90–91 images/s,
+  // 2 dynamic chunks per thread 81–83 and 3 chunks 84–88
+  gemmSlab: poolOp({
+    bufs: ["out", "a", "b"],
+    optional: ["bias", "pre"],
+    params: ["M", "N", "K", "transA", "transB", "beta", "byCols", "gelu"],
+    shares: "static",
+    kernel: (b, p, lo, hi, _t, ops) => {
+      if (lo === hi) return;
+      const [M, N, K] = [p.M | 0, p.N | 0, p.K | 0];
+      const [transA, transB, beta, byCols] = [
+        p.transA === 1,
+        p.transB === 1,
+        p.beta,
+        p.byCols === 1,
+      ];
+      const [out, a, bb] = [f(b.out), f(b.a), f(b.b)];
+      const gemm = threadGemm;
+      if (!gemm) throw new Error("no GEMM on this thread for a split matmul");
+      const lda = transA ? M : K;
+      const ldb = transB ? K : N;
+      if (byCols) {
+        gemm({
+          transA,
+          transB,
+          M,
+          N: hi - lo,
+          K,
+          alpha: 1,
+          a,
+          lda,
+          b: bb.subarray(transB ? lo * K : lo),
+          ldb,
+          beta,
+          c: out.subarray(lo),
+          ldc: N,
+        });
+        return;
+      }
+      const c = out.subarray(lo * N, hi * N);
       gemm({
         transA,
         transB,
-        M,
-        N: hi - lo,
+        M: hi - lo,
+        N,
         K,
         alpha: 1,
-        a,
+        a: a.subarray(transA ? lo : lo * K),
         lda,
-        b: bb.subarray(transB ? lo * K : lo),
+        b: bb,
         ldb,
         beta,
-        c: out.subarray(lo),
+        c,
         ldc: N,
       });
-      return;
-    }
-    const c = out.subarray(lo * N, hi * N);
-    gemm({
-      transA,
-      transB,
-      M: hi - lo,
-      N,
-      K,
-      alpha: 1,
-      a: a.subarray(transA ? lo : lo * K),
-      lda,
-      b: bb,
-      ldb,
-      beta,
-      c,
-      ldc: N,
-    });
-    let i = 3;
-    const bias = p[7] === 1 ? f(b[i++]) : undefined;
-    const pre = p[8] === 1 ? f(b[i++]).subarray(lo * N, hi * N) : undefined;
-    if (bias || p[9] === 1) matmulEpilogue({ c, bias, pre }, { M: hi - lo, N, gelu: p[9] === 1 });
-  },
-];
+      const bias = b.bias && f(b.bias);
+      const pre = b.pre && rowsOf(b.pre, lo, hi, N);
+      const gelu = p.gelu === 1;
+      if (bias || gelu) ops.matmulEpilogue({ c, bias, pre }, { M: hi - lo, N, gelu });
+    },
+  }),
+};
 
-/**
- * Kernels that run static shares (one per thread): column reductions, whose shares write
- * per-share partials, and split GEMMs, where each share is one OpenBLAS call that packs
- * `op(b)` again: on the vit-tiny step (2 cores, quiet) one slab per thread gave 90–91
- * images/s, 2 dynamic chunks per thread 81–83 and 3 chunks 84–88.
- */
-export const STATIC_SHARES: ReadonlySet<number> = new Set([5, 14, 17, 20]);
+/** The name of an op in {@link POOL_OPS}. */
+export type PoolOpName = keyof typeof POOL_OPS;
+
+/** The buffers of pool op `N` by name (optional ones may be left out). */
+export type PoolBufs<N extends PoolOpName> = (typeof POOL_OPS)[N] extends
+  PoolOp<infer B, infer O, string> ? Record<B, PoolArray> & Partial<Record<O, PoolArray>>
+  : never;
+
+/** The scalar params of pool op `N` by name. */
+export type PoolParams<N extends PoolOpName> = (typeof POOL_OPS)[N] extends
+  PoolOp<string, string, infer P> ? Record<P, number> : never;
+
+/** The ops in wire-code order: the code of an op is its index. */
+export const POOL_OP_LIST: readonly AnyPoolOp[] = Object.values(POOL_OPS);
+
+/** Wire code of each op, derived from the order of {@link POOL_OPS}. */
+const CODES = Object.fromEntries(
+  Object.keys(POOL_OPS).map((name, i) => [name, i]),
+) as Record<PoolOpName, number>;
+
+/** Wire names of an op's buffers: the required ones, then the optional ones. */
+export function wireBufs(op: AnyPoolOp): readonly string[] {
+  return [...op.bufs, ...op.optional];
+}
 
 /** Chunks per thread of a dynamic (non-reduction) command. */
 export const CHUNKS_PER_THREAD = 8;
 
 /**
- * Runs chunk claims of the command in `ctrl` until none is left (dynamic) or runs share
+ * Runs chunk claims of the command in `ctrl` until none is left (chunked) or runs share
  * `t` (static). Shared by the main thread and the workers.
  */
 export function runShares(
   ctrl: Int32Array,
-  kernel: Kernel,
-  bufs: PoolArray[],
-  params: Float64Array,
+  op: AnyPoolOp,
+  bufs: Record<string, PoolArray>,
+  params: Record<string, number>,
   t: number,
+  ops: KernelOps,
 ): void {
   const units = ctrl[UNITS];
   const chunks = ctrl[CHUNKS];
   if (chunks === 0) {
     const T = ctrl[SHARES];
-    kernel(bufs, params, shareStart(units, t, T), shareStart(units, t + 1, T), t);
+    op.kernel(bufs, params, shareStart(units, t, T), shareStart(units, t + 1, T), t, ops);
     return;
   }
   for (;;) {
     const c = Atomics.add(ctrl, NEXT, 1);
     if (c >= chunks) return;
-    kernel(bufs, params, shareStart(units, c, chunks), shareStart(units, c + 1, chunks), t);
+    const [lo, hi] = [shareStart(units, c, chunks), shareStart(units, c + 1, chunks)];
+    op.kernel(bufs, params, lo, hi, t, ops);
   }
 }
 
-/** Wire codes of {@link KERNELS}. */
-export const K = {
-  gelu: 0,
-  geluBackward: 1,
-  add: 2,
-  scaleRows: 3,
-  layernorm: 4,
-  layernormBackward: 5,
-  standardizeRows: 6,
-  softmax: 7,
-  softmaxBackward: 8,
-  splitHeads: 9,
-  splitHeadsBackward: 10,
-  mergeHeads: 11,
-  mergeHeadsBackward: 12,
-  gatherRows: 13,
-  biasGrad: 14,
-  patchify: 15,
-  adamw: 16,
-  gradNorm: 17,
-  matmulEpilogue: 18,
-  batchedGemm: 19,
-  gemmSlab: 20,
-} as const;
+/** The params of `op` by name from the f64 params area of a command. */
+export function paramsOf(op: AnyPoolOp, pv: Float64Array): Record<string, number> {
+  const p: Record<string, number> = {};
+  op.params.forEach((name, i) => (p[name] = pv[i]));
+  return p;
+}
 
 // ---- control block layout (Int32 slots; f64 params and the error text follow) ----------
 
@@ -426,6 +607,11 @@ export const MAX_THREADS = 64;
 export const PARAMS_BYTE = 4 * (STATE + MAX_THREADS);
 /** Most params one command can carry. */
 export const MAX_PARAMS = 16;
+for (const [name, op] of Object.entries(POOL_OPS) as [string, AnyPoolOp][]) {
+  if (wireBufs(op).length > MAX_BUFS || op.params.length > MAX_PARAMS) {
+    throw new RangeError(`Pool op ${name} has more buffers or params than a command carries`);
+  }
+}
 /** Byte offset and size of the UTF-8 error message. */
 export const ERROR_BYTE = PARAMS_BYTE + 8 * MAX_PARAMS;
 const ERROR_BYTES = 1024;
@@ -464,8 +650,12 @@ export interface RegisterMessage {
   control?: SharedArrayBuffer;
   /** This worker's share index `t` (first message only). */
   share?: number;
-  /** OpenBLAS library path for {@link K.batchedGemm} (first message only; absent: none). */
+  /** `Gemm.path` of the matmul shares' GEMM (first message only; absent: none). */
   blasPath?: string;
+  /** The backend's kernels, loaded again by the worker (first message only). */
+  kernels?: "native" | "wasm" | "js";
+  /** The native library path of those kernels (first message only; absent: the default). */
+  nativeLibrary?: string;
   /** The `SEQ` the worker has already seen (first message only). */
   seen?: number;
   /** Registration generation this message brings the worker to. */
@@ -491,6 +681,16 @@ function workerBlocker(url: URL): string | null {
     return `permission query failed: ${(e as Error).message}`;
   }
   return null;
+}
+
+/** What a pool's threads run with. */
+export interface PoolOptions {
+  /** The backend's kernels: the main thread runs these, each worker loads the same choice. */
+  ops: KernelOps;
+  /** Where the native kernels come from (absent: the default path). */
+  nativeLibrary?: string;
+  /** `Gemm.path` of the GEMM the workers open for the matmul shares (absent: none). */
+  blasPath?: string;
 }
 
 /** One generation of workers: a control block, the workers, and the ids they know. */
@@ -519,7 +719,7 @@ const START_TIMEOUT_MS = 60_000;
  * ```ts ignore
  * const pool = CpuPool.create(2);
  * const x = new Float32Array(new SharedArrayBuffer(4 * 1024));
- * pool?.run(K.gelu, [x, x], [], x.length);
+ * pool?.run("gelu", { out: x, inp: x }, {}, x.length);
  * pool?.dispose();
  * ```
  */
@@ -527,25 +727,25 @@ export class CpuPool {
   /** Threads including the calling one (the share count `T`). */
   readonly threads: number;
   readonly #url: URL;
-  readonly #blasPath: string | undefined;
+  readonly #opts: PoolOptions;
   #crew: Crew | null = null;
   #nextId = 1;
   #scratch = new Float64Array(new SharedArrayBuffer(8 * 1024));
   #disposed = false;
   #broken: string | null = null;
 
-  private constructor(threads: number, url: URL, blasPath: string | undefined) {
+  private constructor(threads: number, url: URL, opts: PoolOptions) {
     this.threads = threads;
     this.#url = url;
-    this.#blasPath = blasPath;
+    this.#opts = opts;
   }
 
   /**
    * A pool of `threads` threads, or `{ reason }` when workers cannot run here
    * (no read permission for the worker module, a remote module, no `Worker`).
-   * `blasPath`: the OpenBLAS library the workers open for {@link K.batchedGemm}.
+   * `opts.ops` are the kernels every thread runs (the workers load the same choice).
    */
-  static create(threads: number, blasPath?: string): CpuPool | { reason: string } {
+  static create(threads: number, opts: PoolOptions): CpuPool | { reason: string } {
     if (!Number.isInteger(threads) || threads < 2 || threads > MAX_THREADS) {
       throw new RangeError(
         `Cannot create a CPU pool: threads must be an integer in [2, ${MAX_THREADS}], current value is ${threads}`,
@@ -554,7 +754,7 @@ export class CpuPool {
     const url = new URL("./worker.ts", import.meta.url);
     const blocker = workerBlocker(url);
     if (blocker) return { reason: blocker };
-    return new CpuPool(threads, url, blasPath);
+    return new CpuPool(threads, url, opts);
   }
 
   /** Null while the pool works; else why it fell back to one thread. */
@@ -573,43 +773,53 @@ export class CpuPool {
   }
 
   /**
-   * Runs kernel `op` over `units` work units split into {@link CpuPool.threads} static
-   * shares; returns false (and runs nothing) when a buffer is not shared memory or the
-   * pool is unusable, so the caller runs the op inline.
+   * Runs pool op `name` over `units` work units on every thread (see {@link POOL_OPS});
+   * returns false (and runs nothing) when a buffer is not shared memory or the pool is
+   * unusable, so the caller runs the op inline.
    */
-  run(op: number, bufs: readonly PoolArray[], params: readonly number[], units: number): boolean {
+  run<N extends PoolOpName>(
+    name: N,
+    bufs: PoolBufs<N>,
+    params: PoolParams<N>,
+    units: number,
+  ): boolean {
     if (this.#disposed || this.#broken) return false;
-    if (bufs.length > MAX_BUFS || params.length > MAX_PARAMS) {
-      throw new RangeError(`Cannot run pool op ${op}: too many buffers or params`);
+    const op: AnyPoolOp = POOL_OPS[name];
+    const names = wireBufs(op);
+    const arrays = bufs as Record<string, PoolArray | undefined>;
+    for (const n of names) {
+      const b = arrays[n];
+      if (b && !(b.buffer instanceof SharedArrayBuffer)) return false;
     }
-    for (const b of bufs) if (!(b.buffer instanceof SharedArrayBuffer)) return false;
     const T = this.threads;
     const crew = this.#ready();
     if (!crew) return false;
     const { ctrl, params: pv } = crew;
-    for (let i = 0; i < bufs.length; i++) {
-      const b = bufs[i];
+    names.forEach((n, i) => {
+      const b = arrays[n];
       const o = BUF + 4 * i;
-      ctrl[o] = this.#idOf(crew, b.buffer as SharedArrayBuffer);
-      ctrl[o + 1] = dtypeCode(b);
-      ctrl[o + 2] = b.byteOffset / b.BYTES_PER_ELEMENT;
-      ctrl[o + 3] = b.length;
-    }
-    for (let i = 0; i < params.length; i++) pv[i] = params[i];
-    ctrl[OP] = op;
+      ctrl[o] = b ? this.#idOf(crew, b.buffer as SharedArrayBuffer) : 0; // 0: absent
+      ctrl[o + 1] = b ? dtypeCode(b) : 0;
+      ctrl[o + 2] = b ? b.byteOffset / b.BYTES_PER_ELEMENT : 0;
+      ctrl[o + 3] = b ? b.length : 0;
+    });
+    const p = params as Record<string, number>;
+    op.params.forEach((n, i) => (pv[i] = p[n]));
+    ctrl[OP] = CODES[name];
     ctrl[UNITS] = units;
-    ctrl[NBUF] = bufs.length;
+    ctrl[NBUF] = names.length;
     ctrl[SHARES] = T;
-    ctrl[CHUNKS] = STATIC_SHARES.has(op) ? 0 : Math.min(units, CHUNKS_PER_THREAD * T);
+    ctrl[CHUNKS] = op.shares === "static" ? 0 : Math.min(units, CHUNKS_PER_THREAD * T);
     ctrl[NEXT] = 0;
     ctrl[ERROR] = 0;
     this.#flushRegistrations(crew);
     Atomics.add(ctrl, SEQ, 1);
     Atomics.notify(ctrl, SEQ);
     let mainError: unknown = null;
-    const kernel = KERNELS[op];
+    const ops = this.#opts.ops;
+    const b = arrays as Record<string, PoolArray>;
     try {
-      runShares(ctrl, kernel, bufs as PoolArray[], pv, 0);
+      runShares(ctrl, op, b, p, 0, ops);
     } catch (e) {
       mainError = e;
       Atomics.store(ctrl, NEXT, ctrl[CHUNKS]); // workers stop claiming chunks
@@ -618,7 +828,7 @@ export class CpuPool {
     if (missing.length > 0 && ctrl[CHUNKS] === 0 && !mainError) {
       // Workers never started: run their static shares here (same partition, same result).
       for (const t of missing) {
-        kernel(bufs as PoolArray[], pv, shareStart(units, t, T), shareStart(units, t + 1, T), t);
+        op.kernel(b, p, shareStart(units, t, T), shareStart(units, t + 1, T), t, ops);
       }
     }
     if (mainError) throw mainError;
@@ -673,7 +883,9 @@ export class CpuPool {
         const first: RegisterMessage = {
           control,
           share: t,
-          blasPath: this.#blasPath,
+          blasPath: this.#opts.blasPath,
+          kernels: this.#opts.ops.name,
+          nativeLibrary: this.#opts.nativeLibrary,
           seen: 0,
           gen: 0,
           add: [],

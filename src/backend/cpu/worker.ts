@@ -13,13 +13,14 @@ import {
   ERROR,
   EXIT_OP,
   IDLE_EXIT_MS,
-  KERNELS,
   MAX_PARAMS,
   MAX_THREADS,
   NBUF,
   NEXT,
   OP,
   PARAMS_BYTE,
+  paramsOf,
+  POOL_OP_LIST,
   type PoolArray,
   REG_GEN,
   type RegisterMessage,
@@ -27,9 +28,11 @@ import {
   SEQ,
   setThreadGemm,
   STATE,
+  wireBufs,
   writeError,
 } from "./pool.ts";
-import { openOpenBlas } from "./openblas.ts";
+import { openThreadGemm } from "./gemm.ts";
+import { type KernelOps, kernelOps, loadKernels } from "./kernels.ts";
 
 const buffers = new Map<number, SharedArrayBuffer>();
 let control: SharedArrayBuffer;
@@ -38,9 +41,12 @@ let params: Float64Array;
 let share = 0;
 let seen = 0;
 let gen = 0;
+/** The kernels of the backend that started this worker, loaded on this thread. */
+let ops: KernelOps;
 
-function view(i: number): PoolArray {
+function view(i: number): PoolArray | undefined {
   const o = BUF + 4 * i;
+  if (ctrl[o] === 0) return undefined; // an absent optional buffer
   const sab = buffers.get(ctrl[o]);
   if (!sab) throw new Error(`CPU pool worker ${share} has no buffer ${ctrl[o]}`);
   const [dtype, offset, length] = [ctrl[o + 1], ctrl[o + 2], ctrl[o + 3]];
@@ -50,9 +56,14 @@ function view(i: number): PoolArray {
 }
 
 function runCommand(): void {
-  const bufs: PoolArray[] = [];
-  for (let i = 0; i < ctrl[NBUF]; i++) bufs.push(view(i));
-  runShares(ctrl, KERNELS[ctrl[OP]], bufs, params, share);
+  const op = POOL_OP_LIST[ctrl[OP]];
+  const names = wireBufs(op);
+  const bufs: Record<string, PoolArray> = {};
+  for (let i = 0; i < ctrl[NBUF]; i++) {
+    const v = view(i);
+    if (v) bufs[names[i]] = v;
+  }
+  runShares(ctrl, op, bufs, paramsOf(op, params), share, ops);
 }
 
 /** Runs commands until one needs registrations this worker lacks, or it exits. */
@@ -96,8 +107,9 @@ self.onmessage = (e: MessageEvent<RegisterMessage>) => {
     params = new Float64Array(control, PARAMS_BYTE, MAX_PARAMS);
     share = msg.share!;
     seen = msg.seen!;
+    ops = kernelOps(loadKernels(msg.kernels ?? "js", msg.nativeLibrary).kernels);
     if (msg.blasPath) {
-      const gemm = openOpenBlas(msg.blasPath);
+      const gemm = openThreadGemm(msg.blasPath); // OpenBLAS or this thread's WebAssembly GEMM
       setThreadGemm((args) => gemm.sgemm(args));
     }
   }

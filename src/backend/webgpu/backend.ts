@@ -75,6 +75,16 @@ export function linearGroups(n: number, wg: number): [number, number, number] {
   return [Math.ceil(groups / y), y, 1];
 }
 
+/** What {@link WebGpuBackend.dispatch} records besides the kernel and its tensors. */
+export interface DispatchOptions {
+  /** The kernel's own uniform params, after the tensor offsets; none when absent. */
+  params?: Params | null;
+  /** Workgroup counts `[x, y = 1, z = 1]`; a zero count records nothing. */
+  groups: readonly [number, number?, number?];
+  /** Pipeline-overridable constants (one pipeline per distinct set). */
+  constants?: Record<string, number>;
+}
+
 /** Options of {@link WebGpuBackend.create}. */
 export interface WebGpuOptions {
   /** An existing context (tests share one). Default: a new one. */
@@ -141,6 +151,17 @@ export class WebGpuBackend implements Backend {
     return { storage, offset: 0, shape: [...shape], size, dtype };
   }
 
+  free(t: Tensor): void {
+    const s = t.storage as GpuStorage;
+    if (!this.#storages.delete(s)) return;
+    // work recorded on the buffer is submitted first; destroy() waits for it on the queue
+    this.submit();
+    for (const key of [...this.#bindGroups.keys()]) {
+      if (key.split("|").slice(1).includes(String(s.id))) this.#bindGroups.delete(key);
+    }
+    s.buffer.destroy();
+  }
+
   upload(t: Tensor, data: HostArray): void {
     if (data.length !== t.size) {
       throw new RangeError(
@@ -191,7 +212,7 @@ export class WebGpuBackend implements Backend {
     if (t.dtype === "f32") p.f32(value);
     else p.u32(value | 0);
     const kernel = t.dtype === "f32" ? FILL_KERNEL : FILL_I32_KERNEL;
-    this.dispatch(kernel, [t], p, linearGroups(t.size, 256));
+    this.dispatch(kernel, [t], { params: p, groups: linearGroups(t.size, 256) });
   }
 
   copy(dst: Tensor, src: Tensor): void {
@@ -250,16 +271,12 @@ export class WebGpuBackend implements Backend {
   // ---- dispatch machinery used by ops/*.ts -----------------------------------
 
   /**
-   * Records one dispatch of `kernel` over `tensors` (bindings 1..n, in order). The
-   * uniform gets the tensors' element offsets, then `params`.
+   * Records one dispatch of `kernel` over `tensors` (bindings 1..n, in order) on
+   * `opts.groups` workgroups. The uniform gets the tensors' element offsets, then
+   * `opts.params`.
    */
-  dispatch(
-    kernel: KernelSpec,
-    tensors: readonly Tensor[],
-    params: Params | null,
-    groups: readonly [number, number?, number?],
-    constants?: Record<string, number>,
-  ): void {
+  dispatch(kernel: KernelSpec, tensors: readonly Tensor[], opts: DispatchOptions): void {
+    const { params, groups, constants } = opts;
     if (tensors.length !== kernel.storageBindings) {
       throw new RangeError(
         `Cannot dispatch "${kernel.label}": it binds ${kernel.storageBindings} tensors but got ${tensors.length}`,

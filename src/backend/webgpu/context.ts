@@ -230,5 +230,5 @@ export function describeDeviceError(err: GPUError): string {
     return `WebGPU internal error (often memory or a driver limit): ${err.message}. ${GPU_FAULT_HINT}`;
   }
   return `WebGPU validation error: ${err.message}. This is a bug in dbot; ` +
-    "please report it with the output of DBOT_DEBUG=1, and use --backend cpu meanwhile.";
+    "please report it with the output of the same command with --debug, and use --backend cpu meanwhile.";
 }

@@ -6,13 +6,15 @@
  * Each thread (main or pool worker) instantiates the module once, with its own memory.
  * A call copies a block of the caller's arrays into that memory (a few tens of KiB, so
  * it stays in cache), runs the kernel over the block with 4-lane SIMD, and copies the
- * result out; the copies cost far less than the scalar JS they replace. The JS ops in
- * `../ops/` stay the f64 reference and the fallback when WebAssembly is unavailable.
+ * result out; the copies cost far less than the scalar JS they replace. The reference
+ * ops in `../ref/` are what these are tested against, and the fallback when WebAssembly
+ * is unavailable (see `../kernels.ts`).
  *
  * @module
  */
+import { WasmHeap } from "../wasm_heap.ts";
 import { KERNELS_WASM_BASE64 } from "./kernels_wasm.ts";
-import { loadNativeKernels } from "../native.ts";
+import type { CpuKernels } from "../kernels.ts";
 
 /** The module's exports; pointers are byte offsets into `memory`. */
 interface Exports {
@@ -73,129 +75,24 @@ interface Exports {
 /** Floats per array per block: small enough to stay in L2 with a few arrays. */
 export const BLOCK = 8192;
 
-/** The f32 kernels; every array is a plain `Float32Array` of the caller's (any buffer). */
-export interface SimdKernels {
-  /** `"native"` (C, `../native.ts`) or `"wasm"` (WebAssembly SIMD, this module). */
-  readonly name: "native" | "wasm";
-  /** `out = gelu(inp)`; `out` may alias `inp`. */
-  gelu(out: Float32Array, inp: Float32Array): void;
-  /** `dinp = dout ⊙ gelu'(inp)`; `dinp` may alias `dout`. */
-  geluBackward(dinp: Float32Array, dout: Float32Array, inp: Float32Array): void;
-  /** Matmul epilogue of `c [M, N]`: `c += bias`; with `gelu`, `pre = c` then `c = gelu(c)`. */
-  biasGelu(
-    c: Float32Array,
-    bias: Float32Array | undefined,
-    pre: Float32Array | undefined,
-    M: number,
-    N: number,
-    gelu: boolean,
-  ): void;
-  /** `out[r, :] = softmax(scale · inp[r, :])`; `out` may alias `inp`. */
-  softmax(out: Float32Array, inp: Float32Array, rows: number, C: number, scale: number): void;
-  /** LayerNorm forward of `inp [rows, C]` (see `layernormForward`). */
-  layernorm(
-    out: Float32Array,
-    mean: Float32Array,
-    rstd: Float32Array,
-    inp: Float32Array,
-    weight: Float32Array,
-    bias: Float32Array,
-    rows: number,
-    C: number,
-    eps: number,
-  ): void;
-  /** `dinp = scale · out ⊙ (dout − Σ dout⊙out)` per row; `dinp` may alias `dout`. */
-  softmaxBackward(
-    dinp: Float32Array,
-    dout: Float32Array,
-    out: Float32Array,
-    rows: number,
-    C: number,
-    scale: number,
-  ): void;
-  /**
-   * LayerNorm backward (see `layernormBackward`): `dinp` assigned or accumulated;
-   * the column sums are added to `dweight` and `dbias` (f32 or f64 accumulators).
-   */
-  layernormBackward(
-    dinp: Float32Array,
-    dweight: Float32Array | Float64Array,
-    dbias: Float32Array | Float64Array,
-    dout: Float32Array,
-    inp: Float32Array,
-    weight: Float32Array,
-    mean: Float32Array,
-    rstd: Float32Array,
-    rows: number,
-    C: number,
-    accumulate: boolean,
-  ): void;
-  /**
-   * AdamW on elements `[lo, hi)` of one segment: `step = lr/bc1`, `invBc2 = 1/bc2`,
-   * `decay = 1 − lr·wd` (see `adamw`).
-   */
-  adamw(
-    a: { param: Float32Array; grad: Float32Array; m: Float32Array; v: Float32Array },
-    lo: number,
-    hi: number,
-    s: {
-      clip: number;
-      beta1: number;
-      beta2: number;
-      step: number;
-      invBc2: number;
-      eps: number;
-      decay: number;
-    },
-  ): void;
-}
-
-let instance: SimdKernels | null | undefined;
-let wasm: SimdKernels | null | undefined;
-let nativeReason = "";
+let wasm: CpuKernels | null | undefined;
 
 /**
- * This thread's fast f32 kernels: the native library when it is built and loads (see
- * `../native.ts`), else WebAssembly SIMD, or null when neither is available (the caller
- * then runs its JS loop). {@link selectKernels} overrides the choice.
+ * This thread's WebAssembly SIMD kernels (instantiated once per thread), or null where
+ * the engine rejects the module.
+ *
+ * @example
+ * ```ts
+ * import { wasmKernels } from "./simd.ts";
+ * console.log(wasmKernels()?.name); // "wasm"
+ * ```
  */
-export function simdKernels(): SimdKernels | null {
-  if (choice === "js") return null;
-  if (choice === "wasm") return wasmKernels();
-  if (instance === undefined) {
-    const native = loadNativeKernels();
-    if ("reason" in native) nativeReason = native.reason;
-    instance = "reason" in native ? wasmKernels() : native;
-  }
-  return instance;
-}
-
-/** The WebAssembly SIMD kernels alone (tests and benchmarks compare them with native). */
-export function wasmKernels(): SimdKernels | null {
+export function wasmKernels(): CpuKernels | null {
   if (wasm === undefined) wasm = instantiate();
   return wasm;
 }
 
-/** Why the native kernels are not in use on this thread ("" when they are, or untried). */
-export function nativeUnavailableReason(): string {
-  return nativeReason;
-}
-
-/** Which kernels the ops use: see {@link selectKernels}. */
-export type KernelChoice = "auto" | "wasm" | "js";
-
-let choice: KernelChoice = "auto";
-
-/**
- * Picks the ops' kernels on this thread only, for benchmarks and tests that compare the
- * paths: `"auto"` (default: native when built, else WebAssembly SIMD), `"wasm"`
- * (WebAssembly SIMD even when native is there) or `"js"` (the scalar JS loops).
- */
-export function selectKernels(kind: KernelChoice): void {
-  choice = kind;
-}
-
-function instantiate(): SimdKernels | null {
+function instantiate(): CpuKernels | null {
   if (typeof WebAssembly === "undefined") return null;
   let ex: Exports;
   try {
@@ -207,29 +104,14 @@ function instantiate(): SimdKernels | null {
   return makeKernels(ex);
 }
 
-function makeKernels(ex: Exports): SimdKernels {
+function makeKernels(ex: Exports): CpuKernels {
   // Scratch starts at the heap base (16-byte aligned), in floats.
   const base = Math.ceil((ex.__heap_base.value as number) / 16) * 4;
-  let heap = new Float32Array(ex.memory.buffer);
-
-  /** Float offsets of consecutive 16-byte-aligned regions of the given sizes, grown to fit. */
-  const regions = (...sizes: number[]): number[] => {
-    const offs: number[] = [];
-    let end = base;
-    for (const s of sizes) {
-      offs.push(end);
-      end += Math.ceil(s / 4) * 4;
-    }
-    if (end > heap.length) {
-      const pages = Math.ceil((end * 4 - ex.memory.buffer.byteLength) / 65536);
-      ex.memory.grow(pages);
-      heap = new Float32Array(ex.memory.buffer);
-    }
-    return offs;
-  };
-  const put = (at: number, src: Float32Array) => heap.set(src, at);
+  const heap = new WasmHeap(ex.memory, base);
+  const regions = (...sizes: number[]): number[] => heap.regions(...sizes);
+  const put = (at: number, src: Float32Array) => heap.f32.set(src, at);
   const get = (dst: Float32Array, at: number, n: number, to = 0) =>
-    dst.set(heap.subarray(at, at + n), to);
+    dst.set(heap.f32.subarray(at, at + n), to);
   /** Rows per block for rows of C floats (at least one). */
   const rowBlock = (C: number) => Math.max(1, Math.floor(BLOCK / C));
 
@@ -310,8 +192,8 @@ function makeKernels(ex: Exports): SimdKernels {
       const R = Math.min(rowBlock(C), rows);
       const [d, g, x, mu, rs, w, dw, db] = regions(R * C, R * C, R * C, R, R, C, C, C);
       put(w, weight);
-      heap.fill(0, dw, dw + C);
-      heap.fill(0, db, db + C);
+      heap.f32.fill(0, dw, dw + C);
+      heap.f32.fill(0, db, db + C);
       for (let r = 0; r < rows; r += R) {
         const n = Math.min(R, rows - r);
         const [s, e] = [r * C, (r + n) * C];
@@ -336,8 +218,8 @@ function makeKernels(ex: Exports): SimdKernels {
         get(dinp, d, e - s, s);
       }
       for (let c = 0; c < C; c++) {
-        dweight[c] += heap[dw + c];
-        dbias[c] += heap[db + c];
+        dweight[c] += heap.f32[dw + c];
+        dbias[c] += heap.f32[db + c];
       }
     },
     adamw({ param, grad, m, v }, lo, hi, s) {

@@ -4,10 +4,26 @@
  *
  * @module
  */
-import type { Tensor } from "../../backend.ts";
+import type {
+  HeadDims,
+  MergeHeadsBackwardBufs,
+  OutInpBufs,
+  SoftmaxBackwardBufs,
+  SoftmaxDims,
+  SplitHeadsBackwardBufs,
+  SplitHeadsBufs,
+} from "../../backend.ts";
 import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
 import type { KernelSpec } from "../context.ts";
-import { checkDims, checkF32, checkSize } from "./checks.ts";
+import {
+  checkF32,
+  checkMergeHeads,
+  checkMergeHeadsBackward,
+  checkSoftmax,
+  checkSoftmaxBackward,
+  checkSplitHeads,
+  checkSplitHeadsBackward,
+} from "../../checks.ts";
 import { SOFTMAX, SOFTMAX_BACKWARD } from "../../../../kernels/softmax.ts";
 import {
   MERGE_HEADS,
@@ -35,18 +51,6 @@ const MERGE_BACKWARD_KERNEL: KernelSpec = {
   storageBindings: 2,
 };
 
-/** Dimensions of the head ops: batch, tokens, heads, head size. */
-export interface HeadDims {
-  /** Batch. */
-  B: number;
-  /** Tokens. */
-  N: number;
-  /** Heads. */
-  NH: number;
-  /** Head size. */
-  HS: number;
-}
-
 /**
  * Invocations per row for the softmax kernels (`TPR`): a power of two 32…256 giving each
  * about 4 columns (C = 197 → 64, C = 50 → 32). A 256-wide workgroup holds `256 / TPR` rows.
@@ -64,123 +68,99 @@ function softmaxGroups(rows: number, TPR: number): [number, number, number] {
 /** See `Backend.softmax`: `out [rows, C] = softmax(scale · inp)` per row; `out` may be `inp`. */
 export function softmax(
   be: WebGpuBackend,
-  { out, inp }: { out: Tensor; inp: Tensor },
-  { rows, C, scale }: { rows: number; C: number; scale: number },
+  { out, inp }: OutInpBufs,
+  { rows, C, scale }: SoftmaxDims,
 ): void {
   const op = "softmax";
-  checkDims(op, { rows, C });
-  checkSize(op, "out", out, rows * C, "rows·C = ");
-  checkSize(op, "inp", inp, rows * C, "rows·C = ");
+  checkSoftmax({ out, inp }, { rows, C });
   checkF32(op, { out, inp });
   if (rows === 0 || C === 0) return;
   const TPR = threadsPerRow(C);
-  be.dispatch(
-    SOFTMAX_KERNEL,
-    [out, inp],
-    new Params().u32(rows, C).f32(scale),
-    softmaxGroups(rows, TPR),
-    { TPR },
-  );
+  be.dispatch(SOFTMAX_KERNEL, [out, inp], {
+    params: new Params().u32(rows, C).f32(scale),
+    groups: softmaxGroups(rows, TPR),
+    constants: { TPR },
+  });
 }
 
 /** See `Backend.softmaxBackward`: `dinp = scale · out ⊙ (dout − Σ dout⊙out)`; `dinp` may be `dout`. */
 export function softmaxBackward(
   be: WebGpuBackend,
-  { dinp, dout, out }: { dinp: Tensor; dout: Tensor; out: Tensor },
-  { rows, C, scale }: { rows: number; C: number; scale: number },
+  { dinp, dout, out }: SoftmaxBackwardBufs,
+  { rows, C, scale }: SoftmaxDims,
 ): void {
   const op = "softmaxBackward";
-  checkDims(op, { rows, C });
-  checkSize(op, "dinp", dinp, rows * C, "rows·C = ");
-  checkSize(op, "dout", dout, rows * C, "rows·C = ");
-  checkSize(op, "out", out, rows * C, "rows·C = ");
+  checkSoftmaxBackward({ dinp, dout, out }, { rows, C });
   checkF32(op, { dinp, dout, out });
   if (rows === 0 || C === 0) return;
   const TPR = threadsPerRow(C);
-  be.dispatch(
-    SOFTMAX_BACKWARD_KERNEL,
-    [dinp, dout, out],
-    new Params().u32(rows, C).f32(scale),
-    softmaxGroups(rows, TPR),
-    { TPR },
-  );
+  be.dispatch(SOFTMAX_BACKWARD_KERNEL, [dinp, dout, out], {
+    params: new Params().u32(rows, C).f32(scale),
+    groups: softmaxGroups(rows, TPR),
+    constants: { TPR },
+  });
 }
 
 /** See `Backend.splitHeads`: `qkv [B, N, 3·NH·HS]` → `q, k, v [B, NH, N, HS]`. */
 export function splitHeads(
   be: WebGpuBackend,
-  { q, k, v, qkv }: { q: Tensor; k: Tensor; v: Tensor; qkv: Tensor },
+  { q, k, v, qkv }: SplitHeadsBufs,
   { B, N, NH, HS }: HeadDims,
 ): void {
   const op = "splitHeads";
-  checkDims(op, { B, N, NH, HS });
+  checkSplitHeads({ q, k, v, qkv }, { B, N, NH, HS });
   const per = B * NH * N * HS;
-  checkSize(op, "q", q, per, "B·NH·N·HS = ");
-  checkSize(op, "k", k, per, "B·NH·N·HS = ");
-  checkSize(op, "v", v, per, "B·NH·N·HS = ");
-  checkSize(op, "qkv", qkv, 3 * per, "B·N·3·NH·HS = ");
   checkF32(op, { q, k, v, qkv });
-  be.dispatch(
-    SPLIT_KERNEL,
-    [q, k, v, qkv],
-    new Params().u32(per, N, NH, HS),
-    linearGroups(3 * per, 256),
-  );
+  be.dispatch(SPLIT_KERNEL, [q, k, v, qkv], {
+    params: new Params().u32(per, N, NH, HS),
+    groups: linearGroups(3 * per, 256),
+  });
 }
 
 /** See `Backend.splitHeadsBackward`: `dqkv [B, N, 3·NH·HS] = join(dq, dk, dv)` (assign). */
 export function splitHeadsBackward(
   be: WebGpuBackend,
-  { dqkv, dq, dk, dv }: { dqkv: Tensor; dq: Tensor; dk: Tensor; dv: Tensor },
+  { dqkv, dq, dk, dv }: SplitHeadsBackwardBufs,
   { B, N, NH, HS }: HeadDims,
 ): void {
   const op = "splitHeadsBackward";
-  checkDims(op, { B, N, NH, HS });
+  checkSplitHeadsBackward({ dqkv, dq, dk, dv }, { B, N, NH, HS });
   const per = B * NH * N * HS;
-  checkSize(op, "dq", dq, per, "B·NH·N·HS = ");
-  checkSize(op, "dk", dk, per, "B·NH·N·HS = ");
-  checkSize(op, "dv", dv, per, "B·NH·N·HS = ");
-  checkSize(op, "dqkv", dqkv, 3 * per, "B·N·3·NH·HS = ");
   checkF32(op, { dqkv, dq, dk, dv });
-  be.dispatch(
-    SPLIT_BACKWARD_KERNEL,
-    [dqkv, dq, dk, dv],
-    new Params().u32(per, N, NH, HS),
-    linearGroups(3 * per, 256),
-  );
+  be.dispatch(SPLIT_BACKWARD_KERNEL, [dqkv, dq, dk, dv], {
+    params: new Params().u32(per, N, NH, HS),
+    groups: linearGroups(3 * per, 256),
+  });
 }
 
 /** See `Backend.mergeHeads`: `inp [B, NH, N, HS]` → `out [B, N, NH·HS]`. */
 export function mergeHeads(
   be: WebGpuBackend,
-  { out, inp }: { out: Tensor; inp: Tensor },
+  { out, inp }: OutInpBufs,
   { B, N, NH, HS }: HeadDims,
 ): void {
   const op = "mergeHeads";
-  checkDims(op, { B, N, NH, HS });
+  checkMergeHeads({ out, inp }, { B, N, NH, HS });
   const n = B * N * NH * HS;
-  checkSize(op, "out", out, n, "B·N·NH·HS = ");
-  checkSize(op, "inp", inp, n, "B·N·NH·HS = ");
   checkF32(op, { out, inp });
-  be.dispatch(MERGE_KERNEL, [out, inp], new Params().u32(n, N, NH, HS), linearGroups(n, 256));
+  be.dispatch(MERGE_KERNEL, [out, inp], {
+    params: new Params().u32(n, N, NH, HS),
+    groups: linearGroups(n, 256),
+  });
 }
 
 /** See `Backend.mergeHeadsBackward`: `dinp [B, NH, N, HS] = split(dout [B, N, NH·HS])`. */
 export function mergeHeadsBackward(
   be: WebGpuBackend,
-  { dinp, dout }: { dinp: Tensor; dout: Tensor },
+  { dinp, dout }: MergeHeadsBackwardBufs,
   { B, N, NH, HS }: HeadDims,
 ): void {
   const op = "mergeHeadsBackward";
-  checkDims(op, { B, N, NH, HS });
+  checkMergeHeadsBackward({ dinp, dout }, { B, N, NH, HS });
   const n = B * N * NH * HS;
-  checkSize(op, "dinp", dinp, n, "B·N·NH·HS = ");
-  checkSize(op, "dout", dout, n, "B·N·NH·HS = ");
   checkF32(op, { dinp, dout });
-  be.dispatch(
-    MERGE_BACKWARD_KERNEL,
-    [dinp, dout],
-    new Params().u32(n, N, NH, HS),
-    linearGroups(n, 256),
-  );
+  be.dispatch(MERGE_BACKWARD_KERNEL, [dinp, dout], {
+    params: new Params().u32(n, N, NH, HS),
+    groups: linearGroups(n, 256),
+  });
 }

@@ -5,10 +5,21 @@
  *
  * @module
  */
-import type { Tensor } from "../../backend.ts";
+import type {
+  LayernormBackwardBufs,
+  LayernormBackwardDims,
+  LayernormBufs,
+  NormDims,
+  OutInpBufs,
+} from "../../backend.ts";
 import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
 import type { KernelSpec } from "../context.ts";
-import { checkDims, checkF32, checkSize } from "./checks.ts";
+import {
+  checkF32,
+  checkLayernorm,
+  checkLayernormBackward,
+  checkStandardizeRows,
+} from "../../checks.ts";
 import { LAYERNORM, LAYERNORM_BACKWARD, STANDARDIZE_ROWS } from "../../../../kernels/layernorm.ts";
 import { COLSUM_FINAL_KERNEL } from "./elementwise.ts";
 
@@ -46,34 +57,19 @@ function rowWorkgroup(C: number, perThread: number): number {
  */
 export function layernorm(
   be: WebGpuBackend,
-  { out, mean, rstd, inp, weight, bias }: {
-    out: Tensor;
-    mean: Tensor;
-    rstd: Tensor;
-    inp: Tensor;
-    weight: Tensor;
-    bias: Tensor;
-  },
-  { rows, C, eps }: { rows: number; C: number; eps: number },
+  { out, mean, rstd, inp, weight, bias }: LayernormBufs,
+  { rows, C, eps }: NormDims,
 ): void {
   const op = "layernorm";
-  checkDims(op, { rows, C });
-  checkSize(op, "out", out, rows * C, "rows·C = ");
-  checkSize(op, "inp", inp, rows * C, "rows·C = ");
-  checkSize(op, "mean", mean, rows, "rows = ");
-  checkSize(op, "rstd", rstd, rows, "rows = ");
-  checkSize(op, "weight", weight, C, "C = ");
-  checkSize(op, "bias", bias, C, "C = ");
+  checkLayernorm({ out, mean, rstd, inp, weight, bias }, { rows, C, eps });
   checkF32(op, { out, mean, rstd, inp, weight, bias });
   if (rows === 0) return;
   const WG = rowWorkgroup(C, 4);
-  be.dispatch(
-    LAYERNORM_KERNEL,
-    [out, mean, rstd, inp, weight, bias],
-    new Params().u32(rows, C).f32(eps),
-    linearGroups(rows, 1),
-    { WG },
-  );
+  be.dispatch(LAYERNORM_KERNEL, [out, mean, rstd, inp, weight, bias], {
+    params: new Params().u32(rows, C).f32(eps),
+    groups: linearGroups(rows, 1),
+    constants: { WG },
+  });
 }
 
 /**
@@ -84,28 +80,11 @@ export function layernorm(
  */
 export function layernormBackward(
   be: WebGpuBackend,
-  { dinp, dweight, dbias, dout, inp, weight, mean, rstd }: {
-    dinp: Tensor;
-    dweight: Tensor;
-    dbias: Tensor;
-    dout: Tensor;
-    inp: Tensor;
-    weight: Tensor;
-    mean: Tensor;
-    rstd: Tensor;
-  },
-  { rows, C, accumulate = false }: { rows: number; C: number; accumulate?: boolean },
+  { dinp, dweight, dbias, dout, inp, weight, mean, rstd }: LayernormBackwardBufs,
+  { rows, C, accumulate = false }: LayernormBackwardDims,
 ): void {
   const op = "layernormBackward";
-  checkDims(op, { rows, C });
-  checkSize(op, "dinp", dinp, rows * C, "rows·C = ");
-  checkSize(op, "dout", dout, rows * C, "rows·C = ");
-  checkSize(op, "inp", inp, rows * C, "rows·C = ");
-  checkSize(op, "dweight", dweight, C, "C = ");
-  checkSize(op, "dbias", dbias, C, "C = ");
-  checkSize(op, "weight", weight, C, "C = ");
-  checkSize(op, "mean", mean, rows, "rows = ");
-  checkSize(op, "rstd", rstd, rows, "rows = ");
+  checkLayernormBackward({ dinp, dweight, dbias, dout, inp, weight, mean, rstd }, { rows, C });
   checkF32(op, { dinp, dweight, dbias, dout, inp, weight, mean, rstd });
   if (rows === 0 || C === 0) return;
   const WG = rowWorkgroup(C, COLS_PER_THREAD);
@@ -113,17 +92,21 @@ export function layernormBackward(
   const rowsPer = Math.ceil(rows / G0);
   const G = Math.ceil(rows / rowsPer); // every group owns at least one row
   const part = be.scratch("layernorm.backward_partials", G * 2 * C);
-  be.dispatch(
-    LAYERNORM_BACKWARD_KERNEL,
-    [dinp, part, dout, inp, weight, mean, rstd],
-    new Params().u32(rows, C, rowsPer, accumulate ? 1 : 0),
-    [G, Math.ceil(C / (WG * COLS_PER_THREAD)), 1],
-    { WG },
-  );
+  be.dispatch(LAYERNORM_BACKWARD_KERNEL, [dinp, part, dout, inp, weight, mean, rstd], {
+    params: new Params().u32(rows, C, rowsPer, accumulate ? 1 : 0),
+    groups: [G, Math.ceil(C / (WG * COLS_PER_THREAD)), 1],
+    constants: { WG },
+  });
   const colBlocks: [number, number, number] = [Math.ceil(C / 64), 1, 1];
   const partDb = { ...part, offset: part.offset + C, shape: [part.size - C], size: part.size - C };
-  be.dispatch(COLSUM_FINAL_KERNEL, [dweight, part], new Params().u32(C, G, 2 * C), colBlocks);
-  be.dispatch(COLSUM_FINAL_KERNEL, [dbias, partDb], new Params().u32(C, G, 2 * C), colBlocks);
+  be.dispatch(COLSUM_FINAL_KERNEL, [dweight, part], {
+    params: new Params().u32(C, G, 2 * C),
+    groups: colBlocks,
+  });
+  be.dispatch(COLSUM_FINAL_KERNEL, [dbias, partDb], {
+    params: new Params().u32(C, G, 2 * C),
+    groups: colBlocks,
+  });
 }
 
 /**
@@ -132,21 +115,16 @@ export function layernormBackward(
  */
 export function standardizeRows(
   be: WebGpuBackend,
-  { out, inp }: { out: Tensor; inp: Tensor },
-  { rows, C, eps }: { rows: number; C: number; eps: number },
+  { out, inp }: OutInpBufs,
+  { rows, C, eps }: NormDims,
 ): void {
   const op = "standardizeRows";
-  checkDims(op, { rows });
-  checkDims(op, { C }, 2);
-  checkSize(op, "out", out, rows * C, "rows·C = ");
-  checkSize(op, "inp", inp, rows * C, "rows·C = ");
+  checkStandardizeRows({ out, inp }, { rows, C, eps });
   checkF32(op, { out, inp });
   if (rows === 0) return;
-  be.dispatch(
-    STANDARDIZE_KERNEL,
-    [out, inp],
-    new Params().u32(rows, C).f32(eps),
-    linearGroups(rows, 1),
-    { WG: rowWorkgroup(C, 4) },
-  );
+  be.dispatch(STANDARDIZE_KERNEL, [out, inp], {
+    params: new Params().u32(rows, C).f32(eps),
+    groups: linearGroups(rows, 1),
+    constants: { WG: rowWorkgroup(C, 4) },
+  });
 }

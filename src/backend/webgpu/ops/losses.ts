@@ -6,10 +6,16 @@
  *
  * @module
  */
-import type { Tensor } from "../../backend.ts";
+import type {
+  CrossEntropyBufs,
+  RowLossBufs,
+  RowsDims,
+  SmoothL1Dims,
+  Tensor,
+} from "../../backend.ts";
 import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
 import type { KernelSpec } from "../context.ts";
-import { checkDims, checkSize } from "./checks.ts";
+import { checkCrossEntropy, checkRowLoss } from "../../checks.ts";
 import {
   COSINE_GRAD,
   COSINE_ROWS,
@@ -43,19 +49,6 @@ const FINAL: KernelSpec = {
 /** Most workgroups of the weighted row reduction (the final pass is one workgroup of 256). */
 const MAX_PARTIALS = 256;
 
-/** Checks `rows, C`, the `[rows, C]` tensors of `sized` and the optional `weight [rows]`. */
-function checkArgs(
-  op: string,
-  dims: { rows: number; C: number },
-  sized: Record<string, Tensor>,
-  weight?: Tensor,
-): void {
-  const { rows, C } = dims;
-  checkDims(op, dims);
-  for (const [name, t] of Object.entries(sized)) checkSize(op, name, t, rows * C, "rows·C = ");
-  if (weight) checkSize(op, "weight", weight, rows, "rows = ");
-}
-
 /**
  * Records passes 2 and 3: `stats = (Σ w, Σ w·rowv)` and `loss[0] = stats[1]/stats[0]`
  * (w = 1 without `weight`). Returns `stats` (scratch, valid until the next loss op).
@@ -71,97 +64,66 @@ function weightedMean(
   const partials = be.scratch("loss.partials", 2 * G);
   const stats = be.scratch("loss.stats", 2);
   const w = weight ?? be.scratch("loss.dummy", 1);
-  be.dispatch(PARTIALS, [partials, rowv, w], new Params().u32(rows, weight ? 1 : 0), [G, 1, 1]);
-  be.dispatch(FINAL, [stats, loss, partials], new Params().u32(G), [1, 1, 1]);
+  be.dispatch(PARTIALS, [partials, rowv, w], {
+    params: new Params().u32(rows, weight ? 1 : 0),
+    groups: [G, 1, 1],
+  });
+  be.dispatch(FINAL, [stats, loss, partials], { params: new Params().u32(G), groups: [1, 1, 1] });
   return stats;
 }
 
 /** See `Backend.smoothL1Loss`. `inp, target, dinp [rows, C]`, `weight [rows]`, `loss [1]`. */
 export function smoothL1Loss(
   be: WebGpuBackend,
-  { loss, dinp, inp, target, weight }: {
-    loss: Tensor;
-    dinp: Tensor;
-    inp: Tensor;
-    target: Tensor;
-    weight: Tensor;
-  },
-  { rows, C, beta }: { rows: number; C: number; beta: number },
+  { loss, dinp, inp, target, weight }: RowLossBufs,
+  { rows, C, beta }: SmoothL1Dims,
 ): void {
   const op = "smoothL1Loss";
-  checkArgs(op, { rows, C }, { dinp, inp, target }, weight);
-  checkSize(op, "loss", loss, 1);
-  if (!(beta > 0)) {
-    throw new RangeError(`Cannot run ${op}: beta must be > 0, current value is ${beta}`);
-  }
+  checkRowLoss(op, { loss, dinp, inp, target, weight }, { rows, C, beta });
   const rowv = be.scratch("loss.rowv", Math.max(1, rows));
-  be.dispatch(
-    SL1_ROWS,
-    [rowv, inp, target],
-    new Params().u32(rows, C).f32(beta),
-    linearGroups(rows, 1),
-  );
+  be.dispatch(SL1_ROWS, [rowv, inp, target], {
+    params: new Params().u32(rows, C).f32(beta),
+    groups: linearGroups(rows, 1),
+  });
   const stats = weightedMean(be, loss, rowv, weight, rows);
-  be.dispatch(
-    SL1_GRAD,
-    [dinp, inp, target, weight, stats],
-    new Params().u32(rows, C).f32(beta),
-    linearGroups(rows * C, 256),
-  );
+  be.dispatch(SL1_GRAD, [dinp, inp, target, weight, stats], {
+    params: new Params().u32(rows, C).f32(beta),
+    groups: linearGroups(rows * C, 256),
+  });
 }
 
 /** See `Backend.cosineLoss`. `inp, target, dinp [rows, C]`, `weight [rows]`, `loss [1]`. */
 export function cosineLoss(
   be: WebGpuBackend,
-  { loss, dinp, inp, target, weight }: {
-    loss: Tensor;
-    dinp: Tensor;
-    inp: Tensor;
-    target: Tensor;
-    weight: Tensor;
-  },
-  { rows, C }: { rows: number; C: number },
+  { loss, dinp, inp, target, weight }: RowLossBufs,
+  { rows, C }: RowsDims,
 ): void {
   const op = "cosineLoss";
-  checkArgs(op, { rows, C }, { dinp, inp, target }, weight);
-  checkSize(op, "loss", loss, 1);
+  checkRowLoss(op, { loss, dinp, inp, target, weight }, { rows, C });
   const rowv = be.scratch("loss.rowv", Math.max(1, rows));
   const coef = be.scratch("loss.coef", Math.max(1, 2 * rows));
-  be.dispatch(
-    COS_ROWS,
-    [rowv, coef, inp, target],
-    new Params().u32(rows, C),
-    linearGroups(rows, 1),
-  );
+  be.dispatch(COS_ROWS, [rowv, coef, inp, target], {
+    params: new Params().u32(rows, C),
+    groups: linearGroups(rows, 1),
+  });
   const stats = weightedMean(be, loss, rowv, weight, rows);
-  be.dispatch(
-    COS_GRAD,
-    [dinp, inp, target, weight, coef, stats],
-    new Params().u32(rows, C),
-    linearGroups(rows * C, 256),
-  );
+  be.dispatch(COS_GRAD, [dinp, inp, target, weight, coef, stats], {
+    params: new Params().u32(rows, C),
+    groups: linearGroups(rows * C, 256),
+  });
 }
 
 /** See `Backend.crossEntropyLoss`. `logits, target, dlogits [rows, C]`, `loss [1]`. */
 export function crossEntropyLoss(
   be: WebGpuBackend,
-  { loss, dlogits, logits, target }: {
-    loss: Tensor;
-    dlogits: Tensor;
-    logits: Tensor;
-    target: Tensor;
-  },
-  { rows, C }: { rows: number; C: number },
+  { loss, dlogits, logits, target }: CrossEntropyBufs,
+  { rows, C }: RowsDims,
 ): void {
-  const op = "crossEntropyLoss";
-  checkArgs(op, { rows, C }, { dlogits, logits, target });
-  checkSize(op, "loss", loss, 1);
+  checkCrossEntropy({ loss, dlogits, logits, target }, { rows, C });
   const rowv = be.scratch("loss.rowv", Math.max(1, rows));
-  be.dispatch(
-    CE_ROWS,
-    [dlogits, rowv, logits, target],
-    new Params().u32(rows, C).f32(1 / rows),
-    linearGroups(rows, 1),
-  );
+  be.dispatch(CE_ROWS, [dlogits, rowv, logits, target], {
+    params: new Params().u32(rows, C).f32(1 / rows),
+    groups: linearGroups(rows, 1),
+  });
   weightedMean(be, loss, rowv, undefined, rows);
 }

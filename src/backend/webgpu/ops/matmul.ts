@@ -11,10 +11,10 @@
  *
  * @module
  */
-import type { MatmulDims, Tensor } from "../../backend.ts";
+import type { MatmulBufs, MatmulDims, Tensor } from "../../backend.ts";
 import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
 import type { KernelSpec } from "../context.ts";
-import { checkDims, checkDtype, checkSize } from "./checks.ts";
+import { checkDims, checkDtype, checkSize } from "../../checks.ts";
 import {
   MATMUL_SIMPLE,
   MATMUL_SPLITK_REDUCE,
@@ -105,7 +105,7 @@ function shifted(t: Tensor, elems: number): Tensor {
 /** See `Backend.matmul`. */
 export function matmul(
   be: WebGpuBackend,
-  bufs: { out: Tensor; a: Tensor; b: Tensor; bias?: Tensor; pre?: Tensor },
+  bufs: MatmulBufs,
   dims: MatmulDims,
   opts: MatmulOptions = {},
 ): void {
@@ -167,23 +167,23 @@ export function matmul(
     const pp = pre ? shifted(pre, b0 * M * N) : o;
     const params = () => new Params().u32(M, N, K, kSplit, splits, nb);
     if (!part) {
-      be.dispatch(spec, [o, pa, pb, bias ?? o, pp], params(), [gx, gy, nb], {
-        ...flags,
-        ...epilogue,
+      be.dispatch(spec, [o, pa, pb, bias ?? o, pp], {
+        params: params(),
+        groups: [gx, gy, nb],
+        constants: { ...flags, ...epilogue },
       });
       continue;
     }
     // Raw partial products [nb, S, M, N], then Σ_s + epilogue into out.
-    be.dispatch(spec, [part, pa, pb, part, part], params(), [gx, gy, nb * splits], {
-      ...flags,
-      ...none,
+    be.dispatch(spec, [part, pa, pb, part, part], {
+      params: params(),
+      groups: [gx, gy, nb * splits],
+      constants: { ...flags, ...none },
     });
-    be.dispatch(
-      REDUCE,
-      [o, part, part, bias ?? o, pp],
-      params(),
-      linearGroups(nb * M * N, 256),
-      { TRANS_A: 0, TRANS_B: 0, ...epilogue },
-    );
+    be.dispatch(REDUCE, [o, part, part, bias ?? o, pp], {
+      params: params(),
+      groups: linearGroups(nb * M * N, 256),
+      constants: { TRANS_A: 0, TRANS_B: 0, ...epilogue },
+    });
   }
 }

@@ -4,10 +4,10 @@
  *
  * @module
  */
-import type { Tensor } from "../../backend.ts";
+import type { AdamwBufs, AdamwDims, GradNormBufs, GradNormDims } from "../../backend.ts";
 import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
 import type { KernelSpec } from "../context.ts";
-import { check, checkDims, checkDtype, checkSize } from "./checks.ts";
+import { checkAdamw, checkDtype, checkGradNorm } from "../../checks.ts";
 import { ADAMW, GRAD_NORM_FINAL, GRAD_NORM_PARTIALS } from "../../../../kernels/optim.ts";
 
 const NORM_PARTIALS: KernelSpec = {
@@ -34,26 +34,23 @@ const NORM_GROUPS = 1024;
  */
 export function gradNorm(
   be: WebGpuBackend,
-  { norm, clipScale, grad }: { norm: Tensor; clipScale: Tensor; grad: Tensor },
-  { maxNorm }: { maxNorm: number },
+  { norm, clipScale, grad }: GradNormBufs,
+  { maxNorm }: GradNormDims,
 ): void {
   const op = "gradNorm";
-  checkSize(op, "norm", norm, 1);
-  checkSize(op, "clipScale", clipScale, 1);
+  checkGradNorm({ norm, clipScale, grad }, { maxNorm });
   if (!(maxNorm > 0)) {
     throw new RangeError(`Cannot run ${op}: maxNorm must be > 0, current value is ${maxNorm}`);
   }
   const n = grad.size;
   const G = Math.max(1, Math.min(NORM_GROUPS, Math.ceil(n / 256)));
   const partials = be.scratch("optim.norm_partials", G);
-  be.dispatch(NORM_PARTIALS, [partials, grad], new Params().u32(n), [G, 1, 1]);
+  be.dispatch(NORM_PARTIALS, [partials, grad], { params: new Params().u32(n), groups: [G, 1, 1] });
   const finite = Number.isFinite(maxNorm);
-  be.dispatch(
-    NORM_FINAL,
-    [norm, clipScale, partials],
-    new Params().u32(G, finite ? 1 : 0).f32(finite ? maxNorm : 0),
-    [1, 1, 1],
-  );
+  be.dispatch(NORM_FINAL, [norm, clipScale, partials], {
+    params: new Params().u32(G, finite ? 1 : 0).f32(finite ? maxNorm : 0),
+    groups: [1, 1, 1],
+  });
 }
 
 /**
@@ -63,45 +60,27 @@ export function gradNorm(
  */
 export function adamw(
   be: WebGpuBackend,
-  { param, grad, m, v, offsets, hyper, clipScale }: {
-    param: Tensor;
-    grad: Tensor;
-    m: Tensor;
-    v: Tensor;
-    offsets: Tensor;
-    hyper: Tensor;
-    clipScale?: Tensor;
-  },
-  { lr, beta1, beta2, eps, step }: {
-    lr: number;
-    beta1: number;
-    beta2: number;
-    eps: number;
-    step: number;
-  },
+  { param, grad, m, v, offsets, hyper, clipScale }: AdamwBufs,
+  { lr, beta1, beta2, eps, step }: AdamwDims,
 ): void {
   const op = "adamw";
-  const n = param.size;
-  for (const [name, t] of Object.entries({ grad, m, v })) checkSize(op, name, t, n, "param's ");
+  const S = checkAdamw({ param, grad, m, v, offsets, hyper, clipScale }, {
+    lr,
+    beta1,
+    beta2,
+    eps,
+    step,
+  });
   checkDtype(op, "offsets", offsets, "i32");
-  check(
-    offsets.size >= 1,
-    () => `Cannot run ${op}: offsets must have S+1 >= 1 elements, current value is 0`,
-  );
-  const S = offsets.size - 1;
-  checkSize(op, "hyper", hyper, 2 * S, "2·S = ");
-  if (clipScale) checkSize(op, "clipScale", clipScale, 1);
-  checkDims(op, { step }, 1);
+  const n = param.size;
   const bc1 = 1 - Math.pow(beta1, step);
   const sqrtBc2 = Math.sqrt(1 - Math.pow(beta2, step));
   const clip = clipScale ?? be.scratch("optim.dummy_clip", 1);
   const p = new Params()
     .u32(n, S, clipScale ? 1 : 0)
     .f32(lr, beta1, beta2, eps, bc1, sqrtBc2);
-  be.dispatch(
-    ADAMW_KERNEL,
-    [param, grad, m, v, offsets, hyper, clip],
-    p,
-    linearGroups(n, 256),
-  );
+  be.dispatch(ADAMW_KERNEL, [param, grad, m, v, offsets, hyper, clip], {
+    params: p,
+    groups: linearGroups(n, 256),
+  });
 }

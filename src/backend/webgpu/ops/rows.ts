@@ -4,10 +4,21 @@
  *
  * @module
  */
-import type { Tensor } from "../../backend.ts";
+import type {
+  GatherRowsBackwardBufs,
+  GatherRowsBufs,
+  OutInpBufs,
+  PatchifyDims,
+  RowsDims,
+} from "../../backend.ts";
 import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
 import type { KernelSpec } from "../context.ts";
-import { check, checkDims, checkDtype, checkRows, checkSize } from "./checks.ts";
+import {
+  checkDtype,
+  checkGatherRows,
+  checkGatherRowsBackward,
+  checkPatchify,
+} from "../../checks.ts";
 import {
   FILL_GRAD_FINAL,
   FILL_GRAD_PARTIALS,
@@ -38,19 +49,15 @@ const MIN_ROWS_PER_GROUP = 16;
 /** See `Backend.gatherRows`. `out [rows, C]`, `inp [inpRows, C]`, `index i32 [rows]`, `fill [C]`. */
 export function gatherRows(
   be: WebGpuBackend,
-  { out, inp, index, fill }: { out: Tensor; inp: Tensor; index: Tensor; fill?: Tensor },
-  { rows, C }: { rows: number; C: number },
+  { out, inp, index, fill }: GatherRowsBufs,
+  { rows, C }: RowsDims,
 ): void {
   const op = "gatherRows";
-  checkDims(op, { rows, C });
-  checkSize(op, "out", out, rows * C, "rows·C = ");
-  checkSize(op, "index", index, rows, "rows = ");
+  const inpRows = checkGatherRows({ out, inp, index, fill }, { rows, C });
   checkDtype(op, "index", index, "i32");
-  if (fill) checkSize(op, "fill", fill, C, "C = ");
-  const inpRows = checkRows(op, "inp", inp, C);
   const fillT = fill ?? be.scratch("rows.dummy", 1);
   const p = new Params().u32(rows, C, inpRows, fill ? 1 : 0);
-  be.dispatch(GATHER, [out, inp, index, fillT], p, linearGroups(rows * C, 256));
+  be.dispatch(GATHER, [out, inp, index, fillT], { params: p, groups: linearGroups(rows * C, 256) });
 }
 
 /**
@@ -60,56 +67,42 @@ export function gatherRows(
  */
 export function gatherRowsBackward(
   be: WebGpuBackend,
-  { dinp, dfill, dout, index }: { dinp: Tensor; dfill?: Tensor; dout: Tensor; index: Tensor },
-  { rows, C }: { rows: number; C: number },
+  { dinp, dfill, dout, index }: GatherRowsBackwardBufs,
+  { rows, C }: RowsDims,
 ): void {
   const op = "gatherRowsBackward";
-  checkDims(op, { rows, C });
-  checkSize(op, "dout", dout, rows * C, "rows·C = ");
-  checkSize(op, "index", index, rows, "rows = ");
+  const inpRows = checkGatherRowsBackward({ dinp, dfill, dout, index }, { rows, C });
   checkDtype(op, "index", index, "i32");
-  if (dfill) checkSize(op, "dfill", dfill, C, "C = ");
-  const inpRows = checkRows(op, "dinp", dinp, C);
   be.fill(dinp, 0);
-  be.dispatch(
-    SCATTER,
-    [dinp, dout, index],
-    new Params().u32(rows, C, inpRows),
-    linearGroups(rows * C, 256),
-  );
+  be.dispatch(SCATTER, [dinp, dout, index], {
+    params: new Params().u32(rows, C, inpRows),
+    groups: linearGroups(rows * C, 256),
+  });
   if (!dfill || rows === 0 || C === 0) return;
   const G = Math.max(1, Math.min(FILL_GROUPS, Math.ceil(rows / MIN_ROWS_PER_GROUP)));
   const rowsPer = Math.ceil(rows / G);
   const groups = Math.ceil(rows / rowsPer); // every group owns at least one row
   const partials = be.scratch("rows.fill_partials", groups * C);
-  be.dispatch(
-    FILL_PARTIALS,
-    [partials, dout, index],
-    new Params().u32(rows, C, rowsPer),
-    [Math.ceil(C / 64), groups, 1],
-  );
-  be.dispatch(FILL_FINAL, [dfill, partials], new Params().u32(C, groups), linearGroups(C, 256));
+  be.dispatch(FILL_PARTIALS, [partials, dout, index], {
+    params: new Params().u32(rows, C, rowsPer),
+    groups: [Math.ceil(C / 64), groups, 1],
+  });
+  be.dispatch(FILL_FINAL, [dfill, partials], {
+    params: new Params().u32(C, groups),
+    groups: linearGroups(C, 256),
+  });
 }
 
 /** See `Backend.patchify`. `inp [B, C, H, W]` → `out [B, L, C·P·P]`. */
 export function patchify(
   be: WebGpuBackend,
-  { out, inp }: { out: Tensor; inp: Tensor },
-  { B, C, H, W, P }: { B: number; C: number; H: number; W: number; P: number },
+  { out, inp }: OutInpBufs,
+  { B, C, H, W, P }: PatchifyDims,
 ): void {
-  const op = "patchify";
-  checkDims(op, { B, C, H, W });
-  checkDims(op, { P }, 1);
-  check(
-    H % P === 0 && W % P === 0,
-    () =>
-      `Cannot run ${op}: H and W must be divisible by P, current values are ${H}, ${W} and ${P}`,
-  );
+  checkPatchify({ out, inp }, { B, C, H, W, P });
   const n = B * C * H * W;
-  checkSize(op, "out", out, n, "B·C·H·W = ");
-  checkSize(op, "inp", inp, n, "B·C·H·W = ");
   const GW = W / P;
   const L = (H / P) * GW;
   const p = new Params().u32(n, C, H, W, P, GW, L);
-  be.dispatch(PATCHIFY_KERNEL, [out, inp], p, linearGroups(n, 256));
+  be.dispatch(PATCHIFY_KERNEL, [out, inp], { params: p, groups: linearGroups(n, 256) });
 }

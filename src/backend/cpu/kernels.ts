@@ -1,0 +1,303 @@
+/**
+ * The CPU backend's fast f32 kernels — WebAssembly SIMD (`simd/`, shipped in the module)
+ * or native C (`native.ts`, when built) — and {@link kernelOps}, which puts them in place
+ * of the reference loops (`ref/`) of the ops they cover. A {@link CpuBackend} loads one
+ * set ({@link loadKernels}) and hands it to its ops and its worker pool: nothing here is
+ * process-global, so backends with different kernels can run side by side.
+ *
+ * @module
+ */
+import type {
+  AdamwBufs,
+  AdamwDims,
+  GeluBackwardBufs,
+  LayernormBackwardBufs,
+  LayernormBackwardDims,
+  LayernormBufs,
+  NormDims,
+  OutInpBufs,
+  SoftmaxBackwardBufs,
+  SoftmaxDims,
+} from "../backend.ts";
+import {
+  checkGelu,
+  checkGeluBackward,
+  checkLayernorm,
+  checkLayernormBackward,
+  checkSoftmax,
+  checkSoftmaxBackward,
+} from "../checks.ts";
+import { adamw, type AdamwSegment } from "./ref/adamw.ts";
+import { geluBackward, geluForward } from "./ref/gelu.ts";
+import { layernormBackward, layernormForward } from "./ref/layernorm.ts";
+import { type MatmulEpilogue, matmulEpilogue } from "./ref/matmul.ts";
+import { softmaxBackward, softmaxForward } from "./ref/softmax.ts";
+import type { FloatArray } from "./ref/types.ts";
+import { wasmKernels } from "./simd/simd.ts";
+import { loadNativeKernels } from "./native.ts";
+
+/** The fast f32 kernels; every array is a plain `Float32Array` of the caller's (any buffer). */
+export interface CpuKernels {
+  /** `"native"` (C, `native.ts`) or `"wasm"` (WebAssembly SIMD, `simd/`). */
+  readonly name: "native" | "wasm";
+  /** `out = gelu(inp)`; `out` may alias `inp`. */
+  gelu(out: Float32Array, inp: Float32Array): void;
+  /** `dinp = dout ⊙ gelu'(inp)`; `dinp` may alias `dout`. */
+  geluBackward(dinp: Float32Array, dout: Float32Array, inp: Float32Array): void;
+  /** Matmul epilogue of `c [M, N]`: `c += bias`; with `gelu`, `pre = c` then `c = gelu(c)`. */
+  biasGelu(
+    c: Float32Array,
+    bias: Float32Array | undefined,
+    pre: Float32Array | undefined,
+    M: number,
+    N: number,
+    gelu: boolean,
+  ): void;
+  /** `out[r, :] = softmax(scale · inp[r, :])`; `out` may alias `inp`. */
+  softmax(out: Float32Array, inp: Float32Array, rows: number, C: number, scale: number): void;
+  /** LayerNorm forward of `inp [rows, C]` (see `layernormForward`). */
+  layernorm(
+    out: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    inp: Float32Array,
+    weight: Float32Array,
+    bias: Float32Array,
+    rows: number,
+    C: number,
+    eps: number,
+  ): void;
+  /** `dinp = scale · out ⊙ (dout − Σ dout⊙out)` per row; `dinp` may alias `dout`. */
+  softmaxBackward(
+    dinp: Float32Array,
+    dout: Float32Array,
+    out: Float32Array,
+    rows: number,
+    C: number,
+    scale: number,
+  ): void;
+  /**
+   * LayerNorm backward (see `layernormBackward`): `dinp` assigned or accumulated;
+   * the column sums are added to `dweight` and `dbias` (f32 or f64 accumulators).
+   */
+  layernormBackward(
+    dinp: Float32Array,
+    dweight: Float32Array | Float64Array,
+    dbias: Float32Array | Float64Array,
+    dout: Float32Array,
+    inp: Float32Array,
+    weight: Float32Array,
+    mean: Float32Array,
+    rstd: Float32Array,
+    rows: number,
+    C: number,
+    accumulate: boolean,
+  ): void;
+  /**
+   * AdamW on elements `[lo, hi)` of one segment: `step = lr/bc1`, `invBc2 = 1/bc2`,
+   * `decay = 1 − lr·wd` (see `adamw`).
+   */
+  adamw(
+    a: { param: Float32Array; grad: Float32Array; m: Float32Array; v: Float32Array },
+    lo: number,
+    hi: number,
+    s: {
+      clip: number;
+      beta1: number;
+      beta2: number;
+      step: number;
+      invBc2: number;
+      eps: number;
+      decay: number;
+    },
+  ): void;
+}
+
+/**
+ * Which kernels a CPU backend runs: `"auto"` (native when built and loadable, else
+ * WebAssembly SIMD, else the reference loops), `"native"` or `"wasm"` (that one or an
+ * error), `"js"` (the reference loops of `ref/`).
+ */
+export type KernelChoice = "auto" | "native" | "wasm" | "js";
+
+/** What {@link loadKernels} found. */
+export interface LoadedKernels {
+  /** The kernels, or null for the reference loops. */
+  kernels: CpuKernels | null;
+  /** Why native kernels are not in use ("" when they are or were not asked for). */
+  nativeReason: string;
+}
+
+/**
+ * Loads the kernels of `choice` on this thread (each thread loads its own: a WebAssembly
+ * instance has its own memory). `nativeLibrary` overrides where the native library is
+ * looked for (default: `native/build/` of this checkout). Throws when `"native"` or
+ * `"wasm"` was asked for and cannot load.
+ *
+ * @example
+ * ```ts
+ * import { loadKernels } from "./kernels.ts";
+ * const { kernels } = loadKernels("wasm");
+ * console.log(kernels?.name); // "wasm"
+ * ```
+ */
+export function loadKernels(choice: KernelChoice = "auto", nativeLibrary?: string): LoadedKernels {
+  if (choice === "js") return { kernels: null, nativeReason: "" };
+  if (choice === "wasm") {
+    const k = wasmKernels();
+    if (!k) throw new Error("Cannot load the WebAssembly SIMD kernels: the engine rejected them");
+    return { kernels: k, nativeReason: "" };
+  }
+  const native = loadNativeKernels(nativeLibrary);
+  if (!("reason" in native)) return { kernels: native, nativeReason: "" };
+  if (choice === "native") throw new Error(`Cannot load the native kernels: ${native.reason}`);
+  return { kernels: wasmKernels(), nativeReason: native.reason };
+}
+
+/**
+ * The ops that have fast kernels, with the reference ops' signatures. The CPU backend and
+ * its pool call these; {@link kernelOps} builds them from a kernel set.
+ */
+export interface KernelOps {
+  /** Which kernels run: `"native"`, `"wasm"` or `"js"` (the reference loops). */
+  readonly name: "native" | "wasm" | "js";
+  /** See `geluForward`. */
+  geluForward(bufs: OutInpBufs<FloatArray>): void;
+  /** See `geluBackward`. */
+  geluBackward(bufs: GeluBackwardBufs<FloatArray>): void;
+  /** See `matmulEpilogue`. */
+  matmulEpilogue: MatmulEpilogue;
+  /** See `softmaxForward`. */
+  softmaxForward(bufs: OutInpBufs<FloatArray>, dims: SoftmaxDims): void;
+  /** See `softmaxBackward`. */
+  softmaxBackward(bufs: SoftmaxBackwardBufs<FloatArray>, dims: SoftmaxDims): void;
+  /** See `layernormForward`. */
+  layernormForward(bufs: LayernormBufs<FloatArray>, dims: NormDims): void;
+  /** See `layernormBackward`. */
+  layernormBackward(bufs: LayernormBackwardBufs<FloatArray>, dims: LayernormBackwardDims): void;
+  /** See `adamw` (with `range`: only elements `[lo, hi)`). */
+  adamw(
+    bufs: AdamwBufs<FloatArray, Int32Array>,
+    dims: AdamwDims,
+    range?: { lo: number; hi: number },
+  ): void;
+}
+
+/** The reference loops of `ref/`, no fast kernel. */
+export const REF_OPS: KernelOps = Object.freeze<KernelOps>({
+  name: "js",
+  geluForward,
+  geluBackward,
+  matmulEpilogue,
+  softmaxForward,
+  softmaxBackward,
+  layernormForward,
+  layernormBackward,
+  adamw: (bufs, dims, range) => adamw(bufs, dims, { range }),
+});
+
+const f32 = (...xs: (FloatArray | undefined)[]): boolean =>
+  xs.every((x) => x === undefined || x instanceof Float32Array);
+
+/**
+ * The ops run by `k`: each one checks its arguments as the reference does, then runs the
+ * fast kernel on f32 arrays (any f64 array, as in the finite-difference tests, takes the
+ * reference loop). `null` gives {@link REF_OPS}.
+ *
+ * @example
+ * ```ts
+ * import { kernelOps, loadKernels } from "./kernels.ts";
+ * const ops = kernelOps(loadKernels("wasm").kernels);
+ * const x = new Float32Array([0, 1]);
+ * ops.geluForward({ out: x, inp: x });
+ * ```
+ */
+export function kernelOps(k: CpuKernels | null): KernelOps {
+  if (!k) return REF_OPS;
+  const segment: AdamwSegment = (a, lo, hi, s) =>
+    k.adamw(a as Parameters<CpuKernels["adamw"]>[0], lo, hi, {
+      clip: s.clip,
+      beta1: s.beta1,
+      beta2: s.beta2,
+      step: s.slr / s.bc1,
+      invBc2: 1 / s.bc2,
+      eps: s.eps,
+      decay: s.decay,
+    });
+  return Object.freeze({
+    name: k.name,
+    geluForward(b: OutInpBufs<FloatArray>) {
+      if (!f32(b.out, b.inp)) return geluForward(b);
+      checkGelu(b);
+      k.gelu(b.out as Float32Array, b.inp as Float32Array);
+    },
+    geluBackward(b: GeluBackwardBufs<FloatArray>) {
+      if (!f32(b.dinp, b.dout, b.inp)) return geluBackward(b);
+      checkGeluBackward(b);
+      k.geluBackward(b.dinp as Float32Array, b.dout as Float32Array, b.inp as Float32Array);
+    },
+    matmulEpilogue(
+      b: { c: FloatArray; bias?: FloatArray; pre?: FloatArray },
+      d: { M: number; N: number; gelu: boolean },
+    ) {
+      if (!f32(b.c, b.bias, b.pre)) return matmulEpilogue(b, d);
+      const [c, bias, pre] = [b.c, b.bias, b.pre] as (Float32Array | undefined)[];
+      k.biasGelu(c!, bias, pre, d.M, d.N, d.gelu);
+    },
+    softmaxForward(b: OutInpBufs<FloatArray>, d: SoftmaxDims) {
+      if (!f32(b.out, b.inp)) return softmaxForward(b, d);
+      checkSoftmax(b, d);
+      k.softmax(b.out as Float32Array, b.inp as Float32Array, d.rows, d.C, d.scale);
+    },
+    softmaxBackward(b: SoftmaxBackwardBufs<FloatArray>, d: SoftmaxDims) {
+      if (!f32(b.dinp, b.dout, b.out)) return softmaxBackward(b, d);
+      checkSoftmaxBackward(b, d);
+      const [dinp, dout, out] = [b.dinp, b.dout, b.out] as Float32Array[];
+      k.softmaxBackward(dinp, dout, out, d.rows, d.C, d.scale);
+    },
+    layernormForward(b: LayernormBufs<FloatArray>, d: NormDims) {
+      if (!f32(b.out, b.mean, b.rstd, b.inp, b.weight, b.bias)) return layernormForward(b, d);
+      checkLayernorm(b, d);
+      const [out, mean, rstd, inp, weight, bias] = [
+        b.out,
+        b.mean,
+        b.rstd,
+        b.inp,
+        b.weight,
+        b.bias,
+      ] as Float32Array[];
+      k.layernorm(out, mean, rstd, inp, weight, bias, d.rows, d.C, d.eps);
+    },
+    layernormBackward(b: LayernormBackwardBufs<FloatArray>, d: LayernormBackwardDims) {
+      // dweight and dbias may be f64 (the pool's partials): the kernels take either
+      if (!f32(b.dinp, b.dout, b.inp, b.weight, b.mean, b.rstd)) return layernormBackward(b, d);
+      checkLayernormBackward(b, d);
+      const [dinp, dout, inp, weight, mean, rstd] = [
+        b.dinp,
+        b.dout,
+        b.inp,
+        b.weight,
+        b.mean,
+        b.rstd,
+      ] as Float32Array[];
+      const acc = d.accumulate ?? false;
+      k.layernormBackward(
+        dinp,
+        b.dweight,
+        b.dbias,
+        dout,
+        inp,
+        weight,
+        mean,
+        rstd,
+        d.rows,
+        d.C,
+        acc,
+      );
+    },
+    adamw(b: AdamwBufs<FloatArray, Int32Array>, d: AdamwDims, range?: { lo: number; hi: number }) {
+      if (!f32(b.param, b.grad, b.m, b.v)) return adamw(b, d, { range });
+      adamw(b, d, { range, segment });
+    },
+  });
+}

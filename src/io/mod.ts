@@ -1,0 +1,47 @@
+/**
+ * `@dbot/dbot/io`: safetensors (read/write, F32/F16/BF16/…), checkpoints with timm/PyTorch
+ * names and the resolved config in their metadata, atomic writes, the run-directory lock and
+ * SVG plots.
+ *
+ * @example
+ * ```ts
+ * import { decodeSafetensors, encodeSafetensors, toFloat32 } from "@dbot/dbot/io";
+ *
+ * const bytes = encodeSafetensors({ w: { dtype: "F32", shape: [2], data: new Float32Array([1, 2]) } });
+ * const back = toFloat32(decodeSafetensors(bytes).tensors.get("w")!);
+ * if (back.join() !== "1,2") throw new Error(`round trip gave ${back}`);
+ * ```
+ *
+ * @module
+ */
+export {
+  decodeSafetensors,
+  encodeSafetensors,
+  type NamedTensor,
+  readSafetensors,
+  readSafetensorsMetadata,
+  type SafetensorsContents,
+  type SafetensorsDType,
+  SafetensorsError,
+  toFloat32,
+  writeSafetensors,
+} from "./safetensors.ts";
+export {
+  type Checkpoint,
+  type CheckpointConfig,
+  CheckpointError,
+  inferVitConfig,
+  readCheckpoint,
+  vitWeights,
+  writeCheckpoint,
+} from "./checkpoint.ts";
+export { writeFileAtomic, writeJsonAtomic, writeTextAtomic } from "./atomic.ts";
+export { acquireRunLock, type RunLock, RunLockedError } from "./lock.ts";
+export {
+  type BarChartOptions,
+  barChartSvg,
+  type BarSeries,
+  type LineChartOptions,
+  lineChartSvg,
+  type LineSeries,
+} from "./plot.ts";

@@ -1,0 +1,374 @@
+/**
+ * Linear probe on frozen features (MAE `main_linprobe.py`, DBOT_SPEC.md "Downstream
+ * recipes"): `head(BatchNorm(x))` with a BatchNorm without affine (eps 1e-6) and a Linear
+ * (weight normal std 0.01, bias 0), trained with LARS (momentum 0.9, trust coefficient
+ * 0.001, no LARS and no decay on the bias), `lr = baseLr × batch/256`, per-iteration linear
+ * warmup then half-cosine to 0, weight decay 0.
+ *
+ * Features are computed once (cls token after the final norm, {@link embedDataset}) and
+ * the head trains on the host in f64: it is `K × D` numbers.
+ *
+ * BatchNorm statistics: the mean and biased variance of the WHOLE training feature set, used
+ * in training and at test. The features are frozen, so these are the fixed point the
+ * reference's running statistics converge to; using them from step 0 drops the batch-to-batch
+ * noise of train-mode BatchNorm (a deliberate, documented simplification).
+ *
+ * A last partial batch is kept (the reference drops it; with small data it matters).
+ *
+ * @example
+ * ```ts
+ * import { trainLinearProbe } from "./linprobe.ts";
+ * const x = new Float32Array([1, 0, 0, 1, 0.9, 0.1, 0.1, 0.9]); // [4, D=2]
+ * const y = new Int32Array([0, 1, 0, 1]);
+ * const r = trainLinearProbe({ features: x, labels: y }, { features: x, labels: y }, {
+ *   dim: 2,
+ *   epochs: 30,
+ *   batch: 4,
+ *   baseLr: 50,
+ *   warmupEpochs: 1,
+ * });
+ * console.log(r.trainTop1); // 100
+ * ```
+ *
+ * @module
+ */
+import type { Backend } from "../backend/backend.ts";
+import {
+  type Config,
+  defineConfig,
+  nonEmpty,
+  nonNegative,
+  nonNegativeInt,
+  positiveInt,
+} from "../util/config.ts";
+import { Rng } from "../util/rng.ts";
+import { lrAt } from "./schedule.ts";
+import { embedDataset } from "../eval/embed.ts";
+import type { LabeledFeatures } from "../eval/knn.ts";
+
+/** Options of {@link trainLinearProbe} (defaults: the reference recipe). */
+export interface LinprobeOptions {
+  /** Epochs. Default 90. */
+  epochs?: number;
+  /** Warmup epochs. Default 10. */
+  warmupEpochs?: number;
+  /** Batch size. Default 256. */
+  batch?: number;
+  /** Base LR; effective = baseLr × batch/256. Default 0.1. */
+  baseLr?: number;
+  /** Weight decay (on the weight only). Default 0. */
+  weightDecay?: number;
+  /** LARS momentum. Default 0.9. */
+  momentum?: number;
+  /** LARS trust coefficient. Default 0.001. */
+  trustCoefficient?: number;
+  /** BatchNorm epsilon. Default 1e-6. */
+  eps?: number;
+  /** Classes; default one more than the largest label. */
+  numClasses?: number;
+  /** Seed of the head init and the batch order. Default 0. */
+  seed?: number;
+}
+
+/** Options of {@link trainLinearProbe}: the feature size, and the {@link LinprobeOptions}. */
+export interface TrainLinearProbeOptions extends LinprobeOptions {
+  /** Feature size `dim` (D) of both the train and the test features. */
+  dim: number;
+}
+
+/** Accuracies and settings of a linear probe. */
+export interface LinprobeResult {
+  /** Train top-1 (%) of the final head (eval mode). */
+  trainTop1: number;
+  /** Test top-1 (%). */
+  testTop1: number;
+  /** Effective peak LR. */
+  lr: number;
+  /** Optimiser steps. */
+  steps: number;
+  /** Mean cross-entropy over the last epoch. */
+  lastLoss: number;
+}
+
+/** Per-feature mean and `1/sqrt(var + eps)` (biased variance) of `x [rows, D]`, in f64. */
+export function batchNormStats(
+  x: Float32Array,
+  D: number,
+  eps: number,
+): { mean: Float64Array; rstd: Float64Array } {
+  const rows = x.length / D;
+  const mean = new Float64Array(D);
+  const rstd = new Float64Array(D);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < D; c++) mean[c] += x[r * D + c];
+  for (let c = 0; c < D; c++) mean[c] /= rows;
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < D; c++) rstd[c] += (x[r * D + c] - mean[c]) ** 2;
+  }
+  for (let c = 0; c < D; c++) rstd[c] = 1 / Math.sqrt(rstd[c] / rows + eps);
+  return { mean, rstd };
+}
+
+function normalized(x: Float32Array, D: number, s: { mean: Float64Array; rstd: Float64Array }) {
+  const out = new Float64Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const c = i % D;
+    out[i] = (x[i] - s.mean[c]) * s.rstd[c];
+  }
+  return out;
+}
+
+function top1(x: Float64Array, y: Int32Array, W: Float64Array, b: Float64Array, K: number) {
+  const D = W.length / K;
+  const rows = y.length;
+  let hits = 0;
+  for (let r = 0; r < rows; r++) {
+    let best = 0;
+    let bestV = -Infinity;
+    for (let k = 0; k < K; k++) {
+      let z = b[k];
+      for (let c = 0; c < D; c++) z += W[k * D + c] * x[r * D + c];
+      if (z > bestV) {
+        bestV = z;
+        best = k;
+      }
+    }
+    if (best === y[r]) hits++;
+  }
+  return (100 * hits) / Math.max(rows, 1);
+}
+
+/**
+ * Trains `head(BatchNorm(x))` on `train.features [Ntrain, D]` with `train.labels [Ntrain]`
+ * and reports train and test top-1; `D` is `opts.dim`. Throws a RangeError when the arrays
+ * disagree in size or a label is out of range.
+ */
+export function trainLinearProbe(
+  train: LabeledFeatures,
+  test: LabeledFeatures,
+  opts: TrainLinearProbeOptions,
+): LinprobeResult {
+  const { features: trainX, labels: trainY } = train;
+  const { features: testX, labels: testY } = test;
+  const D = opts.dim;
+  const epochs = opts.epochs ?? 90;
+  const warmup = opts.warmupEpochs ?? 10;
+  const batch = opts.batch ?? 256;
+  const lr = ((opts.baseLr ?? 0.1) * batch) / 256;
+  const wd = opts.weightDecay ?? 0;
+  const mom = opts.momentum ?? 0.9;
+  const trust = opts.trustCoefficient ?? 0.001;
+  const N = trainY.length;
+  if (trainX.length !== N * D || testX.length !== testY.length * D || N === 0) {
+    throw new RangeError(
+      `Cannot train a linear probe on [${trainX.length / D}, ${D}] features with ${N} labels ` +
+        `(test: ${testX.length / D} rows, ${testY.length} labels)`,
+    );
+  }
+  let maxLabel = 0;
+  for (const y of [...trainY, ...testY]) maxLabel = Math.max(maxLabel, y);
+  const K = opts.numClasses ?? maxLabel + 1;
+  for (const y of [...trainY, ...testY]) {
+    if (y < 0 || y >= K) {
+      throw new RangeError(`Cannot train a linear probe: label ${y} is outside [0, ${K})`);
+    }
+  }
+  const stats = batchNormStats(trainX, D, opts.eps ?? 1e-6);
+  const xs = normalized(trainX, D, stats);
+  const rng = new Rng(opts.seed ?? 0);
+  const W = new Float64Array(K * D);
+  for (let i = 0; i < W.length; i++) W[i] = 0.01 * rng.normal();
+  const b = new Float64Array(K);
+  const muW = new Float64Array(K * D);
+  const muB = new Float64Array(K);
+  const gW = new Float64Array(K * D);
+  const gB = new Float64Array(K);
+  const p = new Float64Array(K);
+  const iters = Math.ceil(N / batch);
+  const order = new Int32Array(N).map((_, i) => i);
+  let steps = 0;
+  let lastLoss = NaN;
+  for (let epoch = 0; epoch < epochs; epoch++) {
+    for (let i = N - 1; i > 0; i--) {
+      const j = Math.floor(rng.uniform() * (i + 1));
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    let lossSum = 0;
+    for (let it = 0; it < iters; it++) {
+      const r0 = it * batch;
+      const rows = Math.min(batch, N - r0);
+      gW.fill(0);
+      gB.fill(0);
+      for (let q = 0; q < rows; q++) {
+        const r = order[r0 + q];
+        const xo = r * D;
+        let max = -Infinity;
+        for (let k = 0; k < K; k++) {
+          let z = b[k];
+          for (let c = 0; c < D; c++) z += W[k * D + c] * xs[xo + c];
+          p[k] = z;
+          max = Math.max(max, z);
+        }
+        let sum = 0;
+        for (let k = 0; k < K; k++) sum += p[k] = Math.exp(p[k] - max);
+        lossSum -= Math.log(p[trainY[r]] / sum);
+        for (let k = 0; k < K; k++) {
+          const g = (p[k] / sum - (k === trainY[r] ? 1 : 0)) / rows;
+          gB[k] += g;
+          for (let c = 0; c < D; c++) gW[k * D + c] += g * xs[xo + c];
+        }
+      }
+      const lrNow = lrAt(epoch + it / iters, {
+        lr,
+        warmupEpochs: warmup,
+        stageEpochs: epochs,
+        minLr: 0,
+      });
+      larsStep(W, gW, muW, { lr: lrNow, wd, mom, trust, lars: true });
+      larsStep(b, gB, muB, { lr: lrNow, wd: 0, mom, trust, lars: false });
+      steps++;
+    }
+    lastLoss = lossSum / N;
+  }
+  const xt = normalized(testX, D, stats);
+  return {
+    trainTop1: top1(xs, trainY, W, b, K),
+    testTop1: top1(xt, testY, W, b, K),
+    lr,
+    steps,
+    lastLoss,
+  };
+}
+
+/**
+ * One LARS step (MAE `util/lars.py`): for a weight, `g ← (g + wd·p)·q` with the trust ratio
+ * `q = trust·‖p‖/‖g + wd·p‖` (1 when either norm is 0); biases skip both. Then
+ * `μ ← momentum·μ + g`, `p ← p − lr·μ`.
+ */
+export function larsStep(
+  p: Float64Array,
+  g: Float64Array,
+  mu: Float64Array,
+  o: { lr: number; wd: number; mom: number; trust: number; lars: boolean },
+): void {
+  let q = 1;
+  if (o.lars) {
+    let pn = 0;
+    let un = 0;
+    for (let i = 0; i < p.length; i++) {
+      g[i] += o.wd * p[i];
+      pn += p[i] * p[i];
+      un += g[i] * g[i];
+    }
+    if (pn > 0 && un > 0) q = (o.trust * Math.sqrt(pn)) / Math.sqrt(un);
+  }
+  for (let i = 0; i < p.length; i++) {
+    mu[i] = o.mom * mu[i] + g[i] * q;
+    p[i] -= o.lr * mu[i];
+  }
+}
+
+/** What {@link linprobeCheckpoint} needs. */
+export interface LinprobeRun extends LinprobeOptions {
+  /** Checkpoint path. */
+  checkpoint: string;
+  /** Dataset spec. */
+  data: string;
+  /** First N training images (0 or absent: all). */
+  trainLimit?: number;
+  /** First N test images (0 or absent: all). */
+  testLimit?: number;
+  /** Heads when the checkpoint does not store them (0 or absent: stored, else D/64). */
+  heads?: number;
+  /** Images per forward pass when embedding. Default 64. */
+  embedBatch?: number;
+}
+
+/** The settings of `deno task linprobe` (a {@link LinprobeRun} with every field given). */
+export interface LinprobeConfig {
+  /** Checkpoint path. */
+  checkpoint: string;
+  /** Dataset spec. */
+  data: string;
+  /** First N training images (0: all). */
+  trainLimit: number;
+  /** First N test images (0: all). */
+  testLimit: number;
+  /** Epochs. */
+  epochs: number;
+  /** Linear warmup epochs. */
+  warmupEpochs: number;
+  /** Batch size; lr = baseLr × batch/256. */
+  batch: number;
+  /** LARS base LR. */
+  baseLr: number;
+  /** Weight decay on the head weight. */
+  weightDecay: number;
+  /** Seed of the head init and the batch order. */
+  seed: number;
+  /** Heads when the checkpoint does not store them (0: stored, else D/64). */
+  heads: number;
+}
+
+/** The defaults: the reference recipe (MAE `main_linprobe.py`). */
+export const LINPROBE_DEFAULTS: Readonly<LinprobeConfig> = Object.freeze({
+  checkpoint: "",
+  data: "shapes",
+  trainLimit: 0,
+  testLimit: 0,
+  epochs: 90,
+  warmupEpochs: 10,
+  batch: 256,
+  baseLr: 0.1,
+  weightDecay: 0,
+  seed: 0,
+  heads: 0,
+});
+
+/** Help and checks of every linear-probe setting: the resolver, `--flags` and `--help`. */
+export const LINPROBE_CONFIG: Config<LinprobeConfig> = defineConfig<LinprobeConfig>({
+  what: "the linear probe",
+  defaults: LINPROBE_DEFAULTS,
+  settings: {
+    checkpoint: {
+      help: "ViT checkpoint (.safetensors, timm names)",
+      check: nonEmpty("give the checkpoint to probe"),
+    },
+    data: { help: "shapes | fashion-mnist[:DIR] | DIR" },
+    trainLimit: { help: "first N training images (0: all)", check: nonNegativeInt },
+    testLimit: { help: "first N test images (0: all)", check: nonNegativeInt },
+    epochs: { help: "epochs", check: positiveInt },
+    warmupEpochs: { help: "linear warmup epochs", check: nonNegative },
+    batch: { help: "batch size; lr = base-lr × batch/256", check: positiveInt },
+    baseLr: { help: "LARS base LR (raise it for few steps)", check: nonNegative },
+    weightDecay: { help: "weight decay on the head weight", check: nonNegative },
+    seed: { help: "head init and batch order", check: nonNegativeInt },
+    heads: {
+      help: "attention heads when the checkpoint does not store them (0: D/64)",
+      check: nonNegativeInt,
+    },
+  },
+});
+
+/** `LINPROBE_DEFAULTS` with checked overrides; an unknown key or a wrong type is a TypeError. */
+export function resolveLinprobe(overrides: Partial<Record<string, unknown>>): LinprobeConfig {
+  return LINPROBE_CONFIG.resolve(overrides);
+}
+
+/** Embeds both splits (cls token after the final norm) and trains the probe. */
+export async function linprobeCheckpoint(
+  be: Backend,
+  run: LinprobeRun,
+): Promise<LinprobeResult & { train: number; test: number; dim: number }> {
+  const common = {
+    checkpoint: run.checkpoint,
+    data: run.data,
+    pool: "cls" as const,
+    heads: run.heads || undefined,
+    batch: run.embedBatch ?? 64,
+  };
+  const trainLimit = run.trainLimit || undefined, testLimit = run.testLimit || undefined;
+  const tr = await embedDataset(be, { ...common, split: "train", limit: trainLimit });
+  const te = await embedDataset(be, { ...common, split: "test", limit: testLimit });
+  const r = trainLinearProbe(tr, te, { ...run, dim: tr.dim });
+  return { ...r, train: tr.count, test: te.count, dim: tr.dim };
+}

@@ -1,0 +1,165 @@
+/**
+ * Tests of optional dependencies: OpenBLAS, the native kernels
+ * (`native/build/libdbot_cpu.so`) and a WebGPU adapter. Where one is missing its tests
+ * are skipped, with the reason printed once per file — unless the matching
+ * `DBOT_REQUIRE_OPENBLAS` / `DBOT_REQUIRE_NATIVE` / `DBOT_REQUIRE_WEBGPU` is `1` (CI sets
+ * them all), in which case they run and fail with that reason.
+ *
+ * ```ts ignore
+ * const blas = await requires("openblas");
+ * blas.test("OpenBLAS sgemm() matches …", () => { … });
+ * Deno.test({ name: "…", ignore: blas.ignore, fn: () => { blas.check(); … } });
+ * ```
+ *
+ * @module
+ */
+import { loadOpenBlas } from "../src/backend/cpu/openblas.ts";
+import { loadNativeKernels } from "../src/backend/cpu/native.ts";
+import { GpuContext } from "../src/backend/webgpu/context.ts";
+
+/** An optional dependency of some tests. */
+export type Dependency = "openblas" | "native" | "webgpu";
+
+const INFO: Record<Dependency, { what: string; flag: string; install: string }> = {
+  openblas: {
+    what: "OpenBLAS",
+    flag: "DBOT_REQUIRE_OPENBLAS",
+    install: "apt-get install libopenblas0-pthread",
+  },
+  native: {
+    what: "the native CPU kernels",
+    flag: "DBOT_REQUIRE_NATIVE",
+    install: "deno task build-native",
+  },
+  webgpu: {
+    what: "a WebGPU adapter",
+    flag: "DBOT_REQUIRE_WEBGPU",
+    install: "apt-get install mesa-vulkan-drivers and set DENO_WEBGPU_BACKEND=vulkan",
+  },
+};
+
+function readEnv(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined; // no --allow-env
+  }
+}
+
+/** Whether a dependency is here, and what its tests do when it is not. */
+export class Requirement {
+  /** Which dependency. */
+  readonly dependency: Dependency;
+  /** Null when the dependency is available, else why it is not. */
+  readonly missing: string | null;
+  /** The `DBOT_REQUIRE_*` flag for it is `1`: a missing dependency fails its tests. */
+  readonly required: boolean;
+  #told = false;
+
+  /** Use {@link requires}. */
+  constructor(dependency: Dependency, missing: string | null) {
+    this.dependency = dependency;
+    this.missing = missing;
+    this.required = readEnv(INFO[dependency].flag) === "1";
+  }
+
+  /** The dependency is available. */
+  get available(): boolean {
+    return this.missing === null;
+  }
+
+  /**
+   * For `Deno.test({ ignore })`: true when the dependency is missing and not required.
+   * Reading it prints the reason (once per file) when it is true.
+   */
+  get ignore(): boolean {
+    if (this.missing === null || this.required) return false;
+    if (!this.#told) {
+      this.#told = true;
+      const { what, flag, install } = INFO[this.dependency];
+      console.log(
+        `skipping the tests that need ${what}: ${this.missing}. ` +
+          `To run them: ${install}; ${flag}=1 makes them fail instead of skipping.`,
+      );
+    }
+    return true;
+  }
+
+  /** Throws the reason when the dependency is missing (call first in the test body). */
+  check(): void {
+    if (this.missing === null) return;
+    const { what, flag, install } = INFO[this.dependency];
+    throw new Error(`${flag}=1 but ${what} is missing: ${this.missing} (${install})`);
+  }
+
+  /**
+   * Registers a test that needs the dependency: skipped with the printed reason where it
+   * is missing, failing with the reason when it is missing and required.
+   */
+  test(name: string, fn: (t: Deno.TestContext) => void | Promise<void>): void;
+  /** As above, with a full test definition (`ignore` is combined with this one's). */
+  test(def: Deno.TestDefinition): void;
+  test(
+    a: string | Deno.TestDefinition,
+    fn?: (t: Deno.TestContext) => void | Promise<void>,
+  ): void {
+    const def: Deno.TestDefinition = typeof a === "string" ? { name: a, fn: fn! } : a;
+    const body = def.fn;
+    Deno.test({
+      ...def,
+      ignore: Boolean(def.ignore) || this.ignore,
+      fn: (t) => {
+        this.check();
+        return body(t);
+      },
+    });
+  }
+}
+
+function probeOpenBlas(): Requirement {
+  const failures: string[] = [];
+  let missing: string | null;
+  try {
+    missing = loadOpenBlas(failures)
+      ? null
+      : `no library loaded (tried ${
+        failures.map((f) => f.slice(0, f.indexOf(": "))).join(", ")
+      }; first error: ${failures[0]?.slice(0, 200)})`;
+  } catch (e) {
+    missing = (e as Error).message; // DBOT_OPENBLAS names a library that does not load
+  }
+  return new Requirement("openblas", missing);
+}
+
+function probeNative(): Requirement {
+  const k = loadNativeKernels();
+  return new Requirement("native", "reason" in k ? k.reason : null);
+}
+
+async function probeWebGpu(): Promise<Requirement> {
+  const adapter = await GpuContext.adapter();
+  return new Requirement(
+    "webgpu",
+    adapter
+      ? null
+      : typeof navigator === "undefined" || !("gpu" in navigator)
+      ? "this runtime has no navigator.gpu"
+      : "navigator.gpu.requestAdapter() found none",
+  );
+}
+
+const probes = new Map<Dependency, Promise<Requirement>>();
+
+/** Probes `dependency` once per file (loading the library or requesting an adapter). */
+export function requires(dependency: Dependency): Promise<Requirement> {
+  let p = probes.get(dependency);
+  if (!p) {
+    p = dependency === "openblas"
+      ? Promise.resolve(probeOpenBlas())
+      : dependency === "native"
+      ? Promise.resolve(probeNative())
+      : probeWebGpu();
+    probes.set(dependency, p);
+  }
+  return p;
+}
