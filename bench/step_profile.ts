@@ -25,10 +25,17 @@ const { values } = parseArgs({
     "patch-size": { type: "string", default: "4" },
     batch: { type: "string", default: "64" },
     steps: { type: "string", default: "5" },
+    gemm: { type: "string", default: "auto" },
+    kernels: { type: "string", default: "auto" },
   },
 });
 
-const be = new CpuBackend({ threads: Number(values.threads), splitGemm: !values["no-split"] });
+const be = new CpuBackend({
+  threads: Number(values.threads),
+  splitGemm: !values["no-split"],
+  gemm: values.gemm as "auto" | "openblas" | "wasm" | "ts",
+  kernels: values.kernels as "auto" | "native" | "wasm" | "js",
+});
 const totals = new Map<string, { ms: number; calls: number; flop: number }>();
 let active = false;
 const SKIP = new Set(["tensor", "upload", "download", "submit", "sync", "dispose", "description"]);

@@ -4,7 +4,15 @@
  *
  * @module
  */
+import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { PRETRAIN_CONFIG } from "../src/train/config.ts";
+import {
+  limitOpenBlasThreads,
+  parseDistributed,
+  sourceDigest,
+  startCollective,
+  threadsPerRank,
+} from "../src/train/distributed.ts";
 import { pretrain, resumeCommand } from "../src/train/pretrain.ts";
 import { backendFromFlags, NATIVE_LIB_FLAG, parseTaskFlags } from "./flags.ts";
 import { progressPrinter } from "./progress.ts";
@@ -20,56 +28,117 @@ await main(async () => {
         "--strict from this command)",
     },
     quiet: { type: "boolean", help: "no progress output" },
+    distributed: {
+      type: "string",
+      default: "auto",
+      help: "auto (MPI when started by mpirun) | none | mpi: data-parallel ranks, see README",
+    },
   });
+  // under mpirun: one rank of a data-parallel job (batch = per rank; rank 0 writes)
+  const comm = startCollective(parseDistributed(flags.distributed));
+  try {
+    await run(flags, comm);
+  } catch (e) {
+    if (!comm || comm.size === 1) throw e;
+    const err = e as Error;
+    comm.abort(`error: ${err.message}${Deno.args.includes("--debug") ? `\n${err.stack}` : ""}`);
+  }
+  comm?.finalize();
+});
+
+async function run(
+  flags: ReturnType<typeof parseTaskFlags>,
+  comm: ReturnType<typeof startCollective>,
+): Promise<void> {
+  const ranks = comm?.size ?? 1;
+  const writer = !comm || comm.isWriter;
   let cfg = PRETRAIN_CONFIG.resolve(PRETRAIN_CONFIG.fromFlags(flags));
   const saved = flags.resume && await readJson(`${cfg.runsDir}/${cfg.name}/config.json`);
   if (saved) {
     // a resumed run keeps its saved configuration; run controls come from this command
+    // the global batch is kept: with another number of ranks the per-rank batch changes
+    const r = saved.resolved as { ranks?: number; globalBatch?: number } | undefined;
+    const accum = Number(saved.accum ?? 1);
+    const global = r?.globalBatch ?? Number(saved.batch) * accum * (r?.ranks ?? 1);
+    if (global % (accum * ranks)) {
+      throw new RangeError(
+        `Cannot resume with ${ranks} rank(s): the run's ${global} images per step do not split ` +
+          `into ${ranks} × accum ${accum}`,
+      );
+    }
     delete saved.resolved;
     cfg = PRETRAIN_CONFIG.resolve({
       ...saved,
+      batch: global / (accum * ranks),
       backend: cfg.backend,
       onNan: cfg.onNan,
       strict: cfg.strict,
     });
   }
-  const { backend, reason } = await backendFromFlags(flags, cfg.backend);
-  console.log(`backend: ${reason}`);
-  console.log(`config: ${JSON.stringify(cfg)}`);
+  // a rank's share of the node's cores (OpenBLAS keeps the thread count it finds at load)
+  const threads = comm ? threadsPerRank(comm.localSize) : 0;
+  if (comm) limitOpenBlasThreads(threads);
+  let { backend, reason } = await backendFromFlags(flags, cfg.backend);
+  if (comm && backend instanceof CpuBackend && backend.threads !== threads) {
+    backend.dispose();
+    const lib = flags["native-lib"] === undefined ? undefined : String(flags["native-lib"]);
+    backend = new CpuBackend({ threads, nativeLibrary: lib });
+    reason = `${backend.description}: ${comm.localSize} rank(s) share this node's cores`;
+  }
+  if (comm) {
+    console.log(
+      `rank ${comm.rank} of ${comm.size} on ${comm.host} (pid ${Deno.pid}, ${comm.version}): ${reason}`,
+    );
+    await comm.agree("the code (src/, tasks/)", await sourceDigest());
+  } else console.log(`backend: ${reason}`);
+  if (writer) console.log(`config: ${JSON.stringify(cfg)}`);
   // Ctrl-C: finish the step, save the state, exit 130; a second Ctrl-C exits at once
   // (the files on disk are always complete: every write is atomic).
   const interrupt = new AbortController();
+  // Under mpirun, Ctrl-C reaches mpirun, which sends SIGTERM to the ranks (after
+  // odls_base_sigkill_timeout seconds, and SIGKILL as long after): every rank stops after
+  // the same step (the stop flag travels with the gradient all-reduce), rank 0 saves.
+  let asked = false;
   const onSigint = () => {
-    if (interrupt.signal.aborted) Deno.exit(130);
-    console.error("\ninterrupt: saving the state after this step (Ctrl-C again to quit now)");
-    interrupt.abort();
+    if (asked) Deno.exit(130);
+    asked = true;
+    if (writer) {
+      console.error("\ninterrupt: saving the state after this step (Ctrl-C again to quit now)");
+    }
+    if (comm) comm.requestStop();
+    else interrupt.abort();
   };
-  Deno.addSignalListener("SIGINT", onSigint);
+  const signals: Deno.Signal[] = comm ? ["SIGINT", "SIGTERM"] : ["SIGINT"];
+  for (const s of signals) Deno.addSignalListener(s, onSigint);
+  const quiet = flags.quiet || !writer;
   let summary;
   try {
     summary = await pretrain(backend, cfg, {
       resume: Boolean(flags.resume),
       backendReason: reason,
-      progress: flags.quiet ? undefined : progressPrinter(),
-      log: flags.quiet ? () => {} : console.log,
-      signal: interrupt.signal,
+      progress: quiet ? undefined : progressPrinter(),
+      log: quiet ? () => {} : console.log,
+      signal: comm ? comm.signal : interrupt.signal,
+      collective: comm ?? undefined,
     });
   } finally {
-    Deno.removeSignalListener("SIGINT", onSigint);
+    for (const s of signals) Deno.removeSignalListener(s, onSigint);
   }
   backend.dispose();
-  if (summary) console.log(`summary: ${JSON.stringify(summary)}`);
-  else if (interrupt.signal.aborted) {
+  if (summary) {
+    if (writer) console.log(`summary: ${JSON.stringify(summary)}`);
+  } else if (comm ? comm.signal.aborted : interrupt.signal.aborted) {
     // (without --quiet, pretrain() has logged the step and path already)
-    if (flags.quiet) {
+    if (quiet && writer) {
       console.error(
         `interrupted: state saved in ${cfg.runsDir}/${cfg.name}/state.safetensors; ` +
           `continue with: ${resumeCommand(cfg)}`,
       );
     }
+    comm?.finalize();
     Deno.exit(130);
   }
-});
+}
 
 /** The JSON object in `path`, or undefined when there is no such file. */
 async function readJson(path: string): Promise<Record<string, unknown> | undefined> {

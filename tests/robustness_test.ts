@@ -4,6 +4,7 @@
  * state; corrupt images fail a strict run by name; tasks write only where deno.json
  * lets them, and Deno's refusal is one readable line.
  */
+import { MPI_ENV_VARS } from "../src/train/mpi.ts";
 import type { Backend } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { asGpuError, describeDeviceError, GpuError } from "../src/backend/webgpu/context.ts";
@@ -264,11 +265,15 @@ Deno.test("deno.json tasks use scoped permissions: no -A, writes only to runs/, 
         if (f.startsWith("--allow-ffi") || f.startsWith("--allow-run")) {
           assert(f.includes("="), `${name}: ${f} is not scoped`);
         }
-        if (run[1] === "run" && (f.startsWith("--allow-write") || f.startsWith("--allow-env"))) {
-          assert(
-            f === "--allow-write=runs" || f === "--allow-env=DBOT_OPENBLAS,XDG_RUNTIME_DIR",
-            `${name}: ${f}`,
-          );
+        if (run[1] === "run" && f.startsWith("--allow-write")) {
+          assert(f === "--allow-write=runs", `${name}: ${f}`);
+        }
+        if (run[1] === "run" && f.startsWith("--allow-env")) {
+          // only the variables the tasks read: OpenBLAS's path, the runtime dir, and the MPI
+          // launcher's rank counts (pretrain)
+          const known = new Set(["DBOT_OPENBLAS", "XDG_RUNTIME_DIR", ...MPI_ENV_VARS]);
+          const vars = f.startsWith("--allow-env=") ? f.slice(12).split(",") : [];
+          assert(vars.length > 0 && vars.every((v) => known.has(v)), `${name}: ${f}`);
         }
       }
     }

@@ -246,9 +246,12 @@ export class DbotModel {
 
   /**
    * Uploads one batch: `images [B, C, H, W]`, masking `noise [B, L]` and (with drop path) draws
-   * the per-sample drop-path scales from `rng`. Call before {@link DbotModel.forwardBackward}.
+   * the per-sample drop-path scales from `rng`: one stream for the batch (layer by layer), or
+   * one stream per sample (`rng[b]` draws sample b's attention and MLP scales, layer by
+   * layer), so that a sample's scales do not depend on how the batch is split (data
+   * parallelism). Call before {@link DbotModel.forwardBackward}.
    */
-  setBatch(images: Float32Array, noise: Float32Array, rng?: Rng): void {
+  setBatch(images: Float32Array, noise: Float32Array, rng?: Rng | readonly Rng[]): void {
     const { B } = this;
     const L = this.#L;
     const be = this.#be;
@@ -261,11 +264,22 @@ export class DbotModel {
     if (this.#dropTable) {
       if (!rng) throw new RangeError("Cannot draw drop-path scales: pass an Rng to setBatch()");
       const scales = new Float32Array(this.#dropTable.size);
-      this.#dropRates.forEach((p, i) => {
-        for (let j = 0; j < 2 * B; j++) {
-          scales[i * 2 * B + j] = p === 0 ? 1 : rng.uniform() < 1 - p ? 1 / (1 - p) : 0;
+      const draw = (r: Rng, p: number) => p === 0 ? 1 : r.uniform() < 1 - p ? 1 / (1 - p) : 0;
+      if (rng instanceof Rng) {
+        this.#dropRates.forEach((p, i) => {
+          for (let j = 0; j < 2 * B; j++) scales[i * 2 * B + j] = draw(rng, p);
+        });
+      } else {
+        if (rng.length !== B) {
+          throw new RangeError(`Cannot draw drop-path scales: ${rng.length} Rngs for ${B} samples`);
         }
-      });
+        for (let j = 0; j < B; j++) {
+          this.#dropRates.forEach((p, i) => {
+            scales[i * 2 * B + j] = draw(rng[j], p); // attention
+            scales[i * 2 * B + B + j] = draw(rng[j], p); // MLP
+          });
+        }
+      }
       be.upload(this.#dropTable, scales);
     }
   }

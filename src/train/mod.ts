@@ -25,6 +25,8 @@ export { pretrain, type PretrainHooks, resumeCommand } from "./pretrain.ts";
 export type { MetricLine, PretrainProgress, PretrainSummary } from "./metrics.ts";
 export { NonFiniteLossError, type StepOptions, type StepResult, TrainStep } from "./step.ts";
 export { type Collective, SINGLE_PROCESS } from "./collective.ts";
+export { MpiCollective, MpiUnavailableError } from "./mpi.ts";
+export { type DistributedKind, startCollective } from "./distributed.ts";
 export { AdamW, type AdamWConfig, type AdamWOptions, PRETRAIN_ADAMW } from "./adamw.ts";
 export {
   effectiveLr,

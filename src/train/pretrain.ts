@@ -21,7 +21,7 @@
  *
  * @module
  */
-import type { Backend } from "../backend/backend.ts";
+import type { Backend, Tensor } from "../backend/backend.ts";
 import { asGpuError, GpuError } from "../backend/webgpu/context.ts";
 import { removeStaleTemps, writeJsonAtomic } from "../io/atomic.ts";
 import { writeCheckpoint } from "../io/checkpoint.ts";
@@ -109,7 +109,7 @@ export async function pretrain(
         const r = await run.step.run(rate, async () => {
           const b = await batches.next();
           hooks.alterBatch?.(pos.step, b.images);
-          run.t.model.setBatch(b.images, b.rng.uniformArray(cfg.batch * data.L), b.rng);
+          run.t.model.setBatch(b.images, b.noise, b.rngs);
           run.t.model.forwardBackward();
         }, { read, skipNonFinite: run.skipMode });
         pos.step++;
@@ -205,7 +205,7 @@ class PretrainRun {
     this.data = o.data;
     this.boundaries = planBoundaries(cfg);
     this.totalEpochs = this.boundaries[this.boundaries.length - 1];
-    this.stepImages = cfg.batch * cfg.accum;
+    this.stepImages = o.data.stepImages; // over all ranks
     this.lr = effectiveLr(cfg.baseLr, this.stepImages);
     this.skipMode = cfg.onNan === "skip";
     this.readEvery = be.name === "cpu" || this.skipMode ? 1 : cfg.logEvery;
@@ -231,11 +231,20 @@ class PretrainRun {
     const lock = comm.isWriter ? await acquireRunLock(dir) : null;
     let data: RunData | null = null;
     try {
-      data = await openRunData(be, cfg, { log, prefetch: hooks.prefetch !== false });
+      data = await openRunData(be, cfg, {
+        log,
+        prefetch: hooks.prefetch !== false,
+        rank: comm.rank,
+        ranks: comm.size,
+      });
       const boundaries = planBoundaries(cfg);
-      const stepImages = cfg.batch * cfg.accum;
+      const stepImages = data.stepImages; // over all ranks
       const lr = effectiveLr(cfg.baseLr, stepImages);
-      if (hooks.resume) await removeStaleTemps(dir); // the lock says no live process wrote them
+      // every rank runs the same configuration (and, below, starts from the same weights)
+      await comm.agree("the configuration", JSON.stringify({ ...cfg, backend: be.name }));
+      // the lock says no live process wrote them
+      if (hooks.resume && comm.isWriter) await removeStaleTemps(dir);
+      if (hooks.resume) await checkGlobalBatch(dir, stepImages, comm.size);
       const saved = hooks.resume ? await readState(statePath) : null;
       if (hooks.resume && !saved) log(`no ${statePath} yet: starting from scratch`);
       const src = saved ? null : await stageZeroTeacher(cfg, data.student);
@@ -252,7 +261,15 @@ class PretrainRun {
           const { student, stats } = data;
           await writeJsonAtomic(`${dir}/config.json`, {
             ...cfg,
-            resolved: { student, lr, boundaries, mean: stats.mean, std: stats.std },
+            resolved: {
+              student,
+              ranks: comm.size,
+              globalBatch: stepImages,
+              lr,
+              boundaries,
+              mean: stats.mean,
+              std: stats.std,
+            },
           });
         }
         startStageZero(t, cfg, src!);
@@ -271,6 +288,10 @@ class PretrainRun {
           `${cfg.baseLr} × ${stepImages}/256 = ${lr.toExponential(3)}, teacher ${cfg.teacher}, ` +
           `loss ${t.model.lossFn.label}`,
       );
+      if (comm.size > 1) {
+        // identical weights, moments and position on every rank (same seed or same state file)
+        await comm.agree("the initial weights and run position", await trainingDigest(be, t, pos));
+      }
       const metrics = await RunMetrics.open(dir, {
         writer: comm.isWriter,
         resumeStep: saved ? pos.step : null,
@@ -431,3 +452,53 @@ class PretrainRun {
 }
 
 const STATE = "state.safetensors";
+
+/** A digest of the trainee's student, teacher and AdamW moments and of the run position. */
+async function trainingDigest(be: Backend, t: Trainee, pos: RunPosition): Promise<string> {
+  const parts: Uint8Array[] = [];
+  const add = async (x: Tensor | undefined) => {
+    if (x) parts.push(new Uint8Array((await be.download(x)).slice().buffer));
+  };
+  await add(t.model.student.params);
+  await add(t.model.teacher.params?.params);
+  await add(t.opt.m);
+  await add(t.opt.v);
+  const { epoch, iter, step, skipped } = pos; // (the k-NN figures exist on rank 0 only)
+  parts.push(new TextEncoder().encode(JSON.stringify([epoch, iter, step, skipped, t.opt.step])));
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    all.set(p, o);
+    o += p.length;
+  }
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
+  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * A resumed run keeps its global batch (the state's position counts global steps): with
+ * another number of ranks the per-rank batch changes with it (the task does this).
+ */
+async function checkGlobalBatch(dir: string, stepImages: number, ranks: number): Promise<void> {
+  let saved: {
+    batch?: number;
+    accum?: number;
+    resolved?: { globalBatch?: number; ranks?: number };
+  };
+  try {
+    saved = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
+  } catch {
+    return; // no config yet: nothing to continue
+  }
+  const want = saved.resolved?.globalBatch;
+  if (want === undefined || want === stepImages) return;
+  const accum = saved.accum ?? 1;
+  const was = `${saved.resolved?.ranks ?? 1} rank(s) × batch ${saved.batch} × accum ${accum}`;
+  throw new RangeError(
+    `Cannot resume ${dir} with ${stepImages} images per step over ${ranks} rank(s): it was ` +
+      `started with ${want} (${was}); give --batch ${want / (ranks * accum)} per rank` +
+      (want % (ranks * accum)
+        ? ` (${want} is not divisible by ${ranks * accum}: use another number of ranks)`
+        : ""),
+  );
+}

@@ -1,8 +1,15 @@
 /**
  * The data side of a pre-training run: datasets and pipelines, the seeded epoch order, the
  * micro-batches of an epoch (rendered on a data worker one ahead, or inline), and the k-NN
- * monitor. Every micro-batch's augmentation seed is keyed by its index over the whole run,
- * so a resumed run sees exactly the batches the uninterrupted one would have.
+ * monitor.
+ *
+ * Data parallelism: a step takes `G = batch × accum × ranks` images of the epoch's seeded
+ * order; micro-batch m of rank r takes positions `m·ranks·batch + r·batch …` of them, so
+ * one rank of batch `ranks × batch` sees the same images in the same micro-batches. Every
+ * sample's randomness (augmentation, then masking noise, then drop path) comes from its own
+ * stream, keyed by the sample's global index over the run (`step·G + position`): a resumed
+ * run, and a run split over any number of ranks, draws exactly what the uninterrupted
+ * single-process run draws.
  *
  * @module
  */
@@ -16,12 +23,14 @@ import { Rng } from "../util/rng.ts";
 import type { PretrainConfig } from "./config.ts";
 import { Prefetcher, type PreparedBatch, renderBatch } from "./prefetch.ts";
 
-/** One micro-batch: images `[B, C, H, W]` and the RNG positioned after their augmentations. */
+/** One micro-batch: images `[B, C, H, W]`, their masking noise and per-sample RNGs. */
 export interface MicroBatch {
   /** The images. */
   images: Float32Array;
-  /** Continues the batch's random stream (masking noise, drop path). */
-  rng: Rng;
+  /** Masking noise `[B, L]`: each sample's draws right after its augmentation. */
+  noise: Float32Array;
+  /** Each sample's stream after its noise (drop path: `DbotModel.setBatch`). */
+  rngs: Rng[];
 }
 
 /** What {@link openRunData} returns. */
@@ -36,9 +45,11 @@ export interface RunData {
   stats: { mean: readonly number[]; std: readonly number[] };
   /** Optimiser steps per epoch. */
   itersPerEpoch: number;
-  /** The micro-batches of `epoch` from iteration `first`, whose first step is `step`, in order. */
+  /** Images per optimiser step over all ranks (batch × accum × ranks). */
+  stepImages: number;
+  /** This rank's micro-batches of `epoch` from iteration `first`, whose first step is `step`, in order. */
   epochBatches(epoch: number, first: number, step: number): { next(): Promise<MicroBatch> };
-  /** k-NN top-1/top-5 of an encoder with `weights` (cfg.knnTrain → cfg.knnTest images). */
+  /** k-NN top-1/top-5 of an encoder with `weights` (cfg.knnTrain → cfg.knnTest images); NaN on ranks other than 0. */
   knn(weights: Map<string, Float32Array>): Promise<KnnResult>;
   /** Checkpoint metadata of stage `stage`. */
   ckptConfig(stage: number): Record<string, unknown>;
@@ -46,12 +57,14 @@ export interface RunData {
   dispose(): void;
 }
 
-/** Opens the run's data on `be` (the k-NN embedder lives there too). */
+/** Opens the run's data on `be` (the k-NN embedder lives there too) for rank `rank` of `ranks` (default 0 of 1). */
 export async function openRunData(
   be: Backend,
   cfg: PretrainConfig,
-  o: { log: (s: string) => void; prefetch: boolean },
+  o: { log: (s: string) => void; prefetch: boolean; rank?: number; ranks?: number },
 ): Promise<RunData> {
+  const rank = o.rank ?? 0;
+  const ranks = o.ranks ?? 1;
   const trainDs = await openDataset(cfg.data, "train", { warn: o.log, strict: cfg.strict });
   const testDs = await openDataset(cfg.data, "test", { warn: o.log, strict: cfg.strict });
   const size = cfg.imgSize || trainDs.height;
@@ -62,11 +75,12 @@ export async function openRunData(
   const train = new ImagePipeline(trainDs, size, channels, stats.mean, stats.std);
   const test = new ImagePipeline(testDs, size, channels, stats.mean, stats.std);
   const nTrain = cfg.trainLimit ? Math.min(cfg.trainLimit, trainDs.count) : trainDs.count;
-  const stepImages = cfg.batch * cfg.accum;
+  const stepImages = cfg.batch * cfg.accum * ranks;
   const itersPerEpoch = Math.floor(nTrain / stepImages);
   if (itersPerEpoch < 1) {
     throw new RangeError(
-      `Cannot train: ${nTrain} images make no full step of ${stepImages}; lower --batch or --accum`,
+      `Cannot train: ${nTrain} images make no full step of ${stepImages}` +
+        `${ranks > 1 ? ` (${ranks} ranks)` : ""}; lower --batch or --accum`,
     );
   }
   const student = vitFromPreset(cfg.model, {
@@ -86,21 +100,25 @@ export async function openRunData(
     })
     : null;
   const images = new Float32Array(cfg.batch * channels * size * size);
+  const L = deriveVit(student).numPatches;
 
   function epochBatches(epoch: number, first: number, step: number) {
     const order = permutation(nTrain, new Rng(deriveSeed(cfg.seed, 2, epoch)));
-    // micro-batch j of the epoch (counted from `first`): its images and its augmentation
-    // seed, keyed by the micro-batch's index over the whole run
+    // this rank's micro-batch j of the epoch (counted from `first`): its images and one
+    // augmentation seed per sample, keyed by the sample's global index over the whole run
     const job = (j: number) => {
-      const base = (first * cfg.accum + j) * cfg.batch;
-      return {
-        indices: order.subarray(base, base + cfg.batch),
-        seed: deriveSeed(cfg.seed, 3, step * cfg.accum + j),
-      };
+      const it = Math.floor(j / cfg.accum); // steps after `first`
+      const pos = (j % cfg.accum) * ranks * cfg.batch + rank * cfg.batch; // within the step
+      const base = (first + it) * stepImages + pos;
+      const seeds = new Uint32Array(cfg.batch);
+      for (let b = 0; b < cfg.batch; b++) {
+        seeds[b] = deriveSeed(cfg.seed, 3, (step + it) * stepImages + pos + b);
+      }
+      return [order.subarray(base, base + cfg.batch), seeds] as const;
     };
     const count = (itersPerEpoch - first) * cfg.accum;
     let j = 0;
-    if (pf && count > 0) pf.request(job(0).indices, job(0).seed);
+    if (pf && count > 0) pf.request(...job(0));
     return {
       async next(): Promise<MicroBatch> {
         if (j >= count) {
@@ -108,20 +126,28 @@ export async function openRunData(
         }
         let b: PreparedBatch;
         if (pf) {
-          if (j + 1 < count) pf.request(job(j + 1).indices, job(j + 1).seed); // one ahead
+          if (j + 1 < count) pf.request(...job(j + 1)); // one ahead
           b = await pf.next();
         } else {
-          b = renderBatch(train, job(j).indices, job(j).seed, images);
+          b = renderBatch(train, ...job(j), images);
         }
         j++;
-        const rng = new Rng(0);
-        rng.state = b.rngState; // continue where the augmentations left off
-        return { images: b.images, rng };
+        // each sample's stream continues where its augmentation left off
+        const rngs = Array.from(b.rngStates!, (st) => {
+          const r = new Rng(0);
+          r.state = st;
+          return r;
+        });
+        const noise = new Float32Array(cfg.batch * L);
+        rngs.forEach((r, i) => noise.set(r.uniformArray(L), i * L));
+        return { images: b.images, noise, rngs };
       },
     };
   }
 
   async function knn(weights: Map<string, Float32Array>): Promise<KnnResult> {
+    // rank 0 alone: the others would compute the same numbers
+    if (rank !== 0) return { top1: NaN, top5: NaN, count: 0, k: 0 };
     embedder.load(weights);
     const nTr = Math.min(cfg.knnTrain, trainDs.count);
     const nTe = Math.min(cfg.knnTest, testDs.count);
@@ -137,9 +163,10 @@ export async function openRunData(
   return {
     student,
     size,
-    L: deriveVit(student).numPatches,
+    L,
     stats,
     itersPerEpoch,
+    stepImages,
     epochBatches,
     knn,
     ckptConfig: (stage) => ({

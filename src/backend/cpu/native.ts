@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { ffiGranted } from "../../util/ffi.ts";
 import type { CpuKernels } from "./kernels.ts";
 
 const SYMBOLS = {
@@ -96,7 +97,7 @@ export function loadNativeKernels(path?: string): CpuKernels | { reason: string 
 function openNative(path: string): CpuKernels | { reason: string } {
   // Ask first: a dlopen without the permission would stop at a prompt in a terminal.
   try {
-    if (Deno.permissions.querySync({ name: "ffi", path }).state !== "granted") {
+    if (!ffiGranted(path)) {
       return { reason: `no FFI permission for ${path}` };
     }
   } catch (e) {

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { ffiGranted } from "../../util/ffi.ts";
 import { type Gemm, type GemmArgs, scaleC, validateGemmArgs } from "./gemm.ts";
 
 // CBLAS enum values.
@@ -191,6 +192,12 @@ export function openOpenBlas(path: string): Gemm {
 export function loadOpenBlas(failures: string[] = []): Gemm | null {
   const env = envPath();
   if (env) {
+    if (!ffiGranted(env)) {
+      throw new Error(
+        `Cannot load OpenBLAS from DBOT_OPENBLAS=${env}: no FFI permission for it (grant ` +
+          `--allow-ffi to its directory)`,
+      );
+    }
     try {
       return openOpenBlas(env);
     } catch (e) {
@@ -200,6 +207,12 @@ export function loadOpenBlas(failures: string[] = []): Gemm | null {
     }
   }
   for (const path of OPENBLAS_DEFAULT_PATHS) {
+    // ask first: opening a path outside the granted --allow-ffi list would prompt in a
+    // terminal (a bare name such as libopenblas.so.0 never matches a scoped grant)
+    if (!ffiGranted(path)) {
+      failures.push(`${path}: no FFI permission (run with --allow-ffi)`);
+      continue;
+    }
     try {
       return openOpenBlas(path);
     } catch (e) {
