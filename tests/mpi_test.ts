@@ -386,7 +386,8 @@ mpiTest(
     for (let r = await reader.read(); !r.done; r = await reader.read()) text += r.value;
     await child.status;
     const r = { out: text + await err };
-    assert(/interrupted: saved the state after step \d+/.test(r.out), r.out);
+    // (with 2 steps per epoch the stop lands mid-epoch or at an epoch's end)
+    assert(/interrupted: saved the state (after step|at the end of epoch) \d+/.test(r.out), r.out);
     const s = await readState(`${dir}/t/state.safetensors`);
     assert(s !== null, `no state was saved: ${r.out}`);
     assert(s.step >= 5 && s.step < 400, `saved at step ${s.step}`);
