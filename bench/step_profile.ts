@@ -5,7 +5,11 @@
  *
  *   deno run --allow-read --allow-env --allow-ffi bench/step_profile.ts [--model vit-tiny --img-size 32 --patch-size 4 --batch 64]
  *
- * CPU only: the WebGPU backend records work and times nothing on the host.
+ * CPU only: the WebGPU backend records work and times nothing on the host. Each op gets
+ * its wall time and the process's CPU time over the call (all threads: the pool blocks
+ * rather than spins, so this is the work done), which other processes on a shared
+ * machine inflate far less than wall time; `--gemm` and `--kernels` force the paths, e.g.
+ * `--gemm wasm --kernels wasm` is what a machine with nothing installed runs.
  *
  * @module
  */
@@ -13,6 +17,13 @@ import { parseArgs } from "node:util";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import type { Backend, MatmulDims } from "../src/backend/backend.ts";
 import { stepBench } from "../src/train/step_bench.ts";
+import process from "node:process";
+
+/** Process CPU time (user + system, all threads) in ms. */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -36,8 +47,9 @@ const be = new CpuBackend({
   gemm: values.gemm as "auto" | "openblas" | "wasm" | "ts",
   kernels: values.kernels as "auto" | "native" | "wasm" | "js",
 });
-const totals = new Map<string, { ms: number; calls: number; flop: number }>();
+const totals = new Map<string, { ms: number; cpu: number; calls: number; flop: number }>();
 let active = false;
+let cpu0 = 0;
 const SKIP = new Set(["tensor", "upload", "download", "submit", "sync", "dispose", "description"]);
 // Count the warm-up step's submit, then time everything after it.
 const WARMUP = 1;
@@ -45,7 +57,10 @@ let submits = 0;
 const submit = be.submit.bind(be);
 be.submit = () => {
   submit();
-  if (++submits === WARMUP) active = true;
+  if (++submits === WARMUP) {
+    active = true;
+    cpu0 = cpuMs();
+  }
 };
 const proto = Object.getPrototypeOf(be);
 for (const name of Object.getOwnPropertyNames(proto)) {
@@ -65,10 +80,11 @@ for (const name of Object.getOwnPropertyNames(proto)) {
           `${(dims.batch ?? 1) > 1 ? ` b${dims.batch}` : ""}${dims.accumulate ? " acc" : ""}`;
       }
     }
-    const t = performance.now();
+    const [t, c] = [performance.now(), cpuMs()];
     const r = (fn as (...a: unknown[]) => unknown).apply(be, args);
-    const e = totals.get(key) ?? { ms: 0, calls: 0, flop: 0 };
+    const e = totals.get(key) ?? { ms: 0, cpu: 0, calls: 0, flop: 0 };
     e.ms += performance.now() - t;
+    e.cpu += cpuMs() - c;
     e.calls++;
     e.flop += flop;
     totals.set(key, e);
@@ -87,20 +103,23 @@ const bench = stepBench(be as Backend, {
   dropPath: 0.1,
 });
 const r = await bench;
+const cpuStep = (cpuMs() - cpu0) / steps;
 active = false;
 const all = [...totals.values()].reduce((s, e) => s + e.ms, 0) / steps;
 console.log(
-  `step ${r.step_ms.toFixed(1)} ms (${r.images_per_s.toFixed(1)} img/s), ops ${
-    all.toFixed(1)
-  } ms, other ${(r.step_ms - all).toFixed(1)} ms  [${r.backend}]`,
+  `step ${r.step_ms.toFixed(1)} ms (${r.images_per_s.toFixed(1)} img/s), cpu ${
+    cpuStep.toFixed(1)
+  } ms/step, ops ${all.toFixed(1)} ms, other ${(r.step_ms - all).toFixed(1)} ms  [${r.backend}]`,
 );
-console.log("op                        ms/step   share  calls/step  GFLOP/s");
+console.log("op                        ms/step   share  cpu ms/step  calls/step  GFLOP/s");
 for (const [k, e] of [...totals].sort((a, b) => b[1].ms - a[1].ms)) {
   const g = e.flop ? (e.flop / (e.ms / 1000) / 1e9).toFixed(1) : "";
   console.log(
     `${k.padEnd(24)} ${(e.ms / steps).toFixed(1).padStart(8)} ${
       (100 * e.ms / steps / r.step_ms).toFixed(1).padStart(6)
-    }% ${(e.calls / steps).toFixed(0).padStart(10)} ${g.padStart(8)}`,
+    }% ${(e.cpu / steps).toFixed(1).padStart(12)} ${(e.calls / steps).toFixed(0).padStart(10)} ${
+      g.padStart(8)
+    }`,
   );
 }
 be.dispose();

@@ -2,11 +2,22 @@
  * The WebAssembly SIMD GEMM (`src/backend/cpu/wasm_gemm/`): both builds (relaxed-SIMD
  * FMA and plain SIMD) against the pure-TS GEMM on awkward shapes, all transposes,
  * alpha/beta (beta 0 over NaN), padded strides and offset subarrays, across its chunk
- * boundaries; split over a 2-thread `CpuBackend`; chosen by `loadGemm` without OpenBLAS;
- * and the committed `gemm_wasm.ts` is checked against `gemm.c` (no compiler needed).
+ * boundaries; its fused bias/GELU epilogue against the reference GEMM and epilogue (and
+ * bit for bit against the GEMM followed by the WebAssembly kernels' epilogue); its
+ * batched call against one product at a time; split over a 2-thread `CpuBackend`
+ * against the reference backend; chosen by `loadGemm` without OpenBLAS; and the
+ * committed `gemm_wasm.ts` is checked against `gemm.c` (no compiler needed).
  */
 import { ok as assert, strictEqual as assertStrictEquals } from "node:assert";
-import { type Gemm, type GemmArgs, gemmTs, loadGemm } from "../src/backend/cpu/gemm.ts";
+import {
+  type Gemm,
+  type GemmArgs,
+  type GemmEpilogue,
+  gemmTs,
+  loadGemm,
+} from "../src/backend/cpu/gemm.ts";
+import { gemmRef, matmulEpilogue } from "../src/backend/cpu/ref/matmul.ts";
+import { wasmKernels } from "../src/backend/cpu/simd/simd.ts";
 import {
   createWasmGemm,
   wasmGemm,
@@ -184,6 +195,191 @@ for (const variant of VARIANTS) {
   });
 }
 
+/** The reference: `gemmRef` then `matmulEpilogue` row by row (C and pre with row stride ldc). */
+function refEpilogue(args: GemmArgs, epi: GemmEpilogue): void {
+  gemmRef(args);
+  const { M, N, ldc } = args;
+  for (let i = 0; i < M; i++) {
+    const row = (x: Float32Array) => x.subarray(i * ldc, i * ldc + N);
+    const pre = epi.pre && row(epi.pre);
+    matmulEpilogue({ c: row(args.c as Float32Array), bias: epi.bias, pre }, {
+      M: 1,
+      N,
+      gelu: epi.gelu ?? false,
+    });
+  }
+}
+
+/** Epilogue cases: bias alone, GELU alone, bias + GELU with and without pre. */
+const EPILOGUES = [
+  { bias: true, gelu: false, pre: false },
+  { bias: false, gelu: true, pre: true },
+  { bias: true, gelu: true, pre: true },
+  { bias: true, gelu: true, pre: false },
+];
+
+/**
+ * Runs `gemm.sgemmEpilogue` and the reference on copies of the same operands; compares C
+ * and pre (gaps included: PAD sentinels must survive).
+ */
+function checkEpilogue(gemm: Gemm, t: Case, e: (typeof EPILOGUES)[number], seed: number): void {
+  const args = makeArgs(t, seed);
+  const next = rng(seed + 7);
+  const bias = e.bias ? Float32Array.from({ length: t.N }, () => 2 * next()) : undefined;
+  const pre = e.pre ? matrix(t.M, t.N, args.ldc, 0, () => NaN) : undefined;
+  const want = { ...args, c: args.c.slice() };
+  const wantPre = pre?.slice();
+  refEpilogue(want, { bias, pre: wantPre, gelu: e.gelu });
+  gemm.sgemmEpilogue!(args, { bias, pre, gelu: e.gelu });
+  const name = `${gemm.name} ${JSON.stringify({ ...t, ...e })}`;
+  const tol = { atol: 1e-5 * Math.max(1, t.K), rtol: 1e-4 };
+  assertAllClose(args.c, want.c, tol, name);
+  if (pre) assertAllClose(pre, wantPre!, tol, `${name} pre`);
+}
+
+for (const variant of VARIANTS) {
+  Deno.test({
+    name:
+      `WebAssembly GEMM (${variant}): fused bias/GELU epilogue matches the reference GEMM + epilogue`,
+    fn() {
+      // default chunks, and chunks of a few hundred floats (several row and column chunks,
+      // K over KC = 256: the epilogue after the last K block only)
+      const gemms = [
+        createWasmGemm(variant),
+        createWasmGemm(variant, { bFloats: 600 * 24, cFloats: 2000, aFloats: 4000 }),
+      ];
+      let seed = 3000;
+      for (const gemm of gemms) {
+        assert(gemm?.sgemmEpilogue, `this engine rejects the ${variant} build`);
+        for (const [transA, transB] of TRANSPOSES) {
+          for (
+            const [M, N, K] of [[1, 1, 1], [3, 17, 7], [17, 1, 65], [65, 67, 33], [9, 13, 300]]
+          ) {
+            for (const e of EPILOGUES) {
+              const base = { transA, transB, M, N, K, pad: 0, offset: 0, nanC: false };
+              checkEpilogue(gemm, { ...base, alpha: 1, beta: 0, nanC: true }, e, seed++);
+              checkEpilogue(gemm, { ...base, alpha: 1, beta: 0, pad: 3, offset: 2 }, e, seed++);
+            }
+            // accumulate with a bias (no GELU: the backend never combines the two)
+            const acc = { transA, transB, M, N, K, alpha: 1, beta: 1, pad: 1, offset: 1 };
+            checkEpilogue(gemm, { ...acc, nanC: false }, EPILOGUES[0], seed++);
+          }
+          // K = 0: C = beta·C, then the epilogue
+          const zero = { transA, transB, M: 5, N: 9, K: 0, alpha: 1, beta: 0, pad: 0, offset: 0 };
+          checkEpilogue(gemm, { ...zero, nanC: true }, EPILOGUES[2], seed++);
+        }
+      }
+    },
+  });
+
+  Deno.test({
+    name:
+      `WebAssembly GEMM (${variant}): the fused epilogue gives the bits of the GEMM then the WebAssembly kernels' epilogue`,
+    fn() {
+      const gemm = createWasmGemm(variant);
+      const kernels = wasmKernels();
+      assert(gemm?.sgemmEpilogue && kernels, `this engine rejects the ${variant} build`);
+      let seed = 4000;
+      for (const [M, N, K] of [[65, 67, 33], [130, 384, 96], [7, 5, 260]]) {
+        const t = { transA: false, transB: true, M, N, K, alpha: 1, beta: 0, pad: 0, offset: 0 };
+        const args = makeArgs({ ...t, nanC: false }, seed++);
+        const next = rng(seed++);
+        const bias = Float32Array.from({ length: N }, () => 4 * next());
+        const [pre, wantPre] = [new Float32Array(M * N), new Float32Array(M * N)];
+        const want = { ...args, c: args.c.slice() };
+        gemm.sgemm(want);
+        kernels.biasGelu(want.c, bias, wantPre, M, N, true);
+        gemm.sgemmEpilogue(args, { bias, pre, gelu: true });
+        assert(args.c.every((x, i) => Object.is(x, want.c[i])), `C differs (${M}×${N}×${K})`);
+        assert(pre.every((x, i) => Object.is(x, wantPre[i])), `pre differs (${M}×${N}×${K})`);
+      }
+    },
+  });
+
+  Deno.test({
+    name:
+      `WebAssembly GEMM (${variant}): sgemmBatch matches one GEMM per product, across its blocks`,
+    fn() {
+      const gemms = [createWasmGemm(variant), createWasmGemm(variant, { batchFloats: 3000 })];
+      let seed = 5000;
+      for (const gemm of gemms) {
+        assert(gemm?.sgemmBatch, `this engine rejects the ${variant} build`);
+        for (const [transA, transB] of TRANSPOSES) {
+          for (const [M, N, K, batch] of [[1, 1, 1, 1], [17, 17, 32, 5], [65, 16, 65, 7]]) {
+            for (const [alpha, beta, pad] of [[1, 0, 0], [1, 1, 0], [0.5, 0.25, 2]]) {
+              // batch products one after another (each padded like one stored matrix)
+              const one = makeArgs(
+                { transA, transB, M, N, K, alpha, beta, pad, offset: 0, nanC: beta === 0 },
+                seed,
+              );
+              const stored = (rows: number, ld: number) => rows * ld;
+              const [sa, sb, sc] = [
+                stored(transA ? K : M, one.lda),
+                stored(transB ? N : K, one.ldb),
+                stored(M, one.ldc),
+              ];
+              const next = rng(seed++);
+              const fill = (n: number, nan: boolean) =>
+                Float32Array.from({ length: n }, () => (nan ? NaN : next()));
+              const args = {
+                ...one,
+                a: fill(batch * sa, false),
+                b: fill(batch * sb, false),
+                c: fill(batch * sc, beta === 0),
+              };
+              const want = args.c.slice();
+              for (let p = 0; p < batch; p++) {
+                gemmTs({
+                  ...args,
+                  a: args.a.subarray(p * sa),
+                  b: args.b.subarray(p * sb),
+                  c: want.subarray(p * sc),
+                });
+              }
+              // gaps of a padded C are never written: the TS GEMM leaves them as they were
+              gemm.sgemmBatch(args, batch);
+              const name = `${gemm.name} batch ${batch} ${
+                JSON.stringify({ transA, transB, M, N, K, alpha, beta, pad })
+              }`;
+              const sameGaps = (x: Float32Array) =>
+                x.map((v, i) => (i % one.ldc >= N ? 0 : Number.isNaN(v) ? -999 : v));
+              assertAllClose(
+                sameGaps(args.c),
+                sameGaps(want),
+                { atol: 1e-5 * Math.max(1, K), rtol: 1e-4 },
+                name,
+              );
+            }
+          }
+        }
+        // too short for the last product: an error naming the array and the fix's size
+        const a = new Float32Array(2 * 4 * 3 - 1);
+        let message = "";
+        try {
+          gemm.sgemmBatch({
+            transA: false,
+            transB: false,
+            M: 4,
+            N: 2,
+            K: 3,
+            alpha: 1,
+            a,
+            lda: 3,
+            b: new Float32Array(12),
+            ldb: 2,
+            beta: 0,
+            c: new Float32Array(16),
+            ldc: 2,
+          }, 2);
+        } catch (e) {
+          message = (e as Error).message;
+        }
+        assert(message.includes("a is too short for 2 products"), message);
+      }
+    },
+  });
+}
+
 Deno.test("the relaxed build carries f32x4.relaxed_madd and the plain build no relaxed opcode", () => {
   const bytes = (b64: string) => Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
   const count = (b: Uint8Array, pat: number[]) => {
@@ -262,8 +458,8 @@ Deno.test({
   },
 });
 
-Deno.test("CpuBackend({ gemm: 'wasm', threads: 2 }) splits matmuls over both threads and matches the TS GEMM", async () => {
-  const one = new CpuBackend({ gemm: "ts", threads: 1 });
+Deno.test("CpuBackend({ gemm: 'wasm', threads: 2 }) splits matmuls over both threads (fused epilogue, batched products) and matches the reference backend", async () => {
+  const one = CpuBackend.reference();
   const two = new CpuBackend({ gemm: "wasm", threads: 2, minParallelWork: 1 });
   try {
     assert(two.description.startsWith("cpu with WebAssembly SIMD GEMM"), two.description);
@@ -279,6 +475,14 @@ Deno.test("CpuBackend({ gemm: 'wasm', threads: 2 }) splits matmuls over both thr
       { M: 64, N: 65, K: 65, transA: true, transB: true, bias: true },
       { M: 65, N: 65, K: 32, transB: true, batch: 6 },
       { M: 65, N: 32, K: 65, batch: 6, accumulate: true },
+      // odd shapes: the fused epilogue on row slabs with edge tiles and K over KC, 1 row
+      // (column slabs), batched products with every transpose
+      { M: 257, N: 67, K: 33, transA: true, bias: true, gelu: true, pre: true },
+      { M: 33, N: 129, K: 301, transA: true, transB: true, gelu: true },
+      { M: 131, N: 9, K: 65, transB: true, bias: true, accumulate: true },
+      { M: 1, N: 301, K: 257, transB: true, bias: true, gelu: true, pre: true },
+      { M: 17, N: 33, K: 9, transA: true, batch: 9 },
+      { M: 17, N: 1, K: 17, transA: true, transB: true, batch: 13, accumulate: true },
     ];
     for (const t of cases) {
       const { M, N, K } = t;

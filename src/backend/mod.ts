@@ -35,6 +35,7 @@ export {
   type Gemm,
   type GemmArgs,
   type GemmChoice,
+  type GemmEpilogue,
   loadGemm,
 } from "./cpu/gemm.ts";
 export {

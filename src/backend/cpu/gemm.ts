@@ -45,12 +45,39 @@ export interface GemmArgs {
   ldc: number;
 }
 
+/**
+ * The matmul epilogue a GEMM can fuse (see {@link Gemm.sgemmEpilogue}): after the
+ * product, `C += bias` per column, then with `gelu`, `pre = C` (when given) and
+ * `C = gelu(C)` — what `matmulEpilogue` in `ref/matmul.ts` does as a separate pass.
+ */
+export interface GemmEpilogue {
+  /** `[N]`, added to every row of `C`. */
+  bias?: Float32Array;
+  /** `[M, N]` with row stride `ldc`: `C` before the GELU (only with `gelu`). */
+  pre?: Float32Array;
+  /** Apply GELU (exact, erf form) after the bias. */
+  gelu?: boolean;
+}
+
 /** A single-precision GEMM implementation. */
 export interface Gemm {
   /** Human-readable name, e.g. `"OpenBLAS (libopenblas.so.0, 2 threads)"`. */
   readonly name: string;
   /** `C = alpha·op(A)·op(B) + beta·C` on `Float32Array` operands. */
   sgemm(args: GemmArgs): void;
+  /**
+   * {@link Gemm.sgemm} followed by `epilogue`, fused (the WebAssembly GEMM applies it to
+   * each block of rows of C once it is final, while it is in cache, and before copying C
+   * out of its memory); absent where the GEMM cannot fuse it.
+   */
+  sgemmEpilogue?(args: GemmArgs, epilogue: GemmEpilogue): void;
+  /**
+   * `batch` products stored one after another, each `args` shifted by one stored matrix:
+   * product `p` reads `a` from `p·rows·lda` (`rows` = K when `transA`, else M), `b` from
+   * `p·rows·ldb` (N when `transB`, else K) and writes `c` from `p·M·ldc`. Absent where the
+   * GEMM has no batched call (the WebAssembly GEMM copies a block of products in at once).
+   */
+  sgemmBatch?(args: GemmArgs, batch: number): void;
   /**
    * Where another thread can open the same GEMM ({@link openThreadGemm}): OpenBLAS's
    * library path, or `"wasm:relaxed"` / `"wasm:simd"`; absent for pure TS.
@@ -122,6 +149,35 @@ export function validateGemmArgs(args: GemmArgs): void {
   if (args.transB) checkMatrix("b", args.b, N, K, args.ldb, "ldb");
   else checkMatrix("b", args.b, K, N, args.ldb, "ldb");
   checkMatrix("c", args.c, M, N, args.ldc, "ldc");
+}
+
+/**
+ * Checks a batch of `batch` products stored one after another (see {@link Gemm.sgemmBatch}):
+ * the first as {@link validateGemmArgs} does, and that every array holds the last one.
+ */
+export function validateBatch(args: GemmArgs, batch: number): void {
+  validateGemmArgs(args);
+  if (!Number.isInteger(batch) || batch < 0) {
+    throw new RangeError(
+      `Cannot run a batched GEMM as batch must be a non-negative integer: current value is ${batch}`,
+    );
+  }
+  if (batch < 2) return;
+  const { transA, transB, M, N, K, lda, ldb, ldc } = args;
+  const parts: [string, FloatArray, number, number, number][] = [
+    ["a", args.a, transA ? K : M, transA ? M : K, lda],
+    ["b", args.b, transB ? N : K, transB ? K : N, ldb],
+    ["c", args.c, M, N, ldc],
+  ];
+  for (const [name, arr, rows, cols, ld] of parts) {
+    const need = rows === 0 || cols === 0 ? 0 : (batch - 1) * rows * ld + (rows - 1) * ld + cols;
+    if (arr.length < need) {
+      throw new RangeError(
+        `Cannot run a batched GEMM as ${name} is too short for ${batch} products of ` +
+          `[${rows}, ${cols}] (row stride ${ld}): needs ${need} elements, has ${arr.length}`,
+      );
+    }
+  }
 }
 
 /** `C[M,N] = beta·C`, where `beta = 0` writes zeros regardless of the old contents. */

@@ -39,7 +39,7 @@ import { gemmProduct } from "./ref/matmul.ts";
 import { patchify } from "./ref/patchify.ts";
 import { gatherRowsForward, scaleRows } from "./ref/rows.ts";
 import { standardizeRows } from "./ref/standardize.ts";
-import type { GemmArgs } from "./gemm.ts";
+import { type Gemm, type GemmArgs, openThreadGemm } from "./gemm.ts";
 import type { KernelOps } from "./kernels.ts";
 
 /** The GEMM that the `batchedGemm` and `gemmSlab` shares call on this thread (set per op on the main thread, at start in a worker). */
@@ -48,6 +48,29 @@ let threadGemm: ((args: GemmArgs) => void) | null = null;
 /** Sets the GEMM this thread's matmul shares call. */
 export function setThreadGemm(gemm: ((args: GemmArgs) => void) | null): void {
   threadGemm = gemm;
+}
+
+/**
+ * The fused and batched calls of this thread's GEMM (the WebAssembly GEMM's
+ * `sgemmEpilogue` and `sgemmBatch`), or null: the matmul shares use them when present.
+ * A worker sets it at start, the main thread per command from its pool (see
+ * {@link fastGemmOf}).
+ */
+let threadFast: Pick<Gemm, "sgemmEpilogue" | "sgemmBatch"> | null = null;
+
+/** Sets {@link threadFast}: this thread's GEMM with fused or batched calls, or null. */
+export function setThreadFastGemm(gemm: Pick<Gemm, "sgemmEpilogue" | "sgemmBatch"> | null): void {
+  threadFast = gemm;
+}
+
+/**
+ * The GEMM at `path` (a `Gemm.path`) on this thread when it has fused or batched calls
+ * (the WebAssembly GEMM, one instance per thread), else null.
+ */
+export function fastGemmOf(path: string | undefined): Gemm | null {
+  if (!path?.startsWith("wasm:")) return null;
+  const gemm = openThreadGemm(path);
+  return gemm.sgemmEpilogue || gemm.sgemmBatch ? gemm : null;
 }
 
 /** An array a pool kernel reads or writes (a view of a `SharedArrayBuffer`). */
@@ -443,6 +466,29 @@ export const POOL_OPS = {
         transB: p.transB === 1,
         accumulate: p.accumulate === 1,
       };
+      const batch = threadFast?.sgemmBatch;
+      if (batch) {
+        // the products [lo, hi) in one call: one copy in and out per block of them
+        const { M, N, K, transA, transB, accumulate } = dims;
+        const [sa, sb, sc] = [M * K, K * N, M * N];
+        const args = {
+          transA,
+          transB,
+          M,
+          N,
+          K,
+          alpha: 1,
+          a: f(b.a).subarray(lo * sa, hi * sa),
+          lda: transA ? M : K,
+          b: f(b.b).subarray(lo * sb, hi * sb),
+          ldb: transB ? K : N,
+          beta: accumulate ? 1 : 0,
+          c: f(b.out).subarray(lo * sc, hi * sc),
+          ldc: N,
+        };
+        batch(args, hi - lo);
+        return;
+      }
       for (let i = lo; i < hi; i++) {
         gemmProduct(gemm, { out: f(b.out), a: f(b.a), b: f(b.b) }, dims, i);
       }
@@ -490,7 +536,7 @@ export const POOL_OPS = {
         return;
       }
       const c = out.subarray(lo * N, hi * N);
-      gemm({
+      const args = {
         transA,
         transB,
         M: hi - lo,
@@ -504,10 +550,16 @@ export const POOL_OPS = {
         beta,
         c,
         ldc: N,
-      });
+      };
       const bias = b.bias && f(b.bias);
       const pre = b.pre && rowsOf(b.pre, lo, hi, N);
       const gelu = p.gelu === 1;
+      const fused = threadFast?.sgemmEpilogue;
+      if ((bias || gelu) && fused) {
+        fused(args, { bias, pre, gelu }); // the epilogue inside the GEMM, on rows in cache
+        return;
+      }
+      gemm(args);
       if (bias || gelu) ops.matmulEpilogue({ c, bias, pre }, { M: hi - lo, N, gelu });
     },
   }),
@@ -733,11 +785,14 @@ export class CpuPool {
   #scratch = new Float64Array(new SharedArrayBuffer(8 * 1024));
   #disposed = false;
   #broken: string | null = null;
+  /** The main thread's fused/batched calls of the pool's GEMM (see {@link fastGemmOf}). */
+  readonly #fast: Gemm | null;
 
   private constructor(threads: number, url: URL, opts: PoolOptions) {
     this.threads = threads;
     this.#url = url;
     this.#opts = opts;
+    this.#fast = fastGemmOf(opts.blasPath);
   }
 
   /**
@@ -817,6 +872,7 @@ export class CpuPool {
     Atomics.notify(ctrl, SEQ);
     let mainError: unknown = null;
     const ops = this.#opts.ops;
+    setThreadFastGemm(this.#fast);
     const b = arrays as Record<string, PoolArray>;
     try {
       runShares(ctrl, op, b, p, 0, ops);

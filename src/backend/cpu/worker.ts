@@ -26,6 +26,7 @@ import {
   type RegisterMessage,
   runShares,
   SEQ,
+  setThreadFastGemm,
   setThreadGemm,
   STATE,
   wireBufs,
@@ -111,6 +112,7 @@ self.onmessage = (e: MessageEvent<RegisterMessage>) => {
     if (msg.blasPath) {
       const gemm = openThreadGemm(msg.blasPath); // OpenBLAS or this thread's WebAssembly GEMM
       setThreadGemm((args) => gemm.sgemm(args));
+      setThreadFastGemm(gemm.sgemmEpilogue || gemm.sgemmBatch ? gemm : null);
     }
   }
   for (const [id, sab] of msg.add) buffers.set(id, sab);

@@ -3,9 +3,12 @@
 // Built twice by build.sh: plain SIMD (multiply then add) and, with -DRELAXED, relaxed
 // SIMD (f32x4.relaxed_madd, a fused multiply-add where the engine has one). The caller
 // copies its operands into this module's memory and calls, per column chunk of C:
-//   pack_b    op(B)[K, nc] into KC×NR micro-panels (once per chunk),
-//   gemm      C[mc, nc] = alpha·op(A)[mc, K]·(packed B) + beta·C, any number of times
-//             with other row chunks of A and C against the same packed B.
+//   pack_b      op(B)[K, nc] into KC×NR micro-panels (once per chunk),
+//   gemm        C[mc, nc] = alpha·op(A)[mc, K]·(packed B) + beta·C, any number of times
+//               with other row chunks of A and C against the same packed B, with an
+//               optional bias/GELU epilogue on each block of rows once it is final,
+//   gemm_batch  a batch of small products stored one after another (attention), each
+//               packed and multiplied in one call.
 // Row-major, strides in floats; pointers are byte offsets in this memory.
 #include <wasm_simd128.h>
 
@@ -35,6 +38,122 @@
 #else
 #define MADD(acc, x, y) wasm_f32x4_add(acc, wasm_f32x4_mul(x, y))
 #endif
+
+// erf(x), Eigen's generic_fast_erf_float: x·P(x²)/Q(x²) on x clamped to [-4, 4], and
+// gelu(x) = ½·x·(1 + erf(x/√2)): the code of erf4/gelu4 in ../simd/kernels.c (the
+// elementwise kernels) with the same constants, plain mul/add in both builds, so the fused
+// epilogue gives the bits of a GEMM followed by that module's bias_gelu
+// (tests/wasm_gemm_test.ts compares the two). The constants sit in a table that the
+// epilogue loads once into locals (GeluConsts) before its loops: V8 builds a v128.const
+// from immediates through a general register at every use, and clang rematerialises
+// constants inside loops; a table it cannot see through (neither static nor const) keeps
+// them loop-invariant (measured ~20% faster GELU).
+enum {
+  G_HI, G_LO, G_P0, G_P1, G_P2, G_P3, G_P4, G_P5, G_P6, G_Q0, G_Q1, G_Q2, G_Q3, G_Q4,
+  G_HALF, G_ONE, G_SQRT1_2, G_COUNT
+};
+#define LANES4(x) {x, x, x, x}
+float gemm_gelu_consts[G_COUNT][4] __attribute__((aligned(16))) = {
+    LANES4(4.0f),
+    LANES4(-4.0f),
+    LANES4(-2.72614225801306e-10f),
+    LANES4(2.77068142495902e-08f),
+    LANES4(-2.10102402082508e-06f),
+    LANES4(-5.69250639462346e-05f),
+    LANES4(-7.34990630326855e-04f),
+    LANES4(-2.95459980854025e-03f),
+    LANES4(-1.60960333262415e-02f),
+    LANES4(-1.45660718464996e-05f),
+    LANES4(-2.13374055278905e-04f),
+    LANES4(-1.68282697438203e-03f),
+    LANES4(-7.37332916720468e-03f),
+    LANES4(-1.42647390514189e-02f),
+    LANES4(0.5f),
+    LANES4(1.0f),
+    LANES4(0.70710678118654752f),
+};
+typedef struct {
+  v128_t k[G_COUNT];
+} GeluConsts;
+
+static inline void load_gelu_consts(GeluConsts *g) {
+  for (int i = 0; i < G_COUNT; i++) g->k[i] = wasm_v128_load(gemm_gelu_consts[i]);
+}
+
+static inline v128_t erf4(v128_t v, const GeluConsts *g) {
+  const v128_t *k = g->k;
+  v128_t x = wasm_f32x4_pmax(wasm_f32x4_pmin(v, k[G_HI]), k[G_LO]);
+  v128_t x2 = wasm_f32x4_mul(x, x);
+  v128_t p = wasm_f32x4_add(wasm_f32x4_mul(x2, k[G_P0]), k[G_P1]);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, x2), k[G_P2]);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, x2), k[G_P3]);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, x2), k[G_P4]);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, x2), k[G_P5]);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, x2), k[G_P6]);
+  v128_t q = wasm_f32x4_add(wasm_f32x4_mul(x2, k[G_Q0]), k[G_Q1]);
+  q = wasm_f32x4_add(wasm_f32x4_mul(q, x2), k[G_Q2]);
+  q = wasm_f32x4_add(wasm_f32x4_mul(q, x2), k[G_Q3]);
+  q = wasm_f32x4_add(wasm_f32x4_mul(q, x2), k[G_Q4]);
+  return wasm_f32x4_div(wasm_f32x4_mul(x, p), q);
+}
+
+static inline v128_t gelu4(v128_t x, const GeluConsts *g) {
+  v128_t e = erf4(wasm_f32x4_mul(x, g->k[G_SQRT1_2]), g);
+  return wasm_f32x4_mul(x, wasm_f32x4_mul(g->k[G_HALF], wasm_f32x4_add(g->k[G_ONE], e)));
+}
+
+// The matmul epilogue over rows × cols of C (row stride ldc): bias (cols floats, or null)
+// is added per column, then with gelu the sum goes to pre (when not null; row stride ldc
+// like C) and gelu of it to C. gemm runs it on each MC-row block right after the block's
+// last K block, while the block is still in L2. Two vectors per step (independent chains
+// through the polynomial), the last columns through a zero-padded vector. Not inlined:
+// inside the GEMM's loops (per register tile, measured) it ran slower than as a pass.
+typedef struct {
+  const float *bias;
+  float *pre;
+  int gelu;
+} Epilogue;
+
+static inline v128_t epi4(v128_t x, const Epilogue *e, const float *bias, float *pre,
+                          const GeluConsts *g) {
+  if (bias) x = wasm_f32x4_add(x, wasm_v128_load(bias));
+  if (e->gelu) {
+    if (pre) wasm_v128_store(pre, x);
+    x = gelu4(x, g);
+  }
+  return x;
+}
+
+__attribute__((noinline)) static void epilogue_rows(float *c, int ldc, int rows, int cols,
+                                                    const Epilogue *e) {
+  GeluConsts g;
+  load_gelu_consts(&g);
+  for (int i = 0; i < rows; i++) {
+    float *row = c + i * ldc;
+    float *prow = e->gelu && e->pre ? e->pre + i * ldc : 0;
+    const float *b = e->bias;
+    int j = 0;
+    for (; j + 8 <= cols; j += 8) {
+      v128_t x0 = epi4(wasm_v128_load(row + j), e, b ? b + j : 0, prow ? prow + j : 0, &g);
+      v128_t x1 =
+          epi4(wasm_v128_load(row + j + 4), e, b ? b + j + 4 : 0, prow ? prow + j + 4 : 0, &g);
+      wasm_v128_store(row + j, x0);
+      wasm_v128_store(row + j + 4, x1);
+    }
+    for (; j < cols; j += 4) {
+      int w = cols - j < 4 ? cols - j : 4;
+      float t[4] = {0, 0, 0, 0}, bt[4] = {0, 0, 0, 0}, p[4];
+      for (int l = 0; l < w; l++) t[l] = row[j + l];
+      if (b) for (int l = 0; l < w; l++) bt[l] = b[j + l];
+      v128_t x = epi4(wasm_v128_load(t), e, b ? bt : 0, p, &g);
+      wasm_v128_store(t, x);
+      for (int l = 0; l < w; l++) {
+        if (prow) prow[j + l] = p[l];
+        row[j + l] = t[l];
+      }
+    }
+  }
+}
 
 // Scratch for the packed A block and for the edge tiles.
 static float apack[MC * KC] __attribute__((aligned(16)));
@@ -215,13 +334,19 @@ static void scale_c(int m, int n, float beta, float *c, int ldc) {
   }
 }
 
-// C[mc, nc] = alpha·op(A)[mc, K]·op(B)[K, nc] + beta·C with op(B) packed by pack_b.
+// C[mc, nc] = alpha·op(A)[mc, K]·op(B)[K, nc] + beta·C with op(B) packed by pack_b, then
+// the epilogue when bias is not null or gelu is set: C += bias[nc] per column, then with
+// gelu pre = C (pre not null; row stride ldc) and C = gelu(C).
 // op(A)[i, k]: transA → a[k·lda + i], else a[i·lda + k].
 EXPORT(gemm)
 void gemm(int transA, int mc, int nc, int K, float alpha, const float *a, int lda,
-          const float *bp, float beta, float *c, int ldc) {
+          const float *bp, float beta, float *c, int ldc, const float *bias, float *pre,
+          int gelu) {
+  Epilogue epi = {bias, gelu ? pre : 0, gelu};
+  const Epilogue *e = bias || gelu ? &epi : 0;
   if (K == 0 || alpha == 0.0f) {
     scale_c(mc, nc, beta, c, ldc);
+    if (e) epilogue_rows(c, ldc, mc, nc, e);
     return;
   }
   int ncp = (nc + NR - 1) / NR * NR;
@@ -251,7 +376,25 @@ void gemm(int transA, int mc, int nc, int K, float alpha, const float *a, int ld
           }
         }
       }
+      if (e && k0 + kb == K) {
+        // the block's rows are final: the epilogue while they are in L2
+        Epilogue ei = {bias, epi.pre ? epi.pre + i0 * ldc : 0, gelu};
+        epilogue_rows(c + i0 * ldc, ldc, mb, nc, &ei);
+      }
     }
+  }
+}
+
+// count products stored one after another (product p's a, b and c start p·sa, p·sb and
+// p·sc floats in): c = alpha·op(a)·op(b) + beta·c each, op(b) packed into bp (K×N, N
+// rounded up to NR) per product. Attention's small products in one call.
+EXPORT(gemm_batch)
+void gemm_batch(int transA, int transB, int count, int M, int N, int K, float alpha,
+                const float *a, int lda, int sa, const float *b, int ldb, int sb, float beta,
+                float *c, int ldc, int sc, float *bp) {
+  for (int p = 0; p < count; p++) {
+    pack_b(transB, K, N, b + p * sb, ldb, bp);
+    gemm(transA, M, N, K, alpha, a + p * sa, lda, bp, beta, c + p * sc, ldc, 0, 0, 0);
   }
 }
 
