@@ -13,6 +13,10 @@
  * | `ADD`          | out, a, b                 | n, m (= b.size)            | `linearGroups(n, 256)`            |
  * | `GELU`         | out, inp                  | n                          | `linearGroups(n, 256)`            |
  * | `GELU_BACKWARD`| dinp, dout, inp           | n                          | `linearGroups(n, 256)`            |
+ * | `SCALE_COLS`   | out, inp, scale           | n (= rows·C), C            | `linearGroups(n, 256)`            |
+ * | `COLSUM_PROD_PARTIAL`| part, a, b          | rows, C, rowsPer           | `[ceil(C/64), G, 1]`, wg (64, 4)  |
+ *
+ * Override `QUICK` (GELU, GELU_BACKWARD): the QuickGELU variant `x·σ(1.702x)` (OpenAI CLIP).
  * | `SCALE_ROWS`   | out, inp, scale           | n (= rows·C), C            | `linearGroups(n, 256)`            |
  * | `COLSUM_PARTIAL`| part, src                | rows, C, rowsPer           | `[ceil(C/64), G, 1]`, wg (64, 4)  |
  * | `COLSUM_FINAL` | dst, part                 | C, G, stride               | `[ceil(C/64), 1, 1]`, wg (64, 4)  |
@@ -40,23 +44,47 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }
 `;
 
-/** `out[i] = gelu(inp[i])`, exact erf GELU (`erf.ts`). */
+/**
+ * QuickGELU helpers (OpenAI CLIP's `x·σ(1.702x)`) and the `QUICK` override that turns the
+ * GELU kernels into their QuickGELU variant (one pipeline per value).
+ */
+const QUICK_GELU_WGSL = /* wgsl */ `
+override QUICK: bool = false;
+const QUICK_ALPHA: f32 = 1.702;
+// σ(z) from exp of a non-positive argument only: exp never overflows, both tails saturate.
+fn sigmoid_f32(z: f32) -> f32 {
+  let e = exp(-abs(z));
+  return select(e / (1.0 + e), 1.0 / (1.0 + e), z >= 0.0);
+}
+`;
+
+/** `out[i] = gelu(inp[i])`, exact erf GELU (`erf.ts`); with `QUICK`, `inp·σ(1.702·inp)`. */
 export const GELU: string = /* wgsl */ `
 struct Params { off_out: u32, off_inp: u32, n: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read_write> inp: array<f32>;
 ${ERF_WGSL}
+${QUICK_GELU_WGSL}
 ${LINEAR_ID}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = linear_id(gid, nwg);
   if (i >= P.n) { return; }
-  out[P.off_out + i] = gelu_f32(inp[P.off_inp + i]);
+  let x = inp[P.off_inp + i];
+  // QUICK is a pipeline constant: each pipeline runs one branch
+  if (QUICK) {
+    out[P.off_out + i] = x * sigmoid_f32(QUICK_ALPHA * x);
+  } else {
+    out[P.off_out + i] = gelu_f32(x);
+  }
 }
 `;
 
-/** `dinp[i] = dout[i]·gelu'(inp[i])` with `gelu'(x) = Φ(x) + x·φ(x)`. */
+/**
+ * `dinp[i] = dout[i]·gelu'(inp[i])` with `gelu'(x) = Φ(x) + x·φ(x)`; with `QUICK`,
+ * `quickgelu'(x) = σ(ax) + a·x·σ(ax)(1 − σ(ax))`, `a = 1.702`.
+ */
 export const GELU_BACKWARD: string = /* wgsl */ `
 struct Params { off_dinp: u32, off_dout: u32, off_inp: u32, n: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
@@ -64,12 +92,21 @@ struct Params { off_dinp: u32, off_dout: u32, off_inp: u32, n: u32 }
 @group(0) @binding(2) var<storage, read_write> dout: array<f32>;
 @group(0) @binding(3) var<storage, read_write> inp: array<f32>;
 ${ERF_WGSL}
+${QUICK_GELU_WGSL}
 ${LINEAR_ID}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = linear_id(gid, nwg);
   if (i >= P.n) { return; }
-  dinp[P.off_dinp + i] = dout[P.off_dout + i] * gelu_grad_f32(inp[P.off_inp + i]);
+  let x = inp[P.off_inp + i];
+  var g: f32;
+  if (QUICK) {
+    let s = sigmoid_f32(QUICK_ALPHA * x);
+    g = s + QUICK_ALPHA * x * s * (1.0 - s);
+  } else {
+    g = gelu_grad_f32(x);
+  }
+  dinp[P.off_dinp + i] = dout[P.off_dout + i] * g;
 }
 `;
 
@@ -150,6 +187,55 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   if (lid.y == 0u && c < P.C) {
     let s = (lanes[lid.x] + lanes[64u + lid.x]) + (lanes[128u + lid.x] + lanes[192u + lid.x]);
     dst[P.off_dst + c] += s;
+  }
+}
+`;
+
+/** `out[r, c] = inp[r, c]·scale[c]` (layer scale; `dinp = dout·scale` in its backward). */
+export const SCALE_COLS: string = /* wgsl */ `
+struct Params { off_out: u32, off_inp: u32, off_scale: u32, n: u32, C: u32 }
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read_write> inp: array<f32>;
+@group(0) @binding(3) var<storage, read_write> scale: array<f32>;
+${LINEAR_ID}
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = linear_id(gid, nwg);
+  if (i >= P.n) { return; }
+  out[P.off_out + i] = inp[P.off_inp + i] * scale[P.off_scale + i % P.C];
+}
+`;
+
+/**
+ * Column sum of a product, pass 1 (layer-scale gradient): `part[g, c] = Σ_{r in group g}
+ * a[r, c]·b[r, c]`. Same layout as {@link COLSUM_PARTIAL}; pass 2 is `COLSUM_FINAL`.
+ */
+export const COLSUM_PROD_PARTIAL: string = /* wgsl */ `
+struct Params { off_part: u32, off_a: u32, off_b: u32, rows: u32, C: u32, rowsPer: u32 }
+@group(0) @binding(0) var<uniform> P: Params;
+@group(0) @binding(1) var<storage, read_write> part: array<f32>;
+@group(0) @binding(2) var<storage, read_write> a: array<f32>;
+@group(0) @binding(3) var<storage, read_write> b: array<f32>;
+var<workgroup> lanes: array<f32, 256>;
+
+@compute @workgroup_size(64, 4)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let c = wid.x * 64u + lid.x;
+  let g = wid.y;
+  let r0 = g * P.rowsPer;
+  let r1 = min(r0 + P.rowsPer, P.rows);
+  var acc = 0.0;
+  if (c < P.C) {
+    for (var r = r0 + lid.y; r < r1; r += 4u) {
+      acc += a[P.off_a + r * P.C + c] * b[P.off_b + r * P.C + c];
+    }
+  }
+  lanes[lid.y * 64u + lid.x] = acc;
+  workgroupBarrier();
+  if (lid.y == 0u && c < P.C) {
+    let s = (lanes[lid.x] + lanes[64u + lid.x]) + (lanes[128u + lid.x] + lanes[192u + lid.x]);
+    part[P.off_part + g * P.C + c] = s;
   }
 }
 `;

@@ -17,7 +17,7 @@
  *   1 rowv [rows]; 2 inp [rows, C]; 3 tgt [rows, C]. `rowv[r] = mean_c e(inp − tgt)`.
  * SMOOTH_L1_GRAD — bindings 0 params {off_dinp, off_inp, off_tgt, off_weight, off_stats, rows, C,
  *   beta}; 1 dinp; 2 inp; 3 tgt; 4 weight [rows]; 5 stats [2].
- * COSINE_ROWS — bindings 0 params {off_rowv, off_coef, off_inp, off_tgt, rows, C};
+ * COSINE_ROWS — bindings 0 params {off_rowv, off_coef, off_inp, off_tgt, rows, C, eps};
  *   1 rowv [rows]; 2 coef [rows, 2]; 3 inp; 4 tgt. `rowv = 1 − cos`, `coef = (a, b)` below.
  * COSINE_GRAD — bindings 0 params {off_dinp, off_inp, off_tgt, off_weight, off_coef, off_stats,
  *   rows, C}; 1 dinp; 2 inp; 3 tgt; 4 weight; 5 coef; 6 stats.
@@ -107,7 +107,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
  * (b = 0 where the norm clamp is active), so that `∂cos/∂x = a·y − b·x`.
  */
 export const COSINE_ROWS: string = /* wgsl */ `
-struct Params { off_rowv: u32, off_coef: u32, off_inp: u32, off_tgt: u32, rows: u32, C: u32 }
+struct Params {
+  off_rowv: u32, off_coef: u32, off_inp: u32, off_tgt: u32, rows: u32, C: u32, eps: f32,
+}
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> rowv: array<f32>;
 @group(0) @binding(2) var<storage, read_write> coef: array<f32>;
@@ -115,7 +117,6 @@ struct Params { off_rowv: u32, off_coef: u32, off_inp: u32, off_tgt: u32, rows: 
 @group(0) @binding(4) var<storage, read_write> tgt: array<f32>;
 var<workgroup> red: array<vec3f, 64>;
 
-const EPS = 1e-8; // norm clamp, as torch.nn.functional.cosine_similarity
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -132,13 +133,14 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   ${REDUCE_SUM_64}
   if (lid == 0u) {
     let s = red[0];
-    let xn = sqrt(s.x);
-    let nx = max(xn, EPS);
-    let ny = max(sqrt(s.y), EPS);
+    // norms clamped to eps as torch 1.13 F.cosine_similarity; its gradient keeps the
+    // −cos·x/nx² term with the clamped norm (torch clamps under no_grad)
+    let nx = max(sqrt(s.x), P.eps);
+    let ny = max(sqrt(s.y), P.eps);
     let cs = s.z / (nx * ny);
     rowv[P.off_rowv + r] = 1.0 - cs;
     coef[P.off_coef + 2u * r] = 1.0 / (nx * ny);
-    coef[P.off_coef + 2u * r + 1u] = select(0.0, cs / (xn * xn), xn > EPS);
+    coef[P.off_coef + 2u * r + 1u] = cs / (nx * nx);
   }
 }
 `;

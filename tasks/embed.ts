@@ -5,7 +5,7 @@
  * @module
  */
 import { embedDataset, parsePool } from "../src/eval/embed.ts";
-import { writeSafetensors } from "../src/io/safetensors.ts";
+import { writeSafetensors } from "../src/io/safetensors_file.ts";
 import {
   BACKEND_FLAG,
   backendFromFlags,

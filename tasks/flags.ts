@@ -22,6 +22,14 @@ export const NATIVE_LIB_FLAG: Record<string, FlagSpec> = {
   },
 };
 
+/** `--print-config`: print the resolved configuration (and where each value came from) and exit. */
+export const PRINT_CONFIG_FLAG: Record<string, FlagSpec> = {
+  "print-config": {
+    type: "boolean",
+    help: "print the resolved configuration (each setting: default, recipe or given) and exit",
+  },
+};
+
 /** The flags of every task, listed last in `--help`. */
 const COMMON_FLAGS: Record<string, FlagSpec> = {
   debug: { type: "boolean", help: "print the stack trace of an error" },

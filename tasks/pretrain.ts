@@ -14,7 +14,8 @@ import {
   threadsPerRank,
 } from "../src/train/distributed.ts";
 import { pretrain, resumeCommand } from "../src/train/pretrain.ts";
-import { backendFromFlags, NATIVE_LIB_FLAG, parseTaskFlags } from "./flags.ts";
+import { effectiveLr } from "../src/train/schedule.ts";
+import { backendFromFlags, NATIVE_LIB_FLAG, parseTaskFlags, PRINT_CONFIG_FLAG } from "./flags.ts";
 import { progressPrinter } from "./progress.ts";
 import { main } from "./main.ts";
 
@@ -28,6 +29,7 @@ await main(async () => {
         "--strict from this command)",
     },
     quiet: { type: "boolean", help: "no progress output" },
+    ...PRINT_CONFIG_FLAG,
     distributed: {
       type: "string",
       default: "auto",
@@ -52,7 +54,17 @@ async function run(
 ): Promise<void> {
   const ranks = comm?.size ?? 1;
   const writer = !comm || comm.isWriter;
-  let cfg = PRETRAIN_CONFIG.resolve(PRETRAIN_CONFIG.fromFlags(flags));
+  const given = PRETRAIN_CONFIG.fromFlags(flags);
+  let cfg = PRETRAIN_CONFIG.resolve(given);
+  if (flags["print-config"] || (cfg.recipe && !flags.resume && writer)) {
+    console.log(`resolved configuration${cfg.recipe ? ` (recipe ${cfg.recipe})` : ""}:`);
+    console.log(PRETRAIN_CONFIG.describe(cfg, given));
+    const images = cfg.batch * cfg.accum * (comm?.size ?? 1);
+    console.log(
+      `effective lr = baseLr × ${images}/256 = ${effectiveLr(cfg.baseLr, images).toExponential(4)}`,
+    );
+    if (flags["print-config"]) return;
+  }
   const saved = flags.resume && await readJson(`${cfg.runsDir}/${cfg.name}/config.json`);
   if (saved) {
     // a resumed run keeps its saved configuration; run controls come from this command

@@ -6,7 +6,7 @@
  * the task's own permissions from deno.json (write access moved to a temp dir).
  */
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
-import { readSafetensors } from "../src/io/safetensors.ts";
+import { readSafetensors } from "../src/io/safetensors_file.ts";
 import { resolvePretrain } from "../src/train/config.ts";
 import { type MetricLine, pretrain } from "../src/train/pretrain.ts";
 import { assert, assertEquals } from "../src/util/assert.ts";

@@ -216,3 +216,45 @@ Deno.test("finetune() lowers the training loss and saves a classifier that reloa
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("finetune() with the ImageNet recipe's augmentation (RandAugment, erasing, crop 0.875, clip) repeats per seed", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const small: VitConfig = { ...vit, imgSize: 32, patchSize: 8, inChans: 3, embedDim: 16 };
+    const ps = new ParamSet(new CpuBackend(), vitParamSpecs(small), { grads: false, label: "p" });
+    ps.init(new Rng(0));
+    await writeCheckpoint(`${dir}/enc.safetensors`, ps, { vit: small });
+    const run = async (seed: number) => {
+      const cfg = resolveFinetune({
+        recipe: "vit-base",
+        checkpoint: `${dir}/enc.safetensors`,
+        data: "shapes:32",
+        runsDir: dir,
+        epochs: 2,
+        batch: 16,
+        testLimit: 16,
+        logEvery: 1,
+        save: false,
+        seed,
+      });
+      assertEquals([cfg.randAugment, cfg.reprob, cfg.cropPct], [
+        "rand-m9-mstd0.5-inc1",
+        0.25,
+        0.875,
+      ]);
+      const lines: string[] = [];
+      const s = await finetune(new CpuBackend(), cfg, (l) => lines.push(l));
+      assert(lines[0].includes("RandAugment rand-m9-mstd0.5-inc1 + RandomErasing 0.25"), lines[0]);
+      assert(
+        Number.isFinite(s.loss_last) && s.steps === 4,
+        `loss ${s.loss_last}, ${s.steps} steps`,
+      );
+      return lines.slice(1).join("\n");
+    };
+    const a = await run(1);
+    assertEquals(await run(1), a);
+    assert((await run(2)) !== a, "seeds 1 and 2 gave the same losses");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

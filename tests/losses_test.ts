@@ -4,7 +4,9 @@
  */
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { type DbotConfig, DbotModel } from "../src/models/dbot.ts";
-import { createLoss, LOSSES, type LossName } from "../src/models/losses.ts";
+import { COSINE_EPS, cosineDims, createLoss, LOSSES, type LossName } from "../src/models/losses.ts";
+import { cosineLoss } from "../src/backend/cpu/ref/cosine_loss.ts";
+import { dot, fdGrad, randArray } from "./fd.ts";
 import { randomMasking } from "../src/models/masking.ts";
 import { Rng } from "../src/util/rng.ts";
 import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
@@ -44,7 +46,8 @@ function hostLoss(name: LossName, pred: Float32Array, target: Float32Array, C: n
           pp += pred[o + c] ** 2;
           tt += target[o + c] ** 2;
         }
-        row = 1 - dot / Math.max(Math.sqrt(pp) * Math.sqrt(tt), 1e-8);
+        // torch 1.13 F.cosine_similarity: each norm clamped to eps
+        row = 1 - dot / (Math.max(Math.sqrt(pp), COSINE_EPS) * Math.max(Math.sqrt(tt), COSINE_EPS));
       } else {
         for (let c = 0; c < C; c++) {
           const d = pred[o + c] - target[o + c];
@@ -137,4 +140,61 @@ Deno.test("createLoss() names the choices for an unknown loss", () => {
   assertThrows(() => createLoss(be, "l2"), TypeError, "use one of smoothl1, cosine, mse");
   assertEquals(createLoss(be, "mse").name, "mse");
   be.dispose();
+});
+
+/** The `cosine` loss's own op and dims (CPU reference, f64) on `x` with fixed targets. */
+function cosineRef(x: Float64Array, y: Float64Array, w: Float64Array, C: number) {
+  const loss = new Float64Array(1);
+  const dinp = new Float64Array(x.length);
+  cosineLoss({ loss, dinp, inp: x, target: y, weight: w }, cosineDims(w.length, C));
+  return { loss: loss[0], dinp };
+}
+
+Deno.test("cosine loss: ∂loss/∂pred matches finite differences (f64 reference, masked rows only)", () => {
+  const rng = new Rng(11);
+  const [rows, C] = [5, 7];
+  const x = randArray(rng, rows * C);
+  const y = randArray(rng, rows * C);
+  const w = new Float64Array([0, 1, 1, 0, 1]); // cls-like row 0 and a visible row 3 count nothing
+  const { dinp } = cosineRef(x, y, w, C);
+  const fd = fdGrad(() => cosineRef(x, y, w, C).loss, x, 1e-6);
+  for (let i = 0; i < x.length; i++) {
+    assert(
+      Math.abs(dinp[i] - fd[i]) <= 1e-7 + 1e-6 * Math.abs(fd[i]),
+      `dinp[${i}] ${dinp[i]} vs FD ${fd[i]}`,
+    );
+  }
+  for (const r of [0, 3]) {
+    for (let c = 0; c < C; c++) assert(dinp[r * C + c] === 0, `row ${r} has weight 0`);
+  }
+  // the value: mean over the weighted rows of 1 − cos
+  let want = 0;
+  for (const r of [1, 2, 4]) {
+    const a = x.subarray(r * C, (r + 1) * C);
+    const b = y.subarray(r * C, (r + 1) * C);
+    want += 1 - dot(a, b) / Math.sqrt(dot(a, a) * dot(b, b));
+  }
+  const got = cosineRef(x, y, w, C).loss;
+  assert(Math.abs(got - want / 3) <= 1e-12, `loss ${got} vs ${want / 3}`);
+});
+
+Deno.test("cosine loss: eps 1e-6 clamps each norm like torch 1.13 F.cosine_similarity", () => {
+  // torch 1.13 (f64): F.cosine_similarity(x, y, dim=-1, eps=1e-6) and x.grad of its sum for
+  //   x=[1e-7, 0], y=[1, 0]    → cos 0.1,  ∂cos/∂x = [990000, 0]   (‖x‖ < eps: clamped)
+  //   x=[1e-7, 0], y=[1e-7, 0] → cos 0.01, ∂cos/∂x = [99000, 0]    (both clamped)
+  //   x=[3, 1],    y=[1, 2]    → cos 0.7071067811865475, ∂cos/∂x = [-0.0707107, 0.2121320]
+  const x = new Float64Array([1e-7, 0, 1e-7, 0, 3, 1]);
+  const y = new Float64Array([1, 0, 1e-7, 0, 1, 2]);
+  const w = new Float64Array([1, 1, 1]);
+  const { loss, dinp } = cosineRef(x, y, w, 2);
+  const want = (0.9 + 0.99 + (1 - 0.7071067811865475)) / 3;
+  assert(Math.abs(loss - want) <= 1e-12, `loss ${loss} vs torch ${want}`);
+  const torchGrad = [990000, 0, 99000, 0, -0.07071067811865472, 0.21213203435596428];
+  for (let i = 0; i < 6; i++) {
+    const g = -torchGrad[i] / 3; // loss = mean(1 − cos)
+    assert(
+      Math.abs(dinp[i] - g) <= 1e-9 * Math.max(1, Math.abs(g)),
+      `dinp[${i}] ${dinp[i]} vs torch ${g}`,
+    );
+  }
 });

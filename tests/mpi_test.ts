@@ -11,7 +11,7 @@
  * @module
  */
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
-import { readSafetensors } from "../src/io/safetensors.ts";
+import { readSafetensors } from "../src/io/safetensors_file.ts";
 import { resolvePretrain } from "../src/train/config.ts";
 import { loadMpi, MPI_INSTALL_HINT } from "../src/train/mpi.ts";
 import { type MetricLine, pretrain, type PretrainSummary } from "../src/train/pretrain.ts";

@@ -62,6 +62,7 @@ function invocations(dir: string): [string, string[]][] {
       ...["--steps", "1", "--warmup", "0"],
     ]],
     ["reproduce", ["--budget", "tiny", "--data", "shapes", "--runs-dir", dir]],
+    ["build-web", []],
   ];
 }
 

@@ -18,7 +18,7 @@ import { loadNativeKernels } from "../src/backend/cpu/native.ts";
 import { GpuContext } from "../src/backend/webgpu/context.ts";
 
 /** An optional dependency of some tests. */
-export type Dependency = "openblas" | "native" | "webgpu";
+export type Dependency = "openblas" | "native" | "webgpu" | "chromium";
 
 const INFO: Record<Dependency, { what: string; flag: string; install: string }> = {
   openblas: {
@@ -35,6 +35,11 @@ const INFO: Record<Dependency, { what: string; flag: string; install: string }> 
     what: "a WebGPU adapter",
     flag: "DBOT_REQUIRE_WEBGPU",
     install: "apt-get install mesa-vulkan-drivers and set DENO_WEBGPU_BACKEND=vulkan",
+  },
+  chromium: {
+    what: "Chromium (headless, for the browser page)",
+    flag: "DBOT_REQUIRE_CHROMIUM",
+    install: "apt-get install chromium (or set DBOT_CHROMIUM to a Chrome/Chromium binary)",
   },
 };
 
@@ -148,6 +153,32 @@ async function probeWebGpu(): Promise<Requirement> {
   );
 }
 
+/** The Chromium binary the browser tests drive: `DBOT_CHROMIUM`, else `chromium` on the PATH. */
+export function chromiumBinary(): string {
+  return readEnv("DBOT_CHROMIUM") || "chromium";
+}
+
+async function probeChromium(): Promise<Requirement> {
+  const bin = chromiumBinary();
+  let missing: string | null;
+  if (readEnv(INFO.chromium.flag) !== "1") {
+    // Chromium compiles every WGSL pipeline on its software adapter: ~10 min on 2 cores, so a
+    // plain `deno task test` does not pay it even where Chromium happens to be installed.
+    return new Requirement(
+      "chromium",
+      "they run only when asked (about 10 minutes on a software adapter)",
+    );
+  }
+  try {
+    const r = await new Deno.Command(bin, { args: ["--version"], stdout: "piped", stderr: "null" })
+      .output();
+    missing = r.success ? null : `${bin} --version exited with ${r.code}`;
+  } catch (e) {
+    missing = `cannot run ${bin}: ${(e as Error).message}`;
+  }
+  return new Requirement("chromium", missing);
+}
+
 const probes = new Map<Dependency, Promise<Requirement>>();
 
 /** Probes `dependency` once per file (loading the library or requesting an adapter). */
@@ -158,6 +189,8 @@ export function requires(dependency: Dependency): Promise<Requirement> {
       ? Promise.resolve(probeOpenBlas())
       : dependency === "native"
       ? Promise.resolve(probeNative())
+      : dependency === "chromium"
+      ? probeChromium()
       : probeWebGpu();
     probes.set(dependency, p);
   }

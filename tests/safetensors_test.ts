@@ -2,11 +2,10 @@ import {
   decodeSafetensors,
   encodeSafetensors,
   type NamedTensor,
-  readSafetensors,
   SafetensorsError,
   toFloat32,
-  writeSafetensors,
 } from "../src/io/safetensors.ts";
+import { readSafetensors, writeSafetensors } from "../src/io/safetensors_file.ts";
 import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
 import { Rng } from "../src/util/rng.ts";
 import { assertAllClose } from "./helpers.ts";

@@ -343,6 +343,12 @@ export interface SmoothL1Dims extends RowsDims {
   beta: number;
 }
 
+/** Dims of {@link Backend.cosineLoss}. */
+export interface CosineDims extends RowsDims {
+  /** Norm clamp: `‖x‖ → max(‖x‖, eps)` (torch 1.13 `F.cosine_similarity`). Default 1e-8. */
+  eps?: number;
+}
+
 /** Buffers of {@link Backend.crossEntropyLoss}. */
 export interface CrossEntropyBufs<T = Tensor> {
   /** `[1]`. */
@@ -403,6 +409,78 @@ export interface AdamwDims {
   step: number;
 }
 
+/** Buffers of {@link Backend.scaleCols}: `out[r, c] = inp[r, c]·scale[c]` (layer scale). */
+export interface ScaleColsBufs<T = Tensor> {
+  /** `[rows, C]`. */
+  out: T;
+  /** `[rows, C]`. */
+  inp: T;
+  /** `[C]`. */
+  scale: T;
+}
+
+/** Buffers of {@link Backend.scaleColsBackward}. */
+export interface ScaleColsBackwardBufs<T = Tensor> {
+  /** `[rows, C]`, assigned: `dout·scale`. */
+  dinp: T;
+  /** `[C]`, accumulated: `Σ_r dout ⊙ inp`. */
+  dscale: T;
+  /** `[rows, C]`. */
+  dout: T;
+  /** `[rows, C]`: the forward's input. */
+  inp: T;
+  /** `[C]`. */
+  scale: T;
+}
+
+/** Buffers of {@link Backend.relPosBias}; `I` holds the i32 indices. */
+export interface RelPosBiasBufs<T = Tensor, I = T> {
+  /** `[B, NH, N, N]` attention logits with the bias added (may be `inp`). */
+  out: T;
+  /** `[B, NH, N, N]`. */
+  inp: T;
+  /** `[R, NH]`: the shared relative position bias table. */
+  table: T;
+  /** `[N·N]`, i32: the table row of each (query, key) pair, in `[0, R)`. */
+  index: I;
+}
+
+/**
+ * Buffers of {@link Backend.relPosBiasBackward}; `I` holds the i32 indices. `starts` and
+ * `positions` are the inverse of `index` (pairs grouped by table row), built once per grid
+ * with `index` (see `relPosIndex` in `src/models/symmetric.ts`).
+ */
+export interface RelPosBiasBackwardBufs<T = Tensor, I = T> {
+  /** `[R, NH]`, accumulated. */
+  dtable: T;
+  /** `[B, NH, N, N]`. */
+  dout: T;
+  /** `[N·N]`, i32, as in the forward. */
+  index: I;
+  /** `[R + 1]`, i32: pairs of row `r` are `positions[starts[r] .. starts[r+1])`. */
+  starts: I;
+  /** `[N·N]`, i32: pair ids `i·N + j` sorted by table row. */
+  positions: I;
+}
+
+/** Dims of {@link Backend.relPosBias} and its backward. */
+export interface RelPosDims {
+  /** Batch. */
+  B: number;
+  /** Heads. */
+  NH: number;
+  /** Tokens (queries = keys). */
+  N: number;
+  /** Table rows. */
+  R: number;
+  /**
+   * Multiplier of the bias: `out = inp + scale·table[index, h]`. The model adds the bias to
+   * the UNSCALED logits `q·kᵀ` and passes `1 / attention scale`, because softmax applies its
+   * pre-scale after the add.
+   */
+  scale: number;
+}
+
 /** The op set the dBOT ViT needs. See the module doc for conventions. */
 export interface Backend {
   /** `"cpu"` or `"webgpu"`. */
@@ -454,6 +532,14 @@ export interface Backend {
   gelu(bufs: OutInpBufs): void;
   /** `dinp = dout · gelu'(inp)`. */
   geluBackward(bufs: GeluBackwardBufs): void;
+  /** `out = x·σ(1.702·x)` (QuickGELU, OpenAI CLIP). */
+  quickGelu(bufs: OutInpBufs): void;
+  /** `dinp = dout · quickgelu'(inp)`, `quickgelu'(x) = σ(ax) + a·x·σ(ax)(1 − σ(ax))`, a = 1.702. */
+  quickGeluBackward(bufs: GeluBackwardBufs): void;
+  /** Layer scale: `out[r, c] = inp[r, c] · scale[c]`; `out` may be `inp`. */
+  scaleCols(bufs: ScaleColsBufs, dims: RowsDims): void;
+  /** Backward of {@link Backend.scaleCols}: `dinp = dout·scale` (assign), `dscale += Σ_r dout⊙inp`. */
+  scaleColsBackward(bufs: ScaleColsBackwardBufs, dims: RowsDims): void;
   /**
    * Drop-path scaling: `out[r, :] = inp[r, :] · scale[r]` for `rows` samples of `C`
    * elements; `scale[r]` is 0 (dropped) or 1/keep. Its own backward (`dinp = dout·scale`).
@@ -481,6 +567,13 @@ export interface Backend {
   softmax(bufs: OutInpBufs, dims: SoftmaxDims): void;
   /** Gradient w.r.t. the pre-scale input: `dinp = scale · out ⊙ (dout − Σ dout⊙out)`. */
   softmaxBackward(bufs: SoftmaxBackwardBufs, dims: SoftmaxDims): void;
+  /**
+   * Relative position bias (BEiT): `out[b, h, i, j] = inp[b, h, i, j] + scale·table[index[i·N + j], h]`.
+   * `out` may be `inp`.
+   */
+  relPosBias(bufs: RelPosBiasBufs, dims: RelPosDims): void;
+  /** Backward of {@link Backend.relPosBias}: `dtable[index[p], h] += scale·Σ_b dout[b, h, p]`. */
+  relPosBiasBackward(bufs: RelPosBiasBackwardBufs, dims: RelPosDims): void;
   /** `qkv [B, N, 3·NH·HS]` (order `[q|k|v]`, heads contiguous) → `q, k, v [B, NH, N, HS]`. */
   splitHeads(bufs: SplitHeadsBufs, dims: HeadDims): void;
   /** Inverse of {@link Backend.splitHeads}: `dqkv = join(dq, dk, dv)` (assign). */
@@ -516,8 +609,12 @@ export interface Backend {
    * row loss = mean over `C`, `loss[0] = Σ_r w_r·row_r / Σ_r w_r`; `dinp = ∂loss/∂inp`.
    */
   smoothL1Loss(bufs: RowLossBufs, dims: SmoothL1Dims): void;
-  /** Weighted `1 − cos(inp_r, target_r)` (eps 1e-8 on norms), weighted mean over rows, and `dinp`. */
-  cosineLoss(bufs: RowLossBufs, dims: RowsDims): void;
+  /**
+   * Weighted `1 − cos(inp_r, target_r)`, weighted mean over rows, and `dinp`, with torch 1.13's
+   * `F.cosine_similarity`: `cos = x·y / (nx·ny)`, `nx = max(‖x‖, eps)` (eps default 1e-8), and
+   * `∂cos/∂x = y/(nx·ny) − cos·x/nx²` everywhere (torch clamps the norm under no_grad).
+   */
+  cosineLoss(bufs: RowLossBufs, dims: CosineDims): void;
   /**
    * Softmax cross-entropy with soft targets (one-hot, label smoothing, mixup):
    * `loss[0] = mean_r −Σ_c target[r,c]·log softmax(logits[r])_c`; `dlogits = (softmax − target)/rows`.

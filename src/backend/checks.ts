@@ -28,8 +28,13 @@ import type {
   NormDims,
   OutInpBufs,
   PatchifyDims,
+  RelPosBiasBackwardBufs,
+  RelPosBiasBufs,
+  RelPosDims,
   RowLossBufs,
   RowsDims,
+  ScaleColsBackwardBufs,
+  ScaleColsBufs,
   ScaleRowsBufs,
   SmoothL1Dims,
   SoftmaxBackwardBufs,
@@ -162,6 +167,71 @@ export function checkGeluBackward(b: GeluBackwardBufs<Sized>): void {
   const n = count(b.inp);
   checkSize("geluBackward", "dinp", b.dinp, n, "inp's ");
   checkSize("geluBackward", "dout", b.dout, n, "inp's ");
+}
+
+/** `Backend.quickGelu`. */
+export function checkQuickGelu(b: OutInpBufs<Sized>): void {
+  checkSize("quickGelu", "out", b.out, count(b.inp), "inp's ");
+}
+
+/** `Backend.quickGeluBackward`. */
+export function checkQuickGeluBackward(b: GeluBackwardBufs<Sized>): void {
+  const n = count(b.inp);
+  checkSize("quickGeluBackward", "dinp", b.dinp, n, "inp's ");
+  checkSize("quickGeluBackward", "dout", b.dout, n, "inp's ");
+}
+
+/** `Backend.scaleCols`. */
+export function checkScaleCols(b: ScaleColsBufs<Sized>, { rows, C }: RowsDims): void {
+  const op = "scaleCols";
+  checkDims(op, { rows, C });
+  checkSize(op, "out", b.out, rows * C, "rows·C = ");
+  checkSize(op, "inp", b.inp, rows * C, "rows·C = ");
+  checkSize(op, "scale", b.scale, C, "C = ");
+}
+
+/** `Backend.scaleColsBackward`. */
+export function checkScaleColsBackward(
+  b: ScaleColsBackwardBufs<Sized>,
+  { rows, C }: RowsDims,
+): void {
+  const op = "scaleColsBackward";
+  checkDims(op, { rows, C });
+  for (const k of ["dinp", "dout", "inp"] as const) checkSize(op, k, b[k], rows * C, "rows·C = ");
+  checkSize(op, "dscale", b.dscale, C, "C = ");
+  checkSize(op, "scale", b.scale, C, "C = ");
+}
+
+/** `Backend.relPosBias` and its backward's shared dims. */
+function checkRelPosDims(op: string, { B, NH, N, R, scale }: RelPosDims): void {
+  checkDims(op, { B, NH, N, R });
+  check(
+    Number.isFinite(scale),
+    () => `Cannot run ${op}: scale must be finite, current value is ${scale}`,
+  );
+}
+
+/** `Backend.relPosBias`. */
+export function checkRelPosBias(b: RelPosBiasBufs<Sized>, d: RelPosDims): void {
+  const op = "relPosBias";
+  checkRelPosDims(op, d);
+  const { B, NH, N, R } = d;
+  checkSize(op, "out", b.out, B * NH * N * N, "B·NH·N·N = ");
+  checkSize(op, "inp", b.inp, B * NH * N * N, "B·NH·N·N = ");
+  checkSize(op, "table", b.table, R * NH, "R·NH = ");
+  checkSize(op, "index", b.index, N * N, "N·N = ");
+}
+
+/** `Backend.relPosBiasBackward`. */
+export function checkRelPosBiasBackward(b: RelPosBiasBackwardBufs<Sized>, d: RelPosDims): void {
+  const op = "relPosBiasBackward";
+  checkRelPosDims(op, d);
+  const { B, NH, N, R } = d;
+  checkSize(op, "dtable", b.dtable, R * NH, "R·NH = ");
+  checkSize(op, "dout", b.dout, B * NH * N * N, "B·NH·N·N = ");
+  checkSize(op, "index", b.index, N * N, "N·N = ");
+  checkSize(op, "starts", b.starts, R + 1, "R + 1 = ");
+  checkSize(op, "positions", b.positions, N * N, "N·N = ");
 }
 
 /** `Backend.scaleRows`. */

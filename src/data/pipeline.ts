@@ -1,13 +1,44 @@
 /**
- * The pre-training input pipeline: seeded epoch order, RandomResizedCrop
- * (scale 0.2–1, bicubic) + horizontal flip + normalise for training, resize +
- * centre crop + normalise for evaluation.
+ * The input pipeline: seeded epoch order; for training, [ColorJitter] +
+ * RandomResizedCrop (bicubic) + horizontal flip + [RandAugment] + normalise +
+ * [RandomErasing]; for evaluation, resize + centre crop (crop fraction) + normalise.
+ * The bracketed steps are off unless {@link AugmentOptions} turns them on; the
+ * defaults are the reference dBOT pre-training (crop scale 0.2–1, flip).
  *
  * @module
  */
-import type { Dataset } from "./dataset.ts";
-import { evalTransform, hflip, normalize, randomResizedCrop, toChannels } from "./transforms.ts";
+import type { Dataset } from "./types.ts";
+import {
+  colorJitter,
+  evalTransform,
+  hflip,
+  normalize,
+  randomErasing,
+  randomResizedCrop,
+  toChannels,
+} from "./transforms.ts";
+import { parseRandAugment, randAugment, type RandAugmentSpec } from "./randaugment.ts";
 import type { Rng } from "../util/rng.ts";
+
+/**
+ * The training and evaluation transforms of an {@link ImagePipeline} (JSON-able: the data
+ * worker rebuilds the pipeline from it). Defaults: reference dBOT pre-training.
+ */
+export interface AugmentOptions {
+  /** RandomResizedCrop area range (default [0.2, 1]; CLIP branch [0.4, 1]; fine-tuning [0.08, 1]). */
+  cropScale?: readonly number[];
+  /**
+   * ColorJitter strength for brightness, contrast and saturation, applied to the whole image
+   * before the crop as in the CLIP branch (default 0: off).
+   */
+  colorJitter?: number;
+  /** timm RandAugment spec after crop and flip, e.g. `rand-m9-mstd0.5-inc1` (default "": off). */
+  randAugment?: string;
+  /** RandomErasing probability after normalising (timm mode "pixel"; default 0: off). */
+  reprob?: number;
+  /** Evaluation crop fraction: resize to ⌊size / cropPct⌋ then centre-crop (default 1). */
+  cropPct?: number;
+}
 
 /** ImageNet statistics, the timm default when a checkpoint stores none. */
 export const IMAGENET_MEAN: readonly number[] = [0.485, 0.456, 0.406];
@@ -26,18 +57,24 @@ export class ImagePipeline {
   readonly mean: readonly number[];
   /** Per-channel std. */
   readonly std: readonly number[];
+  /** The transforms' settings. */
+  readonly augment: Readonly<AugmentOptions>;
+  readonly #randAug: RandAugmentSpec | null;
+  readonly #fill: number[];
 
-  /** Binds `ds` to an output size, channel count and normalisation. */
+  /** Binds `ds` to an output size, channel count, normalisation and transforms. */
   constructor(
     ds: Dataset,
     size: number,
     channels: number,
     mean: readonly number[],
     std: readonly number[],
+    augment: AugmentOptions = {},
   ) {
     if (mean.length !== channels || std.length !== channels) {
       throw new RangeError(
-        `Cannot normalise ${channels}-channel images with ${mean.length} means and ${std.length} stds`,
+        `Cannot normalise ${channels}-channel images with ${mean.length} means and ${std.length} stds: ` +
+          `give ${channels} values each (deno task pretrain: --mean "" --std "" measures them)`,
       );
     }
     this.ds = ds;
@@ -45,6 +82,10 @@ export class ImagePipeline {
     this.channels = channels;
     this.mean = mean;
     this.std = std;
+    this.augment = Object.freeze({ ...augment });
+    this.#randAug = augment.randAugment ? parseRandAugment(augment.randAugment) : null;
+    // timm's img_mean: the normalisation mean on the 0–255 scale, rounded
+    this.#fill = mean.map((m) => Math.min(255, Math.round(255 * m)) / 255);
   }
 
   /** Image i at its native size with the pipeline's channel count, values in [0, 1]. */
@@ -53,20 +94,35 @@ export class ImagePipeline {
     return { img: toChannels(this.ds.image(i), this.ds.channels, H, W, this.channels), H, W };
   }
 
-  /** Training view of image i: RandomResizedCrop + flip (p 0.5) + normalise, drawn from `rng`. */
+  /**
+   * Training view of image i, drawn from `rng`: [ColorJitter] + RandomResizedCrop + flip
+   * (p 0.5) + [RandAugment] + normalise + [RandomErasing].
+   */
   train(i: number, rng: Rng): Float32Array {
-    const { img, H, W } = this.#raw(i);
-    const C = this.channels;
-    let out = randomResizedCrop(img, C, H, W, this.size, rng);
-    if (rng.uniform() < 0.5) out = hflip(out, C, this.size, this.size);
-    return normalize(out, C, this.mean, this.std);
+    const raw = this.#raw(i);
+    const { H, W } = raw;
+    const C = this.channels, S = this.size;
+    const a = this.augment;
+    let img = raw.img;
+    if (a.colorJitter) {
+      const s = a.colorJitter;
+      img = colorJitter(img, { C, H, W }, rng, { brightness: s, contrast: s, saturation: s });
+    }
+    let out = randomResizedCrop(img, C, H, W, S, rng, a.cropScale);
+    if (rng.uniform() < 0.5) out = hflip(out, C, S, S);
+    if (this.#randAug) {
+      out = randAugment(out, { C, H: S, W: S }, { spec: this.#randAug, rng, fill: this.#fill });
+    }
+    normalize(out, C, this.mean, this.std);
+    if (a.reprob) randomErasing(out, { C, H: S, W: S }, rng, { prob: a.reprob });
+    return out;
   }
 
   /** Evaluation view of image i: resize + centre crop + normalise. */
   eval(i: number): Float32Array {
     const { img, H, W } = this.#raw(i);
     return normalize(
-      evalTransform(img, this.channels, H, W, this.size),
+      evalTransform(img, this.channels, H, W, this.size, this.augment.cropPct),
       this.channels,
       this.mean,
       this.std,

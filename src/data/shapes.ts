@@ -18,7 +18,7 @@
  * @module
  */
 import { Rng } from "../util/rng.ts";
-import type { Dataset, Split } from "./dataset.ts";
+import type { Dataset, Split } from "./types.ts";
 import { DataError } from "./error.ts";
 
 /** The ten classes (dot arrangements), in label order. */

@@ -176,9 +176,10 @@ export function centerCrop(
 }
 
 /**
- * Evaluation transform: bicubic resize of the shorter side to `size` (the
- * longer side to ⌊size·long/short⌋, as torchvision's `Resize(int)`), then a
- * centre crop to size×size.
+ * Evaluation transform: bicubic resize of the shorter side to ⌊size / cropPct⌋
+ * (the longer side in proportion, rounded down, as torchvision's `Resize(int)`),
+ * then a centre crop to size×size. `cropPct` 1 (default) resizes straight to
+ * `size`; the ImageNet recipe uses 0.875 (224 ← 256).
  */
 export function evalTransform(
   img: Float32Array, // [C, H, W]
@@ -186,8 +187,14 @@ export function evalTransform(
   H: number,
   W: number,
   size: number,
+  cropPct = 1,
 ): Float32Array /* [C, size, size] */ {
-  const [rh, rw] = H <= W ? [size, Math.floor(size * W / H)] : [Math.floor(size * H / W), size];
+  if (!(cropPct > 0 && cropPct <= 1)) {
+    throw new RangeError(`Cannot crop a fraction ${cropPct} of the image: give a value in (0, 1]`);
+  }
+  // timm/MAE: resize the shorter side to ⌊size / crop_pct⌋ (256 for 224 at 0.875)
+  const short = Math.floor(size / cropPct);
+  const [rh, rw] = H <= W ? [short, Math.floor(short * W / H)] : [Math.floor(short * H / W), short];
   const resized = resizeBicubic(img, C, H, W, rh, rw);
   return centerCrop(resized, C, rh, rw, size, size);
 }
@@ -293,4 +300,116 @@ export function normalize(
     for (let j = c * HW; j < (c + 1) * HW; j++) img[j] = (img[j] - m) * inv;
   }
   return img;
+}
+
+/** ColorJitter strengths (torchvision `ColorJitter(brightness, contrast, saturation)`, no hue). */
+export interface JitterStrength {
+  /** Brightness factor uniform in [max(0, 1−s), 1+s]; 0: off. */
+  brightness: number;
+  /** Contrast factor range, likewise. */
+  contrast: number;
+  /** Saturation factor range, likewise. */
+  saturation: number;
+}
+
+/** ITU-R 601 luma weights, as torchvision's `rgb_to_grayscale`. */
+const LUMA = [0.2989, 0.587, 0.114] as const;
+
+/** Luma of pixel j of an RGB image (the channel itself when C = 1). */
+function luma(img: Float32Array, HW: number, C: number, j: number): number {
+  return C === 3 ? LUMA[0] * img[j] + LUMA[1] * img[HW + j] + LUMA[2] * img[2 * HW + j] : img[j];
+}
+
+/**
+ * torchvision's `ColorJitter` on a [0, 1] tensor image, in a new array: draws the order of
+ * the four adjustments (`randperm(4)`, hue skipped as it is off), then each enabled factor
+ * uniform in [max(0, 1−s), 1+s] (brightness, contrast, saturation), and applies them in that
+ * order, each a blend clamped to [0, 1]: brightness with black, contrast with the mean luma
+ * of the whole image, saturation with each pixel's luma (a 1-channel image is left as it is).
+ */
+export function colorJitter(
+  img: Float32Array, // [C, H, W], values in [0, 1]
+  dims: { C: number; H: number; W: number },
+  rng: Rng,
+  s: JitterStrength,
+): Float32Array /* [C, H, W] */ {
+  const { C, H, W } = dims;
+  checkDims("color-jitter", img, C, H, W);
+  const order = [0, 1, 2, 3];
+  for (let i = 3; i > 0; i--) {
+    const j = Math.floor(rng.uniform() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const factor = (v: number) =>
+    v > 0 ? Math.max(0, 1 - v) + (1 + v - Math.max(0, 1 - v)) * rng.uniform() : null;
+  const f = [factor(s.brightness), factor(s.contrast), factor(s.saturation)];
+  const out = img.slice();
+  const HW = H * W;
+  const clamp = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
+  for (const op of order) {
+    const r = f[op];
+    if (op === 3 || r === null) continue;
+    if (op === 0) { // brightness: blend with black
+      for (let k = 0; k < out.length; k++) out[k] = clamp(r * out[k]);
+    } else if (op === 1) { // contrast: blend with the mean luma of the image
+      let sum = 0;
+      for (let j = 0; j < HW; j++) sum += luma(out, HW, C, j);
+      const m = (1 - r) * (sum / HW);
+      for (let k = 0; k < out.length; k++) out[k] = clamp(r * out[k] + m);
+    } else if (C === 3) { // saturation: blend with each pixel's luma
+      const gray = new Float32Array(HW);
+      for (let j = 0; j < HW; j++) gray[j] = (1 - r) * luma(out, HW, C, j);
+      for (let c = 0; c < C; c++) {
+        for (let j = 0; j < HW; j++) out[c * HW + j] = clamp(r * out[c * HW + j] + gray[j]);
+      }
+    }
+  }
+  return out;
+}
+
+/** timm `RandomErasing` settings (defaults: timm's). */
+export interface ErasingOptions {
+  /** Probability of erasing an image (fine-tuning recipe 0.25). */
+  prob: number;
+  /** Erased area range as fractions of the image (timm 0.02–1/3). */
+  area?: readonly [number, number];
+  /** Aspect ratio range, drawn log-uniform (timm 0.3–1/0.3). */
+  aspect?: readonly [number, number];
+}
+
+/**
+ * timm's `RandomErasing(mode="pixel", max_count=1)` on a normalised image, in place: with
+ * probability `prob`, up to 10 tries of a box with area fraction uniform in `area` and a
+ * log-uniform aspect ratio; the first box with `h < H` and `w < W` is placed uniformly
+ * (ends inclusive, as `random.randint`) and filled with standard normal noise per pixel and
+ * channel. Returns the box, or null when nothing was erased.
+ */
+export function randomErasing(
+  img: Float32Array, // [C, H, W], normalised
+  dims: { C: number; H: number; W: number },
+  rng: Rng,
+  o: ErasingOptions,
+): CropBox | null {
+  const { C, H, W } = dims;
+  checkDims("erase", img, C, H, W);
+  if (rng.uniform() >= o.prob) return null;
+  const [a0, a1] = o.area ?? [0.02, 1 / 3];
+  const [r0, r1] = (o.aspect ?? [0.3, 1 / 0.3]).map(Math.log);
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const target = (a0 + (a1 - a0) * rng.uniform()) * H * W;
+    const aspect = Math.exp(r0 + (r1 - r0) * rng.uniform());
+    const h = roundHalfEven(Math.sqrt(target * aspect));
+    const w = roundHalfEven(Math.sqrt(target / aspect));
+    if (w < W && h < H) {
+      const top = Math.floor(rng.uniform() * (H - h + 1));
+      const left = Math.floor(rng.uniform() * (W - w + 1));
+      for (let c = 0; c < C; c++) {
+        for (let y = top; y < top + h; y++) {
+          for (let x = left; x < left + w; x++) img[(c * H + y) * W + x] = rng.normal();
+        }
+      }
+      return { top, left, height: h, width: w };
+    }
+  }
+  return null;
 }

@@ -37,6 +37,7 @@ export {
   type KnnResult,
   type LabeledFeatures,
   readFeatures,
+  type SimilarityGemm,
 } from "./knn.ts";
 export {
   type AnalysisReport,

@@ -18,14 +18,12 @@ export {
   decodeSafetensors,
   encodeSafetensors,
   type NamedTensor,
-  readSafetensors,
-  readSafetensorsMetadata,
   type SafetensorsContents,
   type SafetensorsDType,
   SafetensorsError,
   toFloat32,
-  writeSafetensors,
 } from "./safetensors.ts";
+export { readSafetensors, readSafetensorsMetadata, writeSafetensors } from "./safetensors_file.ts";
 export {
   type Checkpoint,
   type CheckpointConfig,
@@ -35,6 +33,8 @@ export {
   vitWeights,
   writeCheckpoint,
 } from "./checkpoint.ts";
+export { clipTeacherConfig, loadClipWeights } from "./clip_checkpoint.ts";
+export { presetHeads } from "./checkpoint.ts";
 export { writeFileAtomic, writeJsonAtomic, writeTextAtomic } from "./atomic.ts";
 export { acquireRunLock, type RunLock, RunLockedError } from "./lock.ts";
 export {

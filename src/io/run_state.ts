@@ -6,12 +6,8 @@
  *
  * @module
  */
-import {
-  readSafetensors,
-  readSafetensorsMetadata,
-  toFloat32,
-  writeSafetensors,
-} from "./safetensors.ts";
+import { toFloat32 } from "./safetensors.ts";
+import { readSafetensors, readSafetensorsMetadata, writeSafetensors } from "./safetensors_file.ts";
 
 /** Tensor groups by name, each a map of flat f32 arrays. */
 export type StateGroups = Record<string, Map<string, Float32Array>>;

@@ -22,10 +22,11 @@
  * console.log(toFloat32(tensors.get("w")!)); // Float32Array [1, 2]
  * ```
  *
+ * Bytes only (no file access: this module runs in a browser too); files are read and
+ * written by `safetensors_file.ts`.
+ *
  * @module
  */
-import { writeFileAtomic } from "./atomic.ts";
-
 /** The element types this reader and writer support. */
 export type SafetensorsDType = "F32" | "F16" | "BF16" | "I32" | "I64" | "F64" | "U8";
 
@@ -65,7 +66,7 @@ export class SafetensorsError extends Error {
 }
 
 /** The reference library's limit: larger headers are refused as corrupt. */
-const MAX_HEADER_BYTES = 100_000_000;
+export const MAX_HEADER_BYTES = 100_000_000;
 const METADATA_KEY = "__metadata__";
 
 interface DTypeInfo {
@@ -426,15 +427,16 @@ function encodeTo(
 
 /**
  * Encodes tensors as a safetensors file, byte for byte as the Python library writes them.
- * An empty `metadata` is left out of the header.
+ * An empty `metadata` is left out of the header; `file` names the destination in errors.
  *
  * @throws {SafetensorsError} where a tensor's data does not match its dtype and shape.
  */
 export function encodeSafetensors(
   tensors: Map<string, NamedTensor> | Record<string, NamedTensor>,
   metadata?: Record<string, string>,
+  file = "<memory>",
 ): Uint8Array {
-  return encodeTo("<memory>", tensors, metadata);
+  return encodeTo(file, tensors, metadata);
 }
 
 /** `2^e` for integer `e`, exactly. */
@@ -489,73 +491,5 @@ export function toFloat32(t: NamedTensor): Float32Array {
         "<memory>",
         `cannot convert dtype ${describe(t.dtype)} to F32: supported dtypes are ${DTYPE_NAMES}`,
       );
-  }
-}
-
-/**
- * Reads and decodes a safetensors file.
- *
- * @throws {SafetensorsError} on a malformed file, and on I/O errors (the original is `cause`).
- */
-export async function readSafetensors(path: string): Promise<SafetensorsContents> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (e) {
-    throw new SafetensorsError(path, (e as Error).message, { cause: e });
-  }
-  return decodeSafetensors(bytes, path);
-}
-
-/**
- * The `__metadata__` of a safetensors file, read from its header alone (the tensors are not
- * read); null when the file is missing or is not a readable safetensors file.
- */
-export async function readSafetensorsMetadata(
-  path: string,
-): Promise<Record<string, string> | null> {
-  let file: Deno.FsFile | undefined;
-  try {
-    file = await Deno.open(path);
-    const head = await readExactly(file, 8);
-    const n = head ? Number(new DataView(head.buffer).getBigUint64(0, true)) : Infinity;
-    if (n > MAX_HEADER_BYTES) return null;
-    const json = await readExactly(file, n);
-    if (!json) return null;
-    return JSON.parse(new TextDecoder().decode(json)).__metadata__ ?? {};
-  } catch {
-    return null;
-  } finally {
-    file?.close();
-  }
-}
-
-async function readExactly(file: Deno.FsFile, n: number): Promise<Uint8Array | null> {
-  const out = new Uint8Array(n);
-  for (let at = 0; at < n;) {
-    const got = await file.read(out.subarray(at));
-    if (got === null) return null;
-    at += got;
-  }
-  return out;
-}
-
-/**
- * Writes a safetensors file atomically: the bytes go to `<path>.tmp-<pid>-<random>`, which is
- * fsynced, closed and renamed over `path`; on any failure the temp file is removed, so
- * `path` holds either the old file or the complete new one.
- *
- * @throws {SafetensorsError} on invalid tensors, and on I/O errors (the original is `cause`).
- */
-export async function writeSafetensors(
-  path: string,
-  tensors: Map<string, NamedTensor> | Record<string, NamedTensor>,
-  metadata?: Record<string, string>,
-): Promise<void> {
-  const bytes = encodeTo(path, tensors, metadata); // validate before touching the disk
-  try {
-    await writeFileAtomic(path, bytes);
-  } catch (e) {
-    throw new SafetensorsError(path, (e as Error).message, { cause: e, op: "write" });
   }
 }

@@ -21,6 +21,30 @@ export interface VitConfig {
   readonly numHeads: number;
   /** MLP hidden width = mlpRatio · D. */
   readonly mlpRatio: number;
+  /** MLP activation: exact erf GELU (default) or QuickGELU `x·σ(1.702x)` (OpenAI CLIP). */
+  readonly act?: "gelu" | "quickgelu";
+  /** The patch-embedding conv has a bias `patch_embed.proj.bias` (default true; CLIP: false). */
+  readonly patchBias?: boolean;
+  /** LayerNorm `norm_pre` after adding cls (+ position embedding), CLIP's `ln_pre`. Default false. */
+  readonly preNorm?: boolean;
+  /**
+   * After the final `norm`, every token `· head.weightᵀ` (`head.weight [projDim, D]`, no bias;
+   * CLIP's `visual.proj [D, projDim]` is its transpose). Default: no projection.
+   */
+  readonly projDim?: number;
+  /** Absolute position embedding `pos_embed` (default `"abs"`, fixed sin-cos) or none (BEiT student). */
+  readonly posEmbed?: "abs" | "none";
+  /**
+   * One BEiT relative position bias shared by all blocks,
+   * `rel_pos_bias.relative_position_bias_table [(2G−1)² + 3, NH]`. Default false.
+   */
+  readonly relPosBias?: boolean;
+  /** Layer-scale init value (BEiT: 0.1): params `blocks.i.gamma_1`, `blocks.i.gamma_2` `[D]`. Default none. */
+  readonly layerScale?: number;
+  /** BEiT qkv: `attn.q_bias`, `attn.v_bias` `[D]`, no k bias and no `attn.qkv.bias`. Default false. */
+  readonly qvBias?: boolean;
+  /** LayerNorm eps of every norm in the encoder (default 1e-6; OpenAI CLIP / OpenCLIP: 1e-5). */
+  readonly lnEps?: number;
 }
 
 /** The dBOT student decoder. */
@@ -54,6 +78,13 @@ export const PRESETS: Readonly<Record<string, Preset>> = Object.freeze({
     depth: 4,
     numHeads: 3,
     decoder: { embedDim: 64, depth: 2, numHeads: 4 },
+  },
+  // vit-micro's depth at twice its width (4× its parameters): a larger teacher CPUs can afford
+  "vit-mini": {
+    embedDim: 192,
+    depth: 4,
+    numHeads: 3,
+    decoder: { embedDim: 128, depth: 2, numHeads: 4 },
   },
   "vit-tiny": {
     embedDim: 192,
@@ -110,7 +141,8 @@ export function deriveVit(cfg: VitConfig, what = "ViT"): VitDerived {
       `Cannot build ${what} as embedDim must be divisible by numHeads: current values are ${cfg.embedDim} and ${cfg.numHeads}`,
     );
   }
-  if (cfg.embedDim % 4 !== 0) {
+  checkVitOptions(cfg, what);
+  if (cfg.posEmbed !== "none" && cfg.embedDim % 4 !== 0) {
     throw new RangeError(
       `Cannot build ${what} as embedDim must be divisible by 4 (2-D sin-cos position embedding): current value is ${cfg.embedDim}`,
     );
@@ -123,6 +155,35 @@ export function deriveVit(cfg: VitConfig, what = "ViT"): VitDerived {
     hidden: Math.round(cfg.embedDim * cfg.mlpRatio),
     patchDim: cfg.inChans * cfg.patchSize * cfg.patchSize,
   };
+}
+
+/** Checks the optional {@link VitConfig} fields (act, projDim, posEmbed, layerScale). */
+function checkVitOptions(cfg: VitConfig, what: string): void {
+  if (cfg.act !== undefined && cfg.act !== "gelu" && cfg.act !== "quickgelu") {
+    throw new RangeError(
+      `Cannot build ${what} as act must be "gelu" or "quickgelu": current value is ${cfg.act}`,
+    );
+  }
+  if (cfg.posEmbed !== undefined && cfg.posEmbed !== "abs" && cfg.posEmbed !== "none") {
+    throw new RangeError(
+      `Cannot build ${what} as posEmbed must be "abs" or "none": current value is ${cfg.posEmbed}`,
+    );
+  }
+  if (cfg.projDim !== undefined && (!Number.isInteger(cfg.projDim) || cfg.projDim < 1)) {
+    throw new RangeError(
+      `Cannot build ${what} as projDim must be a positive integer: current value is ${cfg.projDim}`,
+    );
+  }
+  if (cfg.lnEps !== undefined && !(Number.isFinite(cfg.lnEps) && cfg.lnEps > 0)) {
+    throw new RangeError(
+      `Cannot build ${what} as lnEps must be a number > 0: current value is ${cfg.lnEps}`,
+    );
+  }
+  if (cfg.layerScale !== undefined && !(Number.isFinite(cfg.layerScale) && cfg.layerScale > 0)) {
+    throw new RangeError(
+      `Cannot build ${what} as layerScale must be a number > 0: current value is ${cfg.layerScale}`,
+    );
+  }
 }
 
 /** Resolves a preset name plus image settings into an encoder config. */

@@ -13,6 +13,12 @@
  * teacher with SmoothL1. One call of {@link DbotModel.forwardBackward} records the whole
  * step (no readbacks).
  *
+ * The student's architecture is a config choice too (`arch`): the asymmetric MAE-style
+ * encoder + decoder above (default), or the symmetric BEiT-style student of the CLIP
+ * branch (`symmetric_student.ts`): the encoder sees every token, masked patches' embeddings
+ * replaced by `mask_token`, and `lm_head` predicts every token's target; with random or
+ * BEiT block-wise masking (`masking`).
+ *
  * @module
  */
 import type { Backend, Tensor } from "../backend/backend.ts";
@@ -32,7 +38,16 @@ import {
 import { linearBackward, linearForward } from "../nn/linear.ts";
 import { Rng } from "../util/rng.ts";
 import { type DecoderConfig, deriveVit, type VitConfig } from "./config.ts";
-import { decoderIndex, encoderIndex, keptPatches, lossWeights, randomMasking } from "./masking.ts";
+import {
+  blockMaskCount,
+  blockMasking,
+  decoderIndex,
+  encoderIndex,
+  keptPatches,
+  lossWeights,
+  type Masking,
+  randomMasking,
+} from "./masking.ts";
 import {
   blockParams,
   layernormParams,
@@ -43,7 +58,13 @@ import {
 } from "../nn/params.ts";
 import { createLoss, type DistillLoss, type LossName } from "./losses.ts";
 import { buildTeacher, type Teacher, type TeacherConfig, teacherWidth } from "./teacher.ts";
-import { VitEncoder, vitParamSpecs } from "./vit.ts";
+import { fullIndex, VitEncoder, vitParamSpecs } from "./vit.ts";
+import {
+  maskIndex,
+  SymmetricHead,
+  symmetricStudentSpecs,
+  symmetricVit,
+} from "./symmetric_student.ts";
 
 export type { TeacherConfig };
 
@@ -61,6 +82,40 @@ export interface DbotConfig {
   readonly dropPath: number;
   /** Distillation loss (default `smoothl1`, the reference). */
   readonly loss?: LossName;
+  /**
+   * Student architecture: `"asymmetric"` (default: the reference MAE-style encoder on the
+   * kept patches + decoder) or `"symmetric"` (BEiT-style, the CLIP branch: see
+   * `symmetric_student.ts`; `decoder` is then unused).
+   */
+  readonly arch?: "asymmetric" | "symmetric";
+  /**
+   * Masking: `"random"` (default; `maskRatio` of the patches) or `"block"` (BEiT's block-wise
+   * masking of `blockMaskCount(L)` patches; symmetric student only).
+   */
+  readonly masking?: "random" | "block";
+}
+
+/** Checks `arch` and `masking` and their combination; a RangeError naming the fix. */
+function checkArch(cfg: DbotConfig): "asymmetric" | "symmetric" {
+  const arch = cfg.arch ?? "asymmetric";
+  if (arch !== "asymmetric" && arch !== "symmetric") {
+    throw new RangeError(
+      `Cannot build dBOT as arch must be "asymmetric" or "symmetric": current value is ${cfg.arch}`,
+    );
+  }
+  const masking = cfg.masking ?? "random";
+  if (masking !== "random" && masking !== "block") {
+    throw new RangeError(
+      `Cannot build dBOT as masking must be "random" or "block": current value is ${cfg.masking}`,
+    );
+  }
+  if (masking === "block" && arch !== "symmetric") {
+    throw new RangeError(
+      `Cannot build dBOT with block masking for the asymmetric student: its encoder drops the ` +
+        `masked patches at a fixed ratio; use arch "symmetric" (--student symmetric) or masking "random"`,
+    );
+  }
+  return arch;
 }
 
 /** Target width Dt: the teacher's width, or C·P·P for pixel targets. */
@@ -68,8 +123,12 @@ export function targetDim(cfg: DbotConfig): number {
   return teacherWidth(cfg.teacher, cfg.student);
 }
 
-/** The student's parameter table: encoder, then `mask_token` and the decoder. */
+/**
+ * The student's parameter table: encoder, then `mask_token` and the decoder; for the
+ * symmetric student, the BEiT encoder with `mask_token` and `lm_head`.
+ */
 export function dbotStudentSpecs(cfg: DbotConfig): ParamSpec[] {
+  if (checkArch(cfg) === "symmetric") return symmetricStudentSpecs(cfg.student, targetDim(cfg));
   const d = deriveVit(cfg.student);
   deriveVit(
     { ...cfg.student, embedDim: cfg.decoder.embedDim, numHeads: cfg.decoder.numHeads },
@@ -105,7 +164,20 @@ export function dropPathRates(rate: number, depth: number): number[] {
   return Array.from({ length: depth }, (_, i) => (depth > 1 ? (rate * i) / (depth - 1) : 0));
 }
 
-/** The student, its decoder, the teacher and every buffer of one training step for batch B. */
+/**
+ * What turns the student encoder's output into predictions, and back: the asymmetric
+ * decoder ({@link AsymmetricHead}) or the symmetric student's `lm_head` (`SymmetricHead`).
+ */
+export interface StudentHead {
+  /** Records `pred [B, 1+L, Dt]` from the encoder output. */
+  forward(encOut: Tensor, pred: Tensor): void;
+  /** Records the head's backward from `dpred` into its parameter gradients; returns ∂L/∂encOut. */
+  backward(dpred: Tensor): Tensor;
+  /** Frees its buffers. */
+  dispose(): void;
+}
+
+/** The student, its decoder (or head), the teacher and every buffer of one training step for batch B. */
 export class DbotModel {
   /** Configuration. */
   readonly cfg: DbotConfig;
@@ -131,26 +203,17 @@ export class DbotModel {
   readonly #owned: Tensor[] = [];
   readonly #L: number;
   readonly #keep: number;
-  readonly #Dd: number;
   readonly #Dt: number;
-  readonly #encIdx: Tensor;
-  readonly #decIdx: Tensor;
+  readonly #symmetric: boolean;
+  readonly #encIdx: Tensor; // [B·N] encoder gather: kept patches (asymmetric) or all (symmetric)
+  readonly #decIdx: Tensor | null; // [B·(1+L)] decoder unshuffle (asymmetric)
+  readonly #maskIdx: Tensor | null; // [B·L] row or −1 = mask token (symmetric)
   readonly #weight: Tensor;
-  readonly #decEmb: Tensor; // [B, 1+K, Dd]
-  readonly #xd: Tensor[]; // decoder residual stream [B, 1+L, Dd] × (Nd + 1)
-  readonly #decActs: BlockActs[];
-  readonly #decScratch: BlockScratch;
-  readonly #bd: BlockDims;
-  readonly #decOut: Tensor;
-  readonly #decMean: Tensor;
-  readonly #decRstd: Tensor;
+  readonly #head: StudentHead;
   readonly #dpred: Tensor;
-  readonly #dDecOut: Tensor;
-  readonly #dres: Tensor;
-  readonly #dDecEmb: Tensor;
-  readonly #dEnc: Tensor;
   readonly #dropTable: Tensor | null; // [(depth + Nd)·2·B] drop-path scales
   readonly #dropRates: number[];
+  #mask: Float32Array = new Float32Array(0);
 
   /** Allocates parameters and every activation buffer for batch `B`. */
   constructor(be: Backend, cfg: DbotConfig, B: number) {
@@ -160,10 +223,13 @@ export class DbotModel {
     this.#be = be;
     this.cfg = cfg;
     this.B = B;
-    const d = deriveVit(cfg.student, "student");
+    const symmetric = (this.#symmetric = checkArch(cfg) === "symmetric");
+    const svit = symmetric ? symmetricVit(cfg.student) : cfg.student;
+    const d = deriveVit(svit, "student");
     const L = (this.#L = d.numPatches);
-    const keep = (this.#keep = keptPatches(L, cfg.maskRatio));
-    const Dd = (this.#Dd = cfg.decoder.embedDim);
+    // the symmetric student keeps every token; maskRatio then only drives random masking
+    const keep = (this.#keep = symmetric ? L : keptPatches(L, cfg.maskRatio));
+    if (symmetric) keptPatches(L, cfg.maskRatio); // still checked
     const Dt = (this.#Dt = targetDim(cfg));
     const t = (shape: number[], name: string, dtype: "f32" | "i32" = "f32") => {
       const x = be.tensor(shape, dtype, `dbot.${name}`);
@@ -173,12 +239,13 @@ export class DbotModel {
     this.teacher = buildTeacher(be, cfg.teacher, { student: cfg.student, B });
     this.lossFn = createLoss(be, cfg.loss ?? "smoothl1");
     this.student = new ParamSet(be, dbotStudentSpecs(cfg), { grads: true, label: "student" });
-    this.encoder = new VitEncoder(be, cfg.student, {
+    this.encoder = new VitEncoder(be, svit, {
       ps: this.student,
       B,
       N: 1 + keep,
       trainable: true,
       finalNorm: true,
+      maskToken: symmetric,
       label: "student",
     });
     this.images = t([B, cfg.student.inChans, cfg.student.imgSize, cfg.student.imgSize], "images");
@@ -186,34 +253,37 @@ export class DbotModel {
     this.target = t([B, 1 + L, Dt], "target");
     this.pred = t([B, 1 + L, Dt], "pred");
     this.#encIdx = t([B * (1 + keep)], "encIdx", "i32");
-    this.#decIdx = t([B * (1 + L)], "decIdx", "i32");
+    this.#decIdx = symmetric ? null : t([B * (1 + L)], "decIdx", "i32");
+    this.#maskIdx = symmetric ? t([B * L], "maskIdx", "i32") : null;
+    if (symmetric) be.upload(this.#encIdx, fullIndex(B, L));
     this.#weight = t([B * (1 + L)], "weight");
-    this.#decEmb = t([B, 1 + keep, Dd], "decEmb");
-    this.#bd = { B, N: 1 + L, D: Dd, NH: cfg.decoder.numHeads, hidden: Dd * cfg.student.mlpRatio };
-    this.#xd = Array.from({ length: cfg.decoder.depth + 1 }, (_, i) => t([B, 1 + L, Dd], `xd${i}`));
-    this.#decActs = Array.from(
-      { length: cfg.decoder.depth },
-      (_, i) => allocBlockActs(be, this.#bd, `decoder.block${i}`),
-    );
-    this.#decScratch = allocBlockScratch(be, this.#bd, true, "decoder.scratch");
-    this.#decOut = t([B, 1 + L, Dd], "decOut");
-    this.#decMean = t([B * (1 + L)], "decMean");
-    this.#decRstd = t([B * (1 + L)], "decRstd");
     this.#dpred = t([B, 1 + L, Dt], "dpred");
-    this.#dDecOut = t([B, 1 + L, Dd], "dDecOut");
-    this.#dres = t([B, 1 + L, Dd], "dres");
-    this.#dDecEmb = t([B, 1 + keep, Dd], "dDecEmb");
-    this.#dEnc = t([B, 1 + keep, cfg.student.embedDim], "dEnc");
+    const decoderDepth = symmetric ? 0 : cfg.decoder.depth;
     this.#dropRates = [
       ...dropPathRates(cfg.dropPath, cfg.student.depth),
-      ...dropPathRates(cfg.dropPath, cfg.decoder.depth),
+      ...dropPathRates(cfg.dropPath, decoderDepth),
     ];
     this.#dropTable = cfg.dropPath > 0 ? t([this.#dropRates.length * 2 * B], "dropScales") : null;
+    this.#head = symmetric
+      ? new SymmetricHead(be, { ps: this.student, rows: B * (1 + L), D: svit.embedDim, Dt })
+      : new AsymmetricHead(be, {
+        cfg,
+        ps: this.student,
+        B,
+        keep,
+        decIdx: this.#decIdx!,
+        drop: (i) => this.#drop(cfg.student.depth + i),
+      });
   }
 
-  /** Patches L, kept patches K, decoder width, target width. */
+  /** Patches L, kept patches K (L for the symmetric student), decoder width, target width. */
   get sizes(): { L: number; keep: number; Dd: number; Dt: number } {
-    return { L: this.#L, keep: this.#keep, Dd: this.#Dd, Dt: this.#Dt };
+    return { L: this.#L, keep: this.#keep, Dd: this.cfg.decoder.embedDim, Dt: this.#Dt };
+  }
+
+  /** The mask `[B, L]` (1 = masked) of the last {@link DbotModel.setBatch} (host copy). */
+  get mask(): Float32Array {
+    return this.#mask.slice();
   }
 
   /** Initialises the student from `seed` (the spec's init, every parameter). */
@@ -224,10 +294,11 @@ export class DbotModel {
   /** Frees every buffer of the model: student, decoder, teacher, loss and activations. */
   dispose(): void {
     this.encoder.dispose();
+    this.#head.dispose();
     this.student.dispose();
     this.teacher.dispose();
     this.lossFn.dispose();
-    freeTensors(this.#be, [this.#owned, this.#decActs, this.#decScratch]);
+    freeTensors(this.#be, this.#owned);
   }
 
   /** teacher ← student encoder (same architecture), on the device: stage-0 random teacher and every boundary. */
@@ -250,15 +321,67 @@ export class DbotModel {
    * one stream per sample (`rng[b]` draws sample b's attention and MLP scales, layer by
    * layer), so that a sample's scales do not depend on how the batch is split (data
    * parallelism). Call before {@link DbotModel.forwardBackward}.
+   *
+   * Block masking (symmetric student) draws each sample's blocks from an Rng seeded by that
+   * sample's noise, so it is as reproducible and split-independent as random masking.
    */
   setBatch(images: Float32Array, noise: Float32Array, rng?: Rng | readonly Rng[]): void {
     const { B } = this;
     const L = this.#L;
+    if ((this.cfg.masking ?? "random") === "block") {
+      if (noise.length !== B * L) {
+        throw new RangeError(`Cannot mask: noise has ${noise.length} values but B·L = ${B * L}`);
+      }
+      const g = deriveVit(this.cfg.student).grid;
+      const count = blockMaskCount(L);
+      const mask = new Float32Array(B * L);
+      for (let b = 0; b < B; b++) {
+        const seed = noiseSeed(noise.subarray(b * L, (b + 1) * L));
+        mask.set(blockMasking(new Rng(seed), { gh: g, gw: g, count }), b * L);
+      }
+      this.setBatchMasked(images, mask, rng);
+      return;
+    }
+    const m = randomMasking(noise, { B, L }, this.cfg.maskRatio);
+    this.#upload(images, m, rng);
+  }
+
+  /**
+   * Like {@link DbotModel.setBatch} with a given mask `[B, L]` (1 = masked) instead of
+   * noise: the symmetric student only (its encoder sees every token, so any count works).
+   */
+  setBatchMasked(images: Float32Array, mask: Float32Array, rng?: Rng | readonly Rng[]): void {
+    const { B } = this;
+    const L = this.#L;
+    if (!this.#symmetric) {
+      throw new RangeError(
+        "Cannot set a given mask on the asymmetric student: it keeps a fixed number of patches; use setBatch(images, noise)",
+      );
+    }
+    if (mask.length !== B * L) {
+      throw new RangeError(`Cannot mask: mask has ${mask.length} values but B·L = ${B * L}`);
+    }
+    const keep = L;
+    this.#upload(images, {
+      keep,
+      idsShuffle: new Int32Array(0),
+      idsRestore: new Int32Array(0),
+      mask,
+    }, rng);
+  }
+
+  #upload(images: Float32Array, m: Masking, rng?: Rng | readonly Rng[]): void {
+    const { B } = this;
+    const L = this.#L;
     const be = this.#be;
     be.upload(this.images, images);
-    const m = randomMasking(noise, { B, L }, this.cfg.maskRatio);
-    be.upload(this.#encIdx, encoderIndex(m, B, L));
-    be.upload(this.#decIdx, decoderIndex(m, B, L));
+    this.#mask = m.mask.slice();
+    if (this.#maskIdx) {
+      be.upload(this.#maskIdx, maskIndex(m.mask, B, L));
+    } else {
+      be.upload(this.#encIdx, encoderIndex(m, B, L));
+      be.upload(this.#decIdx!, decoderIndex(m, B, L));
+    }
     const clsWeight = this.teacher.hasClsTarget ? this.lossFn.clsWeight : 0;
     be.upload(this.#weight, lossWeights(m, B, L, clsWeight));
     if (this.#dropTable) {
@@ -287,7 +410,9 @@ export class DbotModel {
   /** Records teacher forward, target, student forward, loss and backward (gradients accumulate). */
   forwardBackward(): void {
     this.teacher.targets(this.images, this.target);
-    this.#studentForward();
+    this.encoder.patchify(this.images);
+    this.encoder.forward(this.#encIdx, this.#encDrop(), this.#maskIdx);
+    this.#head.forward(this.encoder.out, this.pred);
     this.lossFn.record(
       {
         loss: this.loss,
@@ -298,7 +423,8 @@ export class DbotModel {
       },
       { rows: this.B * (1 + this.#L), C: this.#Dt },
     );
-    this.#studentBackward();
+    const dEnc = this.#head.backward(this.#dpred);
+    this.encoder.backward(dEnc, this.#encIdx, this.#encDrop(), this.#maskIdx);
   }
 
   #drop(i: number): DropScales | null {
@@ -313,26 +439,117 @@ export class DbotModel {
   #encDrop(): (DropScales | null)[] {
     return Array.from({ length: this.cfg.student.depth }, (_, i) => this.#drop(i));
   }
+}
 
-  #decDrop(i: number): DropScales | null {
-    return this.#drop(this.cfg.student.depth + i);
+/** A 31-bit seed from a sample's masking noise (FNV-1a over the f32 bits). */
+function noiseSeed(noise: Float32Array): number {
+  const bits = new Uint32Array(Float32Array.from(noise).buffer);
+  let h = 0x811c9dc5;
+  for (const w of bits) {
+    h ^= w;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h & 0x7fffffff;
+}
+
+/**
+ * The reference decoder (DBOT_SPEC.md): decoder embed of the kept tokens, unshuffle with
+ * mask tokens, + decoder_pos_embed, decoder blocks, decoder_norm, decoder_predp.
+ */
+class AsymmetricHead implements StudentHead {
+  readonly #be: Backend;
+  readonly #cfg: DbotConfig;
+  readonly #ps: ParamSet;
+  readonly #B: number;
+  readonly #L: number;
+  readonly #keep: number;
+  readonly #Dd: number;
+  readonly #Dt: number;
+  readonly #decIdx: Tensor;
+  readonly #drop: (i: number) => DropScales | null;
+  readonly #decEmb: Tensor; // [B, 1+K, Dd]
+  readonly #xd: Tensor[]; // decoder residual stream [B, 1+L, Dd] × (Nd + 1)
+  readonly #decActs: BlockActs[];
+  readonly #decScratch: BlockScratch;
+  readonly #bd: BlockDims;
+  readonly #decOut: Tensor;
+  readonly #decMean: Tensor;
+  readonly #decRstd: Tensor;
+  readonly #dDecOut: Tensor;
+  readonly #dres: Tensor;
+  readonly #dDecEmb: Tensor;
+  readonly #dEnc: Tensor;
+  #encOut: Tensor | null = null;
+
+  constructor(
+    be: Backend,
+    { cfg, ps, B, keep, decIdx, drop }: {
+      cfg: DbotConfig;
+      ps: ParamSet;
+      B: number;
+      keep: number;
+      decIdx: Tensor;
+      drop: (i: number) => DropScales | null;
+    },
+  ) {
+    this.#be = be;
+    this.#cfg = cfg;
+    this.#ps = ps;
+    this.#B = B;
+    const L = (this.#L = deriveVit(cfg.student).numPatches);
+    this.#keep = keep;
+    const Dd = (this.#Dd = cfg.decoder.embedDim);
+    this.#Dt = targetDim(cfg);
+    this.#decIdx = decIdx;
+    this.#drop = drop;
+    const t = (shape: number[], name: string) => be.tensor(shape, "f32", `dbot.${name}`);
+    this.#decEmb = t([B, 1 + keep, Dd], "decEmb");
+    this.#bd = { B, N: 1 + L, D: Dd, NH: cfg.decoder.numHeads, hidden: Dd * cfg.student.mlpRatio };
+    this.#xd = Array.from({ length: cfg.decoder.depth + 1 }, (_, i) => t([B, 1 + L, Dd], `xd${i}`));
+    this.#decActs = Array.from(
+      { length: cfg.decoder.depth },
+      (_, i) => allocBlockActs(be, this.#bd, `decoder.block${i}`),
+    );
+    this.#decScratch = allocBlockScratch(be, this.#bd, true, "decoder.scratch");
+    this.#decOut = t([B, 1 + L, Dd], "decOut");
+    this.#decMean = t([B * (1 + L)], "decMean");
+    this.#decRstd = t([B * (1 + L)], "decRstd");
+    this.#dDecOut = t([B, 1 + L, Dd], "dDecOut");
+    this.#dres = t([B, 1 + L, Dd], "dres");
+    this.#dDecEmb = t([B, 1 + keep, Dd], "dDecEmb");
+    this.#dEnc = t([B, 1 + keep, cfg.student.embedDim], "dEnc");
   }
 
-  #studentForward(): void {
+  dispose(): void {
+    freeTensors(this.#be, [
+      this.#decEmb,
+      this.#xd,
+      this.#decActs,
+      this.#decScratch,
+      this.#decOut,
+      this.#decMean,
+      this.#decRstd,
+      this.#dDecOut,
+      this.#dres,
+      this.#dDecEmb,
+      this.#dEnc,
+    ]);
+  }
+
+  forward(encOut: Tensor, pred: Tensor): void {
     const be = this.#be;
-    const ps = this.student;
-    const { B } = this;
+    const ps = this.#ps;
+    const B = this.#B;
     const L = this.#L;
     const Dd = this.#Dd;
-    const D = this.cfg.student.embedDim;
-    this.encoder.patchify(this.images);
-    this.encoder.forward(this.#encIdx, this.#encDrop());
+    const D = this.#cfg.student.embedDim;
+    this.#encOut = encOut;
     // decoder embed [B, 1+K, Dd], unshuffle with mask tokens, + decoder_pos_embed
     linearForward(
       be,
       {
         out: this.#decEmb,
-        inp: this.encoder.out,
+        inp: encOut,
         weight: ps.get("decoder_embed.weight"),
         bias: ps.get("decoder_embed.bias"),
       },
@@ -352,7 +569,7 @@ export class DbotModel {
       a: this.#xd[0],
       b: view(ps.get("decoder_pos_embed"), 0, [(1 + L) * Dd]),
     });
-    for (let i = 0; i < this.cfg.decoder.depth; i++) {
+    for (let i = 0; i < this.#cfg.decoder.depth; i++) {
       blockForward(
         be,
         {
@@ -361,7 +578,7 @@ export class DbotModel {
           w: blockWeights(ps, `decoder_blocks.${i}`),
           acts: this.#decActs[i],
           s: this.#decScratch,
-          drop: this.#decDrop(i),
+          drop: this.#drop(i),
         },
         this.#bd,
       );
@@ -371,7 +588,7 @@ export class DbotModel {
         out: this.#decOut,
         mean: this.#decMean,
         rstd: this.#decRstd,
-        inp: this.#xd[this.cfg.decoder.depth],
+        inp: this.#xd[this.#cfg.decoder.depth],
         weight: ps.get("decoder_norm.weight"),
         bias: ps.get("decoder_norm.bias"),
       },
@@ -380,7 +597,7 @@ export class DbotModel {
     linearForward(
       be,
       {
-        out: this.pred,
+        out: pred,
         inp: this.#decOut,
         weight: ps.get("decoder_predp.weight"),
         bias: ps.get("decoder_predp.bias"),
@@ -389,21 +606,22 @@ export class DbotModel {
     );
   }
 
-  #studentBackward(): void {
+  backward(dpred: Tensor): Tensor {
     const be = this.#be;
-    const ps = this.student;
-    const { B } = this;
+    const ps = this.#ps;
+    const B = this.#B;
     const L = this.#L;
     const Dd = this.#Dd;
-    const D = this.cfg.student.embedDim;
+    const D = this.#cfg.student.embedDim;
     const rows = B * (1 + L);
+    if (!this.#encOut) throw new RangeError("Cannot run the decoder backward before its forward");
     linearBackward(
       be,
       {
         dinp: this.#dDecOut,
         dweight: ps.grad("decoder_predp.weight"),
         dbias: ps.grad("decoder_predp.bias"),
-        dout: this.#dpred,
+        dout: dpred,
         inp: this.#decOut,
         weight: ps.get("decoder_predp.weight"),
       },
@@ -415,14 +633,14 @@ export class DbotModel {
         dweight: ps.grad("decoder_norm.weight"),
         dbias: ps.grad("decoder_norm.bias"),
         dout: this.#dDecOut,
-        inp: this.#xd[this.cfg.decoder.depth],
+        inp: this.#xd[this.#cfg.decoder.depth],
         weight: ps.get("decoder_norm.weight"),
         mean: this.#decMean,
         rstd: this.#decRstd,
       },
       { rows, C: Dd },
     );
-    for (let i = this.cfg.decoder.depth - 1; i >= 0; i--) {
+    for (let i = this.#cfg.decoder.depth - 1; i >= 0; i--) {
       blockBackward(
         be,
         {
@@ -432,7 +650,7 @@ export class DbotModel {
           g: blockWeights(ps, `decoder_blocks.${i}`, true),
           acts: this.#decActs[i],
           s: this.#decScratch,
-          drop: this.#decDrop(i),
+          drop: this.#drop(i),
         },
         this.#bd,
       );
@@ -454,11 +672,11 @@ export class DbotModel {
         dweight: ps.grad("decoder_embed.weight"),
         dbias: ps.grad("decoder_embed.bias"),
         dout: this.#dDecEmb,
-        inp: this.encoder.out,
+        inp: this.#encOut,
         weight: ps.get("decoder_embed.weight"),
       },
       { rows: B * (1 + this.#keep), inF: D, outF: Dd },
     );
-    this.encoder.backward(this.#dEnc, this.#encIdx, this.#encDrop());
+    return this.#dEnc;
   }
 }

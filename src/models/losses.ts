@@ -6,7 +6,9 @@
  *
  * - `smoothl1` (the reference dBOT loss): SmoothL1 with β = 2, mean over channels; the cls
  *   row counts as masked.
- * - `cosine` (the CLIP-teacher branch): `1 − cos(pred, target)` over masked patches.
+ * - `cosine` (the CLIP-teacher branch): `1 − cos(pred, target)` over masked patches only
+ *   (cls weight 0), eps {@link COSINE_EPS} with torch 1.13's `F.cosine_similarity`
+ *   semantics: `cos = x·y / (max(‖x‖, eps)·max(‖y‖, eps))`.
  * - `mse` (MAE): `(pred − target)²`, mean over channels, over masked patches. Recorded as
  *   `2β·SmoothL1_β` with β = 2^20, which is exactly `d²` for `|d| < 2^20` (scaling by powers
  *   of two is exact) — targets are standardised, so every `d` of a sane run is far inside.
@@ -15,10 +17,13 @@
  *
  * @module
  */
-import { type Backend, freeTensors, type Tensor } from "../backend/backend.ts";
+import { type Backend, type CosineDims, freeTensors, type Tensor } from "../backend/backend.ts";
 
 /** SmoothL1 β of the reference loss. */
 export const SMOOTH_L1_BETA = 2;
+
+/** Norm clamp of the `cosine` loss (the reference `beit` branch: `eps=1e-6`). */
+export const COSINE_EPS = 1e-6;
 
 /** The names of {@link LOSSES}. */
 export type LossName = "smoothl1" | "cosine" | "mse";
@@ -84,10 +89,7 @@ export const LOSSES: { readonly [K in LossName]: (be: Backend) => DistillLoss } 
         inp: b.pred,
         target: b.target,
         weight: b.weight,
-      }, {
-        rows,
-        C,
-      }),
+      }, cosineDims(rows, C)),
     dispose: () => {},
   }),
   mse: (be) => {
@@ -109,6 +111,11 @@ export const LOSSES: { readonly [K in LossName]: (be: Backend) => DistillLoss } 
     };
   },
 };
+
+/** Dims of the `cosine` loss: rows, C and the norm clamp {@link COSINE_EPS}. */
+export function cosineDims(rows: number, C: number): CosineDims {
+  return { rows, C, eps: COSINE_EPS };
+}
 
 /** The loss `name` on `be`; an unknown name is a TypeError listing the choices. */
 export function createLoss(be: Backend, name: string): DistillLoss {

@@ -38,6 +38,15 @@ export {
   vitFromPreset,
 } from "./config.ts";
 export { type DbotConfig, DbotModel, dbotStudentSpecs, dropPathRates, targetDim } from "./dbot.ts";
+export type { StudentHead } from "./dbot.ts";
+export {
+  maskIndex,
+  SYMMETRIC_LAYER_SCALE,
+  SymmetricHead,
+  symmetricStudentSpecs,
+  symmetricVit,
+} from "./symmetric_student.ts";
+export { type RelPosIndex, relPosIndex, relPosRows } from "./symmetric.ts";
 export {
   buildTeacher,
   type Teacher,
@@ -56,6 +65,28 @@ export {
 } from "./losses.ts";
 export { TARGET_EPS } from "./teachers/vit.ts";
 export { type Masking, randomMasking } from "./masking.ts";
+export { BLOCK_MIN_PATCHES, blockMaskCount, blockMasking } from "./masking.ts";
+export { COSINE_EPS } from "./losses.ts";
+export {
+  CLIP_LN_EPS,
+  CLIP_MEAN,
+  CLIP_STD,
+  ClipCheckpointError,
+  clipConfigFromHeader,
+  type ClipConfigOptions,
+  clipPrefix,
+  type ClipTeacherConfig,
+  clipWeights,
+  type StoredTensorInfo,
+} from "./teachers/clip.ts";
+export {
+  antialiasBicubicMatrix,
+  bicubicMatrix,
+  interpolatePosEmbed,
+  renormalization,
+  TeacherInput,
+  type TeacherInputOptions,
+} from "./teachers/resize.ts";
 export { VitEncoder, type VitEncoderOptions, vitParamSpecs } from "./vit.ts";
 export {
   type ClassifierOptions,
@@ -64,5 +95,5 @@ export {
   VitClassifier,
 } from "./classifier.ts";
 export { type Init, ParamSet, type ParamSpec, sincosPosEmbed } from "../nn/params.ts";
-export type { BlockDims, DropScales } from "../nn/block.ts";
+export type { BlockDims, DropScales, RelPos } from "../nn/block.ts";
 export { Rng } from "../util/rng.ts";

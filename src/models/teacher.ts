@@ -12,11 +12,16 @@ import type { VitConfig } from "./config.ts";
 import type { ParamSet } from "../nn/params.ts";
 import { pixelTeacher } from "./teachers/pixels.ts";
 import { vitTeacher } from "./teachers/vit.ts";
+import { clipTeacher, type ClipTeacherConfig } from "./teachers/clip.ts";
 
-/** A teacher's description: a ViT (random, zero-depth or loaded) or per-patch normalised pixels. */
+/**
+ * A teacher's description: a ViT (random, zero-depth or loaded, at the student's token grid),
+ * per-patch normalised pixels, or a CLIP image tower (`teachers/clip.ts`).
+ */
 export type TeacherConfig =
   | { kind: "vit"; vit: VitConfig }
-  | { kind: "pixels" };
+  | { kind: "pixels" }
+  | ClipTeacherConfig;
 
 /** A frozen target model bound to one student shape and batch size. */
 export interface Teacher {
@@ -46,6 +51,7 @@ export interface TeacherKind<C extends TeacherConfig = TeacherConfig> {
 export const TEACHER_KINDS: { readonly [K in TeacherConfig["kind"]]: TeacherKind } = {
   vit: vitTeacher as TeacherKind,
   pixels: pixelTeacher as TeacherKind,
+  clip: clipTeacher as TeacherKind,
 };
 
 /** The target width of `cfg` for `student`. */

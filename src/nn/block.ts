@@ -1,15 +1,20 @@
 /**
  * Pre-norm transformer block (DBOT_SPEC.md "Block"), explicit forward and backward:
  *
- *   x2 = x + DropPath(proj(Attn(LN1(x))))
- *   y  = x2 + DropPath(fc2(GELU(fc1(LN2(x2)))))
+ *   x2 = x + DropPath(γ1 ⊙ proj(Attn(LN1(x))))
+ *   y  = x2 + DropPath(γ2 ⊙ fc2(act(fc1(LN2(x2)))))
  *
  * Fused qkv with bias, output `[q|k|v]`, heads are contiguous D/NH slices,
- * scale HS^-0.5, LayerNorm eps 1e-6, exact erf GELU. No dropout, no layer scale.
+ * scale HS^-0.5, LayerNorm eps 1e-6, exact erf GELU. No dropout.
+ * Options (the symmetric BEiT student, the CLIP teacher; see {@link BlockDims}):
+ * layer scale γ1, γ2 (`gamma_1`, `gamma_2`); BEiT's qkv bias `[q_bias | 0 | v_bias]`;
+ * a relative position bias added to the logits, `softmax(scale·q·kᵀ + bias)`;
+ * QuickGELU `x·σ(1.702x)` instead of GELU.
  *
  * @module
  */
 import type { Backend, Tensor } from "../backend/backend.ts";
+import { view } from "../backend/backend.ts";
 import type { ParamSet } from "./params.ts";
 import { linearBackward, linearForward } from "./linear.ts";
 
@@ -28,14 +33,46 @@ export interface BlockDims {
   NH: number;
   /** MLP hidden width. */
   hidden: number;
+  /** MLP activation (default `"gelu"`, exact erf GELU). */
+  act?: "gelu" | "quickgelu";
+  /** The block has layer scale `gamma_1`, `gamma_2` (allocate the pre-γ branches). */
+  layerScale?: boolean;
+  /** LayerNorm eps of norm1 and norm2 (default {@link LN_EPS}). */
+  eps?: number;
 }
 
-/** The block's parameters (or their gradients) as views. */
+/**
+ * The shared relative position bias of a block (BEiT): the table (and, in the backward, its
+ * gradient) and the fixed pair index with its inverse (see `relPosIndex`).
+ */
+export interface RelPos {
+  /** `[R, NH]`. */
+  table: Tensor;
+  /** `[N·N]` i32. */
+  index: Tensor;
+  /** `[R + 1]` i32. */
+  starts: Tensor;
+  /** `[N·N]` i32. */
+  positions: Tensor;
+  /** Table rows. */
+  R: number;
+  /** `[R, NH]`: the table's gradient (backward only). */
+  dtable?: Tensor;
+}
+
+/**
+ * The block's parameters (or their gradients) as views. `qkvB` (timm) or `qBias` + `vBias`
+ * (BEiT); `gamma1`, `gamma2` with layer scale.
+ */
 export interface BlockWeights {
   norm1w: Tensor;
   norm1b: Tensor;
   qkvW: Tensor;
-  qkvB: Tensor;
+  qkvB?: Tensor;
+  qBias?: Tensor;
+  vBias?: Tensor;
+  gamma1?: Tensor;
+  gamma2?: Tensor;
   projW: Tensor;
   projB: Tensor;
   norm2w: Tensor;
@@ -51,6 +88,10 @@ const NAMES: Record<keyof BlockWeights, string> = {
   norm1b: "norm1.bias",
   qkvW: "attn.qkv.weight",
   qkvB: "attn.qkv.bias",
+  qBias: "attn.q_bias",
+  vBias: "attn.v_bias",
+  gamma1: "gamma_1",
+  gamma2: "gamma_2",
   projW: "attn.proj.weight",
   projB: "attn.proj.bias",
   norm2w: "norm2.weight",
@@ -61,11 +102,21 @@ const NAMES: Record<keyof BlockWeights, string> = {
   fc2B: "mlp.fc2.bias",
 };
 
+/** Optional entries of {@link BlockWeights}: present when the set has the parameter. */
+const OPTIONAL = new Set<keyof BlockWeights>(["qkvB", "qBias", "vBias", "gamma1", "gamma2"]);
+
 /** Views of block `prefix`'s parameters (`grad = true`: their gradients). */
 export function blockWeights(ps: ParamSet, prefix: string, grad = false): BlockWeights {
   const out = {} as BlockWeights;
   for (const [k, n] of Object.entries(NAMES) as [keyof BlockWeights, string][]) {
-    out[k] = grad ? ps.grad(`${prefix}.${n}`) : ps.get(`${prefix}.${n}`);
+    const name = `${prefix}.${n}`;
+    if (OPTIONAL.has(k) && !ps.has(name)) continue;
+    out[k] = grad ? ps.grad(name) : ps.get(name);
+  }
+  if (!out.qkvB && !(out.qBias && out.vBias)) {
+    throw new RangeError(
+      `Cannot build block "${prefix}": it needs attn.qkv.bias, or attn.q_bias and attn.v_bias`,
+    );
   }
   return out;
 }
@@ -86,6 +137,8 @@ export interface BlockActs {
   ln2Rstd: Tensor; // [B·N]
   pre: Tensor; // [B, N, hidden] fc1 output before GELU
   h: Tensor; // [B, N, hidden] GELU output
+  ls1: Tensor; // [B, N, D] proj output before γ1 (layer scale only, else [0])
+  ls2: Tensor; // [B, N, D] fc2 output before γ2 (layer scale only, else [0])
 }
 
 /** Temporaries shared by all blocks of the same (B, N, D) (forward and backward). */
@@ -104,11 +157,13 @@ export interface BlockScratch {
   dAtt: Tensor; // [B, NH, N, N]
   dPreatt: Tensor; // [B, NH, N, N]
   dqkv: Tensor; // [B, N, 3D]
+  qkvBias: Tensor; // [3D] = [q_bias | 0 | v_bias] (BEiT qkv)
+  dqkvBias: Tensor; // [3D] its gradient (backward)
 }
 
-/** Allocates one block's activation cache. */
+/** Allocates one block's activation cache (with `d.layerScale`, the branches before γ too). */
 export function allocBlockActs(be: Backend, d: BlockDims, label: string): BlockActs {
-  const { B, N, D, NH, hidden } = d;
+  const { B, N, D, NH, hidden, layerScale = false } = d;
   const t = (shape: number[], name: string) => be.tensor(shape, "f32", `${label}.${name}`);
   const HS = D / NH;
   return {
@@ -126,6 +181,8 @@ export function allocBlockActs(be: Backend, d: BlockDims, label: string): BlockA
     ln2Rstd: t([B * N], "ln2Rstd"),
     pre: t([B, N, hidden], "pre"),
     h: t([B, N, hidden], "h"),
+    ls1: layerScale ? t([B, N, D], "ls1") : be.tensor([0]),
+    ls2: layerScale ? t([B, N, D], "ls2") : be.tensor([0]),
   };
 }
 
@@ -157,6 +214,8 @@ export function allocBlockScratch(
     dAtt: t([B, NH, N, N], "dAtt"),
     dPreatt: t([B, NH, N, N], "dPreatt"),
     dqkv: t([B, N, 3 * D], "dqkv"),
+    qkvBias: t([3 * D], "qkvBias"),
+    dqkvBias: t([3 * D], "dqkvBias"),
   };
 }
 
@@ -171,16 +230,18 @@ export interface DropScales {
 /**
  * `out [B, N, D] = block(inp [B, N, D])`, caching what the backward needs in `acts`
  * (`noGrad`: a frozen teacher's forward, which skips keeping the MLP's pre-GELU values).
+ * `rel`: the shared relative position bias (BEiT), added to the logits before softmax.
  */
 export function blockForward(
   be: Backend,
-  { out, inp, w, acts, s, drop, noGrad = false }: {
+  { out, inp, w, acts, s, drop, rel = null, noGrad = false }: {
     out: Tensor;
     inp: Tensor;
     w: BlockWeights;
     acts: BlockActs;
     s: BlockScratch;
     drop: DropScales | null;
+    rel?: RelPos | null;
     noGrad?: boolean;
   },
   d: BlockDims,
@@ -199,15 +260,15 @@ export function blockForward(
       weight: w.norm1w,
       bias: w.norm1b,
     },
-    { rows, C: D, eps: LN_EPS },
+    { rows, C: D, eps: d.eps ?? LN_EPS },
   );
-  linearForward(be, { out: s.qkv, inp: acts.ln1, weight: w.qkvW, bias: w.qkvB }, {
+  linearForward(be, { out: s.qkv, inp: acts.ln1, weight: w.qkvW, bias: qkvBias(be, w, s, D) }, {
     rows,
     inF: D,
     outF: 3 * D,
   });
   be.splitHeads({ q: acts.q, k: acts.k, v: acts.v, qkv: s.qkv }, { B, N, NH, HS });
-  // preatt [B·NH, N, N] = q · kᵀ ; att = softmax(scale · preatt) ; o = att · v
+  // preatt [B·NH, N, N] = q · kᵀ (+ bias/scale) ; att = softmax(scale · preatt) ; o = att · v
   be.matmul({ out: s.preatt, a: acts.q, b: acts.k }, {
     M: N,
     N,
@@ -215,14 +276,22 @@ export function blockForward(
     transB: true,
     batch: B * NH,
   });
+  if (rel) {
+    be.relPosBias(
+      { out: s.preatt, inp: s.preatt, table: rel.table, index: rel.index },
+      { B, NH, N, R: rel.R, scale: 1 / scale },
+    );
+  }
   be.softmax({ out: acts.att, inp: s.preatt }, { rows: B * NH * N, C: N, scale });
   be.matmul({ out: s.o, a: acts.att, b: acts.v }, { M: N, N: HS, K: N, batch: B * NH });
   be.mergeHeads({ out: acts.attnOut, inp: s.o }, { B, N, NH, HS });
-  linearForward(be, { out: s.branch, inp: acts.attnOut, weight: w.projW, bias: w.projB }, {
+  const proj = w.gamma1 ? acts.ls1 : s.branch; // [B, N, D]
+  linearForward(be, { out: proj, inp: acts.attnOut, weight: w.projW, bias: w.projB }, {
     rows,
     inF: D,
     outF: D,
   });
+  if (w.gamma1) be.scaleCols({ out: s.branch, inp: proj, scale: w.gamma1 }, { rows, C: D });
   if (drop) be.scaleRows({ out: s.branch, inp: s.branch, scale: drop.attn }, { rows: B, C: N * D });
   be.add({ out: acts.x2, a: inp, b: s.branch });
   // MLP branch
@@ -235,36 +304,58 @@ export function blockForward(
       weight: w.norm2w,
       bias: w.norm2b,
     },
-    { rows, C: D, eps: LN_EPS },
+    { rows, C: D, eps: d.eps ?? LN_EPS },
   );
-  linearForward(
-    be,
-    {
-      out: acts.h,
-      pre: noGrad ? undefined : acts.pre,
-      inp: acts.ln2,
-      weight: w.fc1W,
-      bias: w.fc1B,
-    },
-    { rows, inF: D, outF: hidden },
-    true,
-  );
-  linearForward(be, { out: s.branch, inp: acts.h, weight: w.fc2W, bias: w.fc2B }, {
+  if (d.act === "quickgelu") {
+    // fc1 into pre, then QuickGELU (no fused epilogue for it)
+    linearForward(be, { out: acts.pre, inp: acts.ln2, weight: w.fc1W, bias: w.fc1B }, {
+      rows,
+      inF: D,
+      outF: hidden,
+    });
+    be.quickGelu({ out: acts.h, inp: acts.pre });
+  } else {
+    linearForward(
+      be,
+      {
+        out: acts.h,
+        pre: noGrad ? undefined : acts.pre,
+        inp: acts.ln2,
+        weight: w.fc1W,
+        bias: w.fc1B,
+      },
+      { rows, inF: D, outF: hidden },
+      true,
+    );
+  }
+  const fc2 = w.gamma2 ? acts.ls2 : s.branch; // [B, N, D]
+  linearForward(be, { out: fc2, inp: acts.h, weight: w.fc2W, bias: w.fc2B }, {
     rows,
     inF: hidden,
     outF: D,
   });
+  if (w.gamma2) be.scaleCols({ out: s.branch, inp: fc2, scale: w.gamma2 }, { rows, C: D });
   if (drop) be.scaleRows({ out: s.branch, inp: s.branch, scale: drop.mlp }, { rows: B, C: N * D });
   be.add({ out, a: acts.x2, b: s.branch });
 }
 
+/** The qkv bias `[3D]`: timm's `qkv.bias`, or BEiT's `[q_bias | 0 | v_bias]` built in `s.qkvBias`. */
+function qkvBias(be: Backend, w: BlockWeights, s: BlockScratch, D: number): Tensor {
+  if (w.qkvB) return w.qkvB;
+  // the middle third (k) is never written: it stays 0
+  be.copy(view(s.qkvBias, 0, [D]), w.qBias!);
+  be.copy(view(s.qkvBias, 2 * D, [D]), w.vBias!);
+  return s.qkvBias;
+}
+
 /**
  * Backward through the block, in place on the residual gradient: `d [B, N, D]` holds
- * ∂L/∂out on entry and ∂L/∂inp on exit. Parameter gradients accumulate into `g`.
+ * ∂L/∂out on entry and ∂L/∂inp on exit. Parameter gradients accumulate into `g` (and the
+ * relative position bias table's into `rel.dtable`).
  */
 export function blockBackward(
   be: Backend,
-  { d, inp, w, g, acts, s, drop }: {
+  { d, inp, w, g, acts, s, drop, rel = null }: {
     d: Tensor;
     inp: Tensor;
     w: BlockWeights;
@@ -272,6 +363,7 @@ export function blockBackward(
     acts: BlockActs;
     s: BlockScratch;
     drop: DropScales | null;
+    rel?: RelPos | null;
   },
   dims: BlockDims,
 ): void {
@@ -279,10 +371,17 @@ export function blockBackward(
   const HS = D / NH;
   const rows = B * N;
   const scale = 1 / Math.sqrt(HS);
-  // MLP branch: y = x2 + dp(fc2(gelu(fc1(ln2))))
+  // MLP branch: y = x2 + dp(γ2 ⊙ fc2(act(fc1(ln2))))
   let dBranch = d;
   if (drop) {
     be.scaleRows({ out: s.branch, inp: d, scale: drop.mlp }, { rows: B, C: N * D });
+    dBranch = s.branch;
+  }
+  if (w.gamma2) {
+    be.scaleColsBackward(
+      { dinp: s.branch, dscale: g.gamma2!, dout: dBranch, inp: acts.ls2, scale: w.gamma2 },
+      { rows, C: D },
+    );
     dBranch = s.branch;
   }
   linearBackward(
@@ -290,7 +389,11 @@ export function blockBackward(
     { dinp: s.dHidden, dweight: g.fc2W, dbias: g.fc2B, dout: dBranch, inp: acts.h, weight: w.fc2W },
     { rows, inF: hidden, outF: D },
   );
-  be.geluBackward({ dinp: s.dHidden2, dout: s.dHidden, inp: acts.pre });
+  if (dims.act === "quickgelu") {
+    be.quickGeluBackward({ dinp: s.dHidden2, dout: s.dHidden, inp: acts.pre });
+  } else {
+    be.geluBackward({ dinp: s.dHidden2, dout: s.dHidden, inp: acts.pre });
+  }
   linearBackward(
     be,
     { dinp: s.dD, dweight: g.fc1W, dbias: g.fc1B, dout: s.dHidden2, inp: acts.ln2, weight: w.fc1W },
@@ -309,10 +412,17 @@ export function blockBackward(
     },
     { rows, C: D, accumulate: true },
   ); // d = ∂L/∂x2
-  // attention branch: x2 = x + dp(proj(attn(ln1)))
+  // attention branch: x2 = x + dp(γ1 ⊙ proj(attn(ln1)))
   dBranch = d;
   if (drop) {
     be.scaleRows({ out: s.branch, inp: d, scale: drop.attn }, { rows: B, C: N * D });
+    dBranch = s.branch;
+  }
+  if (w.gamma1) {
+    be.scaleColsBackward(
+      { dinp: s.branch, dscale: g.gamma1!, dout: dBranch, inp: acts.ls1, scale: w.gamma1 },
+      { rows, C: D },
+    );
     dBranch = s.branch;
   }
   linearBackward(
@@ -348,6 +458,19 @@ export function blockBackward(
     C: N,
     scale,
   });
+  if (rel) {
+    if (!rel.dtable) throw new RangeError("Cannot run blockBackward: rel.dtable is missing");
+    be.relPosBiasBackward(
+      {
+        dtable: rel.dtable,
+        dout: s.dPreatt,
+        index: rel.index,
+        starts: rel.starts,
+        positions: rel.positions,
+      },
+      { B, NH, N, R: rel.R, scale: 1 / scale },
+    );
+  }
   // preatt = q · kᵀ:  dq = dPreatt · k ; dk = dPreattᵀ · q
   be.matmul({ out: s.dq, a: s.dPreatt, b: acts.k }, { M: N, N: HS, K: N, batch: B * NH });
   be.matmul({ out: s.dk, a: s.dPreatt, b: acts.q }, {
@@ -358,11 +481,18 @@ export function blockBackward(
     batch: B * NH,
   });
   be.splitHeadsBackward({ dqkv: s.dqkv, dq: s.dq, dk: s.dk, dv: s.dv }, { B, N, NH, HS });
+  const dqkvBias = g.qkvB ?? s.dqkvBias;
+  if (!g.qkvB) be.fill(s.dqkvBias, 0);
   linearBackward(
     be,
-    { dinp: s.dD, dweight: g.qkvW, dbias: g.qkvB, dout: s.dqkv, inp: acts.ln1, weight: w.qkvW },
+    { dinp: s.dD, dweight: g.qkvW, dbias: dqkvBias, dout: s.dqkv, inp: acts.ln1, weight: w.qkvW },
     { rows, inF: D, outF: 3 * D },
   );
+  if (!g.qkvB) {
+    // BEiT: q_bias and v_bias take their thirds of the qkv bias gradient; k's is dropped
+    be.add({ out: g.qBias!, a: g.qBias!, b: view(s.dqkvBias, 0, [D]) });
+    be.add({ out: g.vBias!, a: g.vBias!, b: view(s.dqkvBias, 2 * D, [D]) });
+  }
   be.layernormBackward(
     {
       dinp: d,

@@ -12,14 +12,17 @@ export interface LinearDims {
   outF: number;
 }
 
-/** `out [rows, outF] = inp [rows, inF] · weightᵀ + bias`; with `gelu`, `out = gelu(z)` and `pre = z`. */
+/**
+ * `out [rows, outF] = inp [rows, inF] · weightᵀ (+ bias)`; with `gelu`, `out = gelu(z)` and
+ * `pre = z`. No `bias`: a Linear without one (CLIP's patch embedding and projection).
+ */
 export function linearForward(
   be: Backend,
   { out, inp, weight, bias, pre }: {
     out: Tensor;
     inp: Tensor;
     weight: Tensor;
-    bias: Tensor;
+    bias?: Tensor;
     pre?: Tensor;
   },
   { rows, inF, outF }: LinearDims,
@@ -35,15 +38,15 @@ export function linearForward(
 }
 
 /**
- * `dweight += doutᵀ · inp`, `dbias += Σ_rows dout`, and `dinp = dout · weight`
- * (skipped when `dinp` is null, e.g. the patch embedding).
+ * `dweight += doutᵀ · inp`, `dbias += Σ_rows dout` (skipped when `dbias` is null: no bias),
+ * and `dinp = dout · weight` (skipped when `dinp` is null, e.g. the patch embedding).
  */
 export function linearBackward(
   be: Backend,
   { dinp, dweight, dbias, dout, inp, weight }: {
     dinp: Tensor | null;
     dweight: Tensor;
-    dbias: Tensor;
+    dbias: Tensor | null;
     dout: Tensor;
     inp: Tensor;
     weight: Tensor;
@@ -58,7 +61,7 @@ export function linearBackward(
     transA: true,
     accumulate: true,
   });
-  be.biasGrad({ dbias, dout }, { rows, C: outF });
+  if (dbias) be.biasGrad({ dbias, dout }, { rows, C: outF });
   // dinp [rows, inF] = dout[rows, outF] · weight[outF, inF]
   if (dinp) be.matmul({ out: dinp, a: dout, b: weight }, { M: rows, N: inF, K: outF });
 }

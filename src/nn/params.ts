@@ -19,7 +19,10 @@ export type Init =
   | { kind: "normal"; std: number }
   | { kind: "zeros" }
   | { kind: "ones" }
-  | { kind: "sincos"; grid: number; dim: number };
+  | { kind: "sincos"; grid: number; dim: number }
+  | { kind: "constant"; value: number }
+  /** timm `trunc_normal_(std)`: N(0, std²) redrawn outside [−2, 2], then times `scale` (default 1). */
+  | { kind: "truncNormal"; std: number; scale?: number };
 
 /** One row of the parameter table. */
 export interface ParamSpec {
@@ -131,6 +134,18 @@ export function initValues(spec: ParamSpec, rng: Rng): Float32Array {
     }
     case "sincos":
       return sincosPosEmbed(init.grid, init.dim);
+    case "constant":
+      return new Float32Array(n).fill(init.value);
+    case "truncNormal": {
+      const out = new Float32Array(n);
+      const scale = init.scale ?? 1;
+      for (let i = 0; i < n; i++) {
+        let v = init.std * rng.normal();
+        while (v < -2 || v > 2) v = init.std * rng.normal();
+        out[i] = v * scale;
+      }
+      return out;
+    }
   }
 }
 

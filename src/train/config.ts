@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { IMAGENET_MEAN, IMAGENET_STD } from "../data/pipeline.ts";
 import { PRESETS } from "../models/config.ts";
 import { LOSSES, type LossName } from "../models/losses.ts";
 import {
@@ -15,12 +16,19 @@ import {
   nonNegative,
   nonNegativeInt,
   oneOf,
+  positive,
   positiveInt,
+  type RecipeTable,
 } from "../util/config.ts";
 import { checkBoundaries, stageBoundaries } from "./schedule.ts";
 
 /** Everything a pre-training run needs (saved as `runs/<name>/config.json`). */
 export interface PretrainConfig {
+  /**
+   * A named recipe ({@link PRETRAIN_RECIPES}): its values replace the defaults and explicit
+   * settings override it; `""`: none.
+   */
+  recipe: string;
   /** Run name: outputs go to `<runsDir>/<name>/`. */
   name: string;
   /** Parent directory of runs. */
@@ -55,13 +63,26 @@ export interface PretrainConfig {
   beta1: number;
   /** AdamW betas. */
   beta2: number;
+  /** AdamW denominator epsilon. */
+  eps: number;
   /** Gradient-norm clip (0: none). */
   clipGrad: number;
   /** Stochastic depth rate (linear over blocks). */
   dropPath: number;
-  /** Fraction of patches removed. */
+  /** Fraction of patches removed (random masking; block masking removes 78/196 of them). */
   maskRatio: number;
-  /** Stage-0 teacher: `random` (copy of the student's init), `random0` (zero depth), `pixels`, or a checkpoint path. */
+  /**
+   * Student kind: `asymmetric` (MAE-style encoder on visible patches + decoder, the
+   * reference dBOT) or `symmetric` (BEiT-style: the encoder sees every token, masked ones
+   * replaced by a mask token; the CLIP-teacher branch).
+   */
+  student: "asymmetric" | "symmetric";
+  /** Masking: `random` (per-sample shuffle, reference dBOT) or `block` (BEiT blocks; symmetric student only). */
+  mask: "random" | "block";
+  /**
+   * Stage-0 teacher: `random` (copy of the student's init), `random0` (zero depth),
+   * `pixels`, a ViT checkpoint path, or `clip:PATH` (a CLIP image tower in safetensors).
+   */
   teacher: string;
   /** Distillation loss: `smoothl1` (reference dBOT), `cosine` (CLIP branch) or `mse` (MAE). */
   loss: LossName;
@@ -79,6 +100,13 @@ export interface PretrainConfig {
   knnK: number;
   /** Feature for k-NN: cls token or mean of patch tokens. */
   knnPool: "cls" | "mean";
+  /** RandomResizedCrop area range [min, max] (reference dBOT 0.2–1; CLIP branch 0.4–1). */
+  cropScale: number[];
+  /**
+   * ColorJitter strength s: brightness, contrast and saturation factors uniform in
+   * [1−s, 1+s], applied in random order before the crop (CLIP branch 0.4; 0: off).
+   */
+  colorJitter: number;
   /** Normalisation mean per channel (empty: measured on the training images). */
   mean: number[];
   /** Normalisation std per channel (empty: measured on the training images). */
@@ -106,6 +134,7 @@ export const MAX_CONSECUTIVE_SKIPS = 10;
  * 5000 images, k-NN on the cls token; ≈3 min on 2 CPU cores).
  */
 export const PRETRAIN_DEFAULTS: Readonly<PretrainConfig> = Object.freeze({
+  recipe: "",
   name: "default",
   runsDir: "runs",
   data: "shapes",
@@ -123,9 +152,12 @@ export const PRETRAIN_DEFAULTS: Readonly<PretrainConfig> = Object.freeze({
   weightDecay: 0.05,
   beta1: 0.9,
   beta2: 0.95,
+  eps: 1e-8,
   clipGrad: 3.0,
   dropPath: 0.1,
   maskRatio: 0.75,
+  student: "asymmetric",
+  mask: "random",
   teacher: "random",
   loss: "smoothl1",
   teacherHeads: 0,
@@ -135,6 +167,8 @@ export const PRETRAIN_DEFAULTS: Readonly<PretrainConfig> = Object.freeze({
   knnTest: 1000,
   knnK: 20,
   knnPool: "cls",
+  cropScale: [0.2, 1],
+  colorJitter: 0,
   mean: [],
   std: [],
   logEvery: 10,
@@ -143,11 +177,116 @@ export const PRETRAIN_DEFAULTS: Readonly<PretrainConfig> = Object.freeze({
   strict: false,
 });
 
+/** What every ImageNet-scale recipe shares: 224 px, ImageNet mean/std, 4096 images a step. */
+const IMAGENET_SCALE: Readonly<Partial<PretrainConfig>> = {
+  imgSize: 224,
+  batch: 64,
+  accum: 64, // 64 × 64 = 4096 images per step in one process; with N ranks give --accum 64/N
+  mean: [...IMAGENET_MEAN],
+  std: [...IMAGENET_STD],
+  weightDecay: 0.05,
+  beta1: 0.9,
+  boundaries: [],
+};
+
+/** The reference dBOT recipe (PRETRAIN.md, `main` branch): 2 × 800 epochs, base LR 1.5e-4. */
+const DBOT_RECIPE: Readonly<Partial<PretrainConfig>> = {
+  ...IMAGENET_SCALE,
+  patchSize: 16,
+  stages: 2,
+  epochsPerStage: 800,
+  warmupEpochs: 40,
+  baseLr: 1.5e-4,
+  minLr: 0,
+  beta2: 0.95,
+  eps: 1e-8,
+  maskRatio: 0.75,
+  student: "asymmetric",
+  mask: "random",
+  loss: "smoothl1",
+  cropScale: [0.2, 1],
+  colorJitter: 0,
+};
+
+/**
+ * The CLIP-teacher branch (`beit` branch PRETRAIN.md and run.sh): one stage of 1600 epochs,
+ * lr 3e-3 at batch 4096 (base LR 3e-3 × 256/4096 = 1.875e-4, so other batches scale
+ * linearly), AdamW betas 0.9/0.98, eps 1e-6, clip 3, 10 warmup epochs, cosine to 1e-5,
+ * drop path 0.1, symmetric student, block masking, cosine loss, ColorJitter 0.4 + crop 0.4–1.
+ */
+const CLIP_RECIPE: Readonly<Partial<PretrainConfig>> = {
+  ...IMAGENET_SCALE,
+  patchSize: 16,
+  stages: 1,
+  epochsPerStage: 1600,
+  warmupEpochs: 10,
+  baseLr: 3e-3 * 256 / 4096,
+  minLr: 1e-5,
+  beta2: 0.98,
+  eps: 1e-6,
+  clipGrad: 3,
+  dropPath: 0.1,
+  student: "symmetric",
+  mask: "block",
+  loss: "cosine",
+  cropScale: [0.4, 1],
+  colorJitter: 0.4,
+};
+
+/**
+ * `--recipe`: the reference's per-size settings. The dBOT recipes set drop path 0.2/0.2/0.3,
+ * clip 3 for ViT-B only, a zero-depth stage-0 teacher for ViT-L/H; the CLIP recipes need
+ * `--teacher clip:PATH` (CLIP ViT-B/16 or ViT-L/14 image tower).
+ */
+export const PRETRAIN_RECIPES: RecipeTable<PretrainConfig> = Object.freeze({
+  key: "recipe",
+  table: Object.freeze({
+    "vit-base": {
+      ...DBOT_RECIPE,
+      model: "vit-base",
+      dropPath: 0.2,
+      clipGrad: 3,
+      teacher: "random",
+    },
+    "vit-large": {
+      ...DBOT_RECIPE,
+      model: "vit-large",
+      dropPath: 0.2,
+      clipGrad: 0,
+      teacher: "random0",
+    },
+    "vit-huge": {
+      ...DBOT_RECIPE,
+      model: "vit-huge",
+      patchSize: 14,
+      dropPath: 0.3,
+      clipGrad: 0,
+      teacher: "random0",
+    },
+    "clip-b16": { ...CLIP_RECIPE, model: "vit-base" },
+    "clip-l14": { ...CLIP_RECIPE, model: "vit-large" },
+  }),
+});
+
+/** The teachers a CLIP recipe cannot use (it needs a pre-trained one). */
+const BUILT_IN_TEACHERS = ["random", "random0", "pixels"];
+
 /** Help and checks of every pre-training setting: the resolver, `--flags` and `--help`. */
 export const PRETRAIN_CONFIG: Config<PretrainConfig> = defineConfig<PretrainConfig>({
   what: "pre-training",
   defaults: PRETRAIN_DEFAULTS,
+  recipes: PRETRAIN_RECIPES,
   settings: {
+    recipe: {
+      help: `${Object.keys(PRETRAIN_RECIPES.table).join(" | ")}: the reference's per-size ` +
+        "settings (vit-*: dBOT 2 × 800 epochs, base LR 1.5e-4, 40 warmup epochs a stage, drop " +
+        "path 0.2/0.2/0.3, clip 3 for B only, zero-depth stage-0 teacher for L/H; clip-*: the " +
+        "CLIP-teacher branch, lr 3e-3 at batch 4096 scaled linearly = base LR 1.875e-4, betas " +
+        "0.9/0.98, eps 1e-6, wd 0.05, clip 3, 10 warmup epochs, cosine to min LR 1e-5, drop path " +
+        "0.1, symmetric student, block masking, cosine loss, ColorJitter 0.4, crop 0.4-1); " +
+        "flags given override it; --print-config shows the result",
+      check: oneOf("", ...Object.keys(PRETRAIN_RECIPES.table)),
+    },
     name: {
       help: "run name: outputs in runs/<name>/",
       check: check(
@@ -176,15 +315,37 @@ export const PRETRAIN_CONFIG: Config<PretrainConfig> = defineConfig<PretrainConf
       help: "stage boundaries in epochs, e.g. 0,800,1600 (overrides --stages/--epochs-per-stage)",
     },
     warmupEpochs: { help: "linear warmup epochs at the start of each stage", check: nonNegative },
-    baseLr: { help: "base LR; effective = base × batch·accum / 256", check: nonNegative },
+    baseLr: {
+      help: "base LR; effective = base × batch·accum / 256 (the CLIP branch's lr 3e-3 at batch " +
+        "4096 is base 1.875e-4, scaled linearly for other batches)",
+      check: nonNegative,
+    },
     minLr: { help: "LR at the end of each cosine", check: nonNegative },
     weightDecay: { help: "AdamW weight decay", check: nonNegative },
     beta1: { help: "AdamW beta1", check: fraction },
     beta2: { help: "AdamW beta2", check: fraction },
+    eps: { help: "AdamW epsilon", check: positive },
     clipGrad: { help: "gradient-norm clip (0: none)", check: nonNegative },
     dropPath: { help: "stochastic depth rate", check: fraction },
-    maskRatio: { help: "fraction of patches removed", check: fraction },
-    teacher: { help: "random | random0 | pixels | PATH.safetensors" },
+    maskRatio: { help: "fraction of patches removed (random masking)", check: fraction },
+    student: {
+      help: "asymmetric (reference dBOT: encoder on visible patches + decoder) | symmetric " +
+        "(BEiT-style: mask tokens in the encoder, the CLIP-teacher branch)",
+      check: oneOf("asymmetric", "symmetric"),
+    },
+    mask: {
+      help: "random | block (BEiT blocks, 78/196 of the patches; needs --student symmetric)",
+      check: oneOf("random", "block"),
+    },
+    teacher: {
+      help: "random | random0 | pixels | PATH.safetensors (a ViT, timm names) | " +
+        "clip:PATH.safetensors (a CLIP image tower, OpenAI/OpenCLIP names)",
+      check: check(
+        (v) => !v.startsWith("clip:") || v.length > "clip:".length,
+        "give clip:PATH.safetensors, the CLIP checkpoint after the colon",
+        "type",
+      ),
+    },
     loss: {
       help: "smoothl1 (reference) | cosine | mse (MAE: masked patches only)",
       check: oneOf(...Object.keys(LOSSES) as LossName[]),
@@ -199,6 +360,17 @@ export const PRETRAIN_CONFIG: Config<PretrainConfig> = defineConfig<PretrainConf
     knnTest: { help: "k-NN: test images embedded", check: nonNegativeInt },
     knnK: { help: "k-NN neighbours", check: positiveInt },
     knnPool: { help: "k-NN feature: cls | mean", check: oneOf("cls", "mean") },
+    cropScale: {
+      help: "RandomResizedCrop area range min,max (reference 0.2,1; CLIP branch 0.4,1)",
+      check: check(
+        (v) => v.length === 2 && v[0] > 0 && v[0] <= v[1] && v[1] <= 1,
+        "give two fractions min,max with 0 < min <= max <= 1, e.g. 0.2,1",
+      ),
+    },
+    colorJitter: {
+      help: "ColorJitter brightness/contrast/saturation strength (CLIP branch 0.4; 0: off)",
+      check: check((v) => v >= 0 && v < 1, "give a value in [0, 1), e.g. 0.4"),
+    },
     mean: { help: "normalisation mean a,b,c (default: measured)" },
     std: { help: "normalisation std a,b,c (default: measured)" },
     logEvery: { help: "steps between metric lines", check: positiveInt },
@@ -212,6 +384,33 @@ export const PRETRAIN_CONFIG: Config<PretrainConfig> = defineConfig<PretrainConf
     },
   },
   checkAll(c) {
+    if (c.mask === "block" && c.student !== "symmetric") {
+      throw new RangeError(
+        "Cannot use block masking with the asymmetric student: its encoder drops the masked " +
+          "patches, so it needs the same count per image; add --student symmetric or use --mask random",
+      );
+    }
+    if (c.recipe.startsWith("clip-") && BUILT_IN_TEACHERS.includes(c.teacher)) {
+      throw new TypeError(
+        `Cannot use recipe ${c.recipe} with the ${c.teacher} teacher: it distils a CLIP image ` +
+          `tower; give --teacher clip:PATH.safetensors (CLIP ViT-${
+            c.recipe === "clip-b16" ? "B/16" : "L/14"
+          })`,
+      );
+    }
+    if (c.student === "symmetric" && (c.teacher === "random" || c.teacher === "random0")) {
+      throw new TypeError(
+        `Cannot use the symmetric student with the ${c.teacher} teacher: a random teacher is a ` +
+          "copy of the asymmetric student's encoder; give --teacher clip:PATH.safetensors, " +
+          "--teacher PATH.safetensors (a ViT) or --teacher pixels",
+      );
+    }
+    if (c.student === "symmetric" && planBoundaries(c).length > 2) {
+      throw new RangeError(
+        "Cannot bootstrap the symmetric student over several stages (its encoder is not a " +
+          "teacher-shaped ViT); give --stages 1 or --boundaries 0,N",
+      );
+    }
     if (c.mean.length !== c.std.length) {
       throw new RangeError(
         `Cannot normalise with ${c.mean.length} means and ${c.std.length} stds: give as many of each`,

@@ -8,8 +8,12 @@
  *   layer-wise LR decay decay^(depth+1−id), drop path, label smoothing,
  *   mixup / cutmix (timm `Mixup`, batch mode, switch prob 0.5) as soft targets.
  *
- * Train view: RandomResizedCrop + flip ({@link ImagePipeline.train}); eval view: resize +
- * centre crop. Writes `<runsDir>/<name>/classifier.safetensors` (encoder names without
+ * Train view ({@link ImagePipeline.train}): RandomResizedCrop + flip, with the ImageNet
+ * recipe (`--recipe vit-base|vit-large|vit-huge`) crop 0.08–1 + RandAugment
+ * `rand-m9-mstd0.5-inc1` + RandomErasing 0.25 (timm); eval view: resize + centre crop
+ * (crop fraction 0.875 in the recipes). The defaults stay the small-data settings (crop
+ * 0.2–1 + flip, no RandAugment or erasing, eval crop 1: 28–32 px images have no border to
+ * spare). Writes `<runsDir>/<name>/classifier.safetensors` (encoder names without
  * `norm.*`, plus `fc_norm.*` / `head.*`) and `summary.json`.
  *
  * @module
@@ -36,10 +40,13 @@ import {
   nonEmpty,
   nonNegative,
   nonNegativeInt,
+  oneOf,
   positive,
   positiveInt,
   probability,
+  type RecipeTable,
 } from "../util/config.ts";
+import { parseRandAugment } from "../data/randaugment.ts";
 import { Rng } from "../util/rng.ts";
 import { AdamW } from "./adamw.ts";
 import { NonFiniteLossError, TrainStep } from "./step.ts";
@@ -49,6 +56,8 @@ import { effectiveLr, lrAt } from "./schedule.ts";
 
 /** Everything a fine-tuning run needs (saved in the classifier's metadata). */
 export interface FinetuneConfig {
+  /** A named recipe ({@link FINETUNE_RECIPES}, DOWNSTREAM.md per size); `""`: none. */
+  recipe: string;
   /** Pre-trained encoder checkpoint (timm names). */
   checkpoint: string;
   /** Dataset: `shapes`, `fashion-mnist[:DIR]` or a directory of class folders. */
@@ -73,6 +82,16 @@ export interface FinetuneConfig {
   layerDecay: number;
   /** Stochastic depth rate. */
   dropPath: number;
+  /** Gradient-norm clip (0: none; DOWNSTREAM ViT-L 1.0). */
+  clipGrad: number;
+  /** RandomResizedCrop area range of the training view (timm/ImageNet 0.08–1). */
+  cropScale: number[];
+  /** timm RandAugment after crop + flip, e.g. `rand-m9-mstd0.5-inc1` (""; off). */
+  randAugment: string;
+  /** RandomErasing probability (timm mode "pixel"; ImageNet recipe 0.25). */
+  reprob: number;
+  /** Evaluation crop fraction: resize to ⌊size / cropPct⌋, centre-crop size (ImageNet 0.875). */
+  cropPct: number;
   /** Label smoothing. */
   smoothing: number;
   /** Mixup Beta(α, α); 0: off. */
@@ -97,6 +116,7 @@ export interface FinetuneConfig {
 
 /** The defaults (small-data settings; reference values in the field docs). */
 export const FINETUNE_DEFAULTS: Readonly<FinetuneConfig> = Object.freeze({
+  recipe: "",
   checkpoint: "",
   data: "shapes",
   name: "finetune",
@@ -109,6 +129,11 @@ export const FINETUNE_DEFAULTS: Readonly<FinetuneConfig> = Object.freeze({
   weightDecay: 0.05,
   layerDecay: 0.75,
   dropPath: 0.1,
+  clipGrad: 0,
+  cropScale: [0.2, 1],
+  randAugment: "",
+  reprob: 0,
+  cropPct: 1,
   smoothing: 0.1,
   mixup: 0.8,
   cutmix: 1.0,
@@ -121,11 +146,56 @@ export const FINETUNE_DEFAULTS: Readonly<FinetuneConfig> = Object.freeze({
   save: true,
 });
 
+/** The ImageNet fine-tuning recipe shared by every size (MAE/dBOT `main_finetune.py`). */
+const IMAGENET_FINETUNE: Readonly<Partial<FinetuneConfig>> = {
+  warmupEpochs: 5,
+  baseLr: 3e-4,
+  minLr: 1e-6,
+  weightDecay: 0.05,
+  smoothing: 0.1,
+  mixup: 0.8,
+  cutmix: 1.0,
+  switchProb: 0.5,
+  cropScale: [0.08, 1],
+  randAugment: "rand-m9-mstd0.5-inc1",
+  reprob: 0.25,
+  cropPct: 0.875,
+};
+
+/**
+ * `--recipe`: dBOT's DOWNSTREAM.md per size (effective batch 1024 there; the LR scales with
+ * `--batch`): ViT-B 100 epochs, layer decay 0.65, drop path 0.1; ViT-L 50 epochs, 0.75,
+ * drop path 0.25, clip 1.0; ViT-H 50 epochs, 0.75, drop path 0.3; all base LR 3e-4, warmup
+ * 5, RandAugment rand-m9-mstd0.5-inc1, RandomErasing 0.25, crop 0.08–1, eval crop 0.875.
+ */
+export const FINETUNE_RECIPES: RecipeTable<FinetuneConfig> = Object.freeze({
+  key: "recipe",
+  table: Object.freeze({
+    "vit-base": { ...IMAGENET_FINETUNE, epochs: 100, layerDecay: 0.65, dropPath: 0.1, clipGrad: 0 },
+    "vit-large": {
+      ...IMAGENET_FINETUNE,
+      epochs: 50,
+      layerDecay: 0.75,
+      dropPath: 0.25,
+      clipGrad: 1.0,
+    },
+    "vit-huge": { ...IMAGENET_FINETUNE, epochs: 50, layerDecay: 0.75, dropPath: 0.3, clipGrad: 0 },
+  }),
+});
+
 /** Help and checks of every fine-tuning setting: the resolver, `--flags` and `--help`. */
 export const FINETUNE_CONFIG: Config<FinetuneConfig> = defineConfig<FinetuneConfig>({
   what: "fine-tuning",
   defaults: FINETUNE_DEFAULTS,
+  recipes: FINETUNE_RECIPES,
   settings: {
+    recipe: {
+      help: "vit-base | vit-large | vit-huge: dBOT DOWNSTREAM.md per size (base LR 3e-4, warmup " +
+        "5, layer decay 0.65/0.75/0.75, drop path 0.1/0.25/0.3, epochs 100/50/50, clip 1.0 for " +
+        "L, RandAugment rand-m9-mstd0.5-inc1, RandomErasing 0.25, crop 0.08-1, eval crop " +
+        "0.875); flags given override it; --print-config shows the result",
+      check: oneOf("", ...Object.keys(FINETUNE_RECIPES.table)),
+    },
     checkpoint: {
       help: "pre-trained ViT checkpoint (.safetensors, timm names)",
       check: nonEmpty("give the checkpoint to fine-tune"),
@@ -144,6 +214,27 @@ export const FINETUNE_CONFIG: Config<FinetuneConfig> = defineConfig<FinetuneConf
       check: check((v) => v > 0 && v <= 1, "give a value in (0, 1]"),
     },
     dropPath: { help: "stochastic depth rate", check: fraction },
+    clipGrad: { help: "gradient-norm clip (0: none)", check: nonNegative },
+    cropScale: {
+      help: "RandomResizedCrop area range min,max (ImageNet recipe 0.08,1)",
+      check: check(
+        (v) => v.length === 2 && v[0] > 0 && v[0] <= v[1] && v[1] <= 1,
+        "give two fractions min,max with 0 < min <= max <= 1, e.g. 0.08,1",
+      ),
+    },
+    randAugment: {
+      help: "timm RandAugment spec after crop + flip, e.g. rand-m9-mstd0.5-inc1 (empty: off)",
+      check: check(
+        (v) => v === "" || validRandAugment(v),
+        "give a timm spec such as rand-m9-mstd0.5-inc1 (increasing ops), or an empty string",
+        "type",
+      ),
+    },
+    reprob: { help: "RandomErasing probability (timm mode pixel)", check: probability },
+    cropPct: {
+      help: "eval crop fraction: resize to size/cropPct, centre-crop (ImageNet 0.875)",
+      check: check((v) => v > 0 && v <= 1, "give a value in (0, 1], e.g. 0.875"),
+    },
     smoothing: { help: "label smoothing", check: fraction },
     mixup: { help: "mixup Beta(α, α) (0: off)", check: nonNegative },
     cutmix: { help: "CutMix Beta(α, α) (0: off)", check: nonNegative },
@@ -159,6 +250,16 @@ export const FINETUNE_CONFIG: Config<FinetuneConfig> = defineConfig<FinetuneConf
     save: { help: "write the classifier checkpoint", flag: false },
   },
 });
+
+/** Whether `spec` parses as a RandAugment spec this library implements. */
+function validRandAugment(spec: string): boolean {
+  try {
+    parseRandAugment(spec);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** `FINETUNE_DEFAULTS` with checked overrides; an unknown key or a wrong type is a TypeError. */
 export function resolveFinetune(overrides: Partial<Record<string, unknown>>): FinetuneConfig {
@@ -341,8 +442,15 @@ export async function finetune(
     : trainDs.channels === C
     ? channelStats(trainDs, C, 1000)
     : { mean: IMAGENET_MEAN.slice(0, C), std: IMAGENET_STD.slice(0, C) };
-  const train = new ImagePipeline(trainDs, vit.imgSize, C, stats.mean, stats.std);
-  const test = new ImagePipeline(testDs, vit.imgSize, C, stats.mean, stats.std);
+  // train: RRC + flip [+ RandAugment] + normalise [+ RandomErasing]; eval: resize + crop
+  const train = new ImagePipeline(trainDs, vit.imgSize, C, stats.mean, stats.std, {
+    cropScale: cfg.cropScale,
+    randAugment: cfg.randAugment,
+    reprob: cfg.reprob,
+  });
+  const test = new ImagePipeline(testDs, vit.imgSize, C, stats.mean, stats.std, {
+    cropPct: cfg.cropPct,
+  });
   const K = trainDs.classNames.length;
   const nTrain = Math.min(trainDs.count, cfg.trainLimit || Infinity);
   const nTest = Math.min(testDs.count, cfg.testLimit || Infinity);
@@ -367,7 +475,7 @@ export async function finetune(
     beta2: 0.999,
     eps: 1e-8,
     weightDecay: cfg.weightDecay,
-    clipGrad: Infinity,
+    clipGrad: cfg.clipGrad > 0 ? cfg.clipGrad : Infinity,
     lrScale: layerDecayScale(vit.depth, cfg.layerDecay),
   });
   const lr = effectiveLr(cfg.baseLr, B);
@@ -380,7 +488,12 @@ export async function finetune(
   log(
     `finetune: ${nTrain} train / ${nTest} test images, ${K} classes, D ${vit.embedDim} depth ` +
       `${vit.depth}, ${itersPerEpoch} steps/epoch × ${cfg.epochs} epochs, lr = ${cfg.baseLr} × ` +
-      `${B}/256 = ${lr.toExponential(3)}, layer decay ${cfg.layerDecay}, drop path ${cfg.dropPath}`,
+      `${B}/256 = ${
+        lr.toExponential(3)
+      }, layer decay ${cfg.layerDecay}, drop path ${cfg.dropPath}, ` +
+      `augmentation: crop ${cfg.cropScale.join("-")} + flip${
+        cfg.randAugment ? ` + RandAugment ${cfg.randAugment}` : ""
+      }${cfg.reprob ? ` + RandomErasing ${cfg.reprob}` : ""}, eval crop ${cfg.cropPct}`,
   );
 
   const imgLen = C * vit.imgSize * vit.imgSize;

@@ -18,6 +18,7 @@ export {
   MAX_CONSECUTIVE_SKIPS,
   PRETRAIN_CONFIG,
   PRETRAIN_DEFAULTS,
+  PRETRAIN_RECIPES,
   type PretrainConfig,
   resolvePretrain,
 } from "./config.ts";
@@ -40,6 +41,7 @@ export {
   finetune,
   FINETUNE_CONFIG,
   FINETUNE_DEFAULTS,
+  FINETUNE_RECIPES,
   type FinetuneConfig,
   type FinetuneSummary,
   readClassifier,
@@ -58,16 +60,35 @@ export {
   type TrainLinearProbeOptions,
 } from "./linprobe.ts";
 export {
+  type CurvePoint,
+  REFERENCE_BASE_LR,
   reproduce,
   REPRODUCE_BUDGETS,
   REPRODUCE_CONFIG,
   REPRODUCE_DEFAULTS,
   type ReproduceBudget,
   type ReproduceBudgetName,
+  reproduceCommand,
   type ReproduceConfig,
+  reproduceDir,
+  type ReproduceHooks,
   type ReproduceOptions,
+  type ReproduceReport,
   type ReproduceRow,
   resolveReproduce,
+  type RowResult,
+  type RowSummary,
+  type Stat,
+  WARMUP_FRACTION,
 } from "./reproduce.ts";
-export type { Check, Config, ConfigSchema, Setting, SettingValue } from "../util/config.ts";
+export type { AnalysisSummary } from "./reproduce_report.ts";
+export type {
+  Check,
+  Config,
+  ConfigSchema,
+  RecipeTable,
+  Setting,
+  SettingSource,
+  SettingValue,
+} from "../util/config.ts";
 export type { Flags, FlagSpec } from "../util/cli.ts";

@@ -10,8 +10,10 @@
  *
  * @module
  */
-import { Rng } from "../util/rng.ts";
-import type { ImagePipeline } from "../data/pipeline.ts";
+import { type PreparedBatch, renderBatch } from "./micro_batch.ts";
+import type { AugmentOptions } from "../data/pipeline.ts";
+
+export { type PreparedBatch, renderBatch };
 
 /** What the worker needs to rebuild the training pipeline: the dataset spec and transform. */
 export interface PrefetchInit {
@@ -27,16 +29,8 @@ export interface PrefetchInit {
   mean: number[];
   /** Normalisation std per channel. */
   std: number[];
-}
-
-/** One batch's images `[B, C, size, size]` and the RNG state after drawing them. */
-export interface PreparedBatch {
-  /** The images. */
-  images: Float32Array;
-  /** `Rng.state` after the batch's augmentations (one stream: the last sample's). */
-  rngState: number;
-  /** With one seed per sample: each sample's `Rng.state` after its augmentation. */
-  rngStates?: Uint32Array;
+  /** The training transforms (default: the reference dBOT pre-training). */
+  augment?: AugmentOptions;
 }
 
 /** A message to the worker. */
@@ -48,37 +42,6 @@ export type PrefetchRequest =
 export type PrefetchReply =
   | { kind: "batch"; id: number; images: Float32Array; rngState: number; rngStates?: Uint32Array }
   | { kind: "error"; id: number; message: string };
-
-/**
- * Renders one batch on this thread (the synchronous path, and the worker's body): one RNG
- * stream from `seed`, or with one seed per sample, sample b from `new Rng(seed[b])` (its
- * state after the augmentation in `rngStates[b]`).
- */
-export function renderBatch(
-  pipe: ImagePipeline,
-  indices: Int32Array,
-  seed: number | Uint32Array,
-  out?: Float32Array,
-): PreparedBatch {
-  const per = pipe.channels * pipe.size * pipe.size;
-  const images = out ?? new Float32Array(indices.length * per);
-  if (typeof seed !== "number") {
-    if (seed.length !== indices.length) {
-      throw new RangeError(`Cannot render ${indices.length} images from ${seed.length} seeds`);
-    }
-    const rngStates = new Uint32Array(indices.length);
-    let rng = new Rng(0);
-    for (let b = 0; b < indices.length; b++) {
-      rng = new Rng(seed[b]);
-      images.set(pipe.train(indices[b], rng), b * per);
-      rngStates[b] = rng.state;
-    }
-    return { images, rngState: rng.state, rngStates };
-  }
-  const rng = new Rng(seed);
-  for (let b = 0; b < indices.length; b++) images.set(pipe.train(indices[b], rng), b * per);
-  return { images, rngState: rng.state };
-}
 
 /**
  * Jobs run in order on one worker; {@link Prefetcher.next} returns the oldest one's batch.

@@ -15,10 +15,10 @@ let pipe: Promise<ImagePipeline> | null = null;
 self.onmessage = async (e: MessageEvent<PrefetchRequest>) => {
   const msg = e.data;
   if (msg.kind === "init") {
-    const { data, strict, size, channels, mean, std } = msg.init;
+    const { data, strict, size, channels, mean, std, augment } = msg.init;
     // The main thread already reported any skipped file: stay quiet here.
     pipe = openDataset(data, "train", { strict, warn: () => {} })
-      .then((ds) => new ImagePipeline(ds, size, channels, mean, std));
+      .then((ds) => new ImagePipeline(ds, size, channels, mean, std, augment));
     return;
   }
   let reply: PrefetchReply;

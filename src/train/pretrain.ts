@@ -37,13 +37,8 @@ import {
 } from "./metrics.ts";
 import { openRunData, type RunData } from "./run_data.ts";
 import { effectiveLr, lrAt, stageAt } from "./schedule.ts";
-import {
-  buildTrainee,
-  nextStage,
-  stageZeroTeacher,
-  startStageZero,
-  type Trainee,
-} from "./stages.ts";
+import { buildTrainee, nextStage, startStageZero, type Trainee } from "./stages.ts";
+import { stageZeroTeacher } from "./stage_zero.ts";
 import { loadState, readState, type RunPosition, saveState, stateSummary } from "./state.ts";
 import { NonFiniteLossError, type StepResult, TrainStep } from "./step.ts";
 
@@ -247,7 +242,7 @@ class PretrainRun {
       if (hooks.resume) await checkGlobalBatch(dir, stepImages, comm.size);
       const saved = hooks.resume ? await readState(statePath) : null;
       if (hooks.resume && !saved) log(`no ${statePath} yet: starting from scratch`);
-      const src = saved ? null : await stageZeroTeacher(cfg, data.student);
+      const src = saved ? null : await stageZeroTeacher(cfg, data.student, data.stats);
       const t = buildTrainee(be, cfg, data.student, saved?.teacherCfg ?? src!.cfg);
       let pos: RunPosition;
       if (saved) {

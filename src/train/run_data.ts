@@ -14,24 +14,17 @@
  * @module
  */
 import { openDataset } from "../data/dataset.ts";
-import { channelStats, deriveSeed, ImagePipeline, permutation } from "../data/pipeline.ts";
+import { channelStats, ImagePipeline } from "../data/pipeline.ts";
 import { Embedder } from "../eval/embed.ts";
 import { knnClassify, type KnnResult } from "../eval/knn.ts";
 import type { Backend } from "../backend/backend.ts";
 import { deriveVit, type VitConfig, vitFromPreset } from "../models/config.ts";
-import { Rng } from "../util/rng.ts";
+import { symmetricVit } from "../models/symmetric_student.ts";
 import type { PretrainConfig } from "./config.ts";
 import { Prefetcher, type PreparedBatch, renderBatch } from "./prefetch.ts";
+import { epochOrder, type MicroBatch, microBatchJob, microBatchOf } from "./micro_batch.ts";
 
-/** One micro-batch: images `[B, C, H, W]`, their masking noise and per-sample RNGs. */
-export interface MicroBatch {
-  /** The images. */
-  images: Float32Array;
-  /** Masking noise `[B, L]`: each sample's draws right after its augmentation. */
-  noise: Float32Array;
-  /** Each sample's stream after its noise (drop path: `DbotModel.setBatch`). */
-  rngs: Rng[];
-}
+export type { MicroBatch } from "./micro_batch.ts";
 
 /** What {@link openRunData} returns. */
 export interface RunData {
@@ -72,7 +65,9 @@ export async function openRunData(
   const stats = cfg.mean.length
     ? { mean: cfg.mean, std: cfg.std }
     : channelStats(trainDs, channels, 1000);
-  const train = new ImagePipeline(trainDs, size, channels, stats.mean, stats.std);
+  // the training view: cfg's crop scale and colour jitter (the CLIP branch's augmentation)
+  const augment = { cropScale: [...cfg.cropScale], colorJitter: cfg.colorJitter };
+  const train = new ImagePipeline(trainDs, size, channels, stats.mean, stats.std, augment);
   const test = new ImagePipeline(testDs, size, channels, stats.mean, stats.std);
   const nTrain = cfg.trainLimit ? Math.min(cfg.trainLimit, trainDs.count) : trainDs.count;
   const stepImages = cfg.batch * cfg.accum * ranks;
@@ -83,11 +78,14 @@ export async function openRunData(
         `${ranks > 1 ? ` (${ranks} ranks)` : ""}; lower --batch or --accum`,
     );
   }
-  const student = vitFromPreset(cfg.model, {
+  const preset = vitFromPreset(cfg.model, {
     imgSize: size,
     patchSize: cfg.patchSize,
     inChans: channels,
   });
+  // the symmetric student's encoder is a BEiT (no abs. position embedding, relative position
+  // bias, layer scale, q/v biases): k-NN and checkpoints use that config
+  const student = cfg.student === "symmetric" ? symmetricVit(preset) : preset;
   const embedder = new Embedder(be, student, Math.min(64, Math.max(1, cfg.knnTest)));
   const pf = o.prefetch
     ? Prefetcher.create({
@@ -97,25 +95,16 @@ export async function openRunData(
       channels,
       mean: [...stats.mean],
       std: [...stats.std],
+      augment,
     })
     : null;
   const images = new Float32Array(cfg.batch * channels * size * size);
   const L = deriveVit(student).numPatches;
 
   function epochBatches(epoch: number, first: number, step: number) {
-    const order = permutation(nTrain, new Rng(deriveSeed(cfg.seed, 2, epoch)));
-    // this rank's micro-batch j of the epoch (counted from `first`): its images and one
-    // augmentation seed per sample, keyed by the sample's global index over the whole run
-    const job = (j: number) => {
-      const it = Math.floor(j / cfg.accum); // steps after `first`
-      const pos = (j % cfg.accum) * ranks * cfg.batch + rank * cfg.batch; // within the step
-      const base = (first + it) * stepImages + pos;
-      const seeds = new Uint32Array(cfg.batch);
-      for (let b = 0; b < cfg.batch; b++) {
-        seeds[b] = deriveSeed(cfg.seed, 3, (step + it) * stepImages + pos + b);
-      }
-      return [order.subarray(base, base + cfg.batch), seeds] as const;
-    };
+    const plan = { seed: cfg.seed, batch: cfg.batch, accum: cfg.accum, rank, ranks, nTrain };
+    const order = epochOrder(plan, epoch);
+    const job = (j: number) => microBatchJob(plan, order, { first, step, j });
     const count = (itersPerEpoch - first) * cfg.accum;
     let j = 0;
     if (pf && count > 0) pf.request(...job(0));
@@ -132,15 +121,7 @@ export async function openRunData(
           b = renderBatch(train, ...job(j), images);
         }
         j++;
-        // each sample's stream continues where its augmentation left off
-        const rngs = Array.from(b.rngStates!, (st) => {
-          const r = new Rng(0);
-          r.state = st;
-          return r;
-        });
-        const noise = new Float32Array(cfg.batch * L);
-        rngs.forEach((r, i) => noise.set(r.uniformArray(L), i * L));
-        return { images: b.images, noise, rngs };
+        return microBatchOf(b, L);
       },
     };
   }

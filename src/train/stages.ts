@@ -11,11 +11,12 @@
  * student-shaped teacher, the moments move over by parameter name, and the old model and
  * optimiser are freed.
  *
+ * Browser-safe: the checkpoint teacher is read by `stage_zero.ts`.
+ *
  * @module
  */
 import type { Backend } from "../backend/backend.ts";
 import { deriveSeed } from "../data/pipeline.ts";
-import { inferVitConfig, readCheckpoint, vitWeights } from "../io/checkpoint.ts";
 import { PRESETS, type VitConfig } from "../models/config.ts";
 import { type DbotConfig, DbotModel } from "../models/dbot.ts";
 import type { TeacherConfig } from "../models/teacher.ts";
@@ -44,6 +45,8 @@ export function dbotConfig(
     maskRatio: cfg.maskRatio,
     dropPath: cfg.dropPath,
     loss: cfg.loss,
+    arch: cfg.student,
+    masking: cfg.mask,
   };
 }
 
@@ -52,17 +55,17 @@ export function adamwConfig(cfg: PretrainConfig): AdamWConfig {
   return {
     beta1: cfg.beta1,
     beta2: cfg.beta2,
-    eps: 1e-8,
+    eps: cfg.eps,
     weightDecay: cfg.weightDecay,
     clipGrad: cfg.clipGrad > 0 ? cfg.clipGrad : Infinity,
   };
 }
 
-/** The stage-0 teacher: random copy, zero-depth copy, pixels, or a checkpoint (with its weights). */
-export async function stageZeroTeacher(
-  cfg: PretrainConfig,
-  student: VitConfig,
-): Promise<TeacherSource> {
+/**
+ * A built-in stage-0 teacher (`random`, `random0`, `pixels`); null for a checkpoint path
+ * (read by `stage_zero.ts`, Deno only).
+ */
+export function builtinTeacher(cfg: PretrainConfig, student: VitConfig): TeacherSource | null {
   switch (cfg.teacher) {
     case "random":
       return { cfg: { kind: "vit", vit: student }, weights: null };
@@ -71,9 +74,7 @@ export async function stageZeroTeacher(
     case "pixels":
       return { cfg: { kind: "pixels" }, weights: null };
   }
-  const ckpt = await readCheckpoint(cfg.teacher);
-  const vit = inferVitConfig(ckpt, { heads: cfg.teacherHeads || undefined, file: cfg.teacher });
-  return { cfg: { kind: "vit", vit }, weights: vitWeights(ckpt, vit, { file: cfg.teacher }) };
+  return null;
 }
 
 /** A model and its optimiser. */

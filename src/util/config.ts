@@ -63,7 +63,23 @@ export interface ConfigSchema<T extends { [K in keyof T]: SettingValue }> {
   settings: { readonly [K in keyof T]: Setting<T[K]> };
   /** Checks across settings, run after each setting's own; throw to reject. */
   checkAll?: (config: T) => void;
+  /** Named recipes: values applied over the defaults and under explicit overrides. */
+  recipes?: RecipeTable<T>;
 }
+
+/**
+ * Named recipes of a configuration: the setting `key` names one (`""`: none); its entry in
+ * `table` is applied over the defaults, then the explicit overrides win.
+ */
+export interface RecipeTable<T> {
+  /** The setting that names the recipe, e.g. "recipe". */
+  key: keyof T & string;
+  /** The values each recipe sets. */
+  table: { readonly [name: string]: Readonly<Partial<T>> };
+}
+
+/** Where a resolved setting's value came from. */
+export type SettingSource = "default" | "recipe" | "given";
 
 /** A configuration's resolver, flags and help, derived from one {@link ConfigSchema}. */
 export interface Config<T extends { [K in keyof T]: SettingValue }> {
@@ -76,8 +92,20 @@ export interface Config<T extends { [K in keyof T]: SettingValue }> {
    * values are ignored; an unknown key or a wrong type is a TypeError.
    */
   resolve(overrides?: Partial<Record<string, unknown>>): T;
-  /** One flag per setting (kebab-case), with its default and help. */
+  /**
+   * One flag per setting (kebab-case) and its help; the default is in the help text only,
+   * so a parsed flag is one the user gave (and overrides a recipe).
+   */
   flags(): Record<string, FlagSpec>;
+  /** The names of the recipes (empty when the configuration has none). */
+  readonly recipeNames: readonly string[];
+  /** The values recipe `name` sets; an unknown name is a TypeError listing the recipes. */
+  recipe(name: string): Readonly<Partial<T>>;
+  /**
+   * The resolved `config` one setting a line, `key = value  (source)`, where the source says
+   * whether `overrides` gave it, its recipe set it, or it is the default.
+   */
+  describe(config: T, overrides?: Partial<Record<string, unknown>>): string;
   /**
    * The overrides that parsed `flags` give: numbers, comma lists of numbers (empty: `[]`),
    * booleans when given, strings as written.
@@ -94,7 +122,7 @@ export function kebab(key: string): string {
 export function defineConfig<T extends { [K in keyof T]: SettingValue }>(
   schema: ConfigSchema<T>,
 ): Config<T> {
-  const { what, settings, checkAll } = schema;
+  const { what, settings, checkAll, recipes } = schema;
   const defaults = freeze({ ...schema.defaults } as T);
   const keys = Object.keys(defaults) as (keyof T & string)[];
   const flagKeys = keys.filter((k) => settings[k].flag !== false);
@@ -109,12 +137,30 @@ export function defineConfig<T extends { [K in keyof T]: SettingValue }>(
     return typeof v === typeof want;
   };
 
+  const recipeNames = Object.freeze(Object.keys(recipes?.table ?? {}));
+  const recipe = (name: string): Readonly<Partial<T>> => {
+    if (recipes && Object.hasOwn(recipes.table, name)) return recipes.table[name];
+    const list = recipeNames.length ? `give ${listOf(recipeNames)}` : `${what} has no recipes`;
+    throw new TypeError(`Cannot use recipe ${show(name)}: ${list}`);
+  };
+  /** The recipe that `overrides` (or the default) names, or null. */
+  const recipeOf = (overrides: Partial<Record<string, unknown>>): Partial<T> | null => {
+    if (!recipes) return null;
+    const name = overrides[recipes.key] ?? defaults[recipes.key];
+    if (name === "") return null;
+    if (typeof name !== "string") return null; // the type check below names the problem
+    return recipe(name);
+  };
+
   return {
     what,
     defaults,
+    recipeNames,
+    recipe,
     resolve(overrides = {}) {
       const cfg = { ...defaults } as Record<string, unknown>;
-      for (const [k, v] of Object.entries(overrides)) {
+      const layers = [recipeOf(overrides) ?? {}, overrides] as Record<string, unknown>[];
+      for (const [k, v] of layers.flatMap((o) => Object.entries(o))) {
         if (v === undefined) continue;
         if (!Object.hasOwn(defaults, k)) {
           throw new TypeError(`Cannot configure ${what}: unknown setting "${k}"`);
@@ -145,11 +191,24 @@ export function defineConfig<T extends { [K in keyof T]: SettingValue }>(
       for (const k of flagKeys) {
         const v = defaults[k] as SettingValue;
         const help = settings[k].help;
-        spec[kebab(k)] = typeof v === "boolean"
-          ? { type: "boolean", help }
-          : { type: "string", default: Array.isArray(v) ? v.join(",") : String(v), help };
+        const def = Array.isArray(v) ? v.join(",") : String(v);
+        spec[kebab(k)] = typeof v === "boolean" || def === ""
+          ? { type: typeof v === "boolean" ? "boolean" : "string", help }
+          : { type: "string", help: `${help} (default ${def})` };
       }
       return spec;
+    },
+    describe(config, overrides = {}) {
+      const fromRecipe = recipeOf(overrides) ?? {};
+      const width = Math.max(...keys.map((k) => k.length));
+      return keys.map((k) => {
+        const src: SettingSource = overrides[k] !== undefined
+          ? "given"
+          : Object.hasOwn(fromRecipe, k)
+          ? "recipe"
+          : "default";
+        return `${k.padEnd(width)} = ${show(config[k])}  (${src})`;
+      }).join("\n");
     },
     fromFlags(flags) {
       const out: Record<string, unknown> = {};
@@ -233,10 +292,15 @@ export const probability: Check<number> = check((v) => v >= 0 && v <= 1, "give a
 
 /** One of `choices` (a TypeError otherwise): "give stop or skip". */
 export function oneOf<V extends string>(...choices: readonly V[]): Check<V> {
-  const list = choices.length <= 2
-    ? choices.join(" or ")
-    : `one of ${choices.slice(0, -1).join(", ")} or ${choices.at(-1)}`;
-  return check((v) => choices.includes(v), `give ${list}`, "type");
+  return check((v) => choices.includes(v), `give ${listOf(choices)}`, "type");
+}
+
+/** "a or b", "one of a, b or c". */
+function listOf(choices: readonly string[]): string {
+  const shown = choices.map((c) => c === "" ? '""' : c);
+  return shown.length <= 2
+    ? shown.join(" or ")
+    : `one of ${shown.slice(0, -1).join(", ")} or ${shown.at(-1)}`;
 }
 
 /** A non-empty string; `give` says what, e.g. "give the checkpoint to fine-tune". */

@@ -24,6 +24,7 @@ import type {
   AddBufs,
   Backend,
   BiasGradBufs,
+  CosineDims,
   CrossEntropyBufs,
   DType,
   GatherRowsBackwardBufs,
@@ -42,8 +43,13 @@ import type {
   NormDims,
   OutInpBufs,
   PatchifyDims,
+  RelPosBiasBackwardBufs,
+  RelPosBiasBufs,
+  RelPosDims,
   RowLossBufs,
   RowsDims,
+  ScaleColsBackwardBufs,
+  ScaleColsBufs,
   ScaleRowsBufs,
   SmoothL1Dims,
   SoftmaxBackwardBufs,
@@ -104,6 +110,10 @@ import type { MatmulEpilogue, SplitMatmul } from "./ref/matmul.ts";
 import { patchify } from "./ref/patchify.ts";
 import { gatherRowsBackward, gatherRowsForward, scaleRows } from "./ref/rows.ts";
 import { smoothL1Loss } from "./ref/smooth_l1.ts";
+import { quickGeluBackward, quickGeluForward } from "./ref/quickgelu.ts";
+import { relPosBiasBackward, relPosBiasForward } from "./ref/relpos.ts";
+import { relPosBiasBackwardFast, relPosBiasFast } from "./relpos.ts";
+import { scaleColsBackward, scaleColsForward } from "./ref/scale_cols.ts";
 import { standardizeRows } from "./ref/standardize.ts";
 import { CpuPool, type PoolBufs, type PoolOpName, type PoolParams, setThreadGemm } from "./pool.ts";
 
@@ -603,6 +613,26 @@ export class CpuBackend implements Backend {
     this.#ops.geluBackward(v);
   }
 
+  /** See {@link Backend.quickGelu} (f32 loop of `ref/quickgelu.ts`, one thread). */
+  quickGelu(bufs: OutInpBufs): void {
+    quickGeluForward(this.#views("quickGelu", bufs));
+  }
+
+  /** See {@link Backend.quickGeluBackward}. */
+  quickGeluBackward(bufs: GeluBackwardBufs): void {
+    quickGeluBackward(this.#views("quickGeluBackward", bufs));
+  }
+
+  /** See {@link Backend.scaleCols}. */
+  scaleCols(bufs: ScaleColsBufs, dims: RowsDims): void {
+    scaleColsForward(this.#views("scaleCols", bufs), dims);
+  }
+
+  /** See {@link Backend.scaleColsBackward}. */
+  scaleColsBackward(bufs: ScaleColsBackwardBufs, dims: RowsDims): void {
+    scaleColsBackward(this.#views("scaleColsBackward", bufs), dims);
+  }
+
   /** See {@link Backend.scaleRows}. */
   scaleRows(bufs: ScaleRowsBufs, dims: RowsDims): void {
     checkScaleRows(bufs, dims);
@@ -676,6 +706,29 @@ export class CpuBackend implements Backend {
     const { rows, C, scale } = dims;
     if (this.#par("softmaxBackward", v, { C, scale }, rows, 3 * rows * C)) return;
     this.#ops.softmaxBackward(v, dims);
+  }
+
+  /** See {@link Backend.relPosBias}: the reference loops with `kernels: "js"`, else `relpos.ts`. */
+  relPosBias(bufs: RelPosBiasBufs, dims: RelPosDims): void {
+    const op = "relPosBias";
+    const v = this.#views(op, { out: bufs.out, inp: bufs.inp, table: bufs.table });
+    const index = this.#i32(op, "index", bufs.index);
+    if (this.#ops.name === "js") relPosBiasForward({ ...v, index }, dims);
+    else relPosBiasFast({ ...v, index }, dims);
+  }
+
+  /** See {@link Backend.relPosBiasBackward}. */
+  relPosBiasBackward(bufs: RelPosBiasBackwardBufs, dims: RelPosDims): void {
+    const op = "relPosBiasBackward";
+    const v = this.#views(op, { dtable: bufs.dtable, dout: bufs.dout });
+    const b = {
+      ...v,
+      index: this.#i32(op, "index", bufs.index),
+      starts: this.#i32(op, "starts", bufs.starts),
+      positions: this.#i32(op, "positions", bufs.positions),
+    };
+    if (this.#ops.name === "js") relPosBiasBackward(b, dims);
+    else relPosBiasBackwardFast(b, dims);
   }
 
   /** See {@link Backend.splitHeads}. */
@@ -757,7 +810,7 @@ export class CpuBackend implements Backend {
   }
 
   /** See {@link Backend.cosineLoss}. */
-  cosineLoss(bufs: RowLossBufs, dims: RowsDims): void {
+  cosineLoss(bufs: RowLossBufs, dims: CosineDims): void {
     checkRowLoss("cosineLoss", bufs, dims);
     cosineLoss(this.#views("cosineLoss", bufs), dims);
   }

@@ -14,7 +14,23 @@
  *
  * @module
  */
-import type { Backend, DType, HostArray, MatmulDims, Storage, Tensor } from "../backend.ts";
+import type {
+  Backend,
+  CosineDims,
+  DType,
+  GeluBackwardBufs,
+  HostArray,
+  MatmulDims,
+  OutInpBufs,
+  RelPosBiasBackwardBufs,
+  RelPosBiasBufs,
+  RelPosDims,
+  RowsDims,
+  ScaleColsBackwardBufs,
+  ScaleColsBufs,
+  Storage,
+  Tensor,
+} from "../backend.ts";
 import { shapeSize } from "../backend.ts";
 import { GpuContext, type KernelSpec } from "./context.ts";
 import { FILL, FILL_I32 } from "../../../kernels/fill.ts";
@@ -25,6 +41,7 @@ import * as at from "./ops/attention.ts";
 import * as rw from "./ops/rows.ts";
 import * as ls from "./ops/losses.ts";
 import * as op from "./ops/optim.ts";
+import * as sy from "./ops/symmetric.ts";
 
 const UNIFORM_SLOT = 256; // bytes per dispatch = minUniformBufferOffsetAlignment
 const UNIFORM_WORDS = UNIFORM_SLOT / 4;
@@ -372,6 +389,24 @@ export class WebGpuBackend implements Backend {
   geluBackward(bufs: { dinp: Tensor; dout: Tensor; inp: Tensor }): void {
     ew.geluBackward(this, bufs);
   }
+  quickGelu(bufs: OutInpBufs): void {
+    sy.quickGelu(this, bufs);
+  }
+  quickGeluBackward(bufs: GeluBackwardBufs): void {
+    sy.quickGeluBackward(this, bufs);
+  }
+  scaleCols(bufs: ScaleColsBufs, dims: RowsDims): void {
+    sy.scaleCols(this, bufs, dims);
+  }
+  scaleColsBackward(bufs: ScaleColsBackwardBufs, dims: RowsDims): void {
+    sy.scaleColsBackward(this, bufs, dims);
+  }
+  relPosBias(bufs: RelPosBiasBufs, dims: RelPosDims): void {
+    sy.relPosBias(this, bufs, dims);
+  }
+  relPosBiasBackward(bufs: RelPosBiasBackwardBufs, dims: RelPosDims): void {
+    sy.relPosBiasBackward(this, bufs, dims);
+  }
   scaleRows(
     bufs: { out: Tensor; inp: Tensor; scale: Tensor },
     dims: { rows: number; C: number },
@@ -467,7 +502,7 @@ export class WebGpuBackend implements Backend {
   }
   cosineLoss(
     bufs: { loss: Tensor; dinp: Tensor; inp: Tensor; target: Tensor; weight: Tensor },
-    dims: { rows: number; C: number },
+    dims: CosineDims,
   ): void {
     ls.cosineLoss(this, bufs, dims);
   }

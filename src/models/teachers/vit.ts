@@ -4,6 +4,11 @@
  * full image without masking or drop path; target = the last block's output WITHOUT the
  * final norm, standardised per token (unbiased variance, eps 1e-6).
  *
+ * A teacher at another resolution or patch size works when its token grid is the student's
+ * (`vit.imgSize / vit.patchSize` = student grid; `inferVitConfig(…, { student })` gives such a
+ * config and `vitWeights` interpolates its position embeddings): it sees the student's crop
+ * resized to `vit.imgSize` (antialiased bicubic, `resize.ts`).
+ *
  * @module
  */
 import { type Backend, freeTensors, type Tensor } from "../../backend/backend.ts";
@@ -11,6 +16,7 @@ import { deriveVit, type VitConfig } from "../config.ts";
 import { ParamSet } from "../../nn/params.ts";
 import type { Teacher, TeacherKind } from "../teacher.ts";
 import { fullIndex, VitEncoder, vitParamSpecs } from "../vit.ts";
+import { TeacherInput } from "./resize.ts";
 
 /** Epsilon of the per-token target standardisation. */
 export const TARGET_EPS = 1e-6;
@@ -30,18 +36,18 @@ class VitTeacher implements Teacher {
   readonly #enc: VitEncoder;
   readonly #idx: Tensor; // [B·(1+L)] every token, cls first
   readonly #rows: number;
+  readonly #input: TeacherInput | null; // the student's crop at the teacher's size
 
   constructor(be: Backend, vit: VitConfig, student: VitConfig, B: number) {
-    if (
-      vit.imgSize !== student.imgSize || vit.patchSize !== student.patchSize ||
-      vit.inChans !== student.inChans
-    ) {
-      throw new RangeError(
-        `Cannot pair teacher and student: image size, patch size and channels must match, got teacher ` +
-          `${vit.imgSize}/${vit.patchSize}/${vit.inChans} and student ${student.imgSize}/${student.patchSize}/${student.inChans}`,
-      );
-    }
+    checkTeacherGrid(vit, student, "ViT");
     this.#be = be;
+    this.#input = vit.imgSize === student.imgSize ? null : new TeacherInput(be, {
+      B,
+      C: vit.inChans,
+      from: student.imgSize,
+      to: vit.imgSize,
+      label: "teacher.input",
+    });
     this.cfg = { kind: "vit", vit };
     this.width = vit.embedDim;
     const L = deriveVit(vit, "teacher").numPatches;
@@ -60,7 +66,7 @@ class VitTeacher implements Teacher {
   }
 
   targets(images: Tensor, out: Tensor): void {
-    this.#enc.patchify(images);
+    this.#enc.patchify(this.#input ? this.#input.run(images) : images);
     this.#enc.forward(this.#idx);
     this.#be.standardizeRows({ out, inp: this.#enc.out }, {
       rows: this.#rows,
@@ -71,7 +77,33 @@ class VitTeacher implements Teacher {
 
   dispose(): void {
     this.#enc.dispose();
+    this.#input?.dispose();
     this.params.dispose();
     freeTensors(this.#be, this.#idx);
+  }
+}
+
+/**
+ * Throws one RangeError unless `teacher` sees the student's token grid with the student's
+ * channels: `teacher.imgSize / teacher.patchSize` = `student.imgSize / student.patchSize`.
+ */
+export function checkTeacherGrid(teacher: VitConfig, student: VitConfig, what: string): void {
+  const s = deriveVit(student, "student");
+  const t = deriveVit(teacher, `the ${what} teacher`);
+  const problems: string[] = [];
+  if (t.grid !== s.grid) {
+    problems.push(
+      `its ${t.grid}×${t.grid} tokens (${teacher.imgSize} px / patch ${teacher.patchSize}) differ from the ` +
+        `student's ${s.grid}×${s.grid} (${student.imgSize} px / patch ${student.patchSize}): run it at ` +
+        `${s.grid * teacher.patchSize} px (inferVitConfig or clipTeacherConfig with { student })`,
+    );
+  }
+  if (teacher.inChans !== student.inChans) {
+    problems.push(`it takes ${teacher.inChans} channels, the student ${student.inChans}`);
+  }
+  if (problems.length) {
+    throw new RangeError(
+      `Cannot pair the ${what} teacher with the student: ${problems.join("; ")}`,
+    );
   }
 }

@@ -3,16 +3,18 @@
  *
  * @module
  */
-import type { RowLossBufs, RowsDims } from "../../backend.ts";
+import type { CosineDims, RowLossBufs } from "../../backend.ts";
 import { checkRowLoss } from "../../checks.ts";
 import type { FloatArray } from "./types.ts";
 
-/** Norm clamp, as in `torch.nn.functional.cosine_similarity`. */
+/** Default norm clamp, as in `torch.nn.functional.cosine_similarity`. */
 const EPS = 1e-8;
 
 /**
  * `loss[0] = Σ_r w_r·(1 − cos_r) / Σ_r w_r` with
- * `cos_r = inp_r·target_r / (max(‖inp_r‖, 1e-8)·max(‖target_r‖, 1e-8))`; `dinp = ∂loss/∂inp` (assign).
+ * `cos_r = inp_r·target_r / (max(‖inp_r‖, eps)·max(‖target_r‖, eps))` (eps default 1e-8);
+ * `dinp = ∂loss/∂inp` (assign) with torch 1.13's gradient `y/(nx·ny) − cos·x/nx²`, whose
+ * second term stays where the clamp is active (torch clamps the norms under no_grad).
  *
  * @example
  * ```ts
@@ -22,11 +24,12 @@ const EPS = 1e-8;
  * cosineLoss({ loss, dinp, inp, target, weight }, { rows: 1, C: 2 });
  * ```
  */
-export function cosineLoss(bufs: RowLossBufs<FloatArray>, dims: RowsDims): void {
+export function cosineLoss(bufs: RowLossBufs<FloatArray>, dims: CosineDims): void {
   // loss: (1); dinp, inp, target: (rows, C); weight: (rows)
   checkRowLoss("cosineLoss", bufs, dims);
   const { loss, dinp, inp, target, weight } = bufs;
   const { rows, C } = dims;
+  const eps = dims.eps ?? EPS;
   let wsum = 0;
   for (let r = 0; r < rows; r++) wsum += weight[r];
   let total = 0;
@@ -42,16 +45,15 @@ export function cosineLoss(bufs: RowLossBufs<FloatArray>, dims: RowsDims): void 
       yy += y * y;
       xy += x * y;
     }
-    const xn = Math.sqrt(xx);
-    const nx = Math.max(xn, EPS);
-    const ny = Math.max(Math.sqrt(yy), EPS);
+    const nx = Math.max(Math.sqrt(xx), eps);
+    const ny = Math.max(Math.sqrt(yy), eps);
     const cos = xy / (nx * ny);
     const w = weight[r];
     total += w * (1 - cos);
-    // ∂cos/∂x = y/(nx·ny) − cos·x/‖x‖² (the second term only where the clamp is inactive)
+    // ∂cos/∂x = y/(nx·ny) − cos·x/nx² (nx clamped; torch 1.13)
     const g = -w / wsum;
     const a = 1 / (nx * ny);
-    const b = xn > EPS ? cos / (xn * xn) : 0;
+    const b = cos / (nx * nx);
     for (let c = 0; c < C; c++) dinp[o + c] = g * (target[o + c] * a - inp[o + c] * b);
   }
   loss[0] = total / wsum;

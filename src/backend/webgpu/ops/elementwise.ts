@@ -38,6 +38,8 @@ const GELU_BACKWARD_KERNEL: KernelSpec = {
   code: GELU_BACKWARD,
   storageBindings: 3,
 };
+/** The GELU kernels' exact-erf variant (`QUICK = false`; `symmetric.ts` runs `QUICK = true`). */
+const EXACT = { QUICK: 0 };
 const SCALE_ROWS_KERNEL: KernelSpec = { label: "scale_rows", code: SCALE_ROWS, storageBindings: 3 };
 const COLSUM_PARTIAL_KERNEL: KernelSpec = {
   label: "colsum_partial",
@@ -104,6 +106,7 @@ export function gelu(be: WebGpuBackend, { out, inp }: OutInpBufs): void {
   be.dispatch(GELU_KERNEL, [out, inp], {
     params: new Params().u32(n),
     groups: linearGroups(n, 256),
+    constants: EXACT,
   });
 }
 
@@ -119,6 +122,7 @@ export function geluBackward(
   be.dispatch(GELU_BACKWARD_KERNEL, [dinp, dout, inp], {
     params: new Params().u32(n),
     groups: linearGroups(n, 256),
+    constants: EXACT,
   });
 }
 

@@ -7,6 +7,7 @@
  * @module
  */
 import type {
+  CosineDims,
   CrossEntropyBufs,
   RowLossBufs,
   RowsDims,
@@ -96,14 +97,14 @@ export function smoothL1Loss(
 export function cosineLoss(
   be: WebGpuBackend,
   { loss, dinp, inp, target, weight }: RowLossBufs,
-  { rows, C }: RowsDims,
+  { rows, C, eps = 1e-8 }: CosineDims,
 ): void {
   const op = "cosineLoss";
   checkRowLoss(op, { loss, dinp, inp, target, weight }, { rows, C });
   const rowv = be.scratch("loss.rowv", Math.max(1, rows));
   const coef = be.scratch("loss.coef", Math.max(1, 2 * rows));
   be.dispatch(COS_ROWS, [rowv, coef, inp, target], {
-    params: new Params().u32(rows, C),
+    params: new Params().u32(rows, C).f32(eps),
     groups: linearGroups(rows, 1),
   });
   const stats = weightedMean(be, loss, rowv, weight, rows);

@@ -1,0 +1,46 @@
+/**
+ * The browser-safe core: everything here runs in a web page as well as in Deno, with no
+ * file, FFI, process or worker access (`tests/browser_core_test.ts` walks this module's
+ * imports and fails on any `Deno.*` use or Deno-only module). The page in `web/` is built
+ * from it.
+ *
+ * - backend contract and the WebGPU backend (WGSL kernels of `kernels/`)
+ * - the dBOT model, masking, AdamW, LR schedule, the training step, stage boundaries
+ * - the `shapes` dataset and its transforms
+ * - safetensors and checkpoints as bytes, frozen-encoder features, k-NN
+ * - {@link PretrainSession}: pre-training one step at a time, the same numbers as
+ *   `deno task pretrain` for the same seed
+ *
+ * @module
+ */
+export type * from "./backend/backend.ts";
+export { freeTensors, shapeSize, view } from "./backend/backend.ts";
+export {
+  type AdapterFacts,
+  GpuContext,
+  GpuError,
+  GpuUnavailableError,
+  type KernelSpec,
+} from "./backend/webgpu/context.ts";
+export { WebGpuBackend } from "./backend/webgpu/backend.ts";
+export { openShapes, SHAPE_CLASSES } from "./data/shapes.ts";
+export { channelStats, deriveSeed, ImagePipeline } from "./data/pipeline.ts";
+export { type DbotConfig, DbotModel } from "./models/dbot.ts";
+export { PRESETS, type VitConfig, vitFromPreset } from "./models/config.ts";
+export { randomMasking } from "./models/masking.ts";
+export { AdamW } from "./train/adamw.ts";
+export { effectiveLr, lrAt, stageAt } from "./train/schedule.ts";
+export { TrainStep } from "./train/step.ts";
+export { PRETRAIN_DEFAULTS, type PretrainConfig, resolvePretrain } from "./train/config.ts";
+export { PretrainSession, type SampleView, type SessionStep } from "./train/session.ts";
+export { decodeSafetensors, encodeSafetensors, toFloat32 } from "./io/safetensors.ts";
+export {
+  type Checkpoint,
+  CheckpointError,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  inferVitConfig,
+  vitWeights,
+} from "./io/checkpoint_bytes.ts";
+export { Embedder } from "./eval/embedder.ts";
+export { knnClassify, type KnnResult } from "./eval/knn_core.ts";

@@ -1,0 +1,33 @@
+/**
+ * The dataset contract (types only, so that browser code can use it without the
+ * file-reading sources of `dataset.ts`).
+ *
+ * @module
+ */
+
+/** Which half of a dataset to read. */
+export type Split = "train" | "test";
+
+/** A labelled image dataset; images are [C, H, W] with values in [0, 1]. */
+export interface Dataset {
+  /** The source, e.g. `shapes`, `fashion-mnist`, `folder:/path`. */
+  readonly name: string;
+  /** The split this object reads. */
+  readonly split: Split;
+  /** Number of images. */
+  readonly count: number;
+  /** Channels as stored: 1 for Fashion-MNIST, 3 for shapes and RGB folders. */
+  readonly channels: number;
+  /** Native height; for folders of mixed sizes, that of image 0 (see {@link Dataset.size}). */
+  readonly height: number;
+  /** Native width; for folders of mixed sizes, that of image 0 (see {@link Dataset.size}). */
+  readonly width: number;
+  /** Class names; label `k` is `classNames[k]`. */
+  readonly classNames: readonly string[];
+  /** Labels, [count]. */
+  readonly labels: Int32Array;
+  /** Image `i` as a fresh [C, H, W] array with values in [0, 1]. */
+  image(i: number): Float32Array;
+  /** Size of image `i` (every dataset here implements it). */
+  size?(i: number): { height: number; width: number };
+}
