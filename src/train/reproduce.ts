@@ -1,109 +1,169 @@
 /**
- * A small-scale reproduction of the paper's claim ("the target barely matters once teachers
- * are bootstrapped") on Fashion-MNIST: the same small ViT pre-trained for the same total
- * epochs with different targets, then k-NN, linear probe and fine-tuning per row, plus the
- * CKA / attention-distance similarity between rows.
+ * The paper's comparison at small scale on Fashion-MNIST: the same small ViT pre-trained for
+ * the same total epochs with different targets, ranked first by fine-tuning, then by linear
+ * probe and k-NN on the cls token and on the mean of the patch tokens, plus the CKA /
+ * attention-distance similarity between rows.
  *
- * Rows: random init (no training); pixel target (MAE-like, 1 stage); dBOT 1, 2 and 3 stages
- * from a random teacher; dBOT 1 stage distilled from a larger pre-trained teacher (trained
- * first, on its own budget). Writes `<runsDir>/reproduce-<budget>/results.{json,md}`.
+ * Rows: random init; `mae` (MSE on per-patch normalised pixels, masked patches only); dBOT
+ * from a random teacher for 1, 2 and 3 stages at equal total epochs; dBOT distilled from a
+ * larger pre-trained teacher (trained first, on its own budget); raw pixels as a baseline.
+ * Every pre-training follows the reference schedule's proportions: base LR × batch/256,
+ * linear warmup over 5% of each stage, cosine to 0 per stage.
+ *
+ * Every row is a resumable run: a rerun skips finished rows and evaluations, resumes an
+ * unfinished pre-training from its last saved step, and can be stopped at any time
+ * (`hooks.signal`). k-NN is measured every `evalEvery` epochs during pre-training (and at
+ * every stage boundary), so each row has a curve. Rows run for each seed of `seeds`;
+ * tables give mean ± standard deviation over the seeds.
+ *
+ * Writes `<runsDir>/<name>/`: `seed<s>/<row>/` (the pre-training run, `row.json` with its
+ * curve, `eval.json`), `seed<s>/analyze/`, `curve-<row>.svg`, `curves.svg`,
+ * `results.json` and `results.md`. Rows: `reproduce_rows.ts`; tables and plots:
+ * `reproduce_report.ts`.
  *
  * @module
  */
 import type { Backend } from "../backend/backend.ts";
 import { openDataset } from "../data/dataset.ts";
-import { readCheckpoint, vitWeights, writeCheckpoint } from "../io/checkpoint.ts";
+import { channelStats } from "../data/pipeline.ts";
+import { writeJsonAtomic } from "../io/atomic.ts";
 import { vitFromPreset } from "../models/config.ts";
-import { ParamSet } from "../nn/params.ts";
-import { vitParamSpecs } from "../models/vit.ts";
-import { resolvePretrain } from "./config.ts";
-import { channelStats, ImagePipeline } from "../data/pipeline.ts";
-import { finetune, resolveFinetune } from "./finetune.ts";
-import { pretrain } from "./pretrain.ts";
-import { type Config, defineConfig, nonNegativeInt, oneOf } from "../util/config.ts";
-import { Rng } from "../util/rng.ts";
-import { analyzeCheckpoints } from "../eval/analyze.ts";
-import { Embedder } from "../eval/embed.ts";
-import { knnClassify } from "../eval/knn.ts";
-import { trainLinearProbe } from "./linprobe.ts";
+import { PRESETS } from "../models/config.ts";
+import { check, type Config, defineConfig, oneOf, positive } from "../util/config.ts";
+import {
+  analyzeSeed,
+  EvalContext,
+  evaluateRawPixels,
+  evaluateRow,
+  planRows,
+  type RowResult,
+  runPretrainRow,
+  teacherSeconds,
+  writeRandomInit,
+} from "./reproduce_rows.ts";
+import { type ReproduceReport, writeReport } from "./reproduce_report.ts";
+
+export type { AnalysisSummary, ReproduceReport, RowSummary, Stat } from "./reproduce_report.ts";
+export type { CurvePoint, RowResult } from "./reproduce_rows.ts";
+export { WARMUP_FRACTION } from "./reproduce_rows.ts";
 
 /** The sizes of one reproduction. */
 export interface ReproduceBudget {
-  /** Training images for pre-training and fine-tuning (first N). */
+  /** Training images for pre-training and fine-tuning (the first N). */
   trainLimit: number;
   /** Images per step in pre-training and fine-tuning. */
   batch: number;
   /** Total pre-training epochs of every row (divisible by 1, 2 and 3). */
   epochs: number;
+  /** k-NN for the curves every N epochs of pre-training (and at each stage boundary). */
+  evalEvery: number;
+  /** Curve k-NN: training images embedded (the first N). */
+  curveTrain: number;
+  /** Curve k-NN: test images embedded (the first N). */
+  curveTest: number;
   /** Preset of the larger teacher. */
   teacherModel: string;
   /** Its pre-training epochs (1 stage, random teacher). */
   teacherEpochs: number;
   /** Its training images. */
   teacherLimit: number;
-  /** k-NN / linear-probe training features (first N train images). */
+  /** k-NN / linear-probe training features (the first N training images). */
   evalTrain: number;
-  /** k-NN / linear-probe / fine-tune test images (first N). */
+  /** k-NN / linear-probe / fine-tuning test images (the first N; 0: the whole test split). */
   evalTest: number;
-  /** Linear-probe epochs and base LR (LARS; scaled up for few steps). */
+  /** Linear-probe epochs. */
   probeEpochs: number;
-  /** Linear-probe base LR. */
+  /** Linear-probe base LR (LARS; scaled up for few steps, see docs/RESULTS.md). */
   probeBaseLr: number;
-  /** Fine-tuning epochs. */
+  /** Fine-tuning epochs (on the pre-training images). */
   finetuneEpochs: number;
   /** Images analysed for CKA / attention distance. */
   analyzeImages: number;
 }
 
 /** The budgets by name. */
-export type ReproduceBudgetName = "tiny" | "small" | "full";
+export type ReproduceBudgetName = "tiny" | "small" | "medium" | "long";
+
+/** The reference base LR (× batch/256). */
+export const REFERENCE_BASE_LR = 1.5e-4;
 
 /**
- * `tiny`: seconds, to test that the whole pipeline runs (its figures mean nothing); `small`: a
- * ~5 minute smoke test on 2 CPU cores; `full`: the docs/RESULTS.md table (29 min measured there).
+ * `tiny`: seconds, for tests (its figures mean nothing). `small`: 6 epochs a row on 512
+ * images. `medium`: 60 epochs a row on 512 images, so the 2-stage row has 30 epochs a stage
+ * (75 min for one seed on the shared 2-core machine of docs/RESULTS.md, side by side with
+ * `small`). `long`: 300 epochs a row on 10 000 images, 100 epochs a stage for the 3-stage row,
+ * a vit-tiny teacher (days on 2 CPU cores: run it over several invocations). Small and medium
+ * distil from a vit-mini (vit-micro's depth at twice its width) so the distilled row stays
+ * affordable.
  */
 export const REPRODUCE_BUDGETS: Readonly<Record<ReproduceBudgetName, ReproduceBudget>> = Object
   .freeze({
     tiny: {
-      trainLimit: 16,
+      trainLimit: 32,
       batch: 16,
       epochs: 6,
+      evalEvery: 2,
+      curveTrain: 32,
+      curveTest: 16,
       teacherModel: "vit-micro",
       teacherEpochs: 1,
-      teacherLimit: 16,
-      evalTrain: 16,
+      teacherLimit: 32,
+      evalTrain: 32,
       evalTest: 16,
-      probeEpochs: 1,
+      probeEpochs: 2,
       probeBaseLr: 20,
       finetuneEpochs: 1,
       analyzeImages: 8,
     },
     small: {
-      trainLimit: 1024,
+      trainLimit: 512,
       batch: 64,
       epochs: 6,
-      teacherModel: "vit-tiny",
-      teacherEpochs: 1,
+      evalEvery: 2,
+      curveTrain: 1000,
+      curveTest: 500,
+      teacherModel: "vit-mini",
+      teacherEpochs: 3,
       teacherLimit: 512,
-      evalTrain: 1000,
-      evalTest: 500,
+      evalTrain: 2000,
+      evalTest: 0,
       probeEpochs: 90,
       probeBaseLr: 20,
-      finetuneEpochs: 1,
+      finetuneEpochs: 5,
       analyzeImages: 128,
     },
-    full: {
-      trainLimit: 10000,
+    medium: {
+      trainLimit: 512,
       batch: 64,
-      epochs: 6,
-      teacherModel: "vit-tiny",
-      teacherEpochs: 4,
-      teacherLimit: 5000,
-      evalTrain: 5000,
-      evalTest: 2000,
+      epochs: 60,
+      evalEvery: 10,
+      curveTrain: 1000,
+      curveTest: 500,
+      teacherModel: "vit-mini",
+      teacherEpochs: 10,
+      teacherLimit: 512,
+      evalTrain: 2000,
+      evalTest: 0,
       probeEpochs: 90,
       probeBaseLr: 20,
-      finetuneEpochs: 3,
+      finetuneEpochs: 5,
+      analyzeImages: 256,
+    },
+    long: {
+      trainLimit: 10000,
+      batch: 64,
+      epochs: 300,
+      evalEvery: 10,
+      curveTrain: 2000,
+      curveTest: 1000,
+      teacherModel: "vit-tiny",
+      teacherEpochs: 100,
+      teacherLimit: 10000,
+      evalTrain: 10000,
+      evalTest: 0,
+      probeEpochs: 90,
+      probeBaseLr: 20,
+      finetuneEpochs: 50,
       analyzeImages: 256,
     },
   });
@@ -116,16 +176,25 @@ export interface ReproduceConfig {
   data: string;
   /** Parent directory of the runs. */
   runsDir: string;
-  /** Seed of every run. */
-  seed: number;
+  /** Folder under `runsDir` ("" : `reproduce-<budget>`). */
+  name: string;
+  /** Seeds: every row runs once per seed. */
+  seeds: number[];
+  /** Pre-training base LR of every row (effective: × batch/256). */
+  baseLr: number;
+  /** Leave fine-tuning out (rows keep any fine-tuning already measured). */
+  skipFinetune: boolean;
 }
 
-/** The defaults: the `small` budget on Fashion-MNIST. */
+/** The defaults: the `small` budget on Fashion-MNIST, seed 0, the reference base LR. */
 export const REPRODUCE_DEFAULTS: Readonly<ReproduceConfig> = Object.freeze({
   budget: "small",
   data: "fashion-mnist",
   runsDir: "runs",
-  seed: 0,
+  name: "",
+  seeds: [0],
+  baseLr: REFERENCE_BASE_LR,
+  skipFinetune: false,
 });
 
 /** Help and checks of every reproduction setting: the resolver, `--flags` and `--help`. */
@@ -134,14 +203,31 @@ export const REPRODUCE_CONFIG: Config<ReproduceConfig> = defineConfig<ReproduceC
   defaults: REPRODUCE_DEFAULTS,
   settings: {
     budget: {
-      help: "small (~5 min smoke test) | full (~30 min on 2 CPU cores) | tiny (seconds, for tests)",
-      check: oneOf("tiny", "small", "full"),
+      help: "small (minutes a seed) | medium (30 epochs a stage) | long (100 epochs a stage) | " +
+        "tiny (seconds, for tests)",
+      check: oneOf("tiny", "small", "medium", "long"),
     },
     data: { help: "dataset (Fashion-MNIST by default)" },
-    runsDir: {
-      help: "outputs in <runs-dir>/reproduce-<budget>/ (tasks may write only under runs/)",
+    runsDir: { help: "parent directory (tasks may write only under runs/)" },
+    name: {
+      help: "outputs in <runs-dir>/<name>/ (default reproduce-<budget>)",
+      check: check(
+        (v) => v === "" || /^[A-Za-z0-9._-]+$/.test(v),
+        "give a name of letters, digits, '.', '_' and '-'",
+        "type",
+      ),
     },
-    seed: { help: "seed of every run", check: nonNegativeInt },
+    seeds: {
+      help: "seeds, e.g. 0,1,2: every row runs once per seed",
+      check: check(
+        (v) => v.length > 0 && v.every((s) => Number.isInteger(s) && s >= 0),
+        "give one or more non-negative integers, e.g. 0,1,2",
+      ),
+    },
+    baseLr: { help: "pre-training base LR of every row (× batch/256)", check: positive },
+    skipFinetune: {
+      help: "leave fine-tuning out (the slowest evaluation; rows keep what was measured)",
+    },
   },
 });
 
@@ -156,280 +242,144 @@ export interface ReproduceOptions extends ReproduceConfig {
   backend: string;
 }
 
-/** One row of the results. */
-export interface ReproduceRow {
-  /** Row name. */
-  row: string;
-  /** How it was pre-trained. */
-  recipe: string;
-  /** Checkpoint evaluated ("" for raw pixels). */
-  checkpoint: string;
-  /** Weighted k-NN top-1 (%), mean-pooled patch tokens. */
-  knn: number;
-  /** Linear probe train / test top-1 (%), cls token. */
-  probeTrain: number;
-  /** Linear probe test top-1. */
-  probeTest: number;
-  /** Fine-tuning test top-1 (NaN for raw pixels). */
-  finetune: number;
-  /** Pre-training wall seconds (this row only). */
-  pretrainS: number;
-  /** Evaluation wall seconds. */
-  evalS: number;
+/** Callbacks and run controls of {@link reproduce}. */
+export interface ReproduceHooks {
+  /** A line for the log (default console.log). */
+  log?: (line: string) => void;
+  /**
+   * When aborted (e.g. on SIGINT), the current pre-training saves its state after the current
+   * step (an evaluation finishes its current part) and {@link reproduce} returns null; a rerun
+   * with the same settings continues there.
+   */
+  signal?: AbortSignal;
+  /** Prepare pre-training batches on a data worker (default true; bit-identical either way). */
+  prefetch?: boolean;
 }
 
-/** Runs every row and writes results.json / results.md; returns the markdown. */
+/** One row of the table, per seed (for {@link ReproduceReport}). */
+export type ReproduceRow = RowResult;
+
+/** The output folder of `opts`. */
+export function reproduceDir(opts: ReproduceConfig): string {
+  return `${opts.runsDir}/${opts.name || `reproduce-${opts.budget}`}`;
+}
+
+/** The command that runs (or continues) this reproduction. */
+export function reproduceCommand(opts: ReproduceConfig): string {
+  const parts = ["deno task reproduce", `--budget ${opts.budget}`];
+  if (opts.data !== REPRODUCE_DEFAULTS.data) parts.push(`--data ${opts.data}`);
+  if (opts.runsDir !== REPRODUCE_DEFAULTS.runsDir) parts.push(`--runs-dir ${opts.runsDir}`);
+  if (opts.name) parts.push(`--name ${opts.name}`);
+  parts.push(`--seeds ${opts.seeds.join(",")}`);
+  if (opts.baseLr !== REFERENCE_BASE_LR) parts.push(`--base-lr ${opts.baseLr}`);
+  if (opts.skipFinetune) parts.push("--skip-finetune");
+  return parts.join(" ");
+}
+
+/**
+ * Runs (or continues) every row for every seed and writes results.json / results.md; returns
+ * the report, or null when `hooks.signal` stopped it (rerun to continue).
+ */
 export async function reproduce(
   be: Backend,
   opts: ReproduceOptions,
-  log: (line: string) => void = console.log,
-): Promise<string> {
+  hooks: ReproduceHooks = {},
+): Promise<ReproduceReport | null> {
   const t0 = performance.now();
+  const log = hooks.log ?? console.log;
   const b = REPRODUCE_BUDGETS[opts.budget];
-  const dir = `${opts.runsDir}/reproduce-${opts.budget}`;
+  if (!Object.hasOwn(PRESETS, b.teacherModel)) {
+    throw new RangeError(`Cannot reproduce: unknown teacher preset "${b.teacherModel}"`);
+  }
+  const dir = reproduceDir(opts);
   await Deno.mkdir(dir, { recursive: true });
-  const trainDs = await openDataset(opts.data, "train");
-  const testDs = await openDataset(opts.data, "test");
+  await checkSameSettings(dir, opts, b);
+  const trainDs = await openDataset(opts.data, "train", { warn: log });
+  const testDs = await openDataset(opts.data, "test", { warn: log });
   const stats = channelStats(trainDs, trainDs.channels, 1000);
   const student = vitFromPreset("vit-micro", {
     imgSize: trainDs.height,
     patchSize: 4,
     inChans: trainDs.channels,
   });
-  const quiet = (line: string) => {
-    if (/done at epoch|k-NN|wrote|lr =/.test(line)) log(`  ${line}`);
-  };
-  const base = {
-    runsDir: dir,
+  const ctx = new EvalContext(be, {
+    trainDs,
+    testDs,
+    student,
+    stats,
+    budget: b,
     data: opts.data,
-    model: "vit-micro",
-    patchSize: 4,
-    batch: b.batch,
-    trainLimit: b.trainLimit,
-    knnTrain: Math.min(64, b.evalTrain),
-    knnTest: Math.min(64, b.evalTest),
-    seed: opts.seed,
-    backend: opts.backend,
-    mean: stats.mean,
-    std: stats.std,
-  };
-  const pre = async (name: string, over: Record<string, unknown>): Promise<[string, number]> => {
-    const ts = performance.now();
-    log(`pre-training ${name}: ${JSON.stringify(over)}`);
-    const s = await pretrain(be, resolvePretrain({ ...base, name, ...over }), { log: quiet });
-    if (!s) throw new Error(`Pre-training ${name} was interrupted`);
-    return [s.final_checkpoint, (performance.now() - ts) / 1000];
-  };
-
-  // ---- pre-training ----------------------------------------------------------------
-  const E = b.epochs;
-  const rows: { row: string; recipe: string; ckpt: string; s: number }[] = [];
-  const randomPath = `${dir}/random-init.safetensors`;
-  const ps = new ParamSet(be, vitParamSpecs(student), { grads: false, label: "random" });
-  ps.init(new Rng(opts.seed));
-  await writeCheckpoint(randomPath, ps, { vit: student, mean: stats.mean, std: stats.std });
-  rows.push({ row: "random init", recipe: "no training", ckpt: randomPath, s: 0 });
-  const plan: [string, string, Record<string, unknown>][] = [
-    ["pixels", `MAE-like pixel target, 1 stage × ${E} ep`, {
-      teacher: "pixels",
-      stages: 1,
-      epochsPerStage: E,
-    }],
-    ["dbot-1", `dBOT random teacher, 1 stage × ${E} ep`, { stages: 1, epochsPerStage: E }],
-    ["dbot-2", `dBOT, 2 stages × ${E / 2} ep`, { stages: 2, epochsPerStage: E / 2 }],
-    ["dbot-3", `dBOT, 3 stages × ${E / 3} ep`, { stages: 3, epochsPerStage: E / 3 }],
-  ];
-  for (const [row, recipe, over] of plan) {
-    const [ckpt, s] = await pre(row, over);
-    rows.push({ row, recipe, ckpt, s });
-  }
-  const [teacher, teacherS] = await pre("teacher", {
-    model: b.teacherModel,
-    stages: 1,
-    epochsPerStage: b.teacherEpochs,
-    trainLimit: b.teacherLimit,
+    finetune: !opts.skipFinetune,
   });
-  const [distilled, distilledS] = await pre("dbot-distilled", {
-    teacher,
-    stages: 1,
-    epochsPerStage: E,
-  });
-  rows.push({
-    row: "dbot-distilled",
-    recipe:
-      `dBOT from a pre-trained ${b.teacherModel} (${b.teacherEpochs} ep on ${b.teacherLimit} ` +
-      `images, ${teacherS.toFixed(0)} s), 1 stage × ${E} ep`,
-    ckpt: distilled,
-    s: distilledS,
-  });
-
-  // ---- evaluation ------------------------------------------------------------------
-  const train = new ImagePipeline(trainDs, student.imgSize, student.inChans, stats.mean, stats.std);
-  const test = new ImagePipeline(testDs, student.imgSize, student.inChans, stats.mean, stats.std);
-  const nTr = Math.min(b.evalTrain, trainDs.count);
-  const nTe = Math.min(b.evalTest, testDs.count);
-  const yTr = trainDs.labels.slice(0, nTr);
-  const yTe = testDs.labels.slice(0, nTe);
-  const K = trainDs.classNames.length;
-  const probe = (xTr: Float32Array, xTe: Float32Array, D: number) =>
-    trainLinearProbe({ features: xTr, labels: yTr }, { features: xTe, labels: yTe }, {
-      dim: D,
-      epochs: b.probeEpochs,
-      baseLr: b.probeBaseLr,
-      numClasses: K,
-      seed: opts.seed,
+  const stopped = () => hooks.signal?.aborted ?? false;
+  const results: RowResult[] = [];
+  let teacherCommand = "";
+  const report = () =>
+    writeReport(dir, {
+      opts,
+      budget: b,
+      command: reproduceCommand(opts),
+      teacherCommand,
+      backend: be.description,
+      results,
+      wallS: (performance.now() - t0) / 1000,
     });
-  const results: ReproduceRow[] = [];
-  {
-    // raw pixels: the baseline every feature must beat on this data
-    const ts = performance.now();
-    const P = student.inChans * student.imgSize * student.imgSize;
-    const xTr = new Float32Array(nTr * P), xTe = new Float32Array(nTe * P);
-    for (let i = 0; i < nTr; i++) xTr.set(train.eval(i), i * P);
-    for (let i = 0; i < nTe; i++) xTe.set(test.eval(i), i * P);
-    const knn = knnClassify(
-      { features: xTr, labels: yTr },
-      { features: xTe, labels: yTe },
-      { dim: P, numClasses: K },
-    );
-    const lp = probe(xTr, xTe, P);
-    results.push({
-      row: "raw pixels",
-      recipe: "no encoder",
-      checkpoint: "",
-      knn: knn.top1,
-      probeTrain: lp.trainTop1,
-      probeTest: lp.testTop1,
-      finetune: NaN,
-      pretrainS: 0,
-      evalS: (performance.now() - ts) / 1000,
-    });
+  try {
+    results.push(await evaluateRawPixels(ctx, { seed: opts.seeds[0], dir, log }));
+    await report(); // a partial table after every row: `long` spans several invocations
+    if (stopped()) return null;
+    for (const seed of opts.seeds) {
+      const seedDir = `${dir}/seed${seed}`;
+      const plans = planRows({ opts, budget: b, seed, seedDir, stats, student });
+      teacherCommand ||= plans.teacher?.command ?? "";
+      log(`seed ${seed}: ${plans.rows.map((r) => r.row).join(", ")} in ${seedDir}`);
+      for (const plan of plans.rows) {
+        if (plan.teacherRun) {
+          const t = await runPretrainRow(ctx, plans.teacher!, { ...hooks, log });
+          if (!t) return null;
+        }
+        const row = plan.pretrain
+          ? await runPretrainRow(ctx, plan, { ...hooks, log })
+          : await writeRandomInit(ctx, plan, log);
+        if (!row) return null;
+        const r = await evaluateRow(ctx, plan, row, { signal: hooks.signal, log });
+        if (!r) return null;
+        if (plan.teacherRun) r.teacherS = await teacherSeconds(plans);
+        results.push(r);
+        await report();
+      }
+      if (stopped()) return null;
+      await analyzeSeed(ctx, plans, log);
+    }
+  } finally {
+    ctx.dispose();
   }
-  const embedder = new Embedder(be, student, 64);
-  for (const r of rows) {
-    const ts = performance.now();
-    log(`evaluating ${r.row}`);
-    const ckpt = await readCheckpoint(r.ckpt);
-    embedder.load(vitWeights(ckpt, student, { file: r.ckpt }));
-    const D = student.embedDim;
-    const mTr = await embedder.embed(nTr, (i) => train.eval(i), "mean");
-    const mTe = await embedder.embed(nTe, (i) => test.eval(i), "mean");
-    const knn = knnClassify(
-      { features: mTr, labels: yTr },
-      { features: mTe, labels: yTe },
-      { dim: D, numClasses: K },
-    );
-    const cTr = await embedder.embed(nTr, (i) => train.eval(i), "cls");
-    const cTe = await embedder.embed(nTe, (i) => test.eval(i), "cls");
-    const lp = probe(cTr, cTe, D);
-    const ft = await finetune(
-      be,
-      resolveFinetune({
-        checkpoint: r.ckpt,
-        data: opts.data,
-        runsDir: dir,
-        name: `finetune-${r.row.replace(/\s+/g, "-")}`,
-        epochs: b.finetuneEpochs,
-        batch: b.batch,
-        warmupEpochs: Math.min(1, b.finetuneEpochs / 2),
-        trainLimit: b.trainLimit,
-        testLimit: nTe,
-        seed: opts.seed,
-      }),
-      () => {},
-    );
-    const row: ReproduceRow = {
-      row: r.row,
-      recipe: r.recipe,
-      checkpoint: r.ckpt,
-      knn: knn.top1,
-      probeTrain: lp.trainTop1,
-      probeTest: lp.testTop1,
-      finetune: ft.top1,
-      pretrainS: r.s,
-      evalS: (performance.now() - ts) / 1000,
-    };
-    log(
-      `  k-NN ${row.knn.toFixed(1)}  probe ${row.probeTest.toFixed(1)}  fine-tune ${
-        row.finetune.toFixed(1)
-      }`,
-    );
-    results.push(row);
-  }
-  log("analysing (attention distance, singular values, CKA)");
-  const analysis = await analyzeCheckpoints(be, {
-    checkpoints: rows.map((r) => r.ckpt),
-    labels: rows.map((r) => r.row),
-    data: opts.data,
-    limit: b.analyzeImages,
-    outDir: `${dir}/analyze`,
-  });
-  const wallS = (performance.now() - t0) / 1000;
-  const md = renderMarkdown(opts, b, results, analysis, wallS, teacherS, be.description);
-  await Deno.writeTextFile(
-    `${dir}/results.json`,
-    JSON.stringify({ opts, budget: b, results, analysis, wallS, teacherS }, null, 1),
-  );
-  await Deno.writeTextFile(`${dir}/results.md`, md);
-  return md;
+  const done = await report();
+  log(`wrote ${dir}/results.md and ${dir}/results.json`);
+  return done;
 }
 
-function renderMarkdown(
+/** The settings a folder was started with must match (seeds may differ). */
+async function checkSameSettings(
+  dir: string,
   opts: ReproduceOptions,
   b: ReproduceBudget,
-  rows: ReproduceRow[],
-  a: Awaited<ReturnType<typeof analyzeCheckpoints>>,
-  wallS: number,
-  teacherS: number,
-  backend: string,
-): string {
-  const f = (v: number) => (Number.isFinite(v) ? v.toFixed(1) : "–");
-  const lines = [
-    `## Reproduction, budget \`${opts.budget}\` (${opts.data}, seed ${opts.seed})`,
-    "",
-    `vit-micro (D 96, depth 4, 3 heads), patch 4; pre-training on the first ${b.trainLimit} ` +
-    `training images, ${b.epochs} epochs in total per row, batch ${b.batch}; k-NN (k 20, mean-pooled ` +
-    `tokens) and linear probe (cls token, LARS ${b.probeEpochs} ep, base LR ${b.probeBaseLr}) on ` +
-    `${b.evalTrain} train / ${b.evalTest} test images; fine-tuning ${b.finetuneEpochs} ep on ` +
-    `${b.trainLimit} images, tested on ${b.evalTest}. Backend: ${backend}. Wall time ` +
-    `${(wallS / 60).toFixed(1)} min (teacher pre-training ${teacherS.toFixed(0)} s).`,
-    "",
-    "| row | pre-training | k-NN top-1 | linear probe top-1 (train / test) | fine-tune top-1 | pre-train s |",
-    "|---|---|---:|---:|---:|---:|",
-    ...rows.map((r) =>
-      `| ${r.row} | ${r.recipe} | ${f(r.knn)} | ${f(r.probeTrain)} / ${f(r.probeTest)} | ${
-        f(r.finetune)
-      } | ${r.pretrainS.toFixed(0)} |`
-    ),
-    "",
-    `Linear CKA between rows (mean over layers of the same-layer CKA; ${a.images} test images, ` +
-    "mean-pooled patch tokens per layer):",
-    "",
-    `| | ${a.models.map((m) => m.label).join(" | ")} |`,
-    `|---|${a.models.map(() => "---:").join("|")}|`,
-    ...a.models.map((m, i) =>
-      `| ${m.label} | ${
-        a.models.map((_, j) => {
-          if (i === j) return "1";
-          const c = a.cka.find((x) =>
-            (x.a === m.label && x.b === a.models[j].label) ||
-            (x.b === m.label && x.a === a.models[j].label)
-          );
-          return c ? c.mean.toFixed(3) : "–";
-        }).join(" | ")
-      } |`
-    ),
-    "",
-    "Mean attention distance per layer (pixels, mean over heads) and top-1 singular-value share:",
-    "",
-    "| row | attention distance by layer | top-1 σ share by layer |",
-    "|---|---|---|",
-    ...a.models.map((m) =>
-      `| ${m.label} | ${m.madMean.map((v) => v.toFixed(2)).join(", ")} | ${
-        m.svShare.map((s) => s[0].toFixed(3)).join(", ")
-      } |`
-    ),
-    "",
-  ];
-  return lines.join("\n");
+): Promise<void> {
+  const path = `${dir}/reproduce.json`;
+  const want = { budget: opts.budget, data: opts.data, baseLr: opts.baseLr, sizes: b };
+  let was: unknown;
+  try {
+    was = JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    await writeJsonAtomic(path, want);
+    return;
+  }
+  if (JSON.stringify(was) !== JSON.stringify(want)) {
+    throw new RangeError(
+      `Cannot continue the reproduction in ${dir}: it was started with other settings ` +
+        `(${JSON.stringify(was)}; now ${JSON.stringify(want)}); give another --name or ` +
+        `--runs-dir, or remove ${dir}`,
+    );
+  }
 }

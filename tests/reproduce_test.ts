@@ -1,0 +1,132 @@
+/**
+ * `reproduce` is resumable: stopped in the middle of a row's pre-training, a rerun skips the
+ * finished rows, resumes the stopped one from its saved step and ends with the same table as
+ * an uninterrupted run; a run over a finished folder trains nothing and gives it again.
+ */
+import { CpuBackend } from "../src/backend/cpu/backend.ts";
+import { readRunStateMeta } from "../src/io/run_state.ts";
+import {
+  reproduce,
+  reproduceDir,
+  type ReproduceReport,
+  resolveReproduce,
+} from "../src/train/reproduce.ts";
+import { fmtStat, stat } from "../src/train/reproduce_report.ts";
+import { nextCurveEpoch } from "../src/train/reproduce_rows.ts";
+import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
+
+/** The figures of a report, without wall times and paths (which differ between folders). */
+function figures(r: ReproduceReport | null) {
+  assert(r !== null, "the run finished");
+  return {
+    results: r.results.map(({ pretrainS: _p, teacherS: _t, evalS: _e, checkpoint: _c, ...x }) => ({
+      ...x,
+      command: x.command.replace(/--runs-dir \S+/, "").replace(/--teacher \S+/, ""),
+    })),
+    analysis: r.analysis,
+  };
+}
+
+Deno.test("reproduce: stopped mid-row, a rerun resumes and ends with the same table", async () => {
+  const root = await Deno.makeTempDir({ prefix: "reproduce_test_" });
+  try {
+    const be = new CpuBackend();
+    const opts = (name: string) => ({
+      ...resolveReproduce({ budget: "tiny", data: "shapes", runsDir: root, name }),
+      backend: "cpu",
+    });
+    const straight = await reproduce(be, opts("straight"), { log: () => {}, prefetch: false });
+
+    // stop during dbot-2's pre-training: after its first step (mid-epoch 0)
+    const stop = new AbortController();
+    const first: string[] = [];
+    const stopped = await reproduce(be, opts("stopped"), {
+      signal: stop.signal,
+      prefetch: false,
+      log: (line) => {
+        first.push(line);
+        if (line.startsWith("dbot-2: deno task pretrain")) stop.abort();
+      },
+    });
+    assertEquals(stopped, null);
+    const dir = reproduceDir(opts("stopped"));
+    const meta = await readRunStateMeta(`${dir}/seed0/dbot-2/state.safetensors`);
+    assertEquals([meta?.epoch, meta?.iter], [0, 1], "saved after the first step");
+    assert(!(await exists(`${dir}/seed0/dbot-3`)), "dbot-3 has not started");
+    // the partial table holds the finished rows
+    const partial = JSON.parse(await Deno.readTextFile(`${dir}/results.json`)) as ReproduceReport;
+    assertEquals(partial.rows.map((r) => r.row), ["raw pixels", "random init", "mae", "dbot-1"]);
+
+    const second: string[] = [];
+    const resumed = await reproduce(be, opts("stopped"), {
+      log: (l) => second.push(l),
+      prefetch: false,
+    });
+    for (const row of ["mae", "dbot-1"]) {
+      const skipped = (l: string) =>
+        l.startsWith(`${row}: pre-training done`) && l.endsWith("skipped");
+      assert(second.some(skipped), `${row} is skipped: ${second.join("\n")}`);
+    }
+    assert(second.some((l) => /dbot-2: resuming .* at epoch 0, iteration 1/.test(l)), "resumed");
+    assertEquals(figures(resumed), figures(straight));
+
+    // a finished folder: nothing is trained again, the same table comes back
+    const third: string[] = [];
+    const again = await reproduce(be, opts("stopped"), {
+      log: (l) => third.push(l),
+      prefetch: false,
+    });
+    assert(!third.some((l) => /resuming|deno task pretrain/.test(l)), third.join("\n"));
+    assertEquals(figures(again), figures(straight));
+    const md = await Deno.readTextFile(`${dir}/results.md`);
+    assert(md.includes("| dbot-2 | dBOT, 2 stages × 3 ep |"), md);
+    assert(await exists(`${dir}/curve-dbot-2.svg`), "the curve is plotted");
+
+    // other settings in the same folder are refused, naming the fix
+    await assertRejects(
+      () => reproduce(be, { ...opts("stopped"), baseLr: 1e-3 }, { log: () => {}, prefetch: false }),
+      "give another --name",
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("reproduce: curve epochs, mean ± sd and the settings' checks", () => {
+  // every `every` epochs, at each stage boundary and at the end
+  const at = (every: number, b: number[]) => {
+    const out = [];
+    for (let e = 0; e < b[b.length - 1];) out.push(e = nextCurveEpoch(e, every, b));
+    return out;
+  };
+  assertEquals(at(2, [0, 3, 6]), [2, 3, 4, 6]);
+  assertEquals(at(5, [0, 7]), [5, 7]);
+  assertEquals(at(1, [0, 2, 4, 6]), [1, 2, 3, 4, 5, 6]);
+  const s = stat([70, 72, null, 74]);
+  assertEquals(s, { mean: 72, sd: 2, n: 3 });
+  assertEquals(fmtStat(s), "72.0 ± 2.0");
+  assertEquals(fmtStat(stat([70])), "70.0");
+  assertEquals(fmtStat(stat([70, null, null]), 1, 3), "70.0 (n=1)");
+  assertEquals(stat([null]), null);
+  assertThrows(() => resolveReproduce({ seeds: [] }), RangeError, "0,1,2");
+  assertThrows(() => resolveReproduce({ budget: "full" }), TypeError, "medium");
+});
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function assertRejects(f: () => Promise<unknown>, text: string): Promise<void> {
+  try {
+    await f();
+  } catch (e) {
+    assert(String(e).includes(text), `expected "${text}" in: ${e}`);
+    return;
+  }
+  throw new Error(`expected a rejection with "${text}"`);
+}
