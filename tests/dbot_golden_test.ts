@@ -5,13 +5,12 @@
  */
 import type { Backend } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
-import { golden, loadGolden } from "./golden.ts";
+import { adamwTrajectory, golden, loadGolden } from "./golden.ts";
 import { assertAllClose, maxAbsDiff } from "./helpers.ts";
 import { gpuTest } from "./gpu.ts";
 import { requires } from "./requires.ts";
 import { assert } from "../src/util/assert.ts";
-import { AdamW, PRETRAIN_ADAMW } from "../src/train/adamw.ts";
-import { TrainStep } from "../src/train/step.ts";
+import { PRETRAIN_ADAMW } from "../src/train/adamw.ts";
 
 const g = golden;
 
@@ -52,18 +51,7 @@ async function checkStep(be: Backend, tol: { grad: number }): Promise<void> {
 /** Five AdamW steps (lr 1e-3, betas 0.9/0.95, wd 0.05 by the decay rule, clip 3.0) vs PyTorch. */
 async function checkTrajectory(be: Backend): Promise<void> {
   const model = loadGolden(be);
-  const opt = new AdamW(be, model.student, PRETRAIN_ADAMW);
-  const step = new TrainStep(be, { ps: model.student, loss: model.loss, opt });
-  const losses: number[] = [];
-  const norms: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    const r = await step.run(1e-3, () => model.forwardBackward(), { read: true });
-    losses.push(r.loss);
-    norms.push(r.norm);
-  }
-  be.fill(model.student.grads!, 0);
-  model.forwardBackward();
-  losses.push((await be.download(model.loss))[0]);
+  const { losses, norms } = await adamwTrajectory(be, model, PRETRAIN_ADAMW);
   assertAllClose(losses, g("trajectory"), { atol: 0, rtol: 1e-4 }, "trajectory");
   const rel = losses.map((l, i) => Math.abs(l - g("trajectory")[i]) / g("trajectory")[i]);
   console.log(

@@ -9,6 +9,8 @@ import type { VitConfig } from "../src/models/config.ts";
 import { type DbotConfig, DbotModel } from "../src/models/dbot.ts";
 import { decodeSafetensors, toFloat32 } from "../src/io/safetensors.ts";
 import { type PretrainConfig, resolvePretrain } from "../src/train/config.ts";
+import { AdamW, type AdamWOptions } from "../src/train/adamw.ts";
+import { TrainStep } from "../src/train/step.ts";
 
 const file = new URL("./fixtures/golden_tiny.safetensors", import.meta.url);
 const { tensors } = decodeSafetensors(await Deno.readFile(file), file.pathname);
@@ -68,4 +70,28 @@ export function tinyConfig(runsDir: string, over: Record<string, unknown> = {}):
     logEvery: 2,
     ...over,
   });
+}
+
+/**
+ * Five AdamW steps at LR 1e-3 through `TrainStep` (as the golden fixtures' PyTorch loops do),
+ * then one more forward: the 6 losses and the 5 gradient norms before clipping.
+ */
+export async function adamwTrajectory(
+  be: Backend,
+  model: DbotModel,
+  adamw: AdamWOptions,
+): Promise<{ losses: number[]; norms: number[] }> {
+  const opt = new AdamW(be, model.student, adamw);
+  const step = new TrainStep(be, { ps: model.student, loss: model.loss, opt });
+  const losses: number[] = [];
+  const norms: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const r = await step.run(1e-3, () => model.forwardBackward(), { read: true });
+    losses.push(r.loss);
+    norms.push(r.norm);
+  }
+  be.fill(model.student.grads!, 0);
+  model.forwardBackward();
+  losses.push((await be.download(model.loss))[0]);
+  return { losses, norms };
 }

@@ -21,11 +21,10 @@ import {
   type ClipTeacherConfig,
   clipWeights,
 } from "../src/models/teachers/clip.ts";
-import { AdamW } from "../src/train/adamw.ts";
-import { TrainStep } from "../src/train/step.ts";
 import { assert } from "../src/util/assert.ts";
 import { gpuTest } from "./gpu.ts";
 import { assertAllClose, maxAbsDiff } from "./helpers.ts";
+import { adamwTrajectory } from "./golden.ts";
 import { requires } from "./requires.ts";
 
 const file = new URL("./fixtures/symmetric_golden.safetensors", import.meta.url);
@@ -147,18 +146,7 @@ async function checkStep(be: Backend): Promise<void> {
 
 async function checkTrajectory(be: Backend): Promise<void> {
   const model = loadModel(be);
-  const opt = new AdamW(be, model.student, ADAMW);
-  const step = new TrainStep(be, { ps: model.student, loss: model.loss, opt });
-  const losses: number[] = [];
-  const norms: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    const r = await step.run(1e-3, () => model.forwardBackward(), { read: true });
-    losses.push(r.loss);
-    norms.push(r.norm);
-  }
-  be.fill(model.student.grads!, 0);
-  model.forwardBackward();
-  losses.push((await be.download(model.loss))[0]);
+  const { losses, norms } = await adamwTrajectory(be, model, ADAMW);
   assertAllClose(losses, g("trajectory"), { atol: 0, rtol: 1e-4 }, "trajectory");
   assertAllClose(norms, g("grad_norm"), { atol: 0, rtol: 1e-4 }, "grad_norm");
   const rel = (a: number[], e: Float32Array) =>

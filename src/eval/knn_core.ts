@@ -31,31 +31,14 @@
  *
  * @module
  */
+import type { Gemm } from "../backend/cpu/gemm.ts";
 import { type NamedTensor, toFloat32 } from "../io/safetensors.ts";
 
 /**
- * The part of a GEMM (`backend/cpu/gemm.ts`'s `Gemm`) k-NN uses: row-major
- * `c[M, N] = alpha·a[M, K]·b[N, K]ᵀ + beta·c` with `transB` (declared here so that this
- * module's types need no CPU backend).
+ * The part of a GEMM (`backend/cpu/gemm.ts`'s `Gemm`) k-NN uses (a type-only import, so this
+ * module still needs no CPU backend at run time).
  */
-export interface SimilarityGemm {
-  /** `C = alpha·op(A)·op(B) + beta·C`. */
-  sgemm(args: {
-    transA: boolean;
-    transB: boolean;
-    M: number;
-    N: number;
-    K: number;
-    alpha: number;
-    a: Float32Array;
-    lda: number;
-    b: Float32Array;
-    ldb: number;
-    beta: number;
-    c: Float32Array;
-    ldc: number;
-  }): void;
-}
+export type SimilarityGemm = Pick<Gemm, "sgemm">;
 
 /** Options of {@link knnClassify}. */
 export interface KnnOptions {

@@ -19,8 +19,8 @@ import {
   clipWeights,
   type StoredTensorInfo,
 } from "../models/teachers/clip.ts";
-import { MAX_HEADER_BYTES, toFloat32 } from "./safetensors.ts";
-import { readSafetensors } from "./safetensors_file.ts";
+import { toFloat32 } from "./safetensors.ts";
+import { readSafetensors, readSafetensorsHeader } from "./safetensors_file.ts";
 
 /**
  * The CLIP teacher config of the checkpoint at `path`, from its header (names, dtypes,
@@ -82,51 +82,24 @@ async function readHeader(
       `Cannot read "${path}" as a CLIP checkpoint: ${why}; it must be a safetensors file`,
     );
   };
-  let file: Deno.FsFile | undefined;
+  let header: Record<string, unknown>;
   try {
-    file = await Deno.open(path);
-    const head = await readExactly(file, 8);
-    if (!head) return bad("it is shorter than 8 bytes");
-    const n = Number(new DataView(head.buffer).getBigUint64(0, true));
-    if (n > MAX_HEADER_BYTES) return bad(`its header length ${n} is over ${MAX_HEADER_BYTES}`);
-    const json = await readExactly(file, n);
-    if (!json) return bad(`it ends inside its ${n}-byte header`);
-    let header: Record<string, unknown>;
-    try {
-      header = JSON.parse(new TextDecoder().decode(json));
-    } catch (e) {
-      return bad(`its header is not JSON (${(e as Error).message})`);
-    }
-    const entries = new Map<string, StoredTensorInfo>();
-    let metadata: Record<string, string> = {};
-    for (const [name, v] of Object.entries(header)) {
-      if (name === "__metadata__") {
-        metadata = (v ?? {}) as Record<string, string>;
-        continue;
-      }
-      const t = v as { dtype?: unknown; shape?: unknown };
-      if (typeof t?.dtype !== "string" || !Array.isArray(t.shape)) {
-        return bad(`header entry "${name}" has no dtype/shape`);
-      }
-      entries.set(name, { dtype: t.dtype, shape: t.shape as number[] });
-    }
-    return { entries, metadata };
+    header = await readSafetensorsHeader(path);
   } catch (e) {
-    if (e instanceof ClipCheckpointError) throw e;
-    throw new ClipCheckpointError(
-      `Cannot read CLIP checkpoint "${path}": ${(e as Error).message}`,
-    );
-  } finally {
-    file?.close();
+    return bad((e as Error).message);
   }
-}
-
-async function readExactly(file: Deno.FsFile, n: number): Promise<Uint8Array | null> {
-  const out = new Uint8Array(n);
-  for (let at = 0; at < n;) {
-    const got = await file.read(out.subarray(at));
-    if (got === null) return null;
-    at += got;
+  const entries = new Map<string, StoredTensorInfo>();
+  let metadata: Record<string, string> = {};
+  for (const [name, v] of Object.entries(header)) {
+    if (name === "__metadata__") {
+      metadata = (v ?? {}) as Record<string, string>;
+      continue;
+    }
+    const t = v as { dtype?: unknown; shape?: unknown };
+    if (typeof t?.dtype !== "string" || !Array.isArray(t.shape)) {
+      return bad(`header entry "${name}" has no dtype/shape`);
+    }
+    entries.set(name, { dtype: t.dtype, shape: t.shape as number[] });
   }
-  return out;
+  return { entries, metadata };
 }

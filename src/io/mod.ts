@@ -23,7 +23,12 @@ export {
   SafetensorsError,
   toFloat32,
 } from "./safetensors.ts";
-export { readSafetensors, readSafetensorsMetadata, writeSafetensors } from "./safetensors_file.ts";
+export {
+  readSafetensors,
+  readSafetensorsHeader,
+  readSafetensorsMetadata,
+  writeSafetensors,
+} from "./safetensors_file.ts";
 export {
   type Checkpoint,
   type CheckpointConfig,

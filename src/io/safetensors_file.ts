@@ -30,25 +30,43 @@ export async function readSafetensors(path: string): Promise<SafetensorsContents
 }
 
 /**
+ * The JSON header of a safetensors file (tensor names with dtype, shape and offsets, and
+ * `__metadata__`), read alone: the tensors are not read.
+ *
+ * @throws {Error} naming what is wrong (too short, header over the size limit, cut short, not
+ * JSON), and on I/O errors.
+ */
+export async function readSafetensorsHeader(path: string): Promise<Record<string, unknown>> {
+  let file: Deno.FsFile | undefined;
+  try {
+    file = await Deno.open(path);
+    const head = await readExactly(file, 8);
+    if (!head) throw new Error("it is shorter than 8 bytes");
+    const n = Number(new DataView(head.buffer).getBigUint64(0, true));
+    if (n > MAX_HEADER_BYTES) throw new Error(`its header length ${n} is over ${MAX_HEADER_BYTES}`);
+    const json = await readExactly(file, n);
+    if (!json) throw new Error(`it ends inside its ${n}-byte header`);
+    try {
+      return JSON.parse(new TextDecoder().decode(json));
+    } catch (e) {
+      throw new Error(`its header is not JSON (${(e as Error).message})`);
+    }
+  } finally {
+    file?.close();
+  }
+}
+
+/**
  * The `__metadata__` of a safetensors file, read from its header alone (the tensors are not
  * read); null when the file is missing or is not a readable safetensors file.
  */
 export async function readSafetensorsMetadata(
   path: string,
 ): Promise<Record<string, string> | null> {
-  let file: Deno.FsFile | undefined;
   try {
-    file = await Deno.open(path);
-    const head = await readExactly(file, 8);
-    const n = head ? Number(new DataView(head.buffer).getBigUint64(0, true)) : Infinity;
-    if (n > MAX_HEADER_BYTES) return null;
-    const json = await readExactly(file, n);
-    if (!json) return null;
-    return JSON.parse(new TextDecoder().decode(json)).__metadata__ ?? {};
+    return ((await readSafetensorsHeader(path)).__metadata__ ?? {}) as Record<string, string>;
   } catch {
     return null;
-  } finally {
-    file?.close();
   }
 }
 

@@ -8,21 +8,14 @@
  */
 import type { RelPosBiasBackwardBufs, RelPosBiasBufs, RelPosDims } from "../backend.ts";
 import { checkRelPosBias, checkRelPosBiasBackward } from "../checks.ts";
+import { checkRelPosIndex } from "./ref/relpos.ts";
 
 /** Index arrays already checked against their table size (an index is fixed per model). */
 const checked = new WeakMap<Int32Array, number>();
 
 function checkIndex(op: string, index: Int32Array, R: number): void {
   if (checked.get(index) === R) return;
-  for (let p = 0; p < index.length; p++) {
-    if (!(index[p] >= 0 && index[p] < R)) {
-      throw new RangeError(
-        `Cannot run ${op}: index[${p}] must be in [0, ${R}) (rows of table), current value is ${
-          index[p]
-        }`,
-      );
-    }
-  }
+  checkRelPosIndex(op, index, R);
   checked.set(index, R);
 }
 

@@ -10,7 +10,7 @@ import { checkRelPosBias, checkRelPosBiasBackward } from "../../checks.ts";
 import type { FloatArray } from "./types.ts";
 
 /** Throws unless every `index` entry is a table row in `[0, R)`. */
-function checkIndex(op: string, index: Int32Array, R: number): void {
+export function checkRelPosIndex(op: string, index: Int32Array, R: number): void {
   for (let p = 0; p < index.length; p++) {
     if (!(index[p] >= 0 && index[p] < R)) {
       throw new RangeError(
@@ -43,7 +43,7 @@ export function relPosBiasForward(
   checkRelPosBias(bufs, dims);
   const { out, inp, table, index } = bufs;
   const { B, NH, N, R, scale } = dims;
-  checkIndex(op, index, R);
+  checkRelPosIndex(op, index, R);
   const NN = N * N;
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < NH; h++) {
@@ -81,7 +81,7 @@ export function relPosBiasBackward(
   checkRelPosBiasBackward(bufs, dims);
   const { dtable, dout, index } = bufs;
   const { B, NH, N, R, scale } = dims;
-  checkIndex(op, index, R);
+  checkRelPosIndex(op, index, R);
   const NN = N * N;
   const acc = new Float64Array(R * NH);
   for (let b = 0; b < B; b++) {
