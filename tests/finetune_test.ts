@@ -231,6 +231,7 @@ Deno.test("finetune() with the ImageNet recipe's augmentation (RandAugment, eras
         data: "shapes:32",
         runsDir: dir,
         epochs: 2,
+        warmupEpochs: 1, // the recipe's 5 is longer than this run
         batch: 16,
         testLimit: 16,
         logEvery: 1,

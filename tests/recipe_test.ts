@@ -269,6 +269,26 @@ Deno.test("resolveFinetune() rejects bad augmentation settings with the fix", ()
   );
 });
 
+Deno.test("a warmup longer than a stage (or a fine-tuning run) is an error naming the fix", () => {
+  // a recipe's warmup with a short run given by flag: the case a user meets
+  const clip = ["--recipe", "clip-b16", "--teacher", CLIP, "--epochs-per-stage", "4"];
+  assertThrows(() => pretrainFromArgs(clip), RangeError, "give --warmup-epochs 4 or less");
+  assertThrows(() => pretrainFromArgs(clip), RangeError, "recipe clip-b16 set");
+  assertEquals(pretrainFromArgs([...clip, "--warmup-epochs", "0.2"]).warmupEpochs, 0.2);
+  // the shortest stage counts; a warmup as long as it is allowed
+  assertThrows(
+    () => resolvePretrain({ boundaries: [0, 8, 10], warmupEpochs: 3 }),
+    RangeError,
+    "in a stage of 2 epochs",
+  );
+  assertEquals(resolvePretrain({ boundaries: [0, 8, 10], warmupEpochs: 2 }).warmupEpochs, 2);
+  assertThrows(
+    () => resolveFinetune({ checkpoint: "x", recipe: "vit-base", epochs: 2 }),
+    RangeError,
+    "give --warmup-epochs 2 or less (--print-config shows what recipe vit-base set)",
+  );
+});
+
 /** Runs a task with `args`; its exit code and output. */
 async function task(file: string, args: string[]): Promise<{ code: number; out: string }> {
   const r = await new Deno.Command("deno", {

@@ -416,7 +416,16 @@ export const PRETRAIN_CONFIG: Config<PretrainConfig> = defineConfig<PretrainConf
         `Cannot normalise with ${c.mean.length} means and ${c.std.length} stds: give as many of each`,
       );
     }
-    planBoundaries(c);
+    const b = planBoundaries(c);
+    const shortest = Math.min(...b.slice(1).map((end, i) => end - b[i]));
+    if (c.warmupEpochs > shortest) {
+      throw new RangeError(
+        `Cannot warm up for ${c.warmupEpochs} epochs in a stage of ${shortest} epochs: the LR ` +
+          `would never reach its peak; give --warmup-epochs ${shortest} or less (the reference ` +
+          `warms up for 5% of a stage: ${+(0.05 * shortest).toFixed(3)})` +
+          `${c.recipe ? `; --print-config shows what recipe ${c.recipe} set` : ""}`,
+      );
+    }
   },
 });
 

@@ -249,6 +249,15 @@ export const FINETUNE_CONFIG: Config<FinetuneConfig> = defineConfig<FinetuneConf
     logEvery: { help: "steps between loss lines", check: positiveInt },
     save: { help: "write the classifier checkpoint", flag: false },
   },
+  checkAll(c) {
+    if (c.warmupEpochs > c.epochs) {
+      throw new RangeError(
+        `Cannot warm up for ${c.warmupEpochs} epochs in a run of ${c.epochs} epochs: the LR ` +
+          `would never reach its peak; give --warmup-epochs ${c.epochs} or less` +
+          `${c.recipe ? ` (--print-config shows what recipe ${c.recipe} set)` : ""}`,
+      );
+    }
+  },
 });
 
 /** Whether `spec` parses as a RandAugment spec this library implements. */
