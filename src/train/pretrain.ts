@@ -25,6 +25,7 @@ import type { Backend, Tensor } from "../backend/backend.ts";
 import { asGpuError, GpuError } from "../backend/webgpu/context.ts";
 import { removeStaleTemps, writeJsonAtomic } from "../io/atomic.ts";
 import { writeCheckpoint } from "../io/checkpoint.ts";
+import type { KnnResult } from "../eval/knn.ts";
 import { acquireRunLock, type RunLock } from "../io/lock.ts";
 import { type Collective, SINGLE_PROCESS } from "./collective.ts";
 import { MAX_CONSECUTIVE_SKIPS, planBoundaries, type PretrainConfig } from "./config.ts";
@@ -177,6 +178,8 @@ class PretrainRun {
   readonly #t0: number;
   readonly #lock: RunLock | null;
   #inARow = 0; // consecutive skipped steps
+  /** The k-NN of the student at the end of the last stage run in this process. */
+  #stageKnn: { stage: number; knn: KnnResult } | null = null;
 
   private constructor(o: {
     be: Backend;
@@ -374,6 +377,7 @@ class PretrainRun {
       await writeCheckpoint(path, this.t.model.student, this.data.ckptConfig(stage));
     }
     const r = await this.data.knn(host);
+    this.#stageKnn = { stage, knn: r };
     this.pos.perStage[stage] = r.top1;
     this.log(
       `stage ${stage} done at epoch ${epoch + 1}: k-NN top-1 ${r.top1.toFixed(2)}% ` +
@@ -394,7 +398,10 @@ class PretrainRun {
     if (comm.isWriter) {
       await writeCheckpoint(finalPath, t.model.student, this.data.ckptConfig(lastStage));
     }
-    const last = await this.data.knn(await t.model.student.toHost());
+    // the final weights are the last stage's: its k-NN when this process measured it
+    const last = this.#stageKnn?.stage === lastStage
+      ? this.#stageKnn.knn
+      : await this.data.knn(await t.model.student.toHost());
     const summary: PretrainSummary = {
       knn_top1_init: pos.knnInit,
       knn_top1_final: last.top1,

@@ -50,6 +50,12 @@ export interface RunData {
   dispose(): void;
 }
 
+/**
+ * Most bytes of k-NN images a run keeps decoded between its k-NN evaluations (a run
+ * measures k-NN at the start and at every stage end; shapes' 3000 images are 37 MB).
+ */
+const KNN_VIEW_CACHE_BYTES = 256 << 20;
+
 /** Opens the run's data on `be` (the k-NN embedder lives there too) for rank `rank` of `ranks` (default 0 of 1). */
 export async function openRunData(
   be: Backend,
@@ -126,14 +132,24 @@ export async function openRunData(
     };
   }
 
+  // the k-NN images' evaluation views, decoded once for every k-NN of the run when they fit
+  const nKnnTr = Math.min(cfg.knnTrain, trainDs.count);
+  const nKnnTe = Math.min(cfg.knnTest, testDs.count);
+  const keepViews = 4 * (nKnnTr + nKnnTe) * channels * size * size <= KNN_VIEW_CACHE_BYTES;
+  const views = (pipe: ImagePipeline): (i: number) => Float32Array => {
+    if (!keepViews) return (i) => pipe.eval(i);
+    const kept: Float32Array[] = [];
+    return (i) => (kept[i] ??= pipe.eval(i));
+  };
+  const trainView = views(train), testView = views(test);
+
   async function knn(weights: Map<string, Float32Array>): Promise<KnnResult> {
     // rank 0 alone: the others would compute the same numbers
     if (rank !== 0) return { top1: NaN, top5: NaN, count: 0, k: 0 };
     embedder.load(weights);
-    const nTr = Math.min(cfg.knnTrain, trainDs.count);
-    const nTe = Math.min(cfg.knnTest, testDs.count);
-    const fTr = await embedder.embed(nTr, (i) => train.eval(i), cfg.knnPool);
-    const fTe = await embedder.embed(nTe, (i) => test.eval(i), cfg.knnPool);
+    const nTr = nKnnTr, nTe = nKnnTe;
+    const fTr = await embedder.embed(nTr, trainView, cfg.knnPool);
+    const fTe = await embedder.embed(nTe, testView, cfg.knnPool);
     return knnClassify(
       { features: fTr, labels: trainDs.labels.slice(0, nTr) },
       { features: fTe, labels: testDs.labels.slice(0, nTe) },
