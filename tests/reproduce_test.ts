@@ -7,12 +7,15 @@ import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { readRunStateMeta } from "../src/io/run_state.ts";
 import {
   reproduce,
+  REPRODUCE_BUDGETS,
   reproduceDir,
   type ReproduceReport,
   resolveReproduce,
 } from "../src/train/reproduce.ts";
-import { fmtStat, stat } from "../src/train/reproduce_report.ts";
-import { nextCurveEpoch } from "../src/train/reproduce_rows.ts";
+import { finetuneCommand, fmtStat, stat } from "../src/train/reproduce_report.ts";
+import { nextCurveEpoch, rowFinetuneConfig } from "../src/train/reproduce_rows.ts";
+import { FINETUNE_CONFIG } from "../src/train/finetune.ts";
+import { parseFlags } from "../src/util/cli.ts";
 import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
 
 /** The figures of a report, without wall times and paths (which differ between folders). */
@@ -82,6 +85,29 @@ Deno.test("reproduce: stopped mid-row, a rerun resumes and ends with the same ta
     assert(md.includes("| dbot-2 | dBOT, 2 stages × 3 ep |"), md);
     assert(await exists(`${dir}/curve-dbot-2.svg`), "the curve is plotted");
 
+    // other fine-tuning settings: every row is fine-tuned again, nothing else reruns
+    const fourth: string[] = [];
+    const refit = await reproduce(be, { ...opts("stopped"), finetune: { finetuneEpochs: 2 } }, {
+      log: (l) => fourth.push(l),
+      prefetch: false,
+    });
+    assert(!fourth.some((l) => /resuming|deno task pretrain/.test(l)), fourth.join("\n"));
+    const tuned = figures(straight).results.filter((r) => r.finetune !== null).map((r) => r.row);
+    assertEquals(tuned, ["random init", "mae", "dbot-1", "dbot-2", "dbot-3", "dbot-distilled"]);
+    const again2 = fourth.filter((l) =>
+      l.endsWith("fine-tuning settings changed; measuring again")
+    );
+    assertEquals(again2.length, tuned.length, fourth.join("\n"));
+    const noFt = (r: ReproduceReport | null) =>
+      figures(r).results.map(({ finetune: _f, ...x }) => x);
+    assertEquals(noFt(refit), noFt(straight), "k-NN, probe and curves are kept");
+    assert(
+      figures(refit).results.every((r) => (r.finetune === null) === (r.row === "raw pixels")),
+      "every encoder row has a fine-tuning figure",
+    );
+    const evalJson = JSON.parse(await Deno.readTextFile(`${dir}/seed0/mae/eval.json`));
+    assertEquals(JSON.parse(evalJson.finetuneProtocol).finetuneEpochs, 2);
+
     // other settings in the same folder are refused, naming the fix
     await assertRejects(
       () => reproduce(be, { ...opts("stopped"), baseLr: 1e-3 }, { log: () => {}, prefetch: false }),
@@ -110,6 +136,31 @@ Deno.test("reproduce: curve epochs, mean ± sd and the settings' checks", () => 
   assertEquals(stat([null]), null);
   assertThrows(() => resolveReproduce({ seeds: [] }), RangeError, "0,1,2");
   assertThrows(() => resolveReproduce({ budget: "full" }), TypeError, "medium");
+});
+
+Deno.test("reproduce: the report's fine-tuning command is the fine-tuning each row runs", () => {
+  for (const budget of ["tiny", "small", "medium", "long"] as const) {
+    const b = REPRODUCE_BUDGETS[budget];
+    const cmd = finetuneCommand("fashion-mnist", b);
+    const args = cmd.replace("CKPT", "x.safetensors").replace(/ S$/, " 2").split(" ").slice(3);
+    const viaCli = FINETUNE_CONFIG.resolve(
+      FINETUNE_CONFIG.fromFlags(parseFlags(args, FINETUNE_CONFIG.flags())),
+    );
+    const row = rowFinetuneConfig(b, {
+      checkpoint: "x.safetensors",
+      data: "fashion-mnist",
+      dir: "runs/r/seed2/mae",
+      testLimit: 0,
+      seed: 2,
+    });
+    // only where the outputs go (and whether the classifier is kept) differ
+    assertEquals({ ...viaCli, runsDir: row.runsDir, name: row.name, save: row.save }, row);
+  }
+  assertEquals(
+    finetuneCommand("fashion-mnist", REPRODUCE_BUDGETS.small),
+    "deno task finetune --checkpoint CKPT --data fashion-mnist --train-limit 16384 --epochs 2 " +
+      "--warmup-epochs 0.1 --batch 64 --base-lr 0.01 --mixup 0 --cutmix 0 --seed S",
+  );
 });
 
 async function exists(path: string): Promise<boolean> {

@@ -8,7 +8,7 @@
 import { writeJsonAtomic, writeTextAtomic } from "../io/atomic.ts";
 import { lineChartSvg } from "../io/plot.ts";
 import type { AnalysisReport } from "../eval/analyze.ts";
-import type { CurvePoint, RowResult } from "./reproduce_rows.ts";
+import { type CurvePoint, type RowResult, WARMUP_FRACTION } from "./reproduce_rows.ts";
 import type { ReproduceBudget, ReproduceOptions } from "./reproduce.ts";
 import { effectiveLr } from "./schedule.ts";
 
@@ -181,6 +181,18 @@ async function readAnalysis(dir: string, seeds: number[]): Promise<AnalysisSumma
   };
 }
 
+/** The `deno task finetune` command a row's fine-tuning figure equals (checkpoint CKPT, seed S). */
+export function finetuneCommand(data: string, b: ReproduceBudget): string {
+  const warmup = +(WARMUP_FRACTION * b.finetuneEpochs).toFixed(6);
+  return [
+    "deno task finetune --checkpoint CKPT",
+    `--data ${data} --train-limit ${b.finetuneLimit} --epochs ${b.finetuneEpochs}`,
+    `--warmup-epochs ${warmup} --batch ${b.batch} --base-lr ${b.finetuneBaseLr}`,
+    ...(b.finetuneMix ? [] : ["--mixup 0 --cutmix 0"]),
+    "--seed S",
+  ].join(" ");
+}
+
 /**
  * "71.2 ± 0.8" (or "71.2" for one seed, "–" for none), with " (n=k)" when `n` is given and
  * the count differs from it.
@@ -275,8 +287,12 @@ export function renderMarkdown(r: Omit<ReproduceReport, "markdown">): string {
     `boundaries on ${b.curveTrain} train / ${b.curveTest} test images. Final k-NN (k 20, T ` +
     `0.07) and linear probe (BatchNorm + linear, LARS ${b.probeEpochs} ep, base LR ` +
     `${b.probeBaseLr}) on ${b.evalTrain} train / ${testN} test images; fine-tuning ` +
-    `${b.finetuneEpochs} ep on the ${b.trainLimit} pre-training images (mean-pooled ` +
-    `patch tokens, AdamW, layer decay 0.75, mixup/cutmix), tested on ${testN} test images. ` +
+    `${b.finetuneEpochs} ep on the first ${b.finetuneLimit} training images (mean-pooled ` +
+    `patch tokens, AdamW, base LR ${b.finetuneBaseLr} × ${b.batch}/256, layer decay 0.75, ` +
+    `drop path 0.1, label smoothing 0.1, ${
+      b.finetuneMix ? "mixup 0.8 / cutmix 1.0" : "no mixup/cutmix"
+    }), ` +
+    `tested on ${testN} test images. ` +
     `Larger teacher: ${b.teacherModel}, ${b.teacherEpochs} ep on ${b.teacherLimit} images.`,
     "",
     "Top-1 (%), mean ± standard deviation over n seeds (sample sd; one seed: the value):",
@@ -344,6 +360,11 @@ export function renderMarkdown(r: Omit<ReproduceReport, "markdown">): string {
     "|---|---|",
     ...r.rows.filter((s) => s.command).map((s) => `| ${s.row} | \`${s.command}\` |`),
     `| (teacher of dbot-distilled) | \`${r.teacherCommand}\` |`,
+    "",
+    "Equivalent fine-tuning command of each row (`CKPT`: the row's checkpoint, `S`: its seed; " +
+      "the reproduction does not keep the classifier):",
+    "",
+    `\`${finetuneCommand(o.data, b)}\``,
     "",
   );
   return lines.join("\n");

@@ -28,7 +28,7 @@ import {
   resolvePretrain,
 } from "./config.ts";
 import { planBoundaries } from "./config.ts";
-import { finetune, resolveFinetune } from "./finetune.ts";
+import { finetune, type FinetuneConfig, resolveFinetune } from "./finetune.ts";
 import { trainLinearProbe } from "./linprobe.ts";
 import { pretrain } from "./pretrain.ts";
 import type { ReproduceBudget, ReproduceConfig } from "./reproduce.ts";
@@ -500,6 +500,47 @@ export async function writeRandomInit(
   return { checkpoint: plan.checkpoint, curve: [], pretrainS: 0, curveS: 0 };
 }
 
+/**
+ * The budget's evaluation settings that may change in a folder: a change re-measures
+ * fine-tuning (each row's eval.json records {@link finetuneProtocol}) and keeps the rest.
+ */
+export const FINETUNE_KEYS: readonly (keyof ReproduceBudget)[] = Object.freeze([
+  "finetuneLimit",
+  "finetuneEpochs",
+  "finetuneBaseLr",
+  "finetuneMix",
+]);
+
+/** The fine-tuning settings of `b` as one string (what a row's figure was measured with). */
+export function finetuneProtocol(b: ReproduceBudget): string {
+  return JSON.stringify(Object.fromEntries(FINETUNE_KEYS.map((k) => [k, b[k]])));
+}
+
+/**
+ * The fine-tuning of a row under budget `b` (outputs in `<dir>/finetune/`, no classifier
+ * kept): what `finetuneCommand` in reproduce_report.ts spells as a command.
+ */
+export function rowFinetuneConfig(
+  b: ReproduceBudget,
+  o: { checkpoint: string; data: string; dir: string; testLimit: number; seed: number },
+): FinetuneConfig {
+  return resolveFinetune({
+    checkpoint: o.checkpoint,
+    data: o.data,
+    runsDir: o.dir,
+    name: "finetune",
+    epochs: b.finetuneEpochs,
+    warmupEpochs: WARMUP_FRACTION * b.finetuneEpochs,
+    batch: b.batch,
+    baseLr: b.finetuneBaseLr,
+    ...(b.finetuneMix ? {} : { mixup: 0, cutmix: 0 }),
+    trainLimit: b.finetuneLimit,
+    testLimit: o.testLimit,
+    seed: o.seed,
+    save: false,
+  });
+}
+
 /** What eval.json keeps (each part once measured). */
 interface EvalProgress {
   knnCls?: number;
@@ -507,6 +548,8 @@ interface EvalProgress {
   probeCls?: number;
   probeMean?: number;
   finetune?: number;
+  /** {@link finetuneProtocol} of the budget `finetune` was measured with. */
+  finetuneProtocol?: string;
   evalS: number;
 }
 
@@ -568,26 +611,25 @@ export async function evaluateRow(
     await writeJsonAtomic(path, ev);
   }
   if (hooks.signal?.aborted) return null;
+  // a figure from other fine-tuning settings (or from before they were recorded) is stale
+  const protocol = finetuneProtocol(b);
+  if (ev.finetune !== undefined && ev.finetuneProtocol !== protocol) {
+    hooks.log(`${plan.row} (seed ${seed}): fine-tuning settings changed; measuring again`);
+    delete ev.finetune;
+    delete ev.finetuneProtocol;
+  }
   if (ev.finetune === undefined && ctx.finetune) {
     const ts = performance.now();
-    const ft = await finetune(
-      ctx.be,
-      resolveFinetune({
-        checkpoint: plan.checkpoint,
-        data: ctx.data,
-        runsDir: plan.dir,
-        name: "finetune",
-        epochs: b.finetuneEpochs,
-        warmupEpochs: WARMUP_FRACTION * b.finetuneEpochs,
-        batch: b.batch,
-        trainLimit: b.trainLimit,
-        testLimit: ctx.evalTest,
-        seed,
-        save: false,
-      }),
-      () => {},
-    );
+    const cfg = rowFinetuneConfig(b, {
+      checkpoint: plan.checkpoint,
+      data: ctx.data,
+      dir: plan.dir,
+      testLimit: ctx.evalTest,
+      seed,
+    });
+    const ft = await finetune(ctx.be, cfg, () => {});
     ev.finetune = ft.top1;
+    ev.finetuneProtocol = protocol;
     ev.evalS += (performance.now() - ts) / 1000;
     await writeJsonAtomic(path, ev);
   }
