@@ -132,11 +132,22 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
  * stride the group's rows; the 4 lane sums are added in workgroup memory.
  * Grid: x = column blocks of 64, y = row group g. Every group owns at least one row.
  */
-export const COLSUM_PARTIAL: string = /* wgsl */ `
-struct Params { off_part: u32, off_src: u32, rows: u32, C: u32, rowsPer: u32 }
+export const COLSUM_PARTIAL: string = colsumPartial(["src"], "src[P.off_src + r * P.C + c]");
+
+/**
+ * Pass 1 of a column sum of `term` (a WGSL expression in row `r`, column `c`) over the
+ * storage arrays `inputs` (each with an offset `off_<name>` in Params, bindings 2…).
+ */
+function colsumPartial(inputs: string[], term: string): string {
+  const offs = inputs.map((x) => `off_${x}: u32, `).join("");
+  const binds = inputs.map((x, i) =>
+    `@group(0) @binding(${i + 2}) var<storage, read_write> ${x}: array<f32>;`
+  ).join("\n");
+  return /* wgsl */ `
+struct Params { off_part: u32, ${offs}rows: u32, C: u32, rowsPer: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> part: array<f32>;
-@group(0) @binding(2) var<storage, read_write> src: array<f32>;
+${binds}
 var<workgroup> lanes: array<f32, 256>;
 
 @compute @workgroup_size(64, 4)
@@ -148,7 +159,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   var acc = 0.0;
   if (c < P.C) {
     for (var r = r0 + lid.y; r < r1; r += 4u) {
-      acc += src[P.off_src + r * P.C + c];
+      acc += ${term};
     }
   }
   lanes[lid.y * 64u + lid.x] = acc;
@@ -159,6 +170,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   }
 }
 `;
+}
 
 /**
  * Column sum, pass 2: `dst[c] += Σ_g part[g·stride + c]` over `G` partial rows (parameter
@@ -211,31 +223,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
  * Column sum of a product, pass 1 (layer-scale gradient): `part[g, c] = Σ_{r in group g}
  * a[r, c]·b[r, c]`. Same layout as {@link COLSUM_PARTIAL}; pass 2 is `COLSUM_FINAL`.
  */
-export const COLSUM_PROD_PARTIAL: string = /* wgsl */ `
-struct Params { off_part: u32, off_a: u32, off_b: u32, rows: u32, C: u32, rowsPer: u32 }
-@group(0) @binding(0) var<uniform> P: Params;
-@group(0) @binding(1) var<storage, read_write> part: array<f32>;
-@group(0) @binding(2) var<storage, read_write> a: array<f32>;
-@group(0) @binding(3) var<storage, read_write> b: array<f32>;
-var<workgroup> lanes: array<f32, 256>;
-
-@compute @workgroup_size(64, 4)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
-  let c = wid.x * 64u + lid.x;
-  let g = wid.y;
-  let r0 = g * P.rowsPer;
-  let r1 = min(r0 + P.rowsPer, P.rows);
-  var acc = 0.0;
-  if (c < P.C) {
-    for (var r = r0 + lid.y; r < r1; r += 4u) {
-      acc += a[P.off_a + r * P.C + c] * b[P.off_b + r * P.C + c];
-    }
-  }
-  lanes[lid.y * 64u + lid.x] = acc;
-  workgroupBarrier();
-  if (lid.y == 0u && c < P.C) {
-    let s = (lanes[lid.x] + lanes[64u + lid.x]) + (lanes[128u + lid.x] + lanes[192u + lid.x]);
-    part[P.off_part + g * P.C + c] = s;
-  }
-}
-`;
+export const COLSUM_PROD_PARTIAL: string = colsumPartial(
+  ["a", "b"],
+  "a[P.off_a + r * P.C + c] * b[P.off_b + r * P.C + c]",
+);

@@ -61,6 +61,9 @@ export {
 } from "./linprobe.ts";
 export {
   type CurvePoint,
+  FINETUNE_KEYS,
+  finetuneProtocol,
+  type FinetuneSettings,
   REFERENCE_BASE_LR,
   reproduce,
   REPRODUCE_BUDGETS,

@@ -35,6 +35,8 @@ import {
   EvalContext,
   evaluateRawPixels,
   evaluateRow,
+  FINETUNE_KEYS,
+  type FinetuneSettings,
   planRows,
   type RowResult,
   runPretrainRow,
@@ -46,6 +48,7 @@ import { type ReproduceReport, writeReport } from "./reproduce_report.ts";
 export type { AnalysisSummary, ReproduceReport, RowSummary, Stat } from "./reproduce_report.ts";
 export type { CurvePoint, RowResult } from "./reproduce_rows.ts";
 export { FINETUNE_KEYS, finetuneProtocol, WARMUP_FRACTION } from "./reproduce_rows.ts";
+export type { FinetuneSettings } from "./reproduce_rows.ts";
 
 /** The sizes of one reproduction. */
 export interface ReproduceBudget {
@@ -99,6 +102,18 @@ export type ReproduceBudgetName = "tiny" | "small" | "medium" | "long";
 export const REFERENCE_BASE_LR = 1.5e-4;
 
 /**
+ * The fine-tuning of `small` and `medium`: 512 steps of 64 images (2 epochs of the first
+ * 16 384 training images) at base LR 1e-2 without mixup/CutMix, the best of the sweep in
+ * docs/RESULTS.md.
+ */
+const FINETUNE_512_STEPS = {
+  finetuneLimit: 16384,
+  finetuneEpochs: 2,
+  finetuneBaseLr: 1e-2,
+  finetuneMix: false,
+} as const;
+
+/**
  * `tiny`: seconds, for tests (its figures mean nothing). `small`: 6 epochs a row on 512
  * images. `medium`: 60 epochs a row on 512 images, so the 2-stage row has 30 epochs a stage
  * (75 min for one seed on the shared 2-core machine of docs/RESULTS.md, side by side with
@@ -146,10 +161,7 @@ export const REPRODUCE_BUDGETS: Readonly<Record<ReproduceBudgetName, ReproduceBu
       evalTest: 0,
       probeEpochs: 90,
       probeBaseLr: 20,
-      finetuneLimit: 16384,
-      finetuneEpochs: 2,
-      finetuneBaseLr: 1e-2,
-      finetuneMix: false,
+      ...FINETUNE_512_STEPS,
       analyzeImages: 128,
     },
     medium: {
@@ -166,10 +178,7 @@ export const REPRODUCE_BUDGETS: Readonly<Record<ReproduceBudgetName, ReproduceBu
       evalTest: 0,
       probeEpochs: 90,
       probeBaseLr: 20,
-      finetuneLimit: 16384,
-      finetuneEpochs: 2,
-      finetuneBaseLr: 1e-2,
-      finetuneMix: false,
+      ...FINETUNE_512_STEPS,
       analyzeImages: 256,
     },
     long: {
@@ -270,9 +279,7 @@ export interface ReproduceOptions extends ReproduceConfig {
    * Fine-tuning settings in place of the budget's (a sweep, a test): rows measured with
    * other settings are fine-tuned again, nothing else is rerun.
    */
-  finetune?: Partial<
-    Pick<ReproduceBudget, "finetuneLimit" | "finetuneEpochs" | "finetuneBaseLr" | "finetuneMix">
-  >;
+  finetune?: Partial<FinetuneSettings>;
 }
 
 /** Callbacks and run controls of {@link reproduce}. */
@@ -392,10 +399,10 @@ export async function reproduce(
   return done;
 }
 
-/** `sizes` without the fine-tuning keys (older folders stored `finetuneEpochs` alone). */
+/** `sizes` without {@link FINETUNE_KEYS} (older folders stored `finetuneEpochs` alone). */
 function pretrainSizes(sizes: unknown): unknown {
   if (typeof sizes !== "object" || sizes === null) return sizes;
-  const keep = Object.entries(sizes).filter(([k]) => !k.startsWith("finetune"));
+  const keep = Object.entries(sizes).filter(([k]) => !FINETUNE_KEYS.includes(k as never));
   return Object.fromEntries(keep);
 }
 

@@ -504,12 +504,15 @@ export async function writeRandomInit(
  * The budget's evaluation settings that may change in a folder: a change re-measures
  * fine-tuning (each row's eval.json records {@link finetuneProtocol}) and keeps the rest.
  */
-export const FINETUNE_KEYS: readonly (keyof ReproduceBudget)[] = Object.freeze([
+export const FINETUNE_KEYS: readonly [
   "finetuneLimit",
   "finetuneEpochs",
   "finetuneBaseLr",
   "finetuneMix",
-]);
+] = Object.freeze(["finetuneLimit", "finetuneEpochs", "finetuneBaseLr", "finetuneMix"] as const);
+
+/** The fine-tuning settings of a budget ({@link FINETUNE_KEYS}). */
+export type FinetuneSettings = Pick<ReproduceBudget, typeof FINETUNE_KEYS[number]>;
 
 /** The fine-tuning settings of `b` as one string (what a row's figure was measured with). */
 export function finetuneProtocol(b: ReproduceBudget): string {

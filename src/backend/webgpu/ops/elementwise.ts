@@ -11,6 +11,7 @@ import type {
   OutInpBufs,
   RowsDims,
   ScaleRowsBufs,
+  Tensor,
 } from "../../backend.ts";
 import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
 import type { KernelSpec } from "../context.ts";
@@ -32,8 +33,10 @@ import {
 } from "../../../../kernels/elementwise.ts";
 
 const ADD_KERNEL: KernelSpec = { label: "add", code: ADD, storageBindings: 3 };
-const GELU_KERNEL: KernelSpec = { label: "gelu", code: GELU, storageBindings: 2 };
-const GELU_BACKWARD_KERNEL: KernelSpec = {
+/** Exact GELU with `QUICK = 0`; `symmetric.ts` runs it with `QUICK = 1` (QuickGELU). */
+export const GELU_KERNEL: KernelSpec = { label: "gelu", code: GELU, storageBindings: 2 };
+/** The backward of {@link GELU_KERNEL}, with the same `QUICK` override. */
+export const GELU_BACKWARD_KERNEL: KernelSpec = {
   label: "gelu_backward",
   code: GELU_BACKWARD,
   storageBindings: 3,
@@ -56,7 +59,7 @@ export const COLSUM_FINAL_KERNEL: KernelSpec = {
   storageBindings: 2,
 };
 
-/** Most row groups pass 1 of `biasGrad` splits the rows into (pass 2 sums this many). */
+/** Most row groups pass 1 of a `columnSum` splits the rows into (pass 2 sums this many). */
 const BIAS_GROUPS = 256;
 /** Fewest rows one row group sums, so small inputs do not spread thin. */
 const MIN_ROWS_PER_GROUP = 16;
@@ -70,16 +73,32 @@ export function biasGrad(
   const op = "biasGrad";
   checkBiasGrad({ dbias, dout }, { rows, C });
   checkF32(op, { dbias, dout });
+  columnSum(be, COLSUM_PARTIAL_KERNEL, [dout], dbias, { rows, C }, "elementwise.colsum_partials");
+}
+
+/**
+ * `dst [C] += Σ_r term[r, c]` in two passes: `partial` (a `colsumPartial` kernel of
+ * `kernels/elementwise.ts`: Params `rows, C, rowsPer`, bindings `part, ...inputs`) sums row
+ * groups into the scratch `[G, C]`, then `COLSUM_FINAL` adds the groups into `dst`.
+ */
+export function columnSum(
+  be: WebGpuBackend,
+  partial: KernelSpec,
+  inputs: Tensor[],
+  dst: Tensor,
+  { rows, C }: RowsDims,
+  scratch: string,
+): void {
   if (rows === 0 || C === 0) return;
   const G0 = Math.max(1, Math.min(BIAS_GROUPS, Math.ceil(rows / MIN_ROWS_PER_GROUP)));
   const rowsPer = Math.ceil(rows / G0);
   const G = Math.ceil(rows / rowsPer); // every group owns at least one row
-  const part = be.scratch("elementwise.colsum_partials", G * C);
-  be.dispatch(COLSUM_PARTIAL_KERNEL, [part, dout], {
+  const part = be.scratch(scratch, G * C);
+  be.dispatch(partial, [part, ...inputs], {
     params: new Params().u32(rows, C, rowsPer),
     groups: [Math.ceil(C / 64), G, 1],
   });
-  be.dispatch(COLSUM_FINAL_KERNEL, [dbias, part], {
+  be.dispatch(COLSUM_FINAL_KERNEL, [dst, part], {
     params: new Params().u32(C, G, C),
     groups: [Math.ceil(C / 64), 1, 1],
   });

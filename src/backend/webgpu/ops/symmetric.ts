@@ -28,22 +28,11 @@ import {
   checkScaleCols,
   checkScaleColsBackward,
 } from "../../checks.ts";
-import {
-  COLSUM_PROD_PARTIAL,
-  GELU,
-  GELU_BACKWARD,
-  SCALE_COLS,
-} from "../../../../kernels/elementwise.ts";
+import { COLSUM_PROD_PARTIAL, SCALE_COLS } from "../../../../kernels/elementwise.ts";
 import { RELPOS_BIAS, RELPOS_BIAS_BACKWARD } from "../../../../kernels/relpos.ts";
-import { biasGrad, COLSUM_FINAL_KERNEL } from "./elementwise.ts";
+import { biasGrad, columnSum, GELU_BACKWARD_KERNEL, GELU_KERNEL } from "./elementwise.ts";
 
-// The GELU kernels' QuickGELU variant: same WGSL, override QUICK = true (its own pipeline).
-const GELU_KERNEL: KernelSpec = { label: "gelu", code: GELU, storageBindings: 2 };
-const GELU_BACKWARD_KERNEL: KernelSpec = {
-  label: "gelu_backward",
-  code: GELU_BACKWARD,
-  storageBindings: 3,
-};
+// The GELU kernels' QuickGELU variant: same WGSL and spec, override QUICK = 1 (its own pipeline).
 const QUICK = { QUICK: 1 };
 const SCALE_COLS_KERNEL: KernelSpec = { label: "scale_cols", code: SCALE_COLS, storageBindings: 3 };
 const COLSUM_PROD_KERNEL: KernelSpec = {
@@ -57,11 +46,6 @@ const RELPOS_BACKWARD_KERNEL: KernelSpec = {
   code: RELPOS_BIAS_BACKWARD,
   storageBindings: 4,
 };
-
-/** Most row groups pass 1 of the layer-scale gradient splits the rows into. */
-const GROUPS = 256;
-/** Fewest rows one row group sums. */
-const MIN_ROWS_PER_GROUP = 16;
 
 /** See `Backend.quickGelu`: `out = inp·σ(1.702·inp)`; `out` may be `inp`. */
 export function quickGelu(be: WebGpuBackend, { out, inp }: OutInpBufs): void {
@@ -114,18 +98,8 @@ export function scaleColsBackward(
   checkScaleColsBackward({ dinp, dscale, dout, inp, scale }, { rows, C });
   checkF32("scaleColsBackward", { dinp, dscale, dout, inp, scale });
   if (rows === 0 || C === 0) return;
-  const G0 = Math.max(1, Math.min(GROUPS, Math.ceil(rows / MIN_ROWS_PER_GROUP)));
-  const rowsPer = Math.ceil(rows / G0);
-  const G = Math.ceil(rows / rowsPer);
-  const part = be.scratch("symmetric.scale_cols_partials", G * C);
-  be.dispatch(COLSUM_PROD_KERNEL, [part, dout, inp], {
-    params: new Params().u32(rows, C, rowsPer),
-    groups: [Math.ceil(C / 64), G, 1],
-  });
-  be.dispatch(COLSUM_FINAL_KERNEL, [dscale, part], {
-    params: new Params().u32(C, G, C),
-    groups: [Math.ceil(C / 64), 1, 1],
-  });
+  const dims = { rows, C };
+  columnSum(be, COLSUM_PROD_KERNEL, [dout, inp], dscale, dims, "symmetric.scale_cols_partials");
   be.dispatch(SCALE_COLS_KERNEL, [dinp, dout, scale], {
     params: new Params().u32(rows * C, C),
     groups: linearGroups(rows * C, 256),
