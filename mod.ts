@@ -44,11 +44,15 @@ export {
   type SelectBackendOptions,
   type SelectedBackend,
 } from "./src/backend/select.ts";
-export { type Preset, PRESETS, type VitConfig, vitFromPreset } from "./src/models/config.ts";
+export { type Preset, PRESETS, type VitConfig, vitFromPreset } from "./src/models/vit_config.ts";
 export { type DbotConfig, DbotModel } from "./src/models/dbot.ts";
 export type { TeacherConfig } from "./src/models/teacher.ts";
 export type { LossName } from "./src/models/losses.ts";
-export { PRETRAIN_DEFAULTS, type PretrainConfig, resolvePretrain } from "./src/train/config.ts";
+export {
+  PRETRAIN_DEFAULTS,
+  type PretrainConfig,
+  resolvePretrain,
+} from "./src/train/pretrain_config.ts";
 export { pretrain, type PretrainHooks } from "./src/train/pretrain.ts";
 export type { PretrainProgress, PretrainSummary } from "./src/train/metrics.ts";
 export {
@@ -58,7 +62,12 @@ export {
   type OpenOptions,
   type Split,
 } from "./src/data/dataset.ts";
-export { embedDataset, type EmbedOptions, type EmbedResult, type Pool } from "./src/eval/embed.ts";
+export {
+  embedDataset,
+  type EmbedOptions,
+  type EmbedResult,
+  type Pool,
+} from "./src/eval/embed_file.ts";
 export {
   knnClassify,
   type KnnClassifyOptions,
@@ -72,4 +81,4 @@ export {
   CheckpointError,
   readCheckpoint,
   writeCheckpoint,
-} from "./src/io/checkpoint.ts";
+} from "./src/io/checkpoint_file.ts";

@@ -26,12 +26,16 @@ export { WebGpuBackend } from "./backend/webgpu/backend.ts";
 export { openShapes, SHAPE_CLASSES } from "./data/shapes.ts";
 export { channelStats, deriveSeed, ImagePipeline } from "./data/pipeline.ts";
 export { type DbotConfig, DbotModel } from "./models/dbot.ts";
-export { PRESETS, type VitConfig, vitFromPreset } from "./models/config.ts";
+export { PRESETS, type VitConfig, vitFromPreset } from "./models/vit_config.ts";
 export { randomMasking } from "./models/masking.ts";
 export { AdamW } from "./train/adamw.ts";
 export { effectiveLr, lrAt, stageAt } from "./train/schedule.ts";
 export { TrainStep } from "./train/step.ts";
-export { PRETRAIN_DEFAULTS, type PretrainConfig, resolvePretrain } from "./train/config.ts";
+export {
+  PRETRAIN_DEFAULTS,
+  type PretrainConfig,
+  resolvePretrain,
+} from "./train/pretrain_config.ts";
 export { PretrainSession, type SampleView, type SessionStep } from "./train/session.ts";
 export { decodeSafetensors, encodeSafetensors, toFloat32 } from "./io/safetensors.ts";
 export {
@@ -41,6 +45,6 @@ export {
   encodeCheckpoint,
   inferVitConfig,
   vitWeights,
-} from "./io/checkpoint_bytes.ts";
-export { Embedder } from "./eval/embedder.ts";
-export { knnClassify, type KnnResult } from "./eval/knn_core.ts";
+} from "./io/checkpoint.ts";
+export { Embedder } from "./eval/embed.ts";
+export { knnClassify, type KnnResult } from "./eval/knn.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { embedDataset, parsePool } from "../src/eval/embed.ts";
+import { embedDataset, parsePool } from "../src/eval/embed_file.ts";
 import { writeSafetensors } from "../src/io/safetensors_file.ts";
 import {
   BACKEND_FLAG,

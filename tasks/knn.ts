@@ -6,12 +6,8 @@
  * @module
  */
 import { loadGemm } from "../src/backend/cpu/gemm.ts";
-import {
-  KNN_DEFAULT_K,
-  KNN_DEFAULT_TEMPERATURE,
-  knnClassify,
-  readFeatures,
-} from "../src/eval/knn.ts";
+import { KNN_DEFAULT_K, KNN_DEFAULT_TEMPERATURE, knnClassify } from "../src/eval/knn.ts";
+import { readFeatures } from "../src/eval/knn_file.ts";
 import { parseTaskFlags, positiveInt } from "./flags.ts";
 import { main } from "./main.ts";
 

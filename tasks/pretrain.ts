@@ -5,14 +5,14 @@
  * @module
  */
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
-import { PRETRAIN_CONFIG } from "../src/train/config.ts";
+import { PRETRAIN_CONFIG } from "../src/train/pretrain_config.ts";
 import {
   limitOpenBlasThreads,
   parseDistributed,
   sourceDigest,
   startCollective,
   threadsPerRank,
-} from "../src/train/distributed.ts";
+} from "../src/parallel/launch.ts";
 import { pretrain, resumeCommand } from "../src/train/pretrain.ts";
 import { effectiveLr } from "../src/train/schedule.ts";
 import { backendFromFlags, NATIVE_LIB_FLAG, parseTaskFlags, PRINT_CONFIG_FLAG } from "./flags.ts";

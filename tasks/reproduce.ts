@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { reproduce, REPRODUCE_CONFIG, reproduceCommand } from "../src/train/reproduce.ts";
+import { reproduce, REPRODUCE_CONFIG, reproduceCommand } from "../src/reproduce/mod.ts";
 import { BACKEND_FLAG, backendFromFlags, NATIVE_LIB_FLAG, parseTaskFlags } from "./flags.ts";
 import { main } from "./main.ts";
 

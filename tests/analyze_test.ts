@@ -12,7 +12,7 @@ import {
   singularValues,
   singularValueShare,
 } from "../src/eval/analyze.ts";
-import type { VitConfig } from "../src/models/config.ts";
+import type { VitConfig } from "../src/models/vit_config.ts";
 import { initValues } from "../src/nn/params.ts";
 import { vitParamSpecs } from "../src/models/vit.ts";
 import { Rng } from "../src/util/rng.ts";

@@ -5,17 +5,17 @@
  */
 import type { Backend } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
-import { embedImages } from "../src/eval/embed.ts";
+import { embedImages } from "../src/eval/embed_file.ts";
 import {
   CheckpointError,
   inferVitConfig,
   readCheckpoint,
   vitWeights,
   writeCheckpoint,
-} from "../src/io/checkpoint.ts";
+} from "../src/io/checkpoint_file.ts";
 import { decodeSafetensors, toFloat32 } from "../src/io/safetensors.ts";
 import { DbotModel } from "../src/models/dbot.ts";
-import { vitFromPreset } from "../src/models/config.ts";
+import { vitFromPreset } from "../src/models/vit_config.ts";
 import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
 import { assertAllClose } from "./helpers.ts";
 import { gpuTest } from "./gpu.ts";

@@ -13,7 +13,7 @@ import {
   type NamedTensor,
   toFloat32,
 } from "../src/io/safetensors.ts";
-import type { VitConfig } from "../src/models/config.ts";
+import type { VitConfig } from "../src/models/vit_config.ts";
 import { buildTeacher, teacherWidth } from "../src/models/teacher.ts";
 import { DbotModel } from "../src/models/dbot.ts";
 import { randomMasking } from "../src/models/masking.ts";

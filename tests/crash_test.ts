@@ -7,7 +7,7 @@
  */
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { readSafetensors } from "../src/io/safetensors_file.ts";
-import { resolvePretrain } from "../src/train/config.ts";
+import { resolvePretrain } from "../src/train/pretrain_config.ts";
 import { type MetricLine, pretrain } from "../src/train/pretrain.ts";
 import { assert, assertEquals } from "../src/util/assert.ts";
 import { Rng } from "../src/util/rng.ts";

@@ -6,7 +6,7 @@ import type { Backend } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { type DbotConfig, DbotModel, dropPathRates } from "../src/models/dbot.ts";
 import { decoderIndex, encoderIndex, lossWeights, randomMasking } from "../src/models/masking.ts";
-import type { VitConfig } from "../src/models/config.ts";
+import type { VitConfig } from "../src/models/vit_config.ts";
 import { Rng } from "../src/util/rng.ts";
 import { assert, assertEquals } from "../src/util/assert.ts";
 import { assertAllClose } from "./helpers.ts";

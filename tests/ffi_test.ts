@@ -6,8 +6,8 @@
  */
 import { loadOpenBlas } from "../src/backend/cpu/openblas.ts";
 import { loadKernels } from "../src/backend/cpu/kernels.ts";
-import { loadMpi } from "../src/train/mpi.ts";
-import { limitOpenBlasThreads } from "../src/train/distributed.ts";
+import { loadMpi } from "../src/parallel/mpi.ts";
+import { limitOpenBlasThreads } from "../src/parallel/launch.ts";
 import { ffiGranted } from "../src/util/ffi.ts";
 import { assert } from "../src/util/assert.ts";
 

@@ -12,10 +12,10 @@ import {
   poolMatrix,
   VitClassifier,
 } from "../src/models/classifier.ts";
-import type { VitConfig } from "../src/models/config.ts";
+import type { VitConfig } from "../src/models/vit_config.ts";
 import { ParamSet } from "../src/nn/params.ts";
 import { vitParamSpecs } from "../src/models/vit.ts";
-import { writeCheckpoint } from "../src/io/checkpoint.ts";
+import { writeCheckpoint } from "../src/io/checkpoint_file.ts";
 import { finetune, mixBatch, readClassifier, resolveFinetune } from "../src/train/finetune.ts";
 import { Rng } from "../src/util/rng.ts";
 import { assert, assertEquals } from "../src/util/assert.ts";

@@ -5,10 +5,10 @@
  * @module
  */
 import type { Backend } from "../src/backend/backend.ts";
-import type { VitConfig } from "../src/models/config.ts";
+import type { VitConfig } from "../src/models/vit_config.ts";
 import { type DbotConfig, DbotModel } from "../src/models/dbot.ts";
 import { decodeSafetensors, toFloat32 } from "../src/io/safetensors.ts";
-import { type PretrainConfig, resolvePretrain } from "../src/train/config.ts";
+import { type PretrainConfig, resolvePretrain } from "../src/train/pretrain_config.ts";
 import { AdamW, type AdamWOptions } from "../src/train/adamw.ts";
 import { TrainStep } from "../src/train/step.ts";
 

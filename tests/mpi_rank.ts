@@ -9,8 +9,8 @@
  * @module
  */
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
-import { resolvePretrain } from "../src/train/config.ts";
-import { MpiCollective } from "../src/train/mpi.ts";
+import { resolvePretrain } from "../src/train/pretrain_config.ts";
+import { MpiCollective } from "../src/parallel/mpi.ts";
 import { pretrain } from "../src/train/pretrain.ts";
 
 const o = JSON.parse(Deno.args[0]) as {

@@ -12,8 +12,8 @@
  */
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { readSafetensors } from "../src/io/safetensors_file.ts";
-import { resolvePretrain } from "../src/train/config.ts";
-import { loadMpi, MPI_INSTALL_HINT } from "../src/train/mpi.ts";
+import { resolvePretrain } from "../src/train/pretrain_config.ts";
+import { loadMpi, MPI_INSTALL_HINT } from "../src/parallel/mpi.ts";
 import { type MetricLine, pretrain, type PretrainSummary } from "../src/train/pretrain.ts";
 import { openRunData } from "../src/train/run_data.ts";
 import { readState } from "../src/train/state.ts";

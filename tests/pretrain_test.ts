@@ -6,8 +6,8 @@
 import type { Backend } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { DbotModel } from "../src/models/dbot.ts";
-import { vitFromPreset } from "../src/models/config.ts";
-import { resolvePretrain } from "../src/train/config.ts";
+import { vitFromPreset } from "../src/models/vit_config.ts";
+import { resolvePretrain } from "../src/train/pretrain_config.ts";
 import { AdamW, PRETRAIN_ADAMW } from "../src/train/adamw.ts";
 import { type MetricLine, nextStage, pretrain } from "../src/train/pretrain.ts";
 import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
@@ -200,7 +200,7 @@ Deno.test("pretrain() distils a teacher loaded from a PyTorch-written checkpoint
   const cfg = tinyConfig(dir, { teacher, boundaries: [0, 1, 2] });
   const s = await pretrain(new CpuBackend(), cfg, quiet);
   assert(s !== null && Number.isFinite(s.knn_top1_final), "finished");
-  const { readCheckpoint } = await import("../src/io/checkpoint.ts");
+  const { readCheckpoint } = await import("../src/io/checkpoint_file.ts");
   // stage 0 predicts the 32-wide teacher; after the boundary the teacher is the 96-wide student
   assertEquals(
     (await readCheckpoint(`${dir}/t/stage0.safetensors`)).shapes.get("decoder_predp.weight"),

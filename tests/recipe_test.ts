@@ -15,11 +15,11 @@ import {
   PRETRAIN_DEFAULTS,
   PRETRAIN_RECIPES,
   resolvePretrain,
-} from "../src/train/config.ts";
+} from "../src/train/pretrain_config.ts";
 import { adamwConfig } from "../src/train/stages.ts";
 import { type MetricLine, pretrain } from "../src/train/pretrain.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
-import { readCheckpoint } from "../src/io/checkpoint.ts";
+import { readCheckpoint } from "../src/io/checkpoint_file.ts";
 import { effectiveLr, lrAt } from "../src/train/schedule.ts";
 import { parseFlags } from "../src/util/cli.ts";
 import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";

@@ -11,9 +11,10 @@ import {
   reproduceDir,
   type ReproduceReport,
   resolveReproduce,
-} from "../src/train/reproduce.ts";
-import { finetuneCommand, fmtStat, stat } from "../src/train/reproduce_report.ts";
-import { nextCurveEpoch, rowFinetuneConfig } from "../src/train/reproduce_rows.ts";
+} from "../src/reproduce/mod.ts";
+import { finetuneCommand, fmtStat, stat } from "../src/reproduce/report.ts";
+import { nextCurveEpoch } from "../src/reproduce/rows.ts";
+import { rowFinetuneConfig } from "../src/reproduce/evaluate.ts";
 import { FINETUNE_CONFIG } from "../src/train/finetune.ts";
 import { parseFlags } from "../src/util/cli.ts";
 import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";

@@ -4,13 +4,13 @@
  * state; corrupt images fail a strict run by name; tasks write only where deno.json
  * lets them, and Deno's refusal is one readable line.
  */
-import { MPI_ENV_VARS } from "../src/train/mpi.ts";
+import { MPI_ENV_VARS } from "../src/parallel/mpi.ts";
 import type { Backend } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { asGpuError, describeDeviceError, GpuError } from "../src/backend/webgpu/context.ts";
 import { DataError } from "../src/data/dataset.ts";
 import { readSafetensors } from "../src/io/safetensors_file.ts";
-import { MAX_CONSECUTIVE_SKIPS, resolvePretrain } from "../src/train/config.ts";
+import { MAX_CONSECUTIVE_SKIPS, resolvePretrain } from "../src/train/pretrain_config.ts";
 import { type MetricLine, NonFiniteLossError, pretrain } from "../src/train/pretrain.ts";
 import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
 import { gpuTest } from "./gpu.ts";

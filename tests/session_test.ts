@@ -4,9 +4,9 @@
  * weights at the end, and a checkpoint that round-trips.
  */
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
-import { CheckpointError, decodeCheckpoint } from "../src/io/checkpoint_bytes.ts";
-import { readCheckpoint } from "../src/io/checkpoint.ts";
-import { resolvePretrain } from "../src/train/config.ts";
+import { CheckpointError, decodeCheckpoint } from "../src/io/checkpoint.ts";
+import { readCheckpoint } from "../src/io/checkpoint_file.ts";
+import { resolvePretrain } from "../src/train/pretrain_config.ts";
 import { pretrain, type PretrainProgress } from "../src/train/pretrain.ts";
 import { PretrainSession } from "../src/train/session.ts";
 import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";

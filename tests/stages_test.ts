@@ -5,7 +5,7 @@
  */
 import type { Backend, Storage, Tensor } from "../src/backend/backend.ts";
 import { CpuBackend, type CpuStorage } from "../src/backend/cpu/backend.ts";
-import { vitFromPreset } from "../src/models/config.ts";
+import { vitFromPreset } from "../src/models/vit_config.ts";
 import { buildTrainee, nextStage, type Trainee } from "../src/train/stages.ts";
 import { assert, assertEquals } from "../src/util/assert.ts";
 import { tinyConfig } from "./golden.ts";

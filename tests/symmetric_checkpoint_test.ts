@@ -14,8 +14,8 @@ import {
   encodeCheckpoint,
   inferVitConfig,
   vitWeights,
-} from "../src/io/checkpoint_bytes.ts";
-import type { VitConfig } from "../src/models/config.ts";
+} from "../src/io/checkpoint.ts";
+import type { VitConfig } from "../src/models/vit_config.ts";
 import { type DbotConfig, DbotModel } from "../src/models/dbot.ts";
 import { symmetricVit } from "../src/models/symmetric_student.ts";
 import { fullIndex, VitEncoder, vitParamSpecs } from "../src/models/vit.ts";

@@ -13,7 +13,7 @@
 import type { Backend } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { decodeSafetensors, toFloat32 } from "../src/io/safetensors.ts";
-import type { VitConfig } from "../src/models/config.ts";
+import type { VitConfig } from "../src/models/vit_config.ts";
 import { type DbotConfig, DbotModel } from "../src/models/dbot.ts";
 import {
   CLIP_MEAN,

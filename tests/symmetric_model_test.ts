@@ -8,7 +8,7 @@
  */
 import type { Backend } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
-import type { VitConfig } from "../src/models/config.ts";
+import type { VitConfig } from "../src/models/vit_config.ts";
 import { type DbotConfig, DbotModel } from "../src/models/dbot.ts";
 import { blockMaskCount } from "../src/models/masking.ts";
 import { symmetricStudentSpecs } from "../src/models/symmetric_student.ts";

@@ -10,8 +10,8 @@
  */
 import type { Backend, Tensor } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
-import type { VitConfig } from "../src/models/config.ts";
-import { deriveVit } from "../src/models/config.ts";
+import type { VitConfig } from "../src/models/vit_config.ts";
+import { deriveVit } from "../src/models/vit_config.ts";
 import { fullIndex, VitEncoder, vitParamSpecs } from "../src/models/vit.ts";
 import { param, ParamSet, type ParamSpec } from "../src/nn/params.ts";
 import { assert, assertThrows } from "../src/util/assert.ts";

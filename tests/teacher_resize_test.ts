@@ -19,8 +19,8 @@ import {
   presetHeads,
   readCheckpoint,
   vitWeights,
-} from "../src/io/checkpoint.ts";
-import type { VitConfig } from "../src/models/config.ts";
+} from "../src/io/checkpoint_file.ts";
+import type { VitConfig } from "../src/models/vit_config.ts";
 import { buildTeacher } from "../src/models/teacher.ts";
 import { assertAllClose } from "./helpers.ts";
 import { gpuTest } from "./gpu.ts";

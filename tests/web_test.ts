@@ -15,9 +15,9 @@
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { WebGpuBackend } from "../src/backend/webgpu/backend.ts";
 import { GpuContext } from "../src/backend/webgpu/context.ts";
-import { decodeCheckpoint } from "../src/io/checkpoint_bytes.ts";
+import { decodeCheckpoint } from "../src/io/checkpoint.ts";
 import { readSafetensors } from "../src/io/safetensors_file.ts";
-import { resolvePretrain } from "../src/train/config.ts";
+import { resolvePretrain } from "../src/train/pretrain_config.ts";
 import { PretrainSession } from "../src/train/session.ts";
 import { assert, assertEquals } from "../src/util/assert.ts";
 import { avoidAliasedBindings, watchAliasing } from "../web/aliasing.ts";

@@ -19,9 +19,9 @@
 import type { Backend, Tensor } from "../backend/backend.ts";
 import { imageBatches } from "../data/batches.ts";
 import { openDataset } from "../data/dataset.ts";
-import { inferVitConfig, readCheckpoint, vitWeights } from "../io/checkpoint.ts";
-import { barChartSvg, lineChartSvg } from "../io/plot.ts";
-import { deriveVit, type VitConfig } from "../models/config.ts";
+import { inferVitConfig, readCheckpoint, vitWeights } from "../io/checkpoint_file.ts";
+import { barChartSvg, lineChartSvg } from "./chart.ts";
+import { deriveVit, type VitConfig } from "../models/vit_config.ts";
 import { ParamSet } from "../nn/params.ts";
 import { fullIndex, VitEncoder, vitParamSpecs } from "../models/vit.ts";
 import { channelStats, ImagePipeline } from "../data/pipeline.ts";

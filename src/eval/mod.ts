@@ -27,7 +27,7 @@ export {
   type EmbedResult,
   type ImageSource,
   type Pool,
-} from "./embed.ts";
+} from "./embed_file.ts";
 export {
   type FeatureSet,
   featuresFrom,
@@ -36,9 +36,9 @@ export {
   type KnnOptions,
   type KnnResult,
   type LabeledFeatures,
-  readFeatures,
   type SimilarityGemm,
 } from "./knn.ts";
+export { readFeatures, similarityGemm } from "./knn_file.ts";
 export {
   type AnalysisReport,
   analyzeCheckpoints,

@@ -52,3 +52,17 @@ export async function removeStaleTemps(dir: string): Promise<void> {
     if (e.isFile && /\.tmp-\d+(-[0-9a-f]+)?$/.test(e.name)) await Deno.remove(`${dir}/${e.name}`);
   }
 }
+
+/**
+ * The JSON value in `path`, or null when the file does not exist or is not complete JSON: a
+ * progress file of a resumable step, where either means "redo that step". Other read errors
+ * (permissions, a folder) are thrown.
+ */
+export async function readProgressJson<T>(path: string): Promise<T | null> {
+  try {
+    return JSON.parse(await Deno.readTextFile(path)) as T;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound || e instanceof SyntaxError) return null;
+    throw e;
+  }
+}

@@ -37,9 +37,9 @@ export {
   readCheckpoint,
   vitWeights,
   writeCheckpoint,
-} from "./checkpoint.ts";
+} from "./checkpoint_file.ts";
 export { clipTeacherConfig, loadClipWeights } from "./clip_checkpoint.ts";
-export { presetHeads } from "./checkpoint.ts";
+export { presetHeads } from "./checkpoint_file.ts";
 export { writeFileAtomic, writeJsonAtomic, writeTextAtomic } from "./atomic.ts";
 export { acquireRunLock, type RunLock, RunLockedError } from "./lock.ts";
 export {
@@ -49,4 +49,4 @@ export {
   type LineChartOptions,
   lineChartSvg,
   type LineSeries,
-} from "./plot.ts";
+} from "../eval/chart.ts";

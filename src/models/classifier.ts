@@ -19,7 +19,7 @@ import { type Backend, type Tensor, view } from "../backend/backend.ts";
 import { type DropScales, LN_EPS } from "../nn/block.ts";
 import { linearBackward, linearForward } from "../nn/linear.ts";
 import type { Rng } from "../util/rng.ts";
-import { deriveVit, type VitConfig, type VitDerived } from "./config.ts";
+import { deriveVit, type VitConfig, type VitDerived } from "./vit_config.ts";
 import { layernormParams, param, ParamSet, type ParamSpec } from "../nn/params.ts";
 import { fullIndex, VitEncoder, vitParamSpecs } from "./vit.ts";
 

@@ -37,7 +37,7 @@ import {
 } from "../nn/block.ts";
 import { linearBackward, linearForward } from "../nn/linear.ts";
 import { Rng } from "../util/rng.ts";
-import { type DecoderConfig, deriveVit, type VitConfig } from "./config.ts";
+import { type DecoderConfig, deriveVit, type VitConfig } from "./vit_config.ts";
 import {
   blockMaskCount,
   blockMasking,

@@ -36,7 +36,7 @@ export {
   type VitConfig,
   type VitDerived,
   vitFromPreset,
-} from "./config.ts";
+} from "./vit_config.ts";
 export { type DbotConfig, DbotModel, dbotStudentSpecs, dropPathRates, targetDim } from "./dbot.ts";
 export type { StudentHead } from "./dbot.ts";
 export {

@@ -17,7 +17,7 @@ import type { Backend, Tensor } from "../backend/backend.ts";
 import { freeTensors } from "../backend/backend.ts";
 import { linearBackward, linearForward } from "../nn/linear.ts";
 import { param, type ParamSet, type ParamSpec } from "../nn/params.ts";
-import type { VitConfig } from "./config.ts";
+import type { VitConfig } from "./vit_config.ts";
 import { vitParamSpecs } from "./vit.ts";
 
 /** Layer-scale init of the symmetric student (BEiT `init_values`). */

@@ -8,7 +8,7 @@
  * @module
  */
 import type { Backend, Tensor } from "../backend/backend.ts";
-import type { VitConfig } from "./config.ts";
+import type { VitConfig } from "./vit_config.ts";
 import type { ParamSet } from "../nn/params.ts";
 import { pixelTeacher } from "./teachers/pixels.ts";
 import { vitTeacher } from "./teachers/vit.ts";

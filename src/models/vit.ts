@@ -35,7 +35,7 @@ import {
   LN_EPS,
 } from "../nn/block.ts";
 import { linearBackward, linearForward } from "../nn/linear.ts";
-import { deriveVit, type VitConfig, type VitDerived } from "./config.ts";
+import { deriveVit, type VitConfig, type VitDerived } from "./vit_config.ts";
 import {
   blockParams,
   layernormParams,

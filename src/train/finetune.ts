@@ -29,9 +29,9 @@ import {
   readCheckpoint,
   vitWeights,
   writeCheckpoint,
-} from "../io/checkpoint.ts";
+} from "../io/checkpoint_file.ts";
 import { classifierSpecs, layerDecayScale, VitClassifier } from "../models/classifier.ts";
-import type { VitConfig } from "../models/config.ts";
+import type { VitConfig } from "../models/vit_config.ts";
 import {
   check,
   type Config,
@@ -45,7 +45,7 @@ import {
   positiveInt,
   probability,
   type RecipeTable,
-} from "../util/config.ts";
+} from "../util/config_schema.ts";
 import { parseRandAugment } from "../data/randaugment.ts";
 import { Rng } from "../util/rng.ts";
 import { AdamW } from "./adamw.ts";

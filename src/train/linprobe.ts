@@ -40,10 +40,10 @@ import {
   nonNegative,
   nonNegativeInt,
   positiveInt,
-} from "../util/config.ts";
+} from "../util/config_schema.ts";
 import { Rng } from "../util/rng.ts";
 import { lrAt } from "./schedule.ts";
-import { embedDataset } from "../eval/embed.ts";
+import { embedDataset } from "../eval/embed_file.ts";
 import type { LabeledFeatures } from "../eval/knn.ts";
 
 /** Options of {@link trainLinearProbe} (defaults: the reference recipe). */

@@ -5,7 +5,7 @@
  * @module
  */
 import { writeJsonAtomic, writeTextAtomic } from "../io/atomic.ts";
-import { lineChartSvg } from "../io/plot.ts";
+import { lineChartSvg } from "../eval/chart.ts";
 
 /** One line of metrics.jsonl. */
 export interface MetricLine {

@@ -16,7 +16,7 @@ import {
   type ImagePipeline,
   permutation,
 } from "../data/pipeline.ts";
-import type { PretrainConfig } from "./config.ts";
+import type { PretrainConfig } from "./pretrain_config.ts";
 import { Rng } from "../util/rng.ts";
 
 /** One micro-batch: images `[B, C, H, W]`, their masking noise and per-sample RNGs. */

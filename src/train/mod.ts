@@ -1,7 +1,8 @@
 /**
- * `@dbot/dbot/train`: pre-training (multi-stage dBOT), fine-tuning, the linear probe and the
- * small-scale reproduction, with their configs; and the seams they share — one optimiser
- * step ({@link TrainStep}), AdamW, schedules, and the {@link Collective} process group.
+ * `@dbot/dbot/train`: pre-training (multi-stage dBOT), fine-tuning and the linear probe, with
+ * their configs; and the seams they share — one optimiser step ({@link TrainStep}), AdamW,
+ * schedules, and the {@link Collective} process group they run in (`parallel/`). The
+ * reproduction study is `@dbot/dbot/reproduce`.
  *
  * @example
  * ```ts
@@ -21,13 +22,13 @@ export {
   PRETRAIN_RECIPES,
   type PretrainConfig,
   resolvePretrain,
-} from "./config.ts";
+} from "./pretrain_config.ts";
 export { pretrain, type PretrainHooks, resumeCommand } from "./pretrain.ts";
 export type { MetricLine, PretrainProgress, PretrainSummary } from "./metrics.ts";
 export { NonFiniteLossError, type StepOptions, type StepResult, TrainStep } from "./step.ts";
-export { type Collective, SINGLE_PROCESS } from "./collective.ts";
-export { MpiCollective, MpiUnavailableError } from "./mpi.ts";
-export { type DistributedKind, startCollective } from "./distributed.ts";
+export { type Collective, SINGLE_PROCESS } from "../parallel/collective.ts";
+export { MpiCollective, MpiUnavailableError } from "../parallel/mpi.ts";
+export { type DistributedKind, startCollective } from "../parallel/launch.ts";
 export { AdamW, type AdamWConfig, type AdamWOptions, PRETRAIN_ADAMW } from "./adamw.ts";
 export {
   effectiveLr,
@@ -59,32 +60,6 @@ export {
   trainLinearProbe,
   type TrainLinearProbeOptions,
 } from "./linprobe.ts";
-export {
-  type CurvePoint,
-  FINETUNE_KEYS,
-  finetuneProtocol,
-  type FinetuneSettings,
-  REFERENCE_BASE_LR,
-  reproduce,
-  REPRODUCE_BUDGETS,
-  REPRODUCE_CONFIG,
-  REPRODUCE_DEFAULTS,
-  type ReproduceBudget,
-  type ReproduceBudgetName,
-  reproduceCommand,
-  type ReproduceConfig,
-  reproduceDir,
-  type ReproduceHooks,
-  type ReproduceOptions,
-  type ReproduceReport,
-  type ReproduceRow,
-  resolveReproduce,
-  type RowResult,
-  type RowSummary,
-  type Stat,
-  WARMUP_FRACTION,
-} from "./reproduce.ts";
-export type { AnalysisSummary } from "./reproduce_report.ts";
 export type {
   Check,
   Config,
@@ -93,5 +68,5 @@ export type {
   Setting,
   SettingSource,
   SettingValue,
-} from "../util/config.ts";
+} from "../util/config_schema.ts";
 export type { Flags, FlagSpec } from "../util/cli.ts";

@@ -24,11 +24,11 @@
 import type { Backend, Tensor } from "../backend/backend.ts";
 import { asGpuError, GpuError } from "../backend/webgpu/context.ts";
 import { removeStaleTemps, writeJsonAtomic } from "../io/atomic.ts";
-import { writeCheckpoint } from "../io/checkpoint.ts";
+import { writeCheckpoint } from "../io/checkpoint_file.ts";
 import type { KnnResult } from "../eval/knn.ts";
 import { acquireRunLock, type RunLock } from "../io/lock.ts";
-import { type Collective, SINGLE_PROCESS } from "./collective.ts";
-import { MAX_CONSECUTIVE_SKIPS, planBoundaries, type PretrainConfig } from "./config.ts";
+import { type Collective, SINGLE_PROCESS } from "../parallel/collective.ts";
+import { MAX_CONSECUTIVE_SKIPS, planBoundaries, type PretrainConfig } from "./pretrain_config.ts";
 import {
   type PretrainProgress,
   type PretrainSummary,
@@ -39,7 +39,7 @@ import {
 import { openRunData, type RunData } from "./run_data.ts";
 import { effectiveLr, lrAt, stageAt } from "./schedule.ts";
 import { buildTrainee, nextStage, startStageZero, type Trainee } from "./stages.ts";
-import { stageZeroTeacher } from "./stage_zero.ts";
+import { stageZeroTeacher } from "./stages_file.ts";
 import { loadState, readState, type RunPosition, saveState, stateSummary } from "./state.ts";
 import { NonFiniteLossError, type StepResult, TrainStep } from "./step.ts";
 

@@ -15,12 +15,13 @@
  */
 import { openDataset } from "../data/dataset.ts";
 import { channelStats, ImagePipeline } from "../data/pipeline.ts";
-import { Embedder } from "../eval/embed.ts";
+import { Embedder } from "../eval/embed_file.ts";
 import { knnClassify, type KnnResult } from "../eval/knn.ts";
+import { similarityGemm } from "../eval/knn_file.ts";
 import type { Backend } from "../backend/backend.ts";
-import { deriveVit, type VitConfig, vitFromPreset } from "../models/config.ts";
+import { deriveVit, type VitConfig, vitFromPreset } from "../models/vit_config.ts";
 import { symmetricVit } from "../models/symmetric_student.ts";
-import type { PretrainConfig } from "./config.ts";
+import type { PretrainConfig } from "./pretrain_config.ts";
 import { Prefetcher, type PreparedBatch, renderBatch } from "./prefetch.ts";
 import { epochOrder, type MicroBatch, microBatchJob, microBatchOf } from "./micro_batch.ts";
 
@@ -153,7 +154,7 @@ export async function openRunData(
     return knnClassify(
       { features: fTr, labels: trainDs.labels.slice(0, nTr) },
       { features: fTe, labels: testDs.labels.slice(0, nTe) },
-      { dim: student.embedDim, k: cfg.knnK },
+      { dim: student.embedDim, k: cfg.knnK, gemm: similarityGemm() },
     );
   }
 

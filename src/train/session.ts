@@ -23,18 +23,18 @@ import type { Backend } from "../backend/backend.ts";
 import type { Dataset } from "../data/types.ts";
 import { channelStats, ImagePipeline } from "../data/pipeline.ts";
 import { openShapes } from "../data/shapes.ts";
-import { Embedder } from "../eval/embedder.ts";
-import { knnClassify, type KnnResult } from "../eval/knn_core.ts";
+import { Embedder } from "../eval/embed.ts";
+import { knnClassify, type KnnResult } from "../eval/knn.ts";
 import {
   type CheckpointConfig,
   CheckpointError,
   decodeCheckpoint,
   encodeCheckpoint,
   vitWeights,
-} from "../io/checkpoint_bytes.ts";
-import { deriveVit, type VitConfig, vitFromPreset } from "../models/config.ts";
+} from "../io/checkpoint.ts";
+import { deriveVit, type VitConfig, vitFromPreset } from "../models/vit_config.ts";
 import { randomMasking } from "../models/masking.ts";
-import { planBoundaries, type PretrainConfig } from "./config.ts";
+import { planBoundaries, type PretrainConfig } from "./pretrain_config.ts";
 import {
   epochOrder,
   type MicroBatch,

@@ -11,18 +11,18 @@
  * student-shaped teacher, the moments move over by parameter name, and the old model and
  * optimiser are freed.
  *
- * Browser-safe: the checkpoint teacher is read by `stage_zero.ts`.
+ * Browser-safe: the checkpoint teacher is read by `stages_file.ts`.
  *
  * @module
  */
 import type { Backend } from "../backend/backend.ts";
 import { deriveSeed } from "../data/pipeline.ts";
-import { PRESETS, type VitConfig } from "../models/config.ts";
+import { PRESETS, type VitConfig } from "../models/vit_config.ts";
 import { type DbotConfig, DbotModel } from "../models/dbot.ts";
 import type { TeacherConfig } from "../models/teacher.ts";
 import { vitParamSpecs } from "../models/vit.ts";
 import { AdamW, type AdamWConfig } from "./adamw.ts";
-import type { PretrainConfig } from "./config.ts";
+import type { PretrainConfig } from "./pretrain_config.ts";
 
 /** A teacher description and, for checkpoint teachers, its weights. */
 export interface TeacherSource {
@@ -63,7 +63,7 @@ export function adamwConfig(cfg: PretrainConfig): AdamWConfig {
 
 /**
  * A built-in stage-0 teacher (`random`, `random0`, `pixels`); null for a checkpoint path
- * (read by `stage_zero.ts`, Deno only).
+ * (read by `stages_file.ts`, Deno only).
  */
 export function builtinTeacher(cfg: PretrainConfig, student: VitConfig): TeacherSource | null {
   switch (cfg.teacher) {

@@ -13,7 +13,7 @@
 import { type Backend, freeTensors, type Tensor, view } from "../backend/backend.ts";
 import type { ParamSet } from "../nn/params.ts";
 import type { AdamW } from "./adamw.ts";
-import { type Collective, SINGLE_PROCESS } from "./collective.ts";
+import { type Collective, SINGLE_PROCESS } from "../parallel/collective.ts";
 
 /** Thrown when the loss or gradients stop being finite; the last good state is kept. */
 export class NonFiniteLossError extends Error {

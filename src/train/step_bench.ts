@@ -5,7 +5,7 @@
  * @module
  */
 import type { Backend, Tensor } from "../backend/backend.ts";
-import { PRESETS, vitFromPreset } from "../models/config.ts";
+import { PRESETS, vitFromPreset } from "../models/vit_config.ts";
 import { DbotModel } from "../models/dbot.ts";
 import { Rng } from "../util/rng.ts";
 import { AdamW, PRETRAIN_ADAMW } from "./adamw.ts";

@@ -28,7 +28,7 @@
  * @module
  */
 import { type Backend, freeTensors, type Tensor } from "../../backend/backend.ts";
-import { deriveVit, type VitConfig } from "../config.ts";
+import { deriveVit, type VitConfig } from "../vit_config.ts";
 import { ParamSet } from "../../nn/params.ts";
 import type { Teacher, TeacherKind } from "../teacher.ts";
 import { fullIndex, VitEncoder, vitParamSpecs } from "../vit.ts";

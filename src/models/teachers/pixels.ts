@@ -6,7 +6,7 @@
  * @module
  */
 import { type Backend, freeTensors, type Tensor } from "../../backend/backend.ts";
-import { deriveVit, type VitConfig } from "../config.ts";
+import { deriveVit, type VitConfig } from "../vit_config.ts";
 import type { Teacher, TeacherKind } from "../teacher.ts";
 import { fullIndex } from "../vit.ts";
 import { TARGET_EPS } from "./vit.ts";

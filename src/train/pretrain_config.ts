@@ -6,7 +6,7 @@
  * @module
  */
 import { IMAGENET_MEAN, IMAGENET_STD } from "../data/pipeline.ts";
-import { PRESETS } from "../models/config.ts";
+import { PRESETS } from "../models/vit_config.ts";
 import { LOSSES, type LossName } from "../models/losses.ts";
 import {
   check,
@@ -19,7 +19,7 @@ import {
   positive,
   positiveInt,
   type RecipeTable,
-} from "../util/config.ts";
+} from "../util/config_schema.ts";
 import { checkBoundaries, stageBoundaries } from "./schedule.ts";
 
 /** Everything a pre-training run needs (saved as `runs/<name>/config.json`). */

@@ -9,7 +9,7 @@
  *
  * @example
  * ```ts
- * import { lineChartSvg } from "./plot.ts";
+ * import { lineChartSvg } from "./chart.ts";
  * const svg = lineChartSvg({
  *   title: "pre-training loss",
  *   xLabel: "epoch",
@@ -116,7 +116,7 @@ const CHAR_W = 0.6;
  *
  * @example
  * ```ts
- * import { niceTicks } from "./plot.ts";
+ * import { niceTicks } from "./chart.ts";
  * console.log(niceTicks(0, 0.97).values); // [0, 0.2, 0.4, 0.6, 0.8, 1]
  * ```
  */
@@ -151,7 +151,7 @@ export function niceTicks(min: number, max: number, target = 5): Ticks {
  *
  * @example
  * ```ts
- * import { logTicks } from "./plot.ts";
+ * import { logTicks } from "./chart.ts";
  * console.log(logTicks(0.03, 7).values); // [0.01, 0.1, 1, 10]
  * ```
  */
@@ -195,7 +195,7 @@ export function formatTick(v: number): string {
  *
  * @example
  * ```ts
- * import { lineChartSvg } from "./plot.ts";
+ * import { lineChartSvg } from "./chart.ts";
  * const svg = lineChartSvg({
  *   title: "loss",
  *   xLabel: "step",
@@ -287,7 +287,7 @@ export function lineChartSvg(opts: LineChartOptions): string {
  *
  * @example
  * ```ts
- * import { barChartSvg } from "./plot.ts";
+ * import { barChartSvg } from "./chart.ts";
  * const svg = barChartSvg({
  *   title: "attention distance",
  *   yLabel: "pixels",

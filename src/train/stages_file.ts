@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { inferVitConfig, readCheckpoint, vitWeights } from "../io/checkpoint.ts";
+import { inferVitConfig, readCheckpoint, vitWeights } from "../io/checkpoint_file.ts";
 import { clipTeacherConfig, loadClipWeights } from "../io/clip_checkpoint.ts";
-import type { VitConfig } from "../models/config.ts";
-import type { PretrainConfig } from "./config.ts";
+import type { VitConfig } from "../models/vit_config.ts";
+import type { PretrainConfig } from "./pretrain_config.ts";
 import { builtinTeacher, type TeacherSource } from "./stages.ts";
 
 /**

@@ -13,7 +13,7 @@
  * @example
  * ```ts
  * import { assertEquals, assertThrows } from "./assert.ts";
- * import { defineConfig, positiveInt } from "./config.ts";
+ * import { defineConfig, positiveInt } from "./config_schema.ts";
  * const toy = defineConfig({
  *   what: "a toy",
  *   defaults: { batch: 64, name: "x" },

@@ -1,5 +1,12 @@
 import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
-import { barChartSvg, esc, formatTick, lineChartSvg, logTicks, niceTicks } from "../src/io/plot.ts";
+import {
+  barChartSvg,
+  esc,
+  formatTick,
+  lineChartSvg,
+  logTicks,
+  niceTicks,
+} from "../src/eval/chart.ts";
 
 /** Asserts `svg` is one `<svg>` element whose tags nest properly; returns its tag names. */
 function assertWellFormed(svg: string): string[] {

@@ -6,11 +6,11 @@
  * @module
  */
 import { writeJsonAtomic, writeTextAtomic } from "../io/atomic.ts";
-import { lineChartSvg } from "../io/plot.ts";
+import { lineChartSvg } from "../eval/chart.ts";
 import type { AnalysisReport } from "../eval/analyze.ts";
-import { type CurvePoint, type RowResult, WARMUP_FRACTION } from "./reproduce_rows.ts";
-import type { ReproduceBudget, ReproduceOptions } from "./reproduce.ts";
-import { effectiveLr } from "./schedule.ts";
+import { type ReproduceBudget, type ReproduceOptions, WARMUP_FRACTION } from "./budgets.ts";
+import type { CurvePoint, RowResult } from "./types.ts";
+import { effectiveLr } from "../train/schedule.ts";
 
 /** Mean, sample standard deviation (n − 1; NaN for one value) and count of finite values. */
 export interface Stat {

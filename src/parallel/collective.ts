@@ -5,7 +5,7 @@
  * the same update. Only the {@link Collective.isWriter} rank (rank 0) writes run files.
  *
  * {@link SINGLE_PROCESS} is the default: rank 0 of 1, every collective does nothing (and
- * costs nothing: no GPU readback). `src/train/mpi.ts` implements it over MPI.
+ * costs nothing: no GPU readback). `src/parallel/mpi.ts` implements it over MPI.
  *
  * Every rank must make the same sequence of collective calls.
  *

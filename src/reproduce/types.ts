@@ -1,0 +1,100 @@
+/**
+ * The rows of a reproduction as data: how each is made ({@link RowPlan}, {@link SeedPlan}) and
+ * what it measured ({@link RowResult}, {@link CurvePoint}).
+ *
+ * @module
+ */
+import type { PretrainConfig } from "../train/pretrain_config.ts";
+
+/** One k-NN measurement during pre-training. */
+export interface CurvePoint {
+  /** Epochs of pre-training done. */
+  epoch: number;
+  /** k-NN top-1 (%) on the cls token. */
+  knnCls: number;
+  /** k-NN top-1 (%) on the mean of the patch tokens. */
+  knnMean: number;
+}
+
+/** How one row is made. */
+export interface RowPlan {
+  /** Row name (also its folder under the seed's folder). */
+  row: string;
+  /** How it was pre-trained, in words. */
+  recipe: string;
+  /** Its pre-training (null: the random init, not trained). */
+  pretrain: PretrainConfig | null;
+  /** Stage boundaries in epochs ([0] for the random init). */
+  boundaries: number[];
+  /** The row's folder. */
+  dir: string;
+  /** The encoder evaluated. */
+  checkpoint: string;
+  /** The larger teacher is trained before this row. */
+  teacherRun: boolean;
+  /** k-NN curve during pre-training. */
+  curve: boolean;
+  /** The equivalent `deno task pretrain` command ("" for the random init). */
+  command: string;
+}
+
+/** The rows of one seed, and the teacher run the distilled row needs. */
+export interface SeedPlan {
+  /** The seed. */
+  seed: number;
+  /** Its folder. */
+  seedDir: string;
+  /** The table's rows (random init first). */
+  rows: RowPlan[];
+  /** The larger teacher's pre-training (not a row). */
+  teacher: RowPlan | null;
+}
+
+/** One row's figures for one seed (null: does not apply, e.g. fine-tuning raw pixels). */
+export interface RowResult {
+  /** Row name. */
+  row: string;
+  /** How it was pre-trained. */
+  recipe: string;
+  /** The seed. */
+  seed: number;
+  /** The equivalent pre-training command. */
+  command: string;
+  /** The encoder evaluated ("" for raw pixels). */
+  checkpoint: string;
+  /** Stage boundaries in epochs. */
+  boundaries: number[];
+  /** k-NN during pre-training. */
+  curve: CurvePoint[];
+  /** Fine-tuning test top-1 (%). */
+  finetune: number | null;
+  /** Linear probe test top-1 (%), cls token. */
+  probeCls: number | null;
+  /** Linear probe test top-1 (%), mean of the patch tokens. */
+  probeMean: number | null;
+  /** k-NN test top-1 (%), cls token. */
+  knnCls: number | null;
+  /** k-NN test top-1 (%), mean of the patch tokens. */
+  knnMean: number | null;
+  /** Pre-training wall seconds (training steps and run start-up, over every invocation). */
+  pretrainS: number;
+  /** Wall seconds of the larger teacher's pre-training (distilled row only, else 0). */
+  teacherS: number;
+  /** Evaluation wall seconds (curve points and the final evaluation). */
+  evalS: number;
+}
+
+/** A pre-trained (or initialised) encoder and its curve. */
+export interface TrainedRow {
+  /** Final checkpoint. */
+  checkpoint: string;
+  /** k-NN during pre-training. */
+  curve: CurvePoint[];
+  /** Pre-training wall seconds. */
+  pretrainS: number;
+  /** Curve wall seconds. */
+  curveS: number;
+}
+
+/** One row of the table, per seed (for the report). */
+export type ReproduceRow = RowResult;
