@@ -142,6 +142,10 @@ Deno.test("the browser-safe core and the page import nothing Deno-specific", asy
   ) {
     assert(!modules.includes(m), `${m} is Deno-only but the browser core imports it`);
   }
+  // the naming rule: a browser-safe/Deno-only pair is NAME.ts / NAME_file.ts, and the core
+  // reaches no `_file.ts` at all
+  const fileSide = modules.filter((m) => m.endsWith("_file.ts"));
+  assertEquals(fileSide, [], `the browser core imports Deno-side files: ${fileSide.join(", ")}`);
 });
 
 Deno.test("walk() names the Deno API use and the Deno-only module it finds", async () => {

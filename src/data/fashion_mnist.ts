@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Dataset, Split } from "./dataset.ts";
+import type { Dataset, Split } from "./types.ts";
 import { DataError } from "./error.ts";
 
 /** Where Debian's `dataset-fashion-mnist` package installs the files. */

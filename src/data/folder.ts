@@ -17,7 +17,7 @@
  *
  * @module
  */
-import type { Dataset, Split } from "./dataset.ts";
+import type { Dataset, Split } from "./types.ts";
 import { DataError } from "./error.ts";
 
 const IMAGE_EXT = /\.(png|jpe?g)$/i;

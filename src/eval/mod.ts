@@ -1,7 +1,7 @@
 /**
  * `@dbot/dbot/eval`: what a pre-trained encoder is worth: features of a dataset (cls token or
  * mean of patch tokens), weighted k-NN, and the paper's analyses (mean attention distance,
- * top-k singular-value share, CKA between checkpoints).
+ * top-k singular-value share, CKA between checkpoints), and the SVG charts of run reports.
  *
  * @example
  * ```ts
@@ -51,3 +51,11 @@ export {
   singularValueShare,
   SV_TOP_K,
 } from "./analyze.ts";
+export {
+  type BarChartOptions,
+  barChartSvg,
+  type BarSeries,
+  type LineChartOptions,
+  lineChartSvg,
+  type LineSeries,
+} from "./chart.ts";

@@ -1,7 +1,6 @@
 /**
  * `@dbot/dbot/io`: safetensors (read/write, F32/F16/BF16/…), checkpoints with timm/PyTorch
- * names and the resolved config in their metadata, atomic writes, the run-directory lock and
- * SVG plots.
+ * names and the resolved config in their metadata, atomic writes and the run-directory lock.
  *
  * @example
  * ```ts
@@ -42,11 +41,3 @@ export { clipTeacherConfig, loadClipWeights } from "./clip_checkpoint.ts";
 export { presetHeads } from "./checkpoint_file.ts";
 export { writeFileAtomic, writeJsonAtomic, writeTextAtomic } from "./atomic.ts";
 export { acquireRunLock, type RunLock, RunLockedError } from "./lock.ts";
-export {
-  type BarChartOptions,
-  barChartSvg,
-  type BarSeries,
-  type LineChartOptions,
-  lineChartSvg,
-  type LineSeries,
-} from "../eval/chart.ts";

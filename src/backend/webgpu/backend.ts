@@ -33,15 +33,16 @@ import type {
 } from "../backend.ts";
 import { shapeSize } from "../backend.ts";
 import { GpuContext, type KernelSpec } from "./context.ts";
+import { type Dispatcher, type DispatchOptions, linearGroups, Params } from "./dispatch.ts";
 import { FILL, FILL_I32 } from "../../../kernels/fill.ts";
-import * as mm from "./ops/matmul.ts";
-import * as ew from "./ops/elementwise.ts";
-import * as ln from "./ops/layernorm.ts";
-import * as at from "./ops/attention.ts";
-import * as rw from "./ops/rows.ts";
-import * as ls from "./ops/losses.ts";
-import * as op from "./ops/optim.ts";
-import * as sy from "./ops/symmetric.ts";
+import * as matmulOps from "./ops/matmul.ts";
+import * as elementwiseOps from "./ops/elementwise.ts";
+import * as layernormOps from "./ops/layernorm.ts";
+import * as attentionOps from "./ops/attention.ts";
+import * as rowsOps from "./ops/rows.ts";
+import * as lossOps from "./ops/losses.ts";
+import * as optimOps from "./ops/optim.ts";
+import * as relposOps from "./ops/relpos.ts";
 
 const UNIFORM_SLOT = 256; // bytes per dispatch = minUniformBufferOffsetAlignment
 const UNIFORM_WORDS = UNIFORM_SLOT / 4;
@@ -61,55 +62,19 @@ export class GpuStorage implements Storage {
   ) {}
 }
 
-/** Builder for a kernel's own uniform params (after the tensor offsets). */
-export class Params {
-  /** Raw words; f32 values are stored by bit pattern. */
-  readonly words: number[] = [];
-  static #f = new Float32Array(1);
-  static #u = new Uint32Array(Params.#f.buffer);
-
-  /** Appends unsigned 32-bit integers. */
-  u32(...values: number[]): this {
-    for (const v of values) this.words.push(v >>> 0);
-    return this;
-  }
-
-  /** Appends 32-bit floats. */
-  f32(...values: number[]): this {
-    for (const v of values) {
-      Params.#f[0] = v;
-      this.words.push(Params.#u[0]);
-    }
-    return this;
-  }
-}
-
-/** Workgroup counts `[x, y, 1]` covering `n` invocations of `wg` each, 2-D past 65535 groups. */
-export function linearGroups(n: number, wg: number): [number, number, number] {
-  const groups = Math.max(1, Math.ceil(n / wg));
-  if (groups <= 65535) return [groups, 1, 1];
-  const y = Math.ceil(groups / 65535);
-  return [Math.ceil(groups / y), y, 1];
-}
-
-/** What {@link WebGpuBackend.dispatch} records besides the kernel and its tensors. */
-export interface DispatchOptions {
-  /** The kernel's own uniform params, after the tensor offsets; none when absent. */
-  params?: Params | null;
-  /** Workgroup counts `[x, y = 1, z = 1]`; a zero count records nothing. */
-  groups: readonly [number, number?, number?];
-  /** Pipeline-overridable constants (one pipeline per distinct set). */
-  constants?: Record<string, number>;
-}
-
 /** Options of {@link WebGpuBackend.create}. */
 export interface WebGpuOptions {
   /** An existing context (tests share one). Default: a new one. */
   context?: GpuContext;
 }
 
-/** {@link Backend} on WebGPU. Create with {@link WebGpuBackend.create}. */
-export class WebGpuBackend implements Backend {
+export { type DispatchOptions, linearGroups, Params } from "./dispatch.ts";
+
+/**
+ * {@link Backend} on WebGPU, and the {@link Dispatcher} its ops use. Create with
+ * {@link WebGpuBackend.create}.
+ */
+export class WebGpuBackend implements Backend, Dispatcher {
   /** Always `"webgpu"`. */
   readonly name = "webgpu" as const;
   /** Device, limits, pipeline cache. */
@@ -375,49 +340,49 @@ export class WebGpuBackend implements Backend {
     bufs: { out: Tensor; a: Tensor; b: Tensor; bias?: Tensor; pre?: Tensor },
     dims: MatmulDims,
   ): void {
-    mm.matmul(this, bufs, dims);
+    matmulOps.matmul(this, bufs, dims);
   }
   biasGrad(bufs: { dbias: Tensor; dout: Tensor }, dims: { rows: number; C: number }): void {
-    ew.biasGrad(this, bufs, dims);
+    elementwiseOps.biasGrad(this, bufs, dims);
   }
   add(bufs: { out: Tensor; a: Tensor; b: Tensor }): void {
-    ew.add(this, bufs);
+    elementwiseOps.add(this, bufs);
   }
   gelu(bufs: { out: Tensor; inp: Tensor }): void {
-    ew.gelu(this, bufs);
+    elementwiseOps.gelu(this, bufs);
   }
   geluBackward(bufs: { dinp: Tensor; dout: Tensor; inp: Tensor }): void {
-    ew.geluBackward(this, bufs);
+    elementwiseOps.geluBackward(this, bufs);
   }
   quickGelu(bufs: OutInpBufs): void {
-    sy.quickGelu(this, bufs);
+    elementwiseOps.quickGelu(this, bufs);
   }
   quickGeluBackward(bufs: GeluBackwardBufs): void {
-    sy.quickGeluBackward(this, bufs);
+    elementwiseOps.quickGeluBackward(this, bufs);
   }
   scaleCols(bufs: ScaleColsBufs, dims: RowsDims): void {
-    sy.scaleCols(this, bufs, dims);
+    elementwiseOps.scaleCols(this, bufs, dims);
   }
   scaleColsBackward(bufs: ScaleColsBackwardBufs, dims: RowsDims): void {
-    sy.scaleColsBackward(this, bufs, dims);
+    elementwiseOps.scaleColsBackward(this, bufs, dims);
   }
   relPosBias(bufs: RelPosBiasBufs, dims: RelPosDims): void {
-    sy.relPosBias(this, bufs, dims);
+    relposOps.relPosBias(this, bufs, dims);
   }
   relPosBiasBackward(bufs: RelPosBiasBackwardBufs, dims: RelPosDims): void {
-    sy.relPosBiasBackward(this, bufs, dims);
+    relposOps.relPosBiasBackward(this, bufs, dims);
   }
   scaleRows(
     bufs: { out: Tensor; inp: Tensor; scale: Tensor },
     dims: { rows: number; C: number },
   ): void {
-    ew.scaleRows(this, bufs, dims);
+    elementwiseOps.scaleRows(this, bufs, dims);
   }
   layernorm(
     bufs: { out: Tensor; mean: Tensor; rstd: Tensor; inp: Tensor; weight: Tensor; bias: Tensor },
     dims: { rows: number; C: number; eps: number },
   ): void {
-    ln.layernorm(this, bufs, dims);
+    layernormOps.layernorm(this, bufs, dims);
   }
   layernormBackward(
     bufs: {
@@ -432,91 +397,91 @@ export class WebGpuBackend implements Backend {
     },
     dims: { rows: number; C: number; accumulate?: boolean },
   ): void {
-    ln.layernormBackward(this, bufs, dims);
+    layernormOps.layernormBackward(this, bufs, dims);
   }
   standardizeRows(
     bufs: { out: Tensor; inp: Tensor },
     dims: { rows: number; C: number; eps: number },
   ): void {
-    ln.standardizeRows(this, bufs, dims);
+    layernormOps.standardizeRows(this, bufs, dims);
   }
   softmax(
     bufs: { out: Tensor; inp: Tensor },
     dims: { rows: number; C: number; scale: number },
   ): void {
-    at.softmax(this, bufs, dims);
+    attentionOps.softmax(this, bufs, dims);
   }
   softmaxBackward(
     bufs: { dinp: Tensor; dout: Tensor; out: Tensor },
     dims: { rows: number; C: number; scale: number },
   ): void {
-    at.softmaxBackward(this, bufs, dims);
+    attentionOps.softmaxBackward(this, bufs, dims);
   }
   splitHeads(
     bufs: { q: Tensor; k: Tensor; v: Tensor; qkv: Tensor },
     dims: { B: number; N: number; NH: number; HS: number },
   ): void {
-    at.splitHeads(this, bufs, dims);
+    attentionOps.splitHeads(this, bufs, dims);
   }
   splitHeadsBackward(
     bufs: { dqkv: Tensor; dq: Tensor; dk: Tensor; dv: Tensor },
     dims: { B: number; N: number; NH: number; HS: number },
   ): void {
-    at.splitHeadsBackward(this, bufs, dims);
+    attentionOps.splitHeadsBackward(this, bufs, dims);
   }
   mergeHeads(
     bufs: { out: Tensor; inp: Tensor },
     dims: { B: number; N: number; NH: number; HS: number },
   ): void {
-    at.mergeHeads(this, bufs, dims);
+    attentionOps.mergeHeads(this, bufs, dims);
   }
   mergeHeadsBackward(
     bufs: { dinp: Tensor; dout: Tensor },
     dims: { B: number; N: number; NH: number; HS: number },
   ): void {
-    at.mergeHeadsBackward(this, bufs, dims);
+    attentionOps.mergeHeadsBackward(this, bufs, dims);
   }
   gatherRows(
     bufs: { out: Tensor; inp: Tensor; index: Tensor; fill?: Tensor },
     dims: { rows: number; C: number },
   ): void {
-    rw.gatherRows(this, bufs, dims);
+    rowsOps.gatherRows(this, bufs, dims);
   }
   gatherRowsBackward(
     bufs: { dinp: Tensor; dfill?: Tensor; dout: Tensor; index: Tensor },
     dims: { rows: number; C: number },
   ): void {
-    rw.gatherRowsBackward(this, bufs, dims);
+    rowsOps.gatherRowsBackward(this, bufs, dims);
   }
   patchify(
     bufs: { out: Tensor; inp: Tensor },
     dims: { B: number; C: number; H: number; W: number; P: number },
   ): void {
-    rw.patchify(this, bufs, dims);
+    rowsOps.patchify(this, bufs, dims);
   }
   smoothL1Loss(
     bufs: { loss: Tensor; dinp: Tensor; inp: Tensor; target: Tensor; weight: Tensor },
     dims: { rows: number; C: number; beta: number },
   ): void {
-    ls.smoothL1Loss(this, bufs, dims);
+    lossOps.smoothL1Loss(this, bufs, dims);
   }
   cosineLoss(
     bufs: { loss: Tensor; dinp: Tensor; inp: Tensor; target: Tensor; weight: Tensor },
     dims: CosineDims,
   ): void {
-    ls.cosineLoss(this, bufs, dims);
+    lossOps.cosineLoss(this, bufs, dims);
   }
   crossEntropyLoss(
     bufs: { loss: Tensor; dlogits: Tensor; logits: Tensor; target: Tensor },
     dims: { rows: number; C: number },
   ): void {
-    ls.crossEntropyLoss(this, bufs, dims);
+    lossOps.crossEntropyLoss(this, bufs, dims);
   }
   gradNorm(
     bufs: { norm: Tensor; clipScale: Tensor; grad: Tensor },
     dims: { maxNorm: number },
   ): void {
-    op.gradNorm(this, bufs, dims);
+    optimOps.gradNorm(this, bufs, dims);
   }
   adamw(
     bufs: {
@@ -530,7 +495,7 @@ export class WebGpuBackend implements Backend {
     },
     dims: { lr: number; beta1: number; beta2: number; eps: number; step: number },
   ): void {
-    op.adamw(this, bufs, dims);
+    optimOps.adamw(this, bufs, dims);
   }
 }
 

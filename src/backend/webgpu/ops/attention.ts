@@ -13,7 +13,7 @@ import type {
   SplitHeadsBackwardBufs,
   SplitHeadsBufs,
 } from "../../backend.ts";
-import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
+import { type Dispatcher, linearGroups, Params } from "../dispatch.ts";
 import type { KernelSpec } from "../context.ts";
 import {
   checkF32,
@@ -67,7 +67,7 @@ function softmaxGroups(rows: number, TPR: number): [number, number, number] {
 
 /** See `Backend.softmax`: `out [rows, C] = softmax(scale · inp)` per row; `out` may be `inp`. */
 export function softmax(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { out, inp }: OutInpBufs,
   { rows, C, scale }: SoftmaxDims,
 ): void {
@@ -85,7 +85,7 @@ export function softmax(
 
 /** See `Backend.softmaxBackward`: `dinp = scale · out ⊙ (dout − Σ dout⊙out)`; `dinp` may be `dout`. */
 export function softmaxBackward(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { dinp, dout, out }: SoftmaxBackwardBufs,
   { rows, C, scale }: SoftmaxDims,
 ): void {
@@ -103,7 +103,7 @@ export function softmaxBackward(
 
 /** See `Backend.splitHeads`: `qkv [B, N, 3·NH·HS]` → `q, k, v [B, NH, N, HS]`. */
 export function splitHeads(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { q, k, v, qkv }: SplitHeadsBufs,
   { B, N, NH, HS }: HeadDims,
 ): void {
@@ -119,7 +119,7 @@ export function splitHeads(
 
 /** See `Backend.splitHeadsBackward`: `dqkv [B, N, 3·NH·HS] = join(dq, dk, dv)` (assign). */
 export function splitHeadsBackward(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { dqkv, dq, dk, dv }: SplitHeadsBackwardBufs,
   { B, N, NH, HS }: HeadDims,
 ): void {
@@ -135,7 +135,7 @@ export function splitHeadsBackward(
 
 /** See `Backend.mergeHeads`: `inp [B, NH, N, HS]` → `out [B, N, NH·HS]`. */
 export function mergeHeads(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { out, inp }: OutInpBufs,
   { B, N, NH, HS }: HeadDims,
 ): void {
@@ -151,7 +151,7 @@ export function mergeHeads(
 
 /** See `Backend.mergeHeadsBackward`: `dinp [B, NH, N, HS] = split(dout [B, N, NH·HS])`. */
 export function mergeHeadsBackward(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { dinp, dout }: MergeHeadsBackwardBufs,
   { B, N, NH, HS }: HeadDims,
 ): void {

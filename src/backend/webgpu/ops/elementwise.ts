@@ -1,6 +1,7 @@
 /**
- * WebGPU elementwise ops: residual/broadcast add, exact GELU and its backward, drop-path
- * row scaling, and the bias-gradient column sum. WGSL in `kernels/elementwise.ts`.
+ * WebGPU elementwise ops: residual/broadcast add, exact GELU and QuickGELU and their
+ * backwards, drop-path row scaling, column scaling (layer scale) and its backward, and the
+ * bias-gradient column sum. WGSL in `kernels/elementwise.ts`.
  *
  * @module
  */
@@ -10,10 +11,12 @@ import type {
   GeluBackwardBufs,
   OutInpBufs,
   RowsDims,
+  ScaleColsBackwardBufs,
+  ScaleColsBufs,
   ScaleRowsBufs,
   Tensor,
 } from "../../backend.ts";
-import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
+import { type Dispatcher, linearGroups, Params } from "../dispatch.ts";
 import type { KernelSpec } from "../context.ts";
 import {
   checkAdd,
@@ -21,14 +24,20 @@ import {
   checkF32,
   checkGelu,
   checkGeluBackward,
+  checkQuickGelu,
+  checkQuickGeluBackward,
+  checkScaleCols,
+  checkScaleColsBackward,
   checkScaleRows,
 } from "../../checks.ts";
 import {
   ADD,
   COLSUM_FINAL,
   COLSUM_PARTIAL,
+  COLSUM_PROD_PARTIAL,
   GELU,
   GELU_BACKWARD,
+  SCALE_COLS,
   SCALE_ROWS,
 } from "../../../../kernels/elementwise.ts";
 
@@ -66,7 +75,7 @@ const MIN_ROWS_PER_GROUP = 16;
 
 /** See `Backend.biasGrad`: `dbias [C] += Σ_r dout [rows, C]`, two-pass column sum. */
 export function biasGrad(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { dbias, dout }: BiasGradBufs,
   { rows, C }: RowsDims,
 ): void {
@@ -82,7 +91,7 @@ export function biasGrad(
  * groups into the scratch `[G, C]`, then `COLSUM_FINAL` adds the groups into `dst`.
  */
 export function columnSum(
-  be: WebGpuBackend,
+  be: Dispatcher,
   partial: KernelSpec,
   inputs: Tensor[],
   dst: Tensor,
@@ -105,7 +114,7 @@ export function columnSum(
 }
 
 /** See `Backend.add`: `out[i] = a[i] + b[i mod b.size]`; `out` may be `a` (in place). */
-export function add(be: WebGpuBackend, { out, a, b }: AddBufs): void {
+export function add(be: Dispatcher, { out, a, b }: AddBufs): void {
   const op = "add";
   checkAdd({ out, a, b });
   checkF32(op, { out, a, b });
@@ -117,7 +126,7 @@ export function add(be: WebGpuBackend, { out, a, b }: AddBufs): void {
 }
 
 /** See `Backend.gelu`: `out = gelu(inp)` (exact erf GELU); `out` may be `inp`. */
-export function gelu(be: WebGpuBackend, { out, inp }: OutInpBufs): void {
+export function gelu(be: Dispatcher, { out, inp }: OutInpBufs): void {
   const op = "gelu";
   checkGelu({ out, inp });
   checkF32(op, { out, inp });
@@ -131,7 +140,7 @@ export function gelu(be: WebGpuBackend, { out, inp }: OutInpBufs): void {
 
 /** See `Backend.geluBackward`: `dinp = dout · gelu'(inp)` (assign); `dinp` may be `dout`. */
 export function geluBackward(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { dinp, dout, inp }: GeluBackwardBufs,
 ): void {
   const op = "geluBackward";
@@ -147,7 +156,7 @@ export function geluBackward(
 
 /** See `Backend.scaleRows`: `out[r, :] = inp[r, :] · scale[r]`; `out` may be `inp`. */
 export function scaleRows(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { out, inp, scale }: ScaleRowsBufs,
   { rows, C }: RowsDims,
 ): void {
@@ -158,5 +167,73 @@ export function scaleRows(
   be.dispatch(SCALE_ROWS_KERNEL, [out, inp, scale], {
     params: new Params().u32(n, C),
     groups: linearGroups(n, 256),
+  });
+}
+
+// The GELU kernels' QuickGELU variant: same WGSL and spec, override QUICK = 1 (its own pipeline).
+const QUICK = { QUICK: 1 };
+const SCALE_COLS_KERNEL: KernelSpec = { label: "scale_cols", code: SCALE_COLS, storageBindings: 3 };
+const COLSUM_PROD_KERNEL: KernelSpec = {
+  label: "colsum_prod_partial",
+  code: COLSUM_PROD_PARTIAL,
+  storageBindings: 3,
+};
+
+/** See `Backend.quickGelu`: `out = inp·σ(1.702·inp)`; `out` may be `inp`. */
+export function quickGelu(be: Dispatcher, { out, inp }: OutInpBufs): void {
+  checkQuickGelu({ out, inp });
+  checkF32("quickGelu", { out, inp });
+  const n = inp.size;
+  be.dispatch(GELU_KERNEL, [out, inp], {
+    params: new Params().u32(n),
+    groups: linearGroups(n, 256),
+    constants: QUICK,
+  });
+}
+
+/** See `Backend.quickGeluBackward`: `dinp = dout·quickgelu'(inp)` (assign). */
+export function quickGeluBackward(be: Dispatcher, { dinp, dout, inp }: GeluBackwardBufs): void {
+  checkQuickGeluBackward({ dinp, dout, inp });
+  checkF32("quickGeluBackward", { dinp, dout, inp });
+  const n = inp.size;
+  be.dispatch(GELU_BACKWARD_KERNEL, [dinp, dout, inp], {
+    params: new Params().u32(n),
+    groups: linearGroups(n, 256),
+    constants: QUICK,
+  });
+}
+
+/** See `Backend.scaleCols`: `out[r, c] = inp[r, c]·scale[c]`; `out` may be `inp`. */
+export function scaleCols(
+  be: Dispatcher,
+  { out, inp, scale }: ScaleColsBufs,
+  { rows, C }: RowsDims,
+): void {
+  checkScaleCols({ out, inp, scale }, { rows, C });
+  checkF32("scaleCols", { out, inp, scale });
+  const n = rows * C;
+  be.dispatch(SCALE_COLS_KERNEL, [out, inp, scale], {
+    params: new Params().u32(n, C),
+    groups: linearGroups(n, 256),
+  });
+}
+
+/**
+ * See `Backend.scaleColsBackward`: `dscale += Σ_r dout⊙inp` (two-pass column sum), then
+ * `dinp = dout·scale` (so `dinp` may be `dout`).
+ */
+export function scaleColsBackward(
+  be: Dispatcher,
+  { dinp, dscale, dout, inp, scale }: ScaleColsBackwardBufs,
+  { rows, C }: RowsDims,
+): void {
+  checkScaleColsBackward({ dinp, dscale, dout, inp, scale }, { rows, C });
+  checkF32("scaleColsBackward", { dinp, dscale, dout, inp, scale });
+  if (rows === 0 || C === 0) return;
+  const dims = { rows, C };
+  columnSum(be, COLSUM_PROD_KERNEL, [dout, inp], dscale, dims, "elementwise.scale_cols_partials");
+  be.dispatch(SCALE_COLS_KERNEL, [dinp, dout, scale], {
+    params: new Params().u32(rows * C, C),
+    groups: linearGroups(rows * C, 256),
   });
 }

@@ -12,7 +12,7 @@ import type {
   NormDims,
   OutInpBufs,
 } from "../../backend.ts";
-import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
+import { type Dispatcher, linearGroups, Params } from "../dispatch.ts";
 import type { KernelSpec } from "../context.ts";
 import {
   checkF32,
@@ -56,7 +56,7 @@ function rowWorkgroup(C: number, perThread: number): number {
  * One workgroup per row; `out` may be `inp`.
  */
 export function layernorm(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { out, mean, rstd, inp, weight, bias }: LayernormBufs,
   { rows, C, eps }: NormDims,
 ): void {
@@ -79,7 +79,7 @@ export function layernorm(
  * `dinp` must not alias `dout` or `inp`.
  */
 export function layernormBackward(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { dinp, dweight, dbias, dout, inp, weight, mean, rstd }: LayernormBackwardBufs,
   { rows, C, accumulate = false }: LayernormBackwardDims,
 ): void {
@@ -114,7 +114,7 @@ export function layernormBackward(
  * at least 2 (one sample has no unbiased variance). `out` may be `inp`.
  */
 export function standardizeRows(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { out, inp }: OutInpBufs,
   { rows, C, eps }: NormDims,
 ): void {

@@ -14,7 +14,7 @@ import type {
   SmoothL1Dims,
   Tensor,
 } from "../../backend.ts";
-import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
+import { type Dispatcher, linearGroups, Params } from "../dispatch.ts";
 import type { KernelSpec } from "../context.ts";
 import { checkCrossEntropy, checkRowLoss } from "../../checks.ts";
 import {
@@ -55,7 +55,7 @@ const MAX_PARTIALS = 256;
  * (w = 1 without `weight`). Returns `stats` (scratch, valid until the next loss op).
  */
 function weightedMean(
-  be: WebGpuBackend,
+  be: Dispatcher,
   loss: Tensor,
   rowv: Tensor,
   weight: Tensor | undefined,
@@ -75,7 +75,7 @@ function weightedMean(
 
 /** See `Backend.smoothL1Loss`. `inp, target, dinp [rows, C]`, `weight [rows]`, `loss [1]`. */
 export function smoothL1Loss(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { loss, dinp, inp, target, weight }: RowLossBufs,
   { rows, C, beta }: SmoothL1Dims,
 ): void {
@@ -95,7 +95,7 @@ export function smoothL1Loss(
 
 /** See `Backend.cosineLoss`. `inp, target, dinp [rows, C]`, `weight [rows]`, `loss [1]`. */
 export function cosineLoss(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { loss, dinp, inp, target, weight }: RowLossBufs,
   { rows, C, eps = 1e-8 }: CosineDims,
 ): void {
@@ -116,7 +116,7 @@ export function cosineLoss(
 
 /** See `Backend.crossEntropyLoss`. `logits, target, dlogits [rows, C]`, `loss [1]`. */
 export function crossEntropyLoss(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { loss, dlogits, logits, target }: CrossEntropyBufs,
   { rows, C }: RowsDims,
 ): void {

@@ -12,7 +12,7 @@
  * @module
  */
 import type { MatmulBufs, MatmulDims, Tensor } from "../../backend.ts";
-import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
+import { type Dispatcher, linearGroups, Params } from "../dispatch.ts";
 import type { KernelSpec } from "../context.ts";
 import { checkDims, checkDtype, checkSize } from "../../checks.ts";
 import {
@@ -104,7 +104,7 @@ function shifted(t: Tensor, elems: number): Tensor {
 
 /** See `Backend.matmul`. */
 export function matmul(
-  be: WebGpuBackend,
+  be: Dispatcher,
   bufs: MatmulBufs,
   dims: MatmulDims,
   opts: MatmulOptions = {},

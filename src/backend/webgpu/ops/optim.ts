@@ -5,7 +5,7 @@
  * @module
  */
 import type { AdamwBufs, AdamwDims, GradNormBufs, GradNormDims } from "../../backend.ts";
-import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
+import { type Dispatcher, linearGroups, Params } from "../dispatch.ts";
 import type { KernelSpec } from "../context.ts";
 import { checkAdamw, checkDtype, checkGradNorm } from "../../checks.ts";
 import { ADAMW, GRAD_NORM_FINAL, GRAD_NORM_PARTIALS } from "../../../../kernels/optim.ts";
@@ -33,7 +33,7 @@ const NORM_GROUPS = 1024;
  * writes `norm [1]` and `clipScale [1]` on the device.
  */
 export function gradNorm(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { norm, clipScale, grad }: GradNormBufs,
   { maxNorm }: GradNormDims,
 ): void {
@@ -59,7 +59,7 @@ export function gradNorm(
  * One dispatch over all `n` elements; the bias corrections are computed here in f64.
  */
 export function adamw(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { param, grad, m, v, offsets, hyper, clipScale }: AdamwBufs,
   { lr, beta1, beta2, eps, step }: AdamwDims,
 ): void {

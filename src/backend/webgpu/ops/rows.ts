@@ -11,7 +11,7 @@ import type {
   PatchifyDims,
   RowsDims,
 } from "../../backend.ts";
-import { linearGroups, Params, type WebGpuBackend } from "../backend.ts";
+import { type Dispatcher, linearGroups, Params } from "../dispatch.ts";
 import type { KernelSpec } from "../context.ts";
 import {
   checkDtype,
@@ -48,7 +48,7 @@ const MIN_ROWS_PER_GROUP = 16;
 
 /** See `Backend.gatherRows`. `out [rows, C]`, `inp [inpRows, C]`, `index i32 [rows]`, `fill [C]`. */
 export function gatherRows(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { out, inp, index, fill }: GatherRowsBufs,
   { rows, C }: RowsDims,
 ): void {
@@ -66,7 +66,7 @@ export function gatherRows(
  * column reduction (no float atomics in Deno's WebGPU).
  */
 export function gatherRowsBackward(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { dinp, dfill, dout, index }: GatherRowsBackwardBufs,
   { rows, C }: RowsDims,
 ): void {
@@ -95,7 +95,7 @@ export function gatherRowsBackward(
 
 /** See `Backend.patchify`. `inp [B, C, H, W]` → `out [B, L, C·P·P]`. */
 export function patchify(
-  be: WebGpuBackend,
+  be: Dispatcher,
   { out, inp }: OutInpBufs,
   { B, C, H, W, P }: PatchifyDims,
 ): void {
