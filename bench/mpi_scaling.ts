@@ -17,7 +17,7 @@ import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { PRESETS, vitFromPreset } from "../src/models/vit_config.ts";
 import { DbotModel } from "../src/models/dbot.ts";
 import { AdamW, PRETRAIN_ADAMW } from "../src/train/adamw.ts";
-import { limitOpenBlasThreads } from "../src/parallel/launch.ts";
+import { limitOpenBlasThreads } from "../src/backend/cpu/blas_threads.ts";
 import { MpiCollective, mpiLaunchInfo } from "../src/parallel/mpi.ts";
 import { TrainStep } from "../src/train/step.ts";
 import { parseFlags } from "../src/util/cli.ts";

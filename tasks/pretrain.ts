@@ -6,13 +6,14 @@
  */
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { PRETRAIN_CONFIG } from "../src/train/pretrain_config.ts";
+import { limitOpenBlasThreads } from "../src/backend/cpu/blas_threads.ts";
 import {
-  limitOpenBlasThreads,
   parseDistributed,
+  runAsRank,
   sourceDigest,
-  startCollective,
   threadsPerRank,
 } from "../src/parallel/launch.ts";
+import type { MpiCollective } from "../src/parallel/mpi.ts";
 import { pretrain, resumeCommand } from "../src/train/pretrain.ts";
 import { effectiveLr } from "../src/train/schedule.ts";
 import { backendFromFlags, NATIVE_LIB_FLAG, parseTaskFlags, PRINT_CONFIG_FLAG } from "./flags.ts";
@@ -37,20 +38,16 @@ await main(async () => {
     },
   });
   // under mpirun: one rank of a data-parallel job (batch = per rank; rank 0 writes)
-  const comm = startCollective(parseDistributed(flags.distributed));
-  try {
-    await run(flags, comm);
-  } catch (e) {
-    if (!comm || comm.size === 1) throw e;
-    const err = e as Error;
-    comm.abort(`error: ${err.message}${Deno.args.includes("--debug") ? `\n${err.stack}` : ""}`);
-  }
-  comm?.finalize();
+  await runAsRank(
+    parseDistributed(flags.distributed),
+    (comm) => run(flags, comm),
+    Deno.args.includes("--debug"),
+  );
 });
 
 async function run(
   flags: ReturnType<typeof parseTaskFlags>,
-  comm: ReturnType<typeof startCollective>,
+  comm: MpiCollective | null,
 ): Promise<void> {
   const ranks = comm?.size ?? 1;
   const writer = !comm || comm.isWriter;

@@ -7,7 +7,7 @@
 import { loadOpenBlas } from "../src/backend/cpu/openblas.ts";
 import { loadKernels } from "../src/backend/cpu/kernels.ts";
 import { loadMpi } from "../src/parallel/mpi.ts";
-import { limitOpenBlasThreads } from "../src/parallel/launch.ts";
+import { limitOpenBlasThreads } from "../src/backend/cpu/blas_threads.ts";
 import { ffiGranted } from "../src/util/ffi.ts";
 import { assert } from "../src/util/assert.ts";
 

@@ -481,12 +481,45 @@ export interface RelPosDims {
   scale: number;
 }
 
+/**
+ * A fault of the device a backend runs on (a lost device, out of memory): the device cannot be
+ * read any more, so a trainer reports its last saved state. Backends throw their own subclass
+ * (WebGPU: `GpuError`); trainers catch this one and need no backend file.
+ */
+export class DeviceFaultError extends Error {
+  /** `message` says what happened and what to try. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "DeviceFaultError";
+  }
+
+  /**
+   * The same fault, of the same class, with `more` on a line of its own after the message
+   * and `cause` (default: this fault) as its cause.
+   */
+  withContext(more: string, cause: unknown = this): DeviceFaultError {
+    const Same = this.constructor as new (m: string, o?: ErrorOptions) => DeviceFaultError;
+    return new Same(`${this.message}\n${more}`, { cause });
+  }
+}
+
 /** The op set the dBOT ViT needs. See the module doc for conventions. */
 export interface Backend {
   /** `"cpu"` or `"webgpu"`. */
   readonly name: "cpu" | "webgpu";
   /** Human-readable detail: GEMM library, adapter name. */
   readonly description: string;
+  /**
+   * Reading a tensor back waits for the queued device work (a GPU), so a trainer reads the
+   * loss only every few steps; absent or false: a read costs nothing (the CPU), read every step.
+   */
+  readonly deferredReads?: boolean;
+  /**
+   * `e` as a {@link DeviceFaultError} when it is a fault of this backend's device that came
+   * under another type (e.g. a DOMException from a lost WebGPU device), else null. Absent:
+   * only {@link DeviceFaultError}s are faults.
+   */
+  deviceFault?(e: unknown): DeviceFaultError | null;
 
   // ---- memory -------------------------------------------------------------
 

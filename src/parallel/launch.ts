@@ -6,8 +6,6 @@
  *
  * @module
  */
-import { ffiGranted } from "../util/ffi.ts";
-import { openBlasSearchPaths } from "../backend/cpu/openblas.ts";
 import { MpiCollective, mpiLaunchInfo } from "./mpi.ts";
 
 /** `--distributed`: `auto` (MPI when launched by mpirun), `none`, or `mpi`. */
@@ -30,6 +28,28 @@ export function startCollective(kind: DistributedKind): MpiCollective | null {
   if (kind === "none") return null;
   if (kind === "auto" && mpiLaunchInfo().size === 0) return null;
   return MpiCollective.init();
+}
+
+/**
+ * Runs `body` as this process's part of a run: `body` gets the collective of `kind` (null for
+ * a single process). On one rank of several, an error aborts every rank with its message
+ * (and its stack when `debug`) instead of leaving the others waiting in an all-reduce; the
+ * collective is finalized at the end.
+ */
+export async function runAsRank(
+  kind: DistributedKind,
+  body: (comm: MpiCollective | null) => Promise<void>,
+  debug = false,
+): Promise<void> {
+  const comm = startCollective(kind);
+  try {
+    await body(comm);
+  } catch (e) {
+    if (!comm || comm.size === 1) throw e;
+    const err = e as Error;
+    comm.abort(`error: ${err.message}${debug ? `\n${err.stack}` : ""}`);
+  }
+  comm?.finalize();
 }
 
 /**
@@ -57,27 +77,6 @@ function onlineCpus(): number | null {
   } catch {
     return null;
   }
-}
-
-/**
- * Sets OpenBLAS's own thread count before the CPU backend loads it (it keeps the count it
- * finds at load), so that N ranks on a node do not each start one BLAS thread per core.
- * Returns false when OpenBLAS is not found (nothing to limit).
- */
-export function limitOpenBlasThreads(n: number): boolean {
-  for (const path of openBlasSearchPaths()) {
-    if (!ffiGranted(path)) continue;
-    try {
-      const lib = Deno.dlopen(path, {
-        openblas_set_num_threads: { parameters: ["i32"], result: "void" },
-      });
-      lib.symbols.openblas_set_num_threads(n);
-      return true; // the library stays loaded: the backend's dlopen finds this instance
-    } catch {
-      // next
-    }
-  }
-  return false;
 }
 
 /**

@@ -21,8 +21,7 @@
  *
  * @module
  */
-import type { Backend, Tensor } from "../backend/backend.ts";
-import { asGpuError, GpuError } from "../backend/webgpu/context.ts";
+import { type Backend, DeviceFaultError, type Tensor } from "../backend/backend.ts";
 import { removeStaleTemps, writeJsonAtomic } from "../io/atomic.ts";
 import { writeCheckpoint } from "../io/checkpoint_file.ts";
 import type { KnnResult } from "../eval/knn.ts";
@@ -206,7 +205,7 @@ class PretrainRun {
     this.stepImages = o.data.stepImages; // over all ranks
     this.lr = effectiveLr(cfg.baseLr, this.stepImages);
     this.skipMode = cfg.onNan === "skip";
-    this.readEvery = be.name === "cpu" || this.skipMode ? 1 : cfg.logEvery;
+    this.readEvery = !be.deferredReads || this.skipMode ? 1 : cfg.logEvery;
     this.metrics = o.metrics;
     this.pos = o.pos;
     this.t = o.t;
@@ -426,16 +425,11 @@ class PretrainRun {
     return summary;
   }
 
-  /** A GPU fault gets the last good state appended (the device cannot be read any more). */
+  /** A device fault gets the last good state appended (the device cannot be read any more). */
   async fault(e: unknown): Promise<unknown> {
-    const gpu = asGpuError(e);
-    if (!gpu) return e;
-    return new GpuError(
-      `${gpu.message}\nStopped at step ${this.pos.step}: ${await this.#lastGood()}`,
-      {
-        cause: e,
-      },
-    );
+    const fault = e instanceof DeviceFaultError ? e : this.be.deviceFault?.(e) ?? null;
+    if (!fault) return e;
+    return fault.withContext(`Stopped at step ${this.pos.step}: ${await this.#lastGood()}`, e);
   }
 
   /** Stops the data worker, closes metrics.jsonl and releases the run directory. */

@@ -32,7 +32,7 @@ import type {
   Tensor,
 } from "../backend.ts";
 import { shapeSize } from "../backend.ts";
-import { GpuContext, type KernelSpec } from "./context.ts";
+import { asGpuError, GpuContext, type GpuError, type KernelSpec } from "./context.ts";
 import { type Dispatcher, type DispatchOptions, linearGroups, Params } from "./dispatch.ts";
 import { FILL, FILL_I32 } from "../../../kernels/fill.ts";
 import * as matmulOps from "./ops/matmul.ts";
@@ -77,6 +77,8 @@ export { type DispatchOptions, linearGroups, Params } from "./dispatch.ts";
 export class WebGpuBackend implements Backend, Dispatcher {
   /** Always `"webgpu"`. */
   readonly name = "webgpu" as const;
+  /** Reads wait for the queued GPU work. */
+  readonly deferredReads = true;
   /** Device, limits, pipeline cache. */
   readonly ctx: GpuContext;
   /** The device. */
@@ -237,6 +239,11 @@ export class WebGpuBackend implements Backend, Dispatcher {
     this.submit();
     await this.device.queue.onSubmittedWorkDone();
     await this.ctx.check();
+  }
+
+  /** A GPU fault: a {@link GpuError}, or the DOMException a lost device rejects with. */
+  deviceFault(e: unknown): GpuError | null {
+    return asGpuError(e);
   }
 
   dispose(): void {

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { DeviceFaultError } from "../backend.ts";
 
 /** Thrown when WebGPU (or a usable adapter) is not available. */
 export class GpuUnavailableError extends Error {
@@ -15,7 +16,7 @@ export class GpuUnavailableError extends Error {
 }
 
 /** Thrown when the device reports an error (validation, out of memory, device lost). */
-export class GpuError extends Error {
+export class GpuError extends DeviceFaultError {
   /** `message` says what happened and what to try. */
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
