@@ -66,7 +66,7 @@ export {
   embedDataset,
   type EmbedOptions,
   type EmbedResult,
-  type Pool,
+  type TokenPooling,
 } from "./src/eval/embed_file.ts";
 export {
   knnClassify,

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { embedDataset, parsePool } from "../src/eval/embed_file.ts";
+import { embedDataset, parseTokenPooling } from "../src/eval/embed_file.ts";
 import { writeSafetensors } from "../src/io/safetensors_file.ts";
 import {
   BACKEND_FLAG,
@@ -53,7 +53,7 @@ await main(async () => {
     checkpoint: String(flags.checkpoint),
     data: String(flags.data),
     split: parseSplit(String(flags.split)),
-    pool: parsePool(String(flags.pool)),
+    pool: parseTokenPooling(String(flags.pool)),
     imgSize: positiveInt(flags["img-size"], "img-size"),
     heads: positiveInt(flags.heads, "heads"),
     mean: parseList(flags.mean, "mean"),

@@ -11,11 +11,14 @@ import { ParamSet } from "../nn/params.ts";
 import { fullIndex, VitEncoder, vitParamSpecs } from "../models/vit.ts";
 import { imageBatches } from "../data/batches.ts";
 
-/** How tokens become one feature vector. */
-export type Pool = "cls" | "mean";
+/**
+ * How the encoder's tokens become one feature vector (timm's `global_pool`): the cls token or
+ * the mean of the patch tokens. (Not the CPU backend's worker pool.)
+ */
+export type TokenPooling = "cls" | "mean";
 
 /** Parses `--pool`. */
-export function parsePool(value: string): Pool {
+export function parseTokenPooling(value: string): TokenPooling {
   if (value === "cls" || value === "mean") return value;
   throw new TypeError(`Cannot pool features with "${value}": use cls or mean`);
 }
@@ -69,7 +72,7 @@ export class Embedder {
   }
 
   /** Features `[count, D]` of `count` images (one readback per batch: this is evaluation). */
-  async embed(count: number, image: ImageSource, pool: Pool): Promise<Float32Array> {
+  async embed(count: number, image: ImageSource, pool: TokenPooling): Promise<Float32Array> {
     const cfg = this.cfg;
     const D = cfg.embedDim;
     const L = deriveVit(cfg).numPatches;
@@ -89,14 +92,14 @@ export class Embedder {
   }
 
   /**
-   * Features `[count, D]` for each pool in `pools` from one forward pass per batch (the cls
+   * Features `[count, D]` for each pooling in `pools` from one forward pass per batch (the cls
    * token and the mean of the patch tokens for the price of one).
    */
-  async embedPools(
+  async embedPooled(
     count: number,
     image: ImageSource,
-    pools: readonly Pool[],
-  ): Promise<Record<Pool, Float32Array>> {
+    pools: readonly TokenPooling[],
+  ): Promise<Record<TokenPooling, Float32Array>> {
     const cfg = this.cfg;
     const D = cfg.embedDim;
     const L = deriveVit(cfg).numPatches;
@@ -139,7 +142,7 @@ export async function embedImages(
     weights: ReadonlyMap<string, Float32Array>;
     count: number;
     image: ImageSource;
-    pool: Pool;
+    pool: TokenPooling;
     batch?: number;
   },
 ): Promise<Float32Array> {
@@ -155,7 +158,7 @@ function poolTokens(
   b: number,
   L: number,
   D: number,
-  pool: Pool,
+  pool: TokenPooling,
 ): void {
   const base = b * (1 + L) * D;
   if (pool === "cls") {

@@ -19,9 +19,15 @@ import {
 import { IMAGENET_MEAN, IMAGENET_STD } from "../data/pipeline.ts";
 import { openDataset } from "../data/dataset.ts";
 import { evalTransform, normalize, toChannels } from "../data/transforms.ts";
-import { embedImages, type Pool } from "./embed.ts";
+import { embedImages, type TokenPooling } from "./embed.ts";
 
-export { Embedder, embedImages, type ImageSource, parsePool, type Pool } from "./embed.ts";
+export {
+  Embedder,
+  embedImages,
+  type ImageSource,
+  parseTokenPooling,
+  type TokenPooling,
+} from "./embed.ts";
 
 /** What {@link embedDataset} needs. */
 export interface EmbedOptions {
@@ -32,7 +38,7 @@ export interface EmbedOptions {
   /** Which split. */
   split: "train" | "test";
   /** cls token or mean of patch tokens. */
-  pool: Pool;
+  pool: TokenPooling;
   /** Resize images to this size (default: the checkpoint's). */
   imgSize?: number;
   /** Heads, when the checkpoint does not store them. */

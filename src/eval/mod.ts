@@ -26,7 +26,7 @@ export {
   type EmbedOptions,
   type EmbedResult,
   type ImageSource,
-  type Pool,
+  type TokenPooling,
 } from "./embed_file.ts";
 export {
   type FeatureSet,

@@ -23,19 +23,7 @@
  */
 import type { Backend, Tensor } from "../backend/backend.ts";
 import { freeTensors, view } from "../backend/backend.ts";
-import {
-  allocBlockActs,
-  allocBlockScratch,
-  type BlockActs,
-  blockBackward,
-  type BlockDims,
-  blockForward,
-  type BlockScratch,
-  blockWeights,
-  type DropScales,
-  LN_EPS,
-} from "../nn/block.ts";
-import { linearBackward, linearForward } from "../nn/linear.ts";
+import type { DropScales } from "../nn/block.ts";
 import { Rng } from "../util/rng.ts";
 import { type DecoderConfig, deriveVit, type VitConfig } from "./vit_config.ts";
 import {
@@ -48,17 +36,12 @@ import {
   type Masking,
   randomMasking,
 } from "./masking.ts";
-import {
-  blockParams,
-  layernormParams,
-  linearParams,
-  param,
-  ParamSet,
-  type ParamSpec,
-} from "../nn/params.ts";
+import { ParamSet, type ParamSpec } from "../nn/params.ts";
 import { createLoss, type DistillLoss, type LossName } from "./losses.ts";
 import { buildTeacher, type Teacher, type TeacherConfig, teacherWidth } from "./teacher.ts";
 import { fullIndex, VitEncoder, vitParamSpecs } from "./vit.ts";
+import { asymmetricDecoderSpecs, AsymmetricHead } from "./asymmetric_decoder.ts";
+import type { StudentHead } from "./student_head.ts";
 import {
   maskIndex,
   SymmetricHead,
@@ -129,52 +112,15 @@ export function targetDim(cfg: DbotConfig): number {
  */
 export function dbotStudentSpecs(cfg: DbotConfig): ParamSpec[] {
   if (checkArch(cfg) === "symmetric") return symmetricStudentSpecs(cfg.student, targetDim(cfg));
-  const d = deriveVit(cfg.student);
-  deriveVit(
-    { ...cfg.student, embedDim: cfg.decoder.embedDim, numHeads: cfg.decoder.numHeads },
-    "decoder",
-  );
-  const Dd = cfg.decoder.embedDim;
-  const top = cfg.student.depth + 1;
-  const specs = vitParamSpecs(cfg.student);
-  specs.push(
-    param("mask_token", [1, 1, Dd], { kind: "normal", std: 0.02 }, top),
-    ...linearParams("decoder_embed", cfg.student.embedDim, Dd, top),
-    {
-      name: "decoder_pos_embed",
-      shape: [1, 1 + d.numPatches, Dd],
-      init: { kind: "sincos", grid: d.grid, dim: Dd },
-      decay: false,
-      layerId: top,
-      trainable: false,
-    },
-  );
-  for (let i = 0; i < cfg.decoder.depth; i++) {
-    specs.push(...blockParams(`decoder_blocks.${i}`, Dd, Dd * cfg.student.mlpRatio, top));
-  }
-  specs.push(
-    ...layernormParams("decoder_norm", Dd, top),
-    ...linearParams("decoder_predp", Dd, targetDim(cfg), top),
-  );
-  return specs;
+  return [
+    ...vitParamSpecs(cfg.student),
+    ...asymmetricDecoderSpecs(cfg.student, cfg.decoder, targetDim(cfg)),
+  ];
 }
 
 /** Drop-path rates per block: `linspace(0, rate, depth)`. */
 export function dropPathRates(rate: number, depth: number): number[] {
   return Array.from({ length: depth }, (_, i) => (depth > 1 ? (rate * i) / (depth - 1) : 0));
-}
-
-/**
- * What turns the student encoder's output into predictions, and back: the asymmetric
- * decoder ({@link AsymmetricHead}) or the symmetric student's `lm_head` (`SymmetricHead`).
- */
-export interface StudentHead {
-  /** Records `pred [B, 1+L, Dt]` from the encoder output. */
-  forward(encOut: Tensor, pred: Tensor): void;
-  /** Records the head's backward from `dpred` into its parameter gradients; returns ∂L/∂encOut. */
-  backward(dpred: Tensor): Tensor;
-  /** Frees its buffers. */
-  dispose(): void;
 }
 
 /** The student, its decoder (or head), the teacher and every buffer of one training step for batch B. */
@@ -267,7 +213,9 @@ export class DbotModel {
     this.#head = symmetric
       ? new SymmetricHead(be, { ps: this.student, rows: B * (1 + L), D: svit.embedDim, Dt })
       : new AsymmetricHead(be, {
-        cfg,
+        student: cfg.student,
+        decoder: cfg.decoder,
+        Dt,
         ps: this.student,
         B,
         keep,
@@ -450,233 +398,4 @@ function noiseSeed(noise: Float32Array): number {
     h = Math.imul(h, 0x01000193) >>> 0;
   }
   return h & 0x7fffffff;
-}
-
-/**
- * The reference decoder (DBOT_SPEC.md): decoder embed of the kept tokens, unshuffle with
- * mask tokens, + decoder_pos_embed, decoder blocks, decoder_norm, decoder_predp.
- */
-class AsymmetricHead implements StudentHead {
-  readonly #be: Backend;
-  readonly #cfg: DbotConfig;
-  readonly #ps: ParamSet;
-  readonly #B: number;
-  readonly #L: number;
-  readonly #keep: number;
-  readonly #Dd: number;
-  readonly #Dt: number;
-  readonly #decIdx: Tensor;
-  readonly #drop: (i: number) => DropScales | null;
-  readonly #decEmb: Tensor; // [B, 1+K, Dd]
-  readonly #xd: Tensor[]; // decoder residual stream [B, 1+L, Dd] × (Nd + 1)
-  readonly #decActs: BlockActs[];
-  readonly #decScratch: BlockScratch;
-  readonly #bd: BlockDims;
-  readonly #decOut: Tensor;
-  readonly #decMean: Tensor;
-  readonly #decRstd: Tensor;
-  readonly #dDecOut: Tensor;
-  readonly #dres: Tensor;
-  readonly #dDecEmb: Tensor;
-  readonly #dEnc: Tensor;
-  #encOut: Tensor | null = null;
-
-  constructor(
-    be: Backend,
-    { cfg, ps, B, keep, decIdx, drop }: {
-      cfg: DbotConfig;
-      ps: ParamSet;
-      B: number;
-      keep: number;
-      decIdx: Tensor;
-      drop: (i: number) => DropScales | null;
-    },
-  ) {
-    this.#be = be;
-    this.#cfg = cfg;
-    this.#ps = ps;
-    this.#B = B;
-    const L = (this.#L = deriveVit(cfg.student).numPatches);
-    this.#keep = keep;
-    const Dd = (this.#Dd = cfg.decoder.embedDim);
-    this.#Dt = targetDim(cfg);
-    this.#decIdx = decIdx;
-    this.#drop = drop;
-    const t = (shape: number[], name: string) => be.tensor(shape, "f32", `dbot.${name}`);
-    this.#decEmb = t([B, 1 + keep, Dd], "decEmb");
-    this.#bd = { B, N: 1 + L, D: Dd, NH: cfg.decoder.numHeads, hidden: Dd * cfg.student.mlpRatio };
-    this.#xd = Array.from({ length: cfg.decoder.depth + 1 }, (_, i) => t([B, 1 + L, Dd], `xd${i}`));
-    this.#decActs = Array.from(
-      { length: cfg.decoder.depth },
-      (_, i) => allocBlockActs(be, this.#bd, `decoder.block${i}`),
-    );
-    this.#decScratch = allocBlockScratch(be, this.#bd, true, "decoder.scratch");
-    this.#decOut = t([B, 1 + L, Dd], "decOut");
-    this.#decMean = t([B * (1 + L)], "decMean");
-    this.#decRstd = t([B * (1 + L)], "decRstd");
-    this.#dDecOut = t([B, 1 + L, Dd], "dDecOut");
-    this.#dres = t([B, 1 + L, Dd], "dres");
-    this.#dDecEmb = t([B, 1 + keep, Dd], "dDecEmb");
-    this.#dEnc = t([B, 1 + keep, cfg.student.embedDim], "dEnc");
-  }
-
-  dispose(): void {
-    freeTensors(this.#be, [
-      this.#decEmb,
-      this.#xd,
-      this.#decActs,
-      this.#decScratch,
-      this.#decOut,
-      this.#decMean,
-      this.#decRstd,
-      this.#dDecOut,
-      this.#dres,
-      this.#dDecEmb,
-      this.#dEnc,
-    ]);
-  }
-
-  forward(encOut: Tensor, pred: Tensor): void {
-    const be = this.#be;
-    const ps = this.#ps;
-    const B = this.#B;
-    const L = this.#L;
-    const Dd = this.#Dd;
-    const D = this.#cfg.student.embedDim;
-    this.#encOut = encOut;
-    // decoder embed [B, 1+K, Dd], unshuffle with mask tokens, + decoder_pos_embed
-    linearForward(
-      be,
-      {
-        out: this.#decEmb,
-        inp: encOut,
-        weight: ps.get("decoder_embed.weight"),
-        bias: ps.get("decoder_embed.bias"),
-      },
-      { rows: B * (1 + this.#keep), inF: D, outF: Dd },
-    );
-    be.gatherRows(
-      {
-        out: this.#xd[0],
-        inp: this.#decEmb,
-        index: this.#decIdx,
-        fill: view(ps.get("mask_token"), 0, [Dd]),
-      },
-      { rows: B * (1 + L), C: Dd },
-    );
-    be.add({
-      out: this.#xd[0],
-      a: this.#xd[0],
-      b: view(ps.get("decoder_pos_embed"), 0, [(1 + L) * Dd]),
-    });
-    for (let i = 0; i < this.#cfg.decoder.depth; i++) {
-      blockForward(
-        be,
-        {
-          out: this.#xd[i + 1],
-          inp: this.#xd[i],
-          w: blockWeights(ps, `decoder_blocks.${i}`),
-          acts: this.#decActs[i],
-          s: this.#decScratch,
-          drop: this.#drop(i),
-        },
-        this.#bd,
-      );
-    }
-    be.layernorm(
-      {
-        out: this.#decOut,
-        mean: this.#decMean,
-        rstd: this.#decRstd,
-        inp: this.#xd[this.#cfg.decoder.depth],
-        weight: ps.get("decoder_norm.weight"),
-        bias: ps.get("decoder_norm.bias"),
-      },
-      { rows: B * (1 + L), C: Dd, eps: LN_EPS },
-    );
-    linearForward(
-      be,
-      {
-        out: pred,
-        inp: this.#decOut,
-        weight: ps.get("decoder_predp.weight"),
-        bias: ps.get("decoder_predp.bias"),
-      },
-      { rows: B * (1 + L), inF: Dd, outF: this.#Dt },
-    );
-  }
-
-  backward(dpred: Tensor): Tensor {
-    const be = this.#be;
-    const ps = this.#ps;
-    const B = this.#B;
-    const L = this.#L;
-    const Dd = this.#Dd;
-    const D = this.#cfg.student.embedDim;
-    const rows = B * (1 + L);
-    if (!this.#encOut) throw new RangeError("Cannot run the decoder backward before its forward");
-    linearBackward(
-      be,
-      {
-        dinp: this.#dDecOut,
-        dweight: ps.grad("decoder_predp.weight"),
-        dbias: ps.grad("decoder_predp.bias"),
-        dout: dpred,
-        inp: this.#decOut,
-        weight: ps.get("decoder_predp.weight"),
-      },
-      { rows, inF: Dd, outF: this.#Dt },
-    );
-    be.layernormBackward(
-      {
-        dinp: this.#dres,
-        dweight: ps.grad("decoder_norm.weight"),
-        dbias: ps.grad("decoder_norm.bias"),
-        dout: this.#dDecOut,
-        inp: this.#xd[this.#cfg.decoder.depth],
-        weight: ps.get("decoder_norm.weight"),
-        mean: this.#decMean,
-        rstd: this.#decRstd,
-      },
-      { rows, C: Dd },
-    );
-    for (let i = this.#cfg.decoder.depth - 1; i >= 0; i--) {
-      blockBackward(
-        be,
-        {
-          d: this.#dres,
-          inp: this.#xd[i],
-          w: blockWeights(ps, `decoder_blocks.${i}`),
-          g: blockWeights(ps, `decoder_blocks.${i}`, true),
-          acts: this.#decActs[i],
-          s: this.#decScratch,
-          drop: this.#drop(i),
-        },
-        this.#bd,
-      );
-    }
-    // the fixed pos embed passes the gradient through; the gather splits it into kept tokens and mask_token
-    be.gatherRowsBackward(
-      {
-        dinp: this.#dDecEmb,
-        dfill: view(ps.grad("mask_token"), 0, [Dd]),
-        dout: this.#dres,
-        index: this.#decIdx,
-      },
-      { rows, C: Dd },
-    );
-    linearBackward(
-      be,
-      {
-        dinp: this.#dEnc,
-        dweight: ps.grad("decoder_embed.weight"),
-        dbias: ps.grad("decoder_embed.bias"),
-        dout: this.#dDecEmb,
-        inp: this.#encOut,
-        weight: ps.get("decoder_embed.weight"),
-      },
-      { rows: B * (1 + this.#keep), inF: D, outF: Dd },
-    );
-    return this.#dEnc;
-  }
 }

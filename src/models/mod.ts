@@ -38,7 +38,7 @@ export {
   vitFromPreset,
 } from "./vit_config.ts";
 export { type DbotConfig, DbotModel, dbotStudentSpecs, dropPathRates, targetDim } from "./dbot.ts";
-export type { StudentHead } from "./dbot.ts";
+export type { StudentHead } from "./student_head.ts";
 export {
   maskIndex,
   SYMMETRIC_LAYER_SCALE,

@@ -97,7 +97,7 @@ export class EvalContext {
   ): Promise<{ cls: Float32Array; mean: Float32Array }> {
     this.#embedder.load(weights);
     const pipe = split === "train" ? this.#train : this.#test;
-    return await this.#embedder.embedPools(n, (i) => pipe.eval(i), ["cls", "mean"]);
+    return await this.#embedder.embedPooled(n, (i) => pipe.eval(i), ["cls", "mean"]);
   }
 
   /** Raw pixels `[n, C·H·W]` (normalised) of the first `n` images of a split. */
