@@ -339,3 +339,17 @@ Deno.test({
     await Deno.remove(tmp, { recursive: true });
   },
 });
+
+Deno.test("pretrain() refuses to resume over a corrupt config.json, naming the file", async () => {
+  const dir = await Deno.makeTempDir();
+  const cfg = tinyConfig(dir);
+  await Deno.mkdir(`${dir}/t`, { recursive: true });
+  await Deno.writeTextFile(`${dir}/t/config.json`, '{"batch": 8, "accum"');
+  await rejects(
+    () => pretrain(new CpuBackend(), cfg, { ...quiet, resume: true }),
+    SyntaxError,
+    `Cannot resume from ${dir}/t/config.json: it is not valid JSON`,
+    "another --name",
+  );
+  await Deno.remove(dir, { recursive: true });
+});

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { writeJsonAtomic, writeTextAtomic } from "../io/atomic.ts";
+import { readProgressJson, writeJsonAtomic, writeTextAtomic } from "../io/atomic.ts";
 import { lineChartSvg } from "../eval/chart.ts";
 import type { AnalysisReport } from "../eval/analyze.ts";
 import { type ReproduceBudget, type ReproduceOptions, WARMUP_FRACTION } from "./budgets.ts";
@@ -147,12 +147,8 @@ function summarise(results: RowResult[]): RowSummary[] {
 async function readAnalysis(dir: string, seeds: number[]): Promise<AnalysisSummary | null> {
   const got: { seed: number; a: AnalysisReport }[] = [];
   for (const seed of seeds) {
-    try {
-      const a = JSON.parse(await Deno.readTextFile(`${dir}/seed${seed}/analyze/analysis.json`));
-      got.push({ seed, a });
-    } catch {
-      // not analysed (yet)
-    }
+    const a = await readProgressJson<AnalysisReport>(`${dir}/seed${seed}/analyze/analysis.json`);
+    if (a) got.push({ seed, a }); // else not analysed (yet)
   }
   if (!got.length) return null;
   const labels = got[0].a.models.map((m) => m.label);

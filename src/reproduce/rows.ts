@@ -240,7 +240,8 @@ export async function writeRandomInit(
   const seed = Number(plan.dir.match(/seed(\d+)/)?.[1] ?? 0);
   try {
     await Deno.stat(plan.checkpoint);
-  } catch {
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
     await Deno.mkdir(plan.dir, { recursive: true });
     const ps = ctx.initWeights(seed);
     await writeCheckpoint(plan.checkpoint, ps, {

@@ -481,10 +481,22 @@ async function checkGlobalBatch(dir: string, stepImages: number, ranks: number):
     accum?: number;
     resolved?: { globalBatch?: number; ranks?: number };
   };
+  const path = `${dir}/config.json`;
+  let text: string;
   try {
-    saved = JSON.parse(await Deno.readTextFile(`${dir}/config.json`));
-  } catch {
-    return; // no config yet: nothing to continue
+    text = await Deno.readTextFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return; // no config yet: nothing to continue
+    throw e;
+  }
+  try {
+    saved = JSON.parse(text);
+  } catch (e) {
+    throw new SyntaxError(
+      `Cannot resume from ${path}: it is not valid JSON (${(e as Error).message}); restore ` +
+        `it, or start a new run under another --name`,
+      { cause: e },
+    );
   }
   const want = saved.resolved?.globalBatch;
   if (want === undefined || want === stepImages) return;
