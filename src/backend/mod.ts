@@ -39,6 +39,7 @@ export {
   loadGemm,
 } from "./cpu/gemm.ts";
 export {
+  type Dispatcher,
   type DispatchOptions,
   Params,
   WebGpuBackend,

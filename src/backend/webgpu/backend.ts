@@ -68,7 +68,7 @@ export interface WebGpuOptions {
   context?: GpuContext;
 }
 
-export { type DispatchOptions, linearGroups, Params } from "./dispatch.ts";
+export { type Dispatcher, type DispatchOptions, linearGroups, Params } from "./dispatch.ts";
 
 /**
  * {@link Backend} on WebGPU, and the {@link Dispatcher} its ops use. Create with
