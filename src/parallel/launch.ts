@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { sha256Hex } from "../util/digest.ts";
 import { MpiCollective, mpiLaunchInfo } from "./mpi.ts";
 
 /** `--distributed`: `auto` (MPI when launched by mpirun), `none`, or `mpi`. */
@@ -107,12 +108,5 @@ export async function sourceDigest(): Promise<string> {
   for (const f of files) {
     parts.push(enc.encode(`${f}\0`), await Deno.readFile(new URL(f, root)));
   }
-  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    all.set(p, o);
-    o += p.length;
-  }
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
-  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+  return await sha256Hex(parts);
 }

@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { sha256Hex } from "../util/digest.ts";
 import { ffiGranted } from "../util/ffi.ts";
 import type { Backend, Tensor } from "../backend/backend.ts";
 import type { Collective } from "./collective.ts";
@@ -265,13 +266,6 @@ function check(rc: number, what: string): void {
   if (rc !== MPI_SUCCESS) throw new Error(`${what} failed with MPI error code ${rc}`);
 }
 
-/** SHA-256 of `data` as hex: for "same config / same code / same weights" checks. */
-export async function digestHex(data: Uint8Array<ArrayBuffer> | string): Promise<string> {
-  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-  return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /**
  * One rank of an MPI job. {@link MpiCollective.init} initialises MPI; every rank must then
  * make the same sequence of collective calls. The gradient all-reduce also carries one
@@ -426,7 +420,7 @@ export class MpiCollective implements Collective {
    * source); throws on every rank, naming the ranks that differ from rank 0, when not.
    */
   async agree(what: string, value: string): Promise<void> {
-    const mine = new TextEncoder().encode(await digestHex(value));
+    const mine = new TextEncoder().encode(await sha256Hex(value));
     const root = mine.slice();
     await this.broadcast(root, 0);
     const differs = new Float32Array(this.size);

@@ -41,6 +41,7 @@ import { buildTrainee, nextStage, startStageZero, type Trainee } from "./stages.
 import { stageZeroTeacher } from "./stages_file.ts";
 import { loadState, readState, type RunPosition, saveState, stateSummary } from "./state.ts";
 import { NonFiniteLossError, type StepResult, TrainStep } from "./step.ts";
+import { sha256Hex } from "../util/digest.ts";
 
 export type { MetricLine, PretrainProgress, PretrainSummary } from "./metrics.ts";
 export { NonFiniteLossError } from "./step.ts";
@@ -461,14 +462,7 @@ async function trainingDigest(be: Backend, t: Trainee, pos: RunPosition): Promis
   await add(t.opt.v);
   const { epoch, iter, step, skipped } = pos; // (the k-NN figures exist on rank 0 only)
   parts.push(new TextEncoder().encode(JSON.stringify([epoch, iter, step, skipped, t.opt.step])));
-  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    all.set(p, o);
-    o += p.length;
-  }
-  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
-  return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
+  return await sha256Hex(parts);
 }
 
 /**
