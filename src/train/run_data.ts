@@ -15,7 +15,7 @@
  */
 import { openDataset } from "../data/dataset.ts";
 import { channelStats, ImagePipeline } from "../data/pipeline.ts";
-import { Embedder } from "../eval/embed_file.ts";
+import { Embedder } from "../eval/embed.ts";
 import { knnClassify, type KnnResult } from "../eval/knn.ts";
 import { similarityGemm } from "../eval/knn_file.ts";
 import type { Backend } from "../backend/backend.ts";
