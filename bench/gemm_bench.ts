@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { tsGemm } from "../src/backend/cpu/gemm.ts";
+import { tsGemm } from "../src/backend/cpu/gemm_ts.ts";
 import { loadOpenBlas } from "../src/backend/cpu/openblas.ts";
 import { wasmGemm } from "../src/backend/cpu/wasm_gemm/wasm_gemm.ts";
 import { GEMM_SHAPES, gemmArgsFor } from "./gemm_table.ts";

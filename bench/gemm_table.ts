@@ -16,7 +16,8 @@
  *
  * @module
  */
-import { type Gemm, type GemmArgs, tsGemm } from "../src/backend/cpu/gemm.ts";
+import type { Gemm, GemmArgs } from "../src/backend/cpu/gemm_types.ts";
+import { tsGemm } from "../src/backend/cpu/gemm_ts.ts";
 import { loadOpenBlas } from "../src/backend/cpu/openblas.ts";
 import { wasmGemm } from "../src/backend/cpu/wasm_gemm/wasm_gemm.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";

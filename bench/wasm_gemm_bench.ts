@@ -12,7 +12,7 @@
  */
 import { wasmGemm } from "../src/backend/cpu/wasm_gemm/wasm_gemm.ts";
 import { wasmKernels } from "../src/backend/cpu/simd/simd.ts";
-import type { GemmArgs } from "../src/backend/cpu/gemm.ts";
+import type { GemmArgs } from "../src/backend/cpu/gemm_types.ts";
 
 const gemm = wasmGemm()!;
 const kernels = wasmKernels()!;

@@ -7,7 +7,7 @@
 import type { Tensor } from "../src/backend/backend.ts";
 import { view } from "../src/backend/backend.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
-import { POOL_OP_LIST, POOL_OPS } from "../src/backend/cpu/pool.ts";
+import { POOL_OP_LIST, POOL_OPS } from "../src/backend/cpu/pool_ops.ts";
 import { type DbotConfig, DbotModel } from "../src/models/dbot.ts";
 import { AdamW, PRETRAIN_ADAMW } from "../src/train/adamw.ts";
 import { golden, goldenConfig } from "./golden.ts";

@@ -12,14 +12,9 @@ import {
   strictEqual as assertStrictEquals,
 } from "node:assert";
 import { AssertionError } from "node:assert";
-import {
-  type FloatArray,
-  type Gemm,
-  type GemmArgs,
-  gemmTs,
-  loadGemm,
-  tsGemm,
-} from "../src/backend/cpu/gemm.ts";
+import type { FloatArray, Gemm, GemmArgs } from "../src/backend/cpu/gemm_types.ts";
+import { gemmTs, tsGemm } from "../src/backend/cpu/gemm_ts.ts";
+import { loadGemm } from "../src/backend/cpu/gemm.ts";
 import { loadOpenBlas } from "../src/backend/cpu/openblas.ts";
 import { assertAllClose } from "./helpers.ts";
 

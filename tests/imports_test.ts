@@ -90,15 +90,8 @@ async function valueImportsOf(file: string): Promise<string[]> {
   return specs.map((s) => new URL(s, new URL(file, SRC)).href.slice(SRC.href.length));
 }
 
-/**
- * File-level value circles known today, each as its files sorted and joined by " ↔ ". Only
- * removals belong here: the CPU GEMM contract, chooser and TypeScript GEMM share `gemm.ts`,
- * which `openblas.ts` and `wasm_gemm.ts` import back (issue 23; the `cpu` branch splits
- * `gemm.ts` and deletes this entry).
- */
-const KNOWN_VALUE_CIRCLES: readonly string[] = [
-  "backend/cpu/gemm.ts ↔ backend/cpu/openblas.ts ↔ backend/cpu/wasm_gemm/wasm_gemm.ts",
-];
+/** File-level value circles known today, each as its files sorted and joined by " ↔ " (none). */
+const KNOWN_VALUE_CIRCLES: readonly string[] = [];
 
 /** Strongly connected groups of more than one node (Tarjan), each sorted. */
 function circles(graph: Map<string, Set<string>>): string[][] {

@@ -1,6 +1,6 @@
 import { assertEquals, assertThrows } from "../src/util/assert.ts";
 import { assertAllClose } from "./helpers.ts";
-import { tsGemm } from "../src/backend/cpu/gemm.ts";
+import { tsGemm } from "../src/backend/cpu/gemm_ts.ts";
 import {
   featuresFrom,
   knnClassify,

@@ -9,13 +9,9 @@
  * committed `gemm_wasm.ts` is checked against `gemm.c` (no compiler needed).
  */
 import { ok as assert, strictEqual as assertStrictEquals } from "node:assert";
-import {
-  type Gemm,
-  type GemmArgs,
-  type GemmEpilogue,
-  gemmTs,
-  loadGemm,
-} from "../src/backend/cpu/gemm.ts";
+import type { Gemm, GemmArgs, GemmEpilogue } from "../src/backend/cpu/gemm_types.ts";
+import { gemmTs } from "../src/backend/cpu/gemm_ts.ts";
+import { loadGemm } from "../src/backend/cpu/gemm.ts";
 import { gemmRef, matmulEpilogue } from "../src/backend/cpu/ref/matmul.ts";
 import { wasmKernels } from "../src/backend/cpu/simd/simd.ts";
 import {

@@ -30,14 +30,8 @@ export {
   type LoadedKernels,
   loadKernels,
 } from "./cpu/kernels.ts";
-export {
-  type FloatArray,
-  type Gemm,
-  type GemmArgs,
-  type GemmChoice,
-  type GemmEpilogue,
-  loadGemm,
-} from "./cpu/gemm.ts";
+export { type GemmChoice, loadGemm } from "./cpu/gemm.ts";
+export type { FloatArray, Gemm, GemmArgs, GemmEpilogue } from "./cpu/gemm_types.ts";
 export {
   type Dispatcher,
   type DispatchOptions,

@@ -31,32 +31,15 @@
  *
  * @module
  */
+import type { Gemm } from "../backend/cpu/gemm_types.ts";
 import { type NamedTensor, toFloat32 } from "../io/safetensors.ts";
 
 /**
- * The part of a GEMM (`backend/cpu/gemm.ts`'s `Gemm`) k-NN uses: row-major
- * `c[M, N] = alpha·a[M, K]·b[N, K]ᵀ + beta·c` with `transB` (declared here so that this
- * module's types need no CPU backend: the page's browser type check follows type-only imports
- * too, and `Gemm`'s module reaches `Deno` APIs).
+ * The part of a GEMM (`backend/cpu/gemm_types.ts`'s `Gemm`) k-NN uses: row-major
+ * `c[M, N] = alpha·a[M, K]·b[N, K]ᵀ + beta·c` with `transB` (a type-only import of a
+ * dependency-free file, so this module stays browser-safe).
  */
-export interface SimilarityGemm {
-  /** `C = alpha·op(A)·op(B) + beta·C`. */
-  sgemm(args: {
-    transA: boolean;
-    transB: boolean;
-    M: number;
-    N: number;
-    K: number;
-    alpha: number;
-    a: Float32Array;
-    lda: number;
-    b: Float32Array;
-    ldb: number;
-    beta: number;
-    c: Float32Array;
-    ldc: number;
-  }): void;
-}
+export type SimilarityGemm = Pick<Gemm, "sgemm">;
 
 /** Options of {@link knnClassify}. */
 export interface KnnOptions {

@@ -86,13 +86,14 @@ import {
   checkStandardizeRows,
 } from "../checks.ts";
 import { loadGemm } from "./gemm.ts";
-import type { Gemm } from "./gemm.ts";
+import type { Gemm } from "./gemm_types.ts";
 import {
   type CpuKernels,
   type KernelChoice,
   type KernelOps,
   kernelOps,
   loadKernels,
+  withGemm,
 } from "./kernels.ts";
 import { add } from "./ref/add.ts";
 import { biasGrad } from "./ref/bias_grad.ts";
@@ -115,7 +116,8 @@ import { relPosBiasBackward, relPosBiasForward } from "./ref/relpos.ts";
 import { relPosBiasBackwardFast, relPosBiasFast } from "./relpos.ts";
 import { scaleColsBackward, scaleColsForward } from "./ref/scale_cols.ts";
 import { standardizeRows } from "./ref/standardize.ts";
-import { CpuPool, type PoolBufs, type PoolOpName, type PoolParams, setThreadGemm } from "./pool.ts";
+import { CpuPool } from "./pool.ts";
+import type { PoolBufs, PoolOpName, PoolParams } from "./pool_ops.ts";
 
 /** CPU memory: one host typed array. */
 export class CpuStorage implements Storage {
@@ -252,7 +254,7 @@ export class CpuBackend implements Backend {
     const loaded = typeof choice === "string"
       ? loadKernels(choice, options.nativeLibrary)
       : { kernels: choice, nativeReason: "" };
-    this.#ops = kernelOps(loaded.kernels);
+    this.#ops = withGemm(kernelOps(loaded.kernels), gemm); // the main thread's pool shares use this GEMM
     this.#nativeReason = loaded.nativeReason;
     this.#minWork = options.minParallelWork ?? DEFAULT_MIN_PARALLEL_WORK;
     this.#splitGemm = options.splitGemm ?? true;
@@ -495,7 +497,6 @@ export class CpuBackend implements Backend {
     const pool = this.#pool;
     // gemm.path: the workers can open the same GEMM (OpenBLAS or the WebAssembly one)
     if (!pool || pool.broken || !gemm.path) return false;
-    setThreadGemm(this.#sgemm);
     gemm.setThreads?.(1);
     try {
       return pool.run(op, bufs, params, units);

@@ -33,6 +33,7 @@ import { layernormBackward, layernormForward } from "./ref/layernorm.ts";
 import { type MatmulEpilogue, matmulEpilogue } from "./ref/matmul.ts";
 import { softmaxBackward, softmaxForward } from "./ref/softmax.ts";
 import type { FloatArray } from "./ref/types.ts";
+import type { Gemm } from "./gemm_types.ts";
 import { wasmKernels } from "./simd/simd.ts";
 import { loadNativeKernels } from "./native.ts";
 
@@ -161,6 +162,12 @@ export function loadKernels(choice: KernelChoice = "auto", nativeLibrary?: strin
 export interface KernelOps {
   /** Which kernels run: `"native"`, `"wasm"` or `"js"` (the reference loops). */
   readonly name: "native" | "wasm" | "js";
+  /**
+   * This thread's GEMM for the pool's matmul and attention shares (see {@link withGemm}):
+   * OpenBLAS, or this thread's own WebAssembly GEMM instance with its fused and batched
+   * calls; absent where the thread has none.
+   */
+  readonly gemm?: Gemm;
   /** See `geluForward`. */
   geluForward(bufs: OutInpBufs<FloatArray>): void;
   /** See `geluBackward`. */
@@ -195,6 +202,14 @@ export const REF_OPS: KernelOps = Object.freeze<KernelOps>({
   layernormBackward,
   adamw: (bufs, dims, range) => adamw(bufs, dims, { range }),
 });
+
+/**
+ * `ops` with `gemm` as this thread's GEMM ({@link KernelOps.gemm}): what a backend hands
+ * its pool's main thread and what a worker builds from the GEMM it opened.
+ */
+export function withGemm(ops: KernelOps, gemm: Gemm | undefined): KernelOps {
+  return Object.freeze({ ...ops, gemm });
+}
 
 const f32 = (...xs: (FloatArray | undefined)[]): boolean =>
   xs.every((x) => x === undefined || x instanceof Float32Array);

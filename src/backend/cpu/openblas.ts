@@ -8,7 +8,7 @@
  * @module
  */
 import { ffiGranted } from "../../util/ffi.ts";
-import { type Gemm, type GemmArgs, scaleC, validateGemmArgs } from "./gemm.ts";
+import { type Gemm, type GemmArgs, scaleC, validateGemmArgs } from "./gemm_types.ts";
 
 // CBLAS enum values.
 const CBLAS_ROW_MAJOR = 101;

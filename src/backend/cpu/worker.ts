@@ -1,5 +1,5 @@
 /**
- * A CPU pool worker (see `pool.ts` for the protocol): waits on the shared control block,
+ * A CPU pool worker (see `pool_wire.ts` for the protocol): waits on the shared control block,
  * runs its static share of each command with the same raw ops as the main thread, and
  * returns to its event loop only to pick up buffer registrations or to exit when idle.
  *
@@ -20,20 +20,18 @@ import {
   OP,
   PARAMS_BYTE,
   paramsOf,
-  POOL_OP_LIST,
   type PoolArray,
   REG_GEN,
   type RegisterMessage,
   runShares,
   SEQ,
-  setThreadFastGemm,
-  setThreadGemm,
   STATE,
   wireBufs,
   writeError,
-} from "./pool.ts";
+} from "./pool_wire.ts";
+import { POOL_OP_LIST } from "./pool_ops.ts";
 import { openThreadGemm } from "./gemm.ts";
-import { type KernelOps, kernelOps, loadKernels } from "./kernels.ts";
+import { type KernelOps, kernelOps, loadKernels, withGemm } from "./kernels.ts";
 
 const buffers = new Map<number, SharedArrayBuffer>();
 let control: SharedArrayBuffer;
@@ -108,12 +106,9 @@ self.onmessage = (e: MessageEvent<RegisterMessage>) => {
     params = new Float64Array(control, PARAMS_BYTE, MAX_PARAMS);
     share = msg.share!;
     seen = msg.seen!;
-    ops = kernelOps(loadKernels(msg.kernels ?? "js", msg.nativeLibrary).kernels);
-    if (msg.blasPath) {
-      const gemm = openThreadGemm(msg.blasPath); // OpenBLAS or this thread's WebAssembly GEMM
-      setThreadGemm((args) => gemm.sgemm(args));
-      setThreadFastGemm(gemm.sgemmEpilogue || gemm.sgemmBatch ? gemm : null);
-    }
+    const kernels = kernelOps(loadKernels(msg.kernels ?? "js", msg.nativeLibrary).kernels);
+    // OpenBLAS or this thread's own WebAssembly GEMM, for the matmul and attention shares
+    ops = withGemm(kernels, msg.blasPath ? openThreadGemm(msg.blasPath) : undefined);
   }
   for (const [id, sab] of msg.add) buffers.set(id, sab);
   for (const id of msg.drop) buffers.delete(id);

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { GemmArgs } from "../gemm.ts";
+import type { GemmArgs } from "../gemm_types.ts";
 import type { MatmulBufs, MatmulDims } from "../../backend.ts";
 import { checkMatmul } from "../../checks.ts";
 import { geluForward } from "./gelu.ts";

@@ -17,8 +17,8 @@
  * @module
  */
 import { WasmHeap } from "../wasm_heap.ts";
-import type { FloatArray, Gemm, GemmArgs, GemmEpilogue } from "../gemm.ts";
-import { scaleC, validateBatch, validateGemmArgs } from "../gemm.ts";
+import type { FloatArray, Gemm, GemmArgs, GemmEpilogue } from "../gemm_types.ts";
+import { scaleC, validateBatch, validateGemmArgs } from "../gemm_types.ts";
 import { GEMM_WASM_RELAXED_BASE64, GEMM_WASM_SIMD_BASE64 } from "./gemm_wasm.ts";
 
 /** Which build: `"relaxed"` (fused multiply-add) or `"simd"` (multiply then add). */
