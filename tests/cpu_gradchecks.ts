@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { attentionBackward, attentionForward } from "../src/backend/cpu/ref/attention.ts";
 import { biasGrad } from "../src/backend/cpu/ref/bias_grad.ts";
 import { cosineLoss } from "../src/backend/cpu/ref/cosine_loss.ts";
 import { crossEntropyLoss } from "../src/backend/cpu/ref/cross_entropy.ts";
@@ -359,6 +360,55 @@ function crossEntropyCase(rows: number, C: number): GradCase {
   };
 }
 
+/**
+ * Attention over the qkv projection (`ref/attention.ts`), with a relative position bias
+ * when `rel`: `dqkv` and `dlogits` (through the bias: `∂L/∂bias = dlogits / scale`).
+ */
+function attentionCase(B: number, N: number, NH: number, HS: number, rel: boolean): GradCase {
+  return {
+    op: "attentionBackward",
+    symbol: "attentionBackward",
+    shape: `B=${B}, N=${N}, NH=${NH}, HS=${HS}${rel ? ", relative position bias" : ""}`,
+    run() {
+      const rng = new Rng(7 + B + N * 10 + NH * 100 + HS * 1000);
+      const D = NH * HS;
+      const scale = 1 / Math.sqrt(HS);
+      const qkv = randArray(rng, 3 * B * N * D);
+      const dout = randArray(rng, B * N * D);
+      const R = 2 * N - 1;
+      const relTable = rel ? randArray(rng, R * NH) : undefined;
+      const relIndex = rel
+        ? Int32Array.from({ length: N * N }, (_, p) => (p % N) - Math.floor(p / N) + N - 1)
+        : undefined;
+      const out = new F64(B * N * D);
+      const att = new F64(B * NH * N * N);
+      const dims = { B, N, NH, HS, scale };
+      const loss = (): number => {
+        attentionForward({ out, att, qkv, relTable, relIndex }, dims);
+        return dot(out, dout);
+      };
+      loss();
+      const dqkv = new F64(3 * B * N * D).fill(NaN); // assign: every element must be written
+      const dlogits = new F64(B * NH * N * N);
+      attentionBackward({ dqkv, dlogits, dout, qkv, att }, dims);
+      const pairs = [{ what: "dqkv", analytic: dqkv, numeric: fdGrad(loss, qkv) }];
+      if (relTable && relIndex) {
+        // dtable[r, h] = Σ_{b, (i, j) with index r} dlogits[b, h, i, j] / scale
+        const dtable = new F64(R * NH);
+        for (let b = 0; b < B; b++) {
+          for (let h = 0; h < NH; h++) {
+            for (let p = 0; p < N * N; p++) {
+              dtable[relIndex[p] * NH + h] += dlogits[(b * NH + h) * N * N + p] / scale;
+            }
+          }
+        }
+        pairs.push({ what: "dtable", analytic: dtable, numeric: fdGrad(loss, relTable) });
+      }
+      return pairs;
+    },
+  };
+}
+
 /** Every gradient check, with shapes including sizes 1, 3 and 7. */
 export const GRAD_CASES: readonly GradCase[] = [
   layernormCase(3, 7, false),
@@ -378,6 +428,9 @@ export const GRAD_CASES: readonly GradCase[] = [
   linearCase(3, 7, 5, true),
   linearCase(1, 1, 1, true),
   attentionScoresCase(2, 3, 7),
+  attentionCase(2, 3, 2, 3, false),
+  attentionCase(1, 7, 3, 1, false),
+  attentionCase(2, 3, 2, 3, true),
   weightedLossCase("smoothL1Loss (beta 2)", (b, d) => smoothL1Loss(b, { ...d, beta: 2 }), 5, 7, 1),
   weightedLossCase("smoothL1Loss (beta 2)", (b, d) => smoothL1Loss(b, { ...d, beta: 2 }), 3, 1, 2),
   weightedLossCase("cosineLoss", cosineLoss, 5, 7, 3),

@@ -1,6 +1,7 @@
 /**
  * WebGPU attention ops (softmax, softmaxBackward, splitHeads, splitHeadsBackward,
- * mergeHeads, mergeHeadsBackward) against the CPU backend, on awkward and ViT shapes.
+ * mergeHeads, mergeHeadsBackward, and attention and attentionBackward, composed from them)
+ * against the CPU backend, on awkward and ViT shapes.
  * Every tensor is a view at a nonzero offset inside a padded buffer, and the padding must
  * come back untouched.
  *
@@ -10,7 +11,7 @@
  * @module
  */
 import { Rng } from "../src/util/rng.ts";
-import { compare, EXACT, normal } from "./compare.ts";
+import { type Arg, compare, EXACT, normal } from "./compare.ts";
 import { gpuTest } from "./gpu.ts";
 import type { Tolerance } from "./helpers.ts";
 
@@ -200,3 +201,76 @@ gpuTest(
     );
   },
 );
+
+// ---- attention over the qkv projection (composed from the kernels above) -------------------
+
+/** `[B, N, NH, HS, rel]`: awkward, vit-micro's heads, ViT-Ti's with a relative position bias. */
+const ATTENTION_CASES: [number, number, number, number, boolean][] = [
+  [1, 1, 1, 1, false],
+  [2, 7, 3, 5, true],
+  [4, 50, 3, 32, false],
+  [2, 65, 3, 64, true],
+];
+
+for (const [B, N, NH, HS, rel] of ATTENTION_CASES) {
+  const dims = { B, N, NH, HS, scale: 1 / Math.sqrt(HS) };
+  const what = `B=${B}, N=${N}, NH=${NH}, HS=${HS}${rel ? ", relative position bias" : ""}`;
+  const [tokens, qkvShape, attShape] = [[B, N, NH * HS], [B, N, 3 * NH * HS], [B, NH, N, N]];
+  const R = 2 * N - 1;
+  const index = Int32Array.from({ length: N * N }, (_, p) => (p % N) - Math.floor(p / N) + N - 1);
+  const relArgs = (rng: Rng): Record<string, Arg> =>
+    rel
+      ? {
+        relTable: { data: normal(rng, R * NH), shape: [R, NH] },
+        relIndex: { data: index, shape: [N * N] },
+      }
+      : {};
+
+  gpuTest(`attention() matches the CPU backend for ${what}`, async (be) => {
+    const rng = new Rng(40);
+    await compare(
+      be,
+      {
+        out: { data: new Float32Array(B * N * NH * HS), shape: tokens },
+        att: { data: new Float32Array(B * NH * N * N), shape: attShape },
+        qkv: { data: normal(rng, 3 * B * N * NH * HS), shape: qkvShape },
+        ...relArgs(rng),
+      },
+      (b, t) =>
+        b.attention(
+          { out: t.out, att: t.att, qkv: t.qkv, relTable: t.relTable, relIndex: t.relIndex },
+          dims,
+        ),
+      { out: FWD, att: FWD },
+      `attention ${what}`,
+    );
+  });
+
+  gpuTest(`attentionBackward() matches the CPU backend for ${what}`, async (be) => {
+    const rng = new Rng(41);
+    // `att` must be a softmax output: rows of positive weights summing to 1
+    const att = rng.uniformArray(B * NH * N * N, 0.1, 1);
+    for (let r = 0; r < B * NH * N; r++) {
+      const row = att.subarray(r * N, (r + 1) * N);
+      const sum = row.reduce((s, x) => s + x, 0);
+      for (let j = 0; j < N; j++) row[j] /= sum;
+    }
+    await compare(
+      be,
+      {
+        dqkv: { data: new Float32Array(3 * B * N * NH * HS), shape: qkvShape },
+        dlogits: { data: new Float32Array(B * NH * N * N), shape: attShape },
+        dout: { data: normal(rng, B * N * NH * HS), shape: tokens },
+        qkv: { data: normal(rng, 3 * B * N * NH * HS), shape: qkvShape },
+        att: { data: att, shape: attShape },
+      },
+      (b, t) =>
+        b.attentionBackward(
+          { dqkv: t.dqkv, dlogits: t.dlogits, dout: t.dout, qkv: t.qkv, att: t.att },
+          dims,
+        ),
+      { dqkv: GRAD, dlogits: GRAD },
+      `attentionBackward ${what}`,
+    );
+  });
+}

@@ -285,6 +285,49 @@ export interface HeadDims {
   HS: number;
 }
 
+/**
+ * Buffers of {@link Backend.attention}: self-attention read straight from the qkv
+ * projection and written with heads merged; `I` holds the i32 indices.
+ */
+export interface AttentionBufs<T = Tensor, I = T> {
+  /** `[B, N, NH·HS]`: `out[b, n, h·HS + i] = Σ_m att[b, h, n, m]·v[b, m, h·HS + i]` (heads merged). */
+  out: T;
+  /** `[B, NH, N, N]`: the softmax probabilities (row = query), kept for the backward. */
+  att: T;
+  /** `[B, N, 3·NH·HS]`: the qkv projection, order `[q|k|v]`, heads contiguous. */
+  qkv: T;
+  /** `[R, NH]`: a relative position bias table (BEiT), added to the logits; with `relIndex`. */
+  relTable?: T;
+  /** `[N·N]`, i32: the table row of each (query, key) pair (see {@link RelPosBiasBufs}). */
+  relIndex?: I;
+}
+
+/** Buffers of {@link Backend.attentionBackward}. */
+export interface AttentionBackwardBufs<T = Tensor> {
+  /** `[B, N, 3·NH·HS]`: ∂L/∂qkv (assigned). */
+  dqkv: T;
+  /**
+   * `[B, NH, N, N]`: workspace; on exit ∂L/∂ of the unscaled logits `q·kᵀ (+ bias)`, which
+   * `relPosBiasBackward` reads for the table's gradient.
+   */
+  dlogits: T;
+  /** `[B, N, NH·HS]`: ∂L/∂out. */
+  dout: T;
+  /** `[B, N, 3·NH·HS]`: the forward's qkv. */
+  qkv: T;
+  /** `[B, NH, N, N]`: the forward's softmax probabilities. */
+  att: T;
+}
+
+/** Dims of {@link Backend.attention}: the head dims and the logit scale (`HS^-0.5`). */
+export interface AttentionDims extends HeadDims {
+  /**
+   * `att = softmax(scale·(q·kᵀ + bias/scale))`: the logits are scaled, the relative
+   * position bias (when given) is not.
+   */
+  scale: number;
+}
+
 /** Buffers of {@link Backend.gatherRows}; `I` holds the i32 indices. */
 export interface GatherRowsBufs<T = Tensor, I = T> {
   /** `[rows, C]`. */
@@ -615,6 +658,18 @@ export interface Backend {
   mergeHeads(bufs: OutInpBufs, dims: HeadDims): void;
   /** Inverse of {@link Backend.mergeHeads}: `dinp [B, NH, N, HS] = split(dout [B, N, NH·HS])`. */
   mergeHeadsBackward(bufs: MergeHeadsBackwardBufs, dims: HeadDims): void;
+  /**
+   * Multi-head self-attention over the qkv projection, heads merged: per sample and head,
+   * `att = softmax(scale·q·kᵀ + table[index, h])`, `out = att·v`. What `splitHeads`,
+   * `matmul`, `relPosBias`, `softmax`, `matmul` and `mergeHeads` compute in turn (the CPU
+   * reads q, k, v in place and writes `out` merged, with no head copies).
+   */
+  attention(bufs: AttentionBufs, dims: AttentionDims): void;
+  /**
+   * Backward of {@link Backend.attention}: `dqkv` (assigned) from `dout`, and the logits'
+   * gradient left in `dlogits` (for `relPosBiasBackward`).
+   */
+  attentionBackward(bufs: AttentionBackwardBufs, dims: AttentionDims): void;
 
   // ---- rows: masking, unshuffle, mask tokens -------------------------------
 

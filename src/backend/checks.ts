@@ -11,6 +11,9 @@ import type {
   AdamwBufs,
   AdamwDims,
   AddBufs,
+  AttentionBackwardBufs,
+  AttentionBufs,
+  AttentionDims,
   BiasGradBufs,
   CrossEntropyBufs,
   DType,
@@ -313,6 +316,53 @@ function checkQkv(op: string, names: string[], xs: Sized[], { B, N, NH, HS }: He
   const per = B * NH * N * HS;
   for (let i = 0; i < 3; i++) checkSize(op, names[i], xs[i], per, "B·NH·N·HS = ");
   checkSize(op, names[3], xs[3], 3 * per, "B·N·3·NH·HS = ");
+}
+
+/** `Backend.attention`. */
+export function checkAttention(b: AttentionBufs<Sized>, d: AttentionDims): void {
+  const op = "attention";
+  checkAttentionDims(op, d);
+  const { B, N, NH, HS } = d;
+  checkSize(op, "out", b.out, B * N * NH * HS, "B·N·NH·HS = ");
+  checkSize(op, "att", b.att, B * NH * N * N, "B·NH·N·N = ");
+  checkSize(op, "qkv", b.qkv, 3 * B * N * NH * HS, "B·N·3·NH·HS = ");
+  if (!b.relTable !== !b.relIndex) {
+    throw new RangeError(
+      `Cannot run attention: relTable and relIndex go together, current values are ` +
+        `${b.relTable ? "a table" : "no table"} and ${b.relIndex ? "an index" : "no index"}`,
+    );
+  }
+  if (b.relIndex) checkSize(op, "relIndex", b.relIndex, N * N, "N·N = ");
+  if (b.relTable && count(b.relTable) % NH !== 0) {
+    throw new RangeError(
+      `Cannot run attention: relTable must be [R, NH] with NH = ${NH}, current size is ${
+        count(b.relTable)
+      }`,
+    );
+  }
+}
+
+/** `Backend.attentionBackward`. */
+export function checkAttentionBackward(b: AttentionBackwardBufs<Sized>, d: AttentionDims): void {
+  const op = "attentionBackward";
+  checkAttentionDims(op, d);
+  const { B, N, NH, HS } = d;
+  checkSize(op, "dout", b.dout, B * N * NH * HS, "B·N·NH·HS = ");
+  for (const [name, t] of [["att", b.att], ["dlogits", b.dlogits]] as const) {
+    checkSize(op, name, t, B * NH * N * N, "B·NH·N·N = ");
+  }
+  for (const [name, t] of [["qkv", b.qkv], ["dqkv", b.dqkv]] as const) {
+    checkSize(op, name, t, 3 * B * N * NH * HS, "B·N·3·NH·HS = ");
+  }
+}
+
+function checkAttentionDims(op: string, d: AttentionDims): void {
+  checkDims(op, { B: d.B, N: d.N, NH: d.NH, HS: d.HS });
+  if (!Number.isFinite(d.scale) || d.scale <= 0) {
+    throw new RangeError(
+      `Cannot run ${op}: scale must be a positive finite number, current value is ${d.scale}`,
+    );
+  }
 }
 
 /** `Backend.mergeHeads`. */

@@ -126,9 +126,7 @@ export interface BlockActs {
   ln1: Tensor; // [B, N, D]
   ln1Mean: Tensor; // [B·N]
   ln1Rstd: Tensor; // [B·N]
-  q: Tensor; // [B, NH, N, HS]
-  k: Tensor; // [B, NH, N, HS]
-  v: Tensor; // [B, NH, N, HS]
+  qkv: Tensor; // [B, N, 3, NH, HS] qkv projection, read in place by the attention
   att: Tensor; // [B, NH, N, N] softmax output
   attnOut: Tensor; // [B, N, D] heads merged, input of proj
   x2: Tensor; // [B, N, D] residual stream after attention
@@ -143,19 +141,11 @@ export interface BlockActs {
 
 /** Temporaries shared by all blocks of the same (B, N, D) (forward and backward). */
 export interface BlockScratch {
-  qkv: Tensor; // [B, N, 3D]
-  preatt: Tensor; // [B, NH, N, N]
-  o: Tensor; // [B, NH, N, HS]
   branch: Tensor; // [B, N, D] proj / fc2 output, and their gradients
   dD: Tensor; // [B, N, D]
   dHidden: Tensor; // [B, N, hidden]
   dHidden2: Tensor; // [B, N, hidden]
-  dHeads: Tensor; // [B, NH, N, HS] gradient of o
-  dq: Tensor;
-  dk: Tensor;
-  dv: Tensor;
-  dAtt: Tensor; // [B, NH, N, N]
-  dPreatt: Tensor; // [B, NH, N, N]
+  dLogits: Tensor; // [B, NH, N, N] gradient of the attention logits
   dqkv: Tensor; // [B, N, 3D]
   qkvBias: Tensor; // [3D] = [q_bias | 0 | v_bias] (BEiT qkv)
   dqkvBias: Tensor; // [3D] its gradient (backward)
@@ -165,14 +155,11 @@ export interface BlockScratch {
 export function allocBlockActs(be: Backend, d: BlockDims, label: string): BlockActs {
   const { B, N, D, NH, hidden, layerScale = false } = d;
   const t = (shape: number[], name: string) => be.tensor(shape, "f32", `${label}.${name}`);
-  const HS = D / NH;
   return {
     ln1: t([B, N, D], "ln1"),
     ln1Mean: t([B * N], "ln1Mean"),
     ln1Rstd: t([B * N], "ln1Rstd"),
-    q: t([B, NH, N, HS], "q"),
-    k: t([B, NH, N, HS], "k"),
-    v: t([B, NH, N, HS], "v"),
+    qkv: t([B, N, 3 * D], "qkv"),
     att: t([B, NH, N, N], "att"),
     attnOut: t([B, N, D], "attnOut"),
     x2: t([B, N, D], "x2"),
@@ -194,25 +181,16 @@ export function allocBlockScratch(
   label: string,
 ): BlockScratch {
   const { B, N, D, NH, hidden } = d;
-  const HS = D / NH;
   const t = (shape: number[], name: string) =>
     backward || !name.startsWith("d")
       ? be.tensor(shape, "f32", `${label}.${name}`)
       : be.tensor([0]);
   return {
-    qkv: t([B, N, 3 * D], "qkv"),
-    preatt: t([B, NH, N, N], "preatt"),
-    o: t([B, NH, N, HS], "o"),
     branch: t([B, N, D], "branch"),
     dD: t([B, N, D], "dD"),
     dHidden: t([B, N, hidden], "dHidden"),
     dHidden2: t([B, N, hidden], "dHidden2"),
-    dHeads: t([B, NH, N, HS], "dHeads"),
-    dq: t([B, NH, N, HS], "dq"),
-    dk: t([B, NH, N, HS], "dk"),
-    dv: t([B, NH, N, HS], "dv"),
-    dAtt: t([B, NH, N, N], "dAtt"),
-    dPreatt: t([B, NH, N, N], "dPreatt"),
+    dLogits: t([B, NH, N, N], "dLogits"),
     dqkv: t([B, N, 3 * D], "dqkv"),
     qkvBias: t([3 * D], "qkvBias"),
     dqkvBias: t([3 * D], "dqkvBias"),
@@ -262,29 +240,22 @@ export function blockForward(
     },
     { rows, C: D, eps: d.eps ?? LN_EPS },
   );
-  linearForward(be, { out: s.qkv, inp: acts.ln1, weight: w.qkvW, bias: qkvBias(be, w, s, D) }, {
+  linearForward(be, { out: acts.qkv, inp: acts.ln1, weight: w.qkvW, bias: qkvBias(be, w, s, D) }, {
     rows,
     inF: D,
     outF: 3 * D,
   });
-  be.splitHeads({ q: acts.q, k: acts.k, v: acts.v, qkv: s.qkv }, { B, N, NH, HS });
-  // preatt [B·NH, N, N] = q · kᵀ (+ bias/scale) ; att = softmax(scale · preatt) ; o = att · v
-  be.matmul({ out: s.preatt, a: acts.q, b: acts.k }, {
-    M: N,
-    N,
-    K: HS,
-    transB: true,
-    batch: B * NH,
-  });
-  if (rel) {
-    be.relPosBias(
-      { out: s.preatt, inp: s.preatt, table: rel.table, index: rel.index },
-      { B, NH, N, R: rel.R, scale: 1 / scale },
-    );
-  }
-  be.softmax({ out: acts.att, inp: s.preatt }, { rows: B * NH * N, C: N, scale });
-  be.matmul({ out: s.o, a: acts.att, b: acts.v }, { M: N, N: HS, K: N, batch: B * NH });
-  be.mergeHeads({ out: acts.attnOut, inp: s.o }, { B, N, NH, HS });
+  // att = softmax(scale · q·kᵀ + bias) ; attnOut = att · v, heads merged
+  be.attention(
+    {
+      out: acts.attnOut,
+      att: acts.att,
+      qkv: acts.qkv,
+      relTable: rel?.table,
+      relIndex: rel?.index,
+    },
+    { B, N, NH, HS, scale },
+  );
   const proj = w.gamma1 ? acts.ls1 : s.branch; // [B, N, D]
   linearForward(be, { out: proj, inp: acts.attnOut, weight: w.projW, bias: w.projB }, {
     rows,
@@ -437,33 +408,16 @@ export function blockBackward(
     },
     { rows, inF: D, outF: D },
   );
-  be.mergeHeadsBackward({ dinp: s.dHeads, dout: s.dD }, { B, N, NH, HS });
-  // o = att · v:  dAtt = dO · vᵀ ; dv = attᵀ · dO
-  be.matmul({ out: s.dAtt, a: s.dHeads, b: acts.v }, {
-    M: N,
-    N,
-    K: HS,
-    transB: true,
-    batch: B * NH,
-  });
-  be.matmul({ out: s.dv, a: acts.att, b: s.dHeads }, {
-    M: N,
-    N: HS,
-    K: N,
-    transA: true,
-    batch: B * NH,
-  });
-  be.softmaxBackward({ dinp: s.dPreatt, dout: s.dAtt, out: acts.att }, {
-    rows: B * NH * N,
-    C: N,
-    scale,
-  });
+  be.attentionBackward(
+    { dqkv: s.dqkv, dlogits: s.dLogits, dout: s.dD, qkv: acts.qkv, att: acts.att },
+    { B, N, NH, HS, scale },
+  );
   if (rel) {
     if (!rel.dtable) throw new RangeError("Cannot run blockBackward: rel.dtable is missing");
     be.relPosBiasBackward(
       {
         dtable: rel.dtable,
-        dout: s.dPreatt,
+        dout: s.dLogits,
         index: rel.index,
         starts: rel.starts,
         positions: rel.positions,
@@ -471,16 +425,6 @@ export function blockBackward(
       { B, NH, N, R: rel.R, scale: 1 / scale },
     );
   }
-  // preatt = q · kᵀ:  dq = dPreatt · k ; dk = dPreattᵀ · q
-  be.matmul({ out: s.dq, a: s.dPreatt, b: acts.k }, { M: N, N: HS, K: N, batch: B * NH });
-  be.matmul({ out: s.dk, a: s.dPreatt, b: acts.q }, {
-    M: N,
-    N: HS,
-    K: N,
-    transA: true,
-    batch: B * NH,
-  });
-  be.splitHeadsBackward({ dqkv: s.dqkv, dq: s.dq, dk: s.dk, dv: s.dv }, { B, N, NH, HS });
   const dqkvBias = g.qkvB ?? s.dqkvBias;
   if (!g.qkvB) be.fill(s.dqkvBias, 0);
   linearBackward(

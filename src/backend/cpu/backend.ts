@@ -22,6 +22,9 @@ import type {
   AdamwBufs,
   AdamwDims,
   AddBufs,
+  AttentionBackwardBufs,
+  AttentionBufs,
+  AttentionDims,
   Backend,
   BiasGradBufs,
   CosineDims,
@@ -62,6 +65,8 @@ import type {
 import {
   checkAdamw,
   checkAdd,
+  checkAttention,
+  checkAttentionBackward,
   checkBiasGrad,
   checkCrossEntropy,
   checkDtype,
@@ -95,7 +100,9 @@ import {
   loadKernels,
   withGemm,
 } from "./kernels.ts";
+import { attentionBackwardUnits, attentionUnits } from "./attention.ts";
 import { add } from "./ref/add.ts";
+import { attentionBackward, attentionForward } from "./ref/attention.ts";
 import { biasGrad } from "./ref/bias_grad.ts";
 import { cosineLoss } from "./ref/cosine_loss.ts";
 import { crossEntropyLoss } from "./ref/cross_entropy.ts";
@@ -487,7 +494,7 @@ export class CpuBackend implements Backend {
    * or the WebAssembly GEMM on every pool thread; false when there is no pool or the GEMM
    * is the TS one.
    */
-  #runBlasShares<N extends "gemmSlab" | "batchedGemm">(
+  #runBlasShares<N extends "gemmSlab" | "batchedGemm" | "attention" | "attentionBackward">(
     op: N,
     bufs: PoolBufs<N>,
     params: PoolParams<N>,
@@ -766,6 +773,33 @@ export class CpuBackend implements Backend {
     const { B, N, NH, HS } = dims;
     if (this.#par("mergeHeadsBackward", v, { N, NH, HS }, B, 2 * B * N * NH * HS)) return;
     mergeHeadsBackward(v, dims);
+  }
+
+  /**
+   * See {@link Backend.attention}: the reference loops with `kernels: "js"`, else one
+   * unit per (sample, head) reading q, k, v in place (`attention.ts`), over the pool with
+   * each thread's GEMM single-threaded when there is one.
+   */
+  attention(bufs: AttentionBufs, dims: AttentionDims): void {
+    checkAttention(bufs, dims);
+    const op = "attention";
+    const { out, att, qkv, relTable } = bufs;
+    const v = this.#views(op, { out, att, qkv, relTable });
+    const a = { ...v, relIndex: bufs.relIndex && this.#i32(op, "relIndex", bufs.relIndex) };
+    if (this.#ops.name === "js") return attentionForward(a, dims);
+    const { B, N, NH, HS, scale } = dims;
+    if (this.#runBlasShares(op, a, { B, N, NH, HS, scale }, B * NH)) return;
+    attentionUnits(a, dims, 0, B * NH, this.#ops);
+  }
+
+  /** See {@link Backend.attentionBackward} (the same paths as {@link CpuBackend.attention}). */
+  attentionBackward(bufs: AttentionBackwardBufs, dims: AttentionDims): void {
+    checkAttentionBackward(bufs, dims);
+    const a = this.#views("attentionBackward", bufs);
+    if (this.#ops.name === "js") return attentionBackward(a, dims);
+    const { B, N, NH, HS, scale } = dims;
+    if (this.#runBlasShares("attentionBackward", a, { B, N, NH, HS, scale }, B * NH)) return;
+    attentionBackwardUnits(a, dims, 0, B * NH, this.#ops);
   }
 
   // ---- rows -----------------------------------------------------------------------------

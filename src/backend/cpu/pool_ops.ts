@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { attentionBackwardUnits, attentionUnits } from "./attention.ts";
 import { add } from "./ref/add.ts";
 import { biasGrad } from "./ref/bias_grad.ts";
 import { sumOfSquares } from "./ref/grad_norm.ts";
@@ -48,6 +49,15 @@ const heads = (p: Record<"N" | "NH" | "HS", number>, lo: number, hi: number) => 
   N: p.N | 0,
   NH: p.NH | 0,
   HS: p.HS | 0,
+});
+
+/** The attention ops' params as dims. */
+const attentionDims = (p: Record<"B" | "N" | "NH" | "HS" | "scale", number>) => ({
+  B: p.B | 0,
+  N: p.N | 0,
+  NH: p.NH | 0,
+  HS: p.HS | 0,
+  scale: p.scale,
 });
 
 /**
@@ -271,6 +281,42 @@ export const POOL_OPS = {
         heads(p, lo, hi),
       );
     },
+  }),
+  // units: (sample, head) pairs, each the attention of one head (see attention.ts)
+  attention: poolOp({
+    bufs: ["out", "att", "qkv"],
+    optional: ["relTable", "relIndex"],
+    params: ["B", "N", "NH", "HS", "scale"],
+    shares: "chunked",
+    kernel: (b, p, lo, hi, _t, ops) =>
+      attentionUnits(
+        {
+          out: f(b.out),
+          att: f(b.att),
+          qkv: f(b.qkv),
+          relTable: b.relTable && f(b.relTable),
+          relIndex: b.relIndex as Int32Array | undefined,
+        },
+        attentionDims(p),
+        lo,
+        hi,
+        ops,
+      ),
+  }),
+  // units: (sample, head) pairs
+  attentionBackward: poolOp({
+    bufs: ["dqkv", "dlogits", "dout", "qkv", "att"],
+    optional: [],
+    params: ["B", "N", "NH", "HS", "scale"],
+    shares: "chunked",
+    kernel: (b, p, lo, hi, _t, ops) =>
+      attentionBackwardUnits(
+        { dqkv: f(b.dqkv), dlogits: f(b.dlogits), dout: f(b.dout), qkv: f(b.qkv), att: f(b.att) },
+        attentionDims(p),
+        lo,
+        hi,
+        ops,
+      ),
   }),
   // units: rows of out
   gatherRows: poolOp({

@@ -15,6 +15,9 @@
  * @module
  */
 import type {
+  AttentionBackwardBufs,
+  AttentionBufs,
+  AttentionDims,
   Backend,
   CosineDims,
   DType,
@@ -31,7 +34,9 @@ import type {
   Storage,
   Tensor,
 } from "../backend.ts";
-import { shapeSize } from "../backend.ts";
+import { shapeSize, view } from "../backend.ts";
+import { composedAttention, composedAttentionBackward } from "../attention.ts";
+import { checkAttention, checkAttentionBackward } from "../checks.ts";
 import { asGpuError, GpuContext, type GpuError, type KernelSpec } from "./context.ts";
 import { type Dispatcher, type DispatchOptions, linearGroups, Params } from "./dispatch.ts";
 import { FILL, FILL_I32 } from "../../../kernels/fill.ts";
@@ -448,6 +453,19 @@ export class WebGpuBackend implements Backend, Dispatcher {
   ): void {
     attentionOps.mergeHeadsBackward(this, bufs, dims);
   }
+  /** See `Backend.attention`: composed from the head, matmul and softmax kernels. */
+  attention(bufs: AttentionBufs, dims: AttentionDims): void {
+    checkAttention(bufs, dims);
+    composedAttention(this, bufs, dims, this.#workspace);
+  }
+  /** See `Backend.attentionBackward`: composed as {@link WebGpuBackend.attention} is. */
+  attentionBackward(bufs: AttentionBackwardBufs, dims: AttentionDims): void {
+    checkAttentionBackward(bufs, dims);
+    composedAttentionBackward(this, bufs, dims, this.#workspace);
+  }
+  /** The composed attention's workspace: scratch tensors viewed at their exact size. */
+  readonly #workspace = (name: string, size: number): Tensor =>
+    view(this.scratch(`attention.${name}`, size), 0, [size]);
   gatherRows(
     bufs: { out: Tensor; inp: Tensor; index: Tensor; fill?: Tensor },
     dims: { rows: number; C: number },
