@@ -17,6 +17,7 @@ import { parseArgs } from "node:util";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import type { Backend, MatmulDims } from "../src/backend/backend.ts";
 import { stepBench } from "../src/train/step_bench.ts";
+import { opFlops } from "./step_flops.ts";
 import process from "node:process";
 
 /** Process CPU time (user + system, all threads) in ms. */
@@ -69,10 +70,9 @@ for (const name of Object.getOwnPropertyNames(proto)) {
   (be as unknown as Record<string, unknown>)[name] = function (this: unknown, ...args: unknown[]) {
     if (!active) return (fn as (...a: unknown[]) => unknown).apply(be, args);
     let key = name;
-    let flop = 0;
+    const flop = opFlops(name, args);
     if (name === "matmul") {
       const dims = args[1] as MatmulDims;
-      flop = 2 * dims.M * dims.N * dims.K * (dims.batch ?? 1);
       key = `matmul${(dims.batch ?? 1) > 1 ? " batched" : ""}${dims.gelu ? " +gelu" : ""}`;
       if (values.shapes) {
         key +=
@@ -111,15 +111,20 @@ console.log(
     cpuStep.toFixed(1)
   } ms/step, ops ${all.toFixed(1)} ms, other ${(r.step_ms - all).toFixed(1)} ms  [${r.backend}]`,
 );
-console.log("op                        ms/step   share  cpu ms/step  calls/step  GFLOP/s");
+// GFLOP/s over wall time, and over CPU time (all threads): the rate per busy core, which
+// other processes on a shared machine depress far less
+console.log(
+  "op                        ms/step   share  cpu ms/step  calls/step  GFLOP/s  per core",
+);
 for (const [k, e] of [...totals].sort((a, b) => b[1].ms - a[1].ms)) {
   const g = e.flop ? (e.flop / (e.ms / 1000) / 1e9).toFixed(1) : "";
+  const gc = e.flop ? (e.flop / (e.cpu / 1000) / 1e9).toFixed(1) : "";
   console.log(
     `${k.padEnd(24)} ${(e.ms / steps).toFixed(1).padStart(8)} ${
       (100 * e.ms / steps / r.step_ms).toFixed(1).padStart(6)
     }% ${(e.cpu / steps).toFixed(1).padStart(12)} ${(e.calls / steps).toFixed(0).padStart(10)} ${
       g.padStart(8)
-    }`,
+    } ${gc.padStart(9)}`,
   );
 }
 be.dispose();
