@@ -50,6 +50,7 @@ const be = new CpuBackend({
 });
 const totals = new Map<string, { ms: number; cpu: number; calls: number; flop: number }>();
 let active = false;
+let depth = 0;
 let cpu0 = 0;
 const SKIP = new Set(["tensor", "upload", "download", "submit", "sync", "dispose", "description"]);
 // Count the warm-up step's submit, then time everything after it.
@@ -68,7 +69,8 @@ for (const name of Object.getOwnPropertyNames(proto)) {
   const fn = (be as unknown as Record<string, unknown>)[name];
   if (typeof fn !== "function" || name === "constructor" || SKIP.has(name)) continue;
   (be as unknown as Record<string, unknown>)[name] = function (this: unknown, ...args: unknown[]) {
-    if (!active) return (fn as (...a: unknown[]) => unknown).apply(be, args);
+    // nested calls (the composed attention's splitHeads, matmul, ...) count in their caller
+    if (!active || depth > 0) return (fn as (...a: unknown[]) => unknown).apply(be, args);
     let key = name;
     const flop = opFlops(name, args);
     if (name === "matmul") {
@@ -81,7 +83,13 @@ for (const name of Object.getOwnPropertyNames(proto)) {
       }
     }
     const [t, c] = [performance.now(), cpuMs()];
-    const r = (fn as (...a: unknown[]) => unknown).apply(be, args);
+    depth++;
+    let r: unknown;
+    try {
+      r = (fn as (...a: unknown[]) => unknown).apply(be, args);
+    } finally {
+      depth--;
+    }
     const e = totals.get(key) ?? { ms: 0, cpu: 0, calls: 0, flop: 0 };
     e.ms += performance.now() - t;
     e.cpu += cpuMs() - c;
