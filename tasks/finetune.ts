@@ -31,7 +31,7 @@ await main(async () => {
   const { backend, reason } = await backendFromFlags(flags);
   console.error(`backend: ${reason}`);
   console.error(`config: ${JSON.stringify(cfg)}`);
-  const s = await finetune(backend, cfg, (line) => console.error(line));
+  const s = await finetune(backend, cfg, { log: (line) => console.error(line) });
   console.log(JSON.stringify(s));
   backend.dispose();
 });

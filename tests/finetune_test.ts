@@ -203,7 +203,7 @@ Deno.test("finetune() lowers the training loss and saves a classifier that reloa
       testLimit: 32,
       logEvery: 4,
     });
-    const s = await finetune(new CpuBackend(), cfg, () => {});
+    const s = await finetune(new CpuBackend(), cfg, { log: () => {} });
     assert(s.loss_last < s.loss_first - 0.5, `loss ${s.loss_first} → ${s.loss_last}`);
     assert(s.top1 >= 0 && s.top1 <= 100 && s.test === 32, `top-1 ${s.top1}`);
     const r = await readClassifier(s.classifier);
@@ -245,7 +245,7 @@ Deno.test("finetune() with the ImageNet recipe's augmentation (RandAugment, eras
         0.875,
       ]);
       const lines: string[] = [];
-      const s = await finetune(new CpuBackend(), cfg, (l) => lines.push(l));
+      const s = await finetune(new CpuBackend(), cfg, { log: (l) => lines.push(l) });
       assert(lines[0].includes("RandAugment rand-m9-mstd0.5-inc1 + RandomErasing 0.25"), lines[0]);
       assert(
         Number.isFinite(s.loss_last) && s.steps === 4,

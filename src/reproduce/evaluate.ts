@@ -270,7 +270,7 @@ export async function evaluateRow(
       testLimit: ctx.evalTest,
       seed,
     });
-    const ft = await finetune(ctx.be, cfg, () => {});
+    const ft = await finetune(ctx.be, cfg, { log: () => {} });
     ev.finetune = ft.top1;
     ev.finetuneProtocol = protocol;
     ev.evalS += (performance.now() - ts) / 1000;

@@ -20,7 +20,7 @@
  */
 import type { Backend } from "../backend/backend.ts";
 import { imageBatches } from "../data/batches.ts";
-import { openDataset } from "../data/dataset.ts";
+import { type Dataset, openDataset } from "../data/dataset.ts";
 import { IMAGENET_MEAN, IMAGENET_STD } from "../data/pipeline.ts";
 import {
   type Checkpoint,
@@ -50,7 +50,7 @@ import { parseRandAugment } from "../data/randaugment.ts";
 import { mixBatch } from "../data/mixup.ts";
 import { Rng } from "../util/rng.ts";
 import { AdamW } from "./adamw.ts";
-import { NonFiniteLossError, TrainStep } from "./step.ts";
+import { NonFiniteLossError, type StepResult, TrainStep } from "./step.ts";
 import { writeJsonAtomic } from "../io/atomic.ts";
 import { channelStats, deriveSeed, ImagePipeline, permutation } from "../data/pipeline.ts";
 import { effectiveLr, lrAt } from "./schedule.ts";
@@ -300,6 +300,276 @@ export interface FinetuneSummary {
   classifier: string;
 }
 
+/** Callbacks of {@link finetune}. */
+export interface FinetuneHooks {
+  /** A line for the log (default console.log). */
+  log?: (line: string) => void;
+}
+
+/**
+ * Fine-tunes `cfg.checkpoint` on `cfg.data`; returns (and writes) the summary. The loop:
+ *
+ *   for each epoch:   image order and augmentation stream of the epoch
+ *     for each step:  augmented, mixed batch → forward/backward → TrainStep (clip, AdamW)
+ *                     loss read back every logEvery steps (and at the last)
+ *   test top-1, classifier checkpoint, summary.json
+ */
+export async function finetune(
+  be: Backend,
+  cfg: FinetuneConfig,
+  hooks: FinetuneHooks = {},
+): Promise<FinetuneSummary> {
+  const run = await FinetuneRun.open(be, cfg, hooks);
+  try {
+    for (let epoch = 0; epoch < cfg.epochs; epoch++) {
+      const draw = run.epochDraw(epoch);
+      for (let it = 0; it < run.itersPerEpoch; it++) {
+        const t0 = performance.now();
+        const read = (run.steps + 1) % cfg.logEvery === 0 || run.steps + 1 === run.totalSteps;
+        const r = await run.step.run(run.lrAt(epoch, it), () => run.forwardBackward(draw, it), {
+          read,
+        });
+        run.steps++;
+        if (read) run.record(r, epoch);
+        else be.submit();
+        run.trainS += (performance.now() - t0) / 1000;
+      }
+    }
+    await be.sync();
+    return await run.finish();
+  } finally {
+    run.close();
+  }
+}
+
+/** An epoch's image order and the random stream of its augmentation, mixing and drop path. */
+interface EpochDraw {
+  /** Training image indices in the epoch's order. */
+  order: Int32Array;
+  /** Augmentation, mixup/CutMix and drop path, in that order per step. */
+  rng: Rng;
+}
+
+/** The datasets, views and normalisation of a fine-tuning run. */
+interface FinetuneData {
+  trainDs: Dataset;
+  testDs: Dataset;
+  /** Train view: RRC + flip [+ RandAugment] + normalise [+ RandomErasing]. */
+  train: ImagePipeline;
+  /** Eval view: resize + centre crop + normalise. */
+  test: ImagePipeline;
+  stats: { mean: number[]; std: number[] };
+  /** Classes K. */
+  numClasses: number;
+  nTrain: number;
+  nTest: number;
+}
+
+/** One fine-tuning run's state and its steps outside the loop: open, batches, log, outputs. */
+class FinetuneRun {
+  readonly be: Backend;
+  readonly cfg: FinetuneConfig;
+  readonly log: (line: string) => void;
+  readonly dir: string;
+  readonly vit: VitConfig;
+  readonly data: FinetuneData;
+  readonly model: VitClassifier;
+  readonly opt: AdamW;
+  readonly step: TrainStep;
+  /** Effective peak LR. */
+  readonly lr: number;
+  readonly itersPerEpoch: number;
+  readonly totalSteps: number;
+  /** Optimiser steps taken. */
+  steps = 0;
+  /** Seconds spent in training steps. */
+  trainS = 0;
+  /** The losses read back. */
+  readonly losses: number[] = [];
+  readonly #t0: number;
+  /** `[B, C, H, W]` images and `[B]` labels of the step being built. */
+  readonly #images: Float32Array;
+  readonly #labels: Int32Array;
+
+  private constructor(o: {
+    be: Backend;
+    cfg: FinetuneConfig;
+    hooks: FinetuneHooks;
+    t0: number;
+    vit: VitConfig;
+    data: FinetuneData;
+    model: VitClassifier;
+    opt: AdamW;
+    itersPerEpoch: number;
+  }) {
+    const { be, cfg, vit, model, opt } = o;
+    this.be = be;
+    this.cfg = cfg;
+    this.log = o.hooks.log ?? console.log;
+    this.dir = `${cfg.runsDir}/${cfg.name}`;
+    this.vit = vit;
+    this.data = o.data;
+    this.model = model;
+    this.opt = opt;
+    this.step = new TrainStep(be, { ps: model.ps, loss: model.loss, opt });
+    this.lr = effectiveLr(cfg.baseLr, cfg.batch);
+    this.itersPerEpoch = o.itersPerEpoch;
+    this.totalSteps = o.itersPerEpoch * cfg.epochs;
+    this.#t0 = o.t0;
+    this.#images = new Float32Array(cfg.batch * vit.inChans * vit.imgSize * vit.imgSize);
+    this.#labels = new Int32Array(cfg.batch);
+  }
+
+  /** Reads the encoder, opens the data, builds the classifier and its optimiser. */
+  static async open(be: Backend, cfg: FinetuneConfig, hooks: FinetuneHooks): Promise<FinetuneRun> {
+    const t0 = performance.now();
+    const log = hooks.log ?? console.log;
+    if (cfg.save) await Deno.mkdir(`${cfg.runsDir}/${cfg.name}`, { recursive: true });
+    const { ckpt, vit, weights } = await loadPretrained(cfg.checkpoint, cfg.heads);
+    const data = await openFinetuneData(cfg, vit, ckpt, log);
+    const B = cfg.batch;
+    const itersPerEpoch = Math.floor(data.nTrain / B);
+    if (itersPerEpoch < 1) {
+      throw new RangeError(
+        `Cannot fine-tune: ${data.nTrain} training images make no full batch of ${B}; lower --batch`,
+      );
+    }
+    const model = new VitClassifier(be, vit, {
+      numClasses: data.numClasses,
+      B,
+      dropPath: cfg.dropPath,
+      label: "ft",
+    });
+    model.init(new Rng(deriveSeed(cfg.seed, 10, 0)));
+    model.loadEncoder(weights);
+    const opt = new AdamW(be, model.ps, {
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: cfg.weightDecay,
+      clipGrad: cfg.clipGrad > 0 ? cfg.clipGrad : Infinity,
+      lrScale: layerDecayScale(vit.depth, cfg.layerDecay),
+    });
+    const run = new FinetuneRun({ be, cfg, hooks, t0, vit, data, model, opt, itersPerEpoch });
+    run.#logStart();
+    return run;
+  }
+
+  #logStart(): void {
+    const { cfg, vit, data, lr } = this;
+    this.log(
+      `finetune: ${data.nTrain} train / ${data.nTest} test images, ${data.numClasses} classes, ` +
+        `D ${vit.embedDim} depth ${vit.depth}, ${this.itersPerEpoch} steps/epoch × ` +
+        `${cfg.epochs} epochs, lr = ${cfg.baseLr} × ${cfg.batch}/256 = ${lr.toExponential(3)}, ` +
+        `layer decay ${cfg.layerDecay}, drop path ${cfg.dropPath}, augmentation: crop ` +
+        `${cfg.cropScale.join("-")} + flip${
+          cfg.randAugment ? ` + RandAugment ${cfg.randAugment}` : ""
+        }${cfg.reprob ? ` + RandomErasing ${cfg.reprob}` : ""}, eval crop ${cfg.cropPct}`,
+    );
+  }
+
+  /** The image order and random stream of `epoch` (seeded by the run seed and the epoch). */
+  epochDraw(epoch: number): EpochDraw {
+    const { seed } = this.cfg;
+    return {
+      order: permutation(this.data.nTrain, new Rng(deriveSeed(seed, 11, epoch))),
+      rng: new Rng(deriveSeed(seed, 12, epoch)),
+    };
+  }
+
+  /** The LR at iteration `it` of `epoch`: per-iteration warmup, then cosine to minLr. */
+  lrAt(epoch: number, it: number): number {
+    const { cfg } = this;
+    return lrAt(epoch + it / this.itersPerEpoch, {
+      lr: this.lr,
+      warmupEpochs: cfg.warmupEpochs,
+      stageEpochs: cfg.epochs,
+      minLr: cfg.minLr,
+    });
+  }
+
+  /** Step `it`'s batch (augmented, then mixed into soft targets), forward and backward. */
+  forwardBackward(draw: EpochDraw, it: number): void {
+    const targets = this.#mixedBatch(draw, it);
+    this.model.setBatch(this.#images, targets, draw.rng); // (drop path draws from rng)
+    this.model.forwardBackward();
+  }
+
+  /** Fills the `[B, C, H, W]` train views of step `it`, mixes them; the `[B, K]` soft targets. */
+  #mixedBatch(draw: EpochDraw, it: number): Float32Array {
+    const { cfg, vit, data } = this;
+    const B = cfg.batch, C = vit.inChans, H = vit.imgSize, W = vit.imgSize;
+    const images = this.#images, labels = this.#labels;
+    for (let b = 0; b < B; b++) {
+      const i = draw.order[it * B + b];
+      images.set(data.train.train(i, draw.rng), b * C * H * W);
+      labels[b] = data.trainDs.labels[i];
+    }
+    const mix = { ...cfg, numClasses: data.numClasses };
+    return mixBatch(images, labels, { B, C, H, W }, mix, draw.rng).targets;
+  }
+
+  /** Keeps a read-back loss and logs it; a non-finite loss or norm stops the run. */
+  record(r: StepResult, epoch: number): void {
+    if (!Number.isFinite(r.loss) || !Number.isFinite(r.norm)) {
+      throw new NonFiniteLossError(
+        `Fine-tuning stopped: the loss is ${r.loss} and the gradient norm ${r.norm} at step ` +
+          `${this.steps} (epoch ${epoch}); try a lower --base-lr`,
+      );
+    }
+    this.losses.push(r.loss);
+    this.log(`epoch ${epoch} step ${this.steps} loss ${r.loss.toFixed(4)}`);
+  }
+
+  /** Test top-1, the classifier checkpoint (when saving) and summary.json. */
+  async finish(): Promise<FinetuneSummary> {
+    const { be, cfg, data, model, losses } = this;
+    const top1 = await evaluate(
+      model,
+      be,
+      data.nTest,
+      (i) => data.test.eval(i),
+      data.testDs.labels,
+    );
+    const classifier = cfg.save ? await this.#saveClassifier() : "";
+    const summary: FinetuneSummary = {
+      top1,
+      test: data.nTest,
+      train: data.nTrain,
+      loss_first: losses[0] ?? NaN,
+      loss_last: losses[losses.length - 1] ?? NaN,
+      steps: this.steps,
+      lr: this.lr,
+      images_per_s: (this.steps * cfg.batch) / Math.max(this.trainS, 1e-9),
+      wall_s: (performance.now() - this.#t0) / 1000,
+      classifier,
+    };
+    if (cfg.save) await writeJsonAtomic(`${this.dir}/summary.json`, summary);
+    return summary;
+  }
+
+  /** Writes `<dir>/classifier.safetensors` (the run's config in its metadata); its path. */
+  async #saveClassifier(): Promise<string> {
+    const { data } = this;
+    const path = `${this.dir}/classifier.safetensors`;
+    await writeCheckpoint(path, this.model.ps, {
+      vit: this.vit,
+      mean: [...data.stats.mean],
+      std: [...data.stats.std],
+      numClasses: data.numClasses,
+      classNames: [...data.trainDs.classNames],
+      finetune: this.cfg,
+    });
+    return path;
+  }
+
+  /** Frees the step's and the optimiser's buffers. */
+  close(): void {
+    this.step.dispose();
+    this.opt.dispose();
+  }
+}
+
 /** Encoder config, weights and normalisation of a pre-trained checkpoint. */
 async function loadPretrained(
   path: string,
@@ -314,16 +584,13 @@ async function loadPretrained(
   return { ckpt, vit, weights };
 }
 
-/** Fine-tunes `cfg.checkpoint` on `cfg.data`; returns (and writes) the summary. */
-export async function finetune(
-  be: Backend,
+/** Opens both splits and their views; the normalisation is the checkpoint's when it has one. */
+async function openFinetuneData(
   cfg: FinetuneConfig,
-  log: (line: string) => void = console.log,
-): Promise<FinetuneSummary> {
-  const t0 = performance.now();
-  const dir = `${cfg.runsDir}/${cfg.name}`;
-  if (cfg.save) await Deno.mkdir(dir, { recursive: true });
-  const { ckpt, vit, weights } = await loadPretrained(cfg.checkpoint, cfg.heads);
+  vit: VitConfig,
+  ckpt: Checkpoint,
+  log: (line: string) => void,
+): Promise<FinetuneData> {
   const trainDs = await openDataset(cfg.data, "train", { warn: log });
   const testDs = await openDataset(cfg.data, "test", { warn: log });
   const C = vit.inChans;
@@ -346,122 +613,10 @@ export async function finetune(
   const test = new ImagePipeline(testDs, vit.imgSize, C, stats.mean, stats.std, {
     cropPct: cfg.cropPct,
   });
-  const K = trainDs.classNames.length;
+  const numClasses = trainDs.classNames.length;
   const nTrain = Math.min(trainDs.count, cfg.trainLimit || Infinity);
   const nTest = Math.min(testDs.count, cfg.testLimit || Infinity);
-  const B = cfg.batch;
-  const itersPerEpoch = Math.floor(nTrain / B);
-  if (itersPerEpoch < 1) {
-    throw new RangeError(
-      `Cannot fine-tune: ${nTrain} training images make no full batch of ${B}; lower --batch`,
-    );
-  }
-
-  const model = new VitClassifier(be, vit, {
-    numClasses: K,
-    B,
-    dropPath: cfg.dropPath,
-    label: "ft",
-  });
-  model.init(new Rng(deriveSeed(cfg.seed, 10, 0)));
-  model.loadEncoder(weights);
-  const opt = new AdamW(be, model.ps, {
-    beta1: 0.9,
-    beta2: 0.999,
-    eps: 1e-8,
-    weightDecay: cfg.weightDecay,
-    clipGrad: cfg.clipGrad > 0 ? cfg.clipGrad : Infinity,
-    lrScale: layerDecayScale(vit.depth, cfg.layerDecay),
-  });
-  const lr = effectiveLr(cfg.baseLr, B);
-  const sched = {
-    lr,
-    warmupEpochs: cfg.warmupEpochs,
-    stageEpochs: cfg.epochs,
-    minLr: cfg.minLr,
-  };
-  log(
-    `finetune: ${nTrain} train / ${nTest} test images, ${K} classes, D ${vit.embedDim} depth ` +
-      `${vit.depth}, ${itersPerEpoch} steps/epoch × ${cfg.epochs} epochs, lr = ${cfg.baseLr} × ` +
-      `${B}/256 = ${
-        lr.toExponential(3)
-      }, layer decay ${cfg.layerDecay}, drop path ${cfg.dropPath}, ` +
-      `augmentation: crop ${cfg.cropScale.join("-")} + flip${
-        cfg.randAugment ? ` + RandAugment ${cfg.randAugment}` : ""
-      }${cfg.reprob ? ` + RandomErasing ${cfg.reprob}` : ""}, eval crop ${cfg.cropPct}`,
-  );
-
-  const imgLen = C * vit.imgSize * vit.imgSize;
-  const images = new Float32Array(B * imgLen);
-  const labels = new Int32Array(B);
-  const dims = { B, C, H: vit.imgSize, W: vit.imgSize };
-  const mix = { ...cfg, numClasses: K };
-  const losses: number[] = [];
-  const trainStep = new TrainStep(be, { ps: model.ps, loss: model.loss, opt });
-  const totalSteps = itersPerEpoch * cfg.epochs;
-  let step = 0;
-  let trainS = 0;
-  for (let epoch = 0; epoch < cfg.epochs; epoch++) {
-    const order = permutation(nTrain, new Rng(deriveSeed(cfg.seed, 11, epoch)));
-    const rng = new Rng(deriveSeed(cfg.seed, 12, epoch));
-    for (let it = 0; it < itersPerEpoch; it++) {
-      const ts = performance.now();
-      const read = (step + 1) % cfg.logEvery === 0 || step + 1 === totalSteps;
-      const r = await trainStep.run(lrAt(epoch + it / itersPerEpoch, sched), () => {
-        for (let b = 0; b < B; b++) {
-          const i = order[it * B + b];
-          images.set(train.train(i, rng), b * imgLen);
-          labels[b] = trainDs.labels[i];
-        }
-        const { targets } = mixBatch(images, labels, dims, mix, rng);
-        model.setBatch(images, targets, rng);
-        model.forwardBackward();
-      }, { read });
-      step++;
-      if (read) {
-        if (!Number.isFinite(r.loss) || !Number.isFinite(r.norm)) {
-          throw new NonFiniteLossError(
-            `Fine-tuning stopped: the loss is ${r.loss} and the gradient norm ${r.norm} at step ` +
-              `${step} (epoch ${epoch}); try a lower --base-lr`,
-          );
-        }
-        losses.push(r.loss);
-        log(`epoch ${epoch} step ${step} loss ${r.loss.toFixed(4)}`);
-      } else {
-        be.submit();
-      }
-      trainS += (performance.now() - ts) / 1000;
-    }
-  }
-  await be.sync();
-
-  const top1 = await evaluate(model, be, nTest, (i) => test.eval(i), testDs.labels);
-  let classifier = "";
-  if (cfg.save) {
-    classifier = `${dir}/classifier.safetensors`;
-    await writeCheckpoint(classifier, model.ps, {
-      vit,
-      mean: [...stats.mean],
-      std: [...stats.std],
-      numClasses: K,
-      classNames: [...trainDs.classNames],
-      finetune: cfg,
-    });
-  }
-  const summary: FinetuneSummary = {
-    top1,
-    test: nTest,
-    train: nTrain,
-    loss_first: losses[0] ?? NaN,
-    loss_last: losses[losses.length - 1] ?? NaN,
-    steps: step,
-    lr,
-    images_per_s: (step * B) / Math.max(trainS, 1e-9),
-    wall_s: (performance.now() - t0) / 1000,
-    classifier,
-  };
-  if (cfg.save) await writeJsonAtomic(`${dir}/summary.json`, summary);
-  return summary;
+  return { trainDs, testDs, train, test, stats, numClasses, nTrain, nTest };
 }
 
 /** Top-1 (%) of `model` on `count` eval images (the last batch is padded with zeros). */

@@ -44,6 +44,7 @@ export {
   FINETUNE_DEFAULTS,
   FINETUNE_RECIPES,
   type FinetuneConfig,
+  type FinetuneHooks,
   type FinetuneSummary,
   readClassifier,
   resolveFinetune,
