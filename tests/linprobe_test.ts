@@ -47,11 +47,11 @@ Deno.test("trainLinearProbe() reaches 100% top-1 on separable toy features with 
   // larger base LR than the reference's 0.1 (which it pairs with ~7000 steps at lr 6.4)
   const train = { features: tr.x, labels: tr.y };
   const test = { features: te.x, labels: te.y };
-  const r = trainLinearProbe(train, test, { dim: 12, baseLr: 20 });
+  const r = trainLinearProbe(train, test, 12, { baseLr: 20 });
   assertAllClose([r.trainTop1, r.testTop1], [100, 100], { atol: 0 });
   assert(r.steps === 90 * 2, `90 epochs of 2 batches of 256: ${r.steps}`);
   // the reference LR barely moves the head in so few steps (why the task warns)
-  const slow = trainLinearProbe(train, test, { dim: 12 });
+  const slow = trainLinearProbe(train, test, 12);
   assert(slow.lastLoss > r.lastLoss + 0.5, `loss ${slow.lastLoss} vs ${r.lastLoss}`);
 });
 
@@ -63,13 +63,14 @@ Deno.test("trainLinearProbe() rejects out-of-range labels and mismatched sizes",
         trainLinearProbe(
           { features: new Float32Array(4), labels: new Int32Array([0, 5]) },
           { features: new Float32Array(0), labels: new Int32Array(0) },
-          { dim: 2, numClasses: 3 },
+          2,
+          { numClasses: 3 },
         ),
       () =>
         trainLinearProbe(
           { features: new Float32Array(5), labels: new Int32Array([0, 1]) },
           { features: new Float32Array(0), labels: new Int32Array(0) },
-          { dim: 2 },
+          2,
         ),
     ]
   ) {

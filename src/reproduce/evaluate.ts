@@ -207,8 +207,8 @@ function probe(
   return trainLinearProbe(
     { features: x.train, labels: ctx.labels("train", nTr) },
     { features: x.test, labels: ctx.labels("test", nTe) },
+    o.dim,
     {
-      dim: o.dim,
       epochs: ctx.budget.probeEpochs,
       baseLr: ctx.budget.probeBaseLr,
       numClasses: ctx.numClasses,

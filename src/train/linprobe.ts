@@ -20,8 +20,7 @@
  * import { trainLinearProbe } from "./linprobe.ts";
  * const x = new Float32Array([1, 0, 0, 1, 0.9, 0.1, 0.1, 0.9]); // [4, D=2]
  * const y = new Int32Array([0, 1, 0, 1]);
- * const r = trainLinearProbe({ features: x, labels: y }, { features: x, labels: y }, {
- *   dim: 2,
+ * const r = trainLinearProbe({ features: x, labels: y }, { features: x, labels: y }, 2, {
  *   epochs: 30,
  *   batch: 4,
  *   baseLr: 50,
@@ -36,45 +35,16 @@ import type { Backend } from "../backend/backend.ts";
 import {
   type Config,
   defineConfig,
-  nonEmpty,
+  fraction,
   nonNegative,
   nonNegativeInt,
+  positive,
   positiveInt,
 } from "../util/config_schema.ts";
 import { Rng } from "../util/rng.ts";
 import { lrAt } from "./schedule.ts";
 import { embedDataset } from "../eval/embed_file.ts";
 import type { LabeledFeatures } from "../eval/knn.ts";
-
-/** Options of {@link trainLinearProbe} (defaults: the reference recipe). */
-export interface LinprobeOptions {
-  /** Epochs. Default 90. */
-  epochs?: number;
-  /** Warmup epochs. Default 10. */
-  warmupEpochs?: number;
-  /** Batch size. Default 256. */
-  batch?: number;
-  /** Base LR; effective = baseLr × batch/256. Default 0.1. */
-  baseLr?: number;
-  /** Weight decay (on the weight only). Default 0. */
-  weightDecay?: number;
-  /** LARS momentum. Default 0.9. */
-  momentum?: number;
-  /** LARS trust coefficient. Default 0.001. */
-  trustCoefficient?: number;
-  /** BatchNorm epsilon. Default 1e-6. */
-  eps?: number;
-  /** Classes; default one more than the largest label. */
-  numClasses?: number;
-  /** Seed of the head init and the batch order. Default 0. */
-  seed?: number;
-}
-
-/** Options of {@link trainLinearProbe}: the feature size, and the {@link LinprobeOptions}. */
-export interface TrainLinearProbeOptions extends LinprobeOptions {
-  /** Feature size `dim` (D) of both the train and the test features. */
-  dim: number;
-}
 
 /** Accuracies and settings of a linear probe. */
 export interface LinprobeResult {
@@ -139,24 +109,24 @@ function top1(x: Float64Array, y: Int32Array, W: Float64Array, b: Float64Array, 
 
 /**
  * Trains `head(BatchNorm(x))` on `train.features [Ntrain, D]` with `train.labels [Ntrain]`
- * and reports train and test top-1; `D` is `opts.dim`. Throws a RangeError when the arrays
+ * and reports train and test top-1; `D` is `dim`. `config` is checked as
+ * {@link LINPROBE_CONFIG} (absent settings: the reference recipe); its checkpoint and data
+ * settings are not used here. Throws a RangeError when the arrays
  * disagree in size or a label is out of range.
  */
 export function trainLinearProbe(
   train: LabeledFeatures,
   test: LabeledFeatures,
-  opts: TrainLinearProbeOptions,
+  dim: number,
+  config: Partial<LinprobeConfig> = {},
 ): LinprobeResult {
+  const cfg = LINPROBE_CONFIG.resolve(config);
   const { features: trainX, labels: trainY } = train;
   const { features: testX, labels: testY } = test;
-  const D = opts.dim;
-  const epochs = opts.epochs ?? 90;
-  const warmup = opts.warmupEpochs ?? 10;
-  const batch = opts.batch ?? 256;
-  const lr = ((opts.baseLr ?? 0.1) * batch) / 256;
-  const wd = opts.weightDecay ?? 0;
-  const mom = opts.momentum ?? 0.9;
-  const trust = opts.trustCoefficient ?? 0.001;
+  const D = dim;
+  const { epochs, warmupEpochs: warmup, batch, weightDecay: wd, momentum: mom } = cfg;
+  const lr = (cfg.baseLr * batch) / 256;
+  const trust = cfg.trustCoefficient;
   const N = trainY.length;
   if (trainX.length !== N * D || testX.length !== testY.length * D || N === 0) {
     throw new RangeError(
@@ -166,15 +136,15 @@ export function trainLinearProbe(
   }
   let maxLabel = 0;
   for (const y of [...trainY, ...testY]) maxLabel = Math.max(maxLabel, y);
-  const K = opts.numClasses ?? maxLabel + 1;
+  const K = cfg.numClasses || maxLabel + 1;
   for (const y of [...trainY, ...testY]) {
     if (y < 0 || y >= K) {
       throw new RangeError(`Cannot train a linear probe: label ${y} is outside [0, ${K})`);
     }
   }
-  const stats = batchNormStats(trainX, D, opts.eps ?? 1e-6);
+  const stats = batchNormStats(trainX, D, cfg.eps);
   const xs = normalized(trainX, D, stats);
-  const rng = new Rng(opts.seed ?? 0);
+  const rng = new Rng(cfg.seed);
   const W = new Float64Array(K * D);
   for (let i = 0; i < W.length; i++) W[i] = 0.01 * rng.normal();
   const b = new Float64Array(K);
@@ -267,25 +237,9 @@ export function larsStep(
   }
 }
 
-/** What {@link linprobeCheckpoint} needs. */
-export interface LinprobeRun extends LinprobeOptions {
-  /** Checkpoint path. */
-  checkpoint: string;
-  /** Dataset spec. */
-  data: string;
-  /** First N training images (0 or absent: all). */
-  trainLimit?: number;
-  /** First N test images (0 or absent: all). */
-  testLimit?: number;
-  /** Heads when the checkpoint does not store them (0 or absent: stored, else D/64). */
-  heads?: number;
-  /** Images per forward pass when embedding. Default 64. */
-  embedBatch?: number;
-}
-
-/** The settings of `deno task linprobe` (a {@link LinprobeRun} with every field given). */
+/** Every setting of a linear probe: what to embed, and the head's recipe (MAE `main_linprobe.py`). */
 export interface LinprobeConfig {
-  /** Checkpoint path. */
+  /** Checkpoint path ({@link linprobeCheckpoint}; unused by {@link trainLinearProbe}). */
   checkpoint: string;
   /** Dataset spec. */
   data: string;
@@ -301,12 +255,22 @@ export interface LinprobeConfig {
   batch: number;
   /** LARS base LR. */
   baseLr: number;
-  /** Weight decay on the head weight. */
+  /** Weight decay on the head weight (not the bias). */
   weightDecay: number;
   /** Seed of the head init and the batch order. */
   seed: number;
   /** Heads when the checkpoint does not store them (0: stored, else D/64). */
   heads: number;
+  /** LARS momentum. */
+  momentum: number;
+  /** LARS trust coefficient. */
+  trustCoefficient: number;
+  /** BatchNorm epsilon. */
+  eps: number;
+  /** Classes (0: one more than the largest label). */
+  numClasses: number;
+  /** Images per forward pass when embedding. */
+  embedBatch: number;
 }
 
 /** The defaults: the reference recipe (MAE `main_linprobe.py`). */
@@ -322,6 +286,11 @@ export const LINPROBE_DEFAULTS: Readonly<LinprobeConfig> = Object.freeze({
   weightDecay: 0,
   seed: 0,
   heads: 0,
+  momentum: 0.9,
+  trustCoefficient: 0.001,
+  eps: 1e-6,
+  numClasses: 0,
+  embedBatch: 64,
 });
 
 /** Help and checks of every linear-probe setting: the resolver, `--flags` and `--help`. */
@@ -329,10 +298,7 @@ export const LINPROBE_CONFIG: Config<LinprobeConfig> = defineConfig<LinprobeConf
   what: "the linear probe",
   defaults: LINPROBE_DEFAULTS,
   settings: {
-    checkpoint: {
-      help: "ViT checkpoint (.safetensors, timm names)",
-      check: nonEmpty("give the checkpoint to probe"),
-    },
+    checkpoint: { help: "ViT checkpoint (.safetensors, timm names)" },
     data: { help: "shapes | fashion-mnist[:DIR] | DIR" },
     trainLimit: { help: "first N training images (0: all)", check: nonNegativeInt },
     testLimit: { help: "first N test images (0: all)", check: nonNegativeInt },
@@ -346,6 +312,11 @@ export const LINPROBE_CONFIG: Config<LinprobeConfig> = defineConfig<LinprobeConf
       help: "attention heads when the checkpoint does not store them (0: D/64)",
       check: nonNegativeInt,
     },
+    momentum: { help: "LARS momentum", check: fraction },
+    trustCoefficient: { help: "LARS trust coefficient", check: positive },
+    eps: { help: "BatchNorm epsilon", check: positive },
+    numClasses: { help: "classes (0: one more than the largest label)", check: nonNegativeInt },
+    embedBatch: { help: "images per forward pass when embedding", check: positiveInt },
   },
 });
 
@@ -357,18 +328,23 @@ export function resolveLinprobe(overrides: Partial<Record<string, unknown>>): Li
 /** Embeds both splits (cls token after the final norm) and trains the probe. */
 export async function linprobeCheckpoint(
   be: Backend,
-  run: LinprobeRun,
+  cfg: LinprobeConfig,
 ): Promise<LinprobeResult & { train: number; test: number; dim: number }> {
+  if (!cfg.checkpoint) {
+    throw new RangeError(
+      "Cannot run the linear probe without a checkpoint: give --checkpoint PATH",
+    );
+  }
   const common = {
-    checkpoint: run.checkpoint,
-    data: run.data,
+    checkpoint: cfg.checkpoint,
+    data: cfg.data,
     pool: "cls" as const,
-    heads: run.heads || undefined,
-    batch: run.embedBatch ?? 64,
+    heads: cfg.heads || undefined,
+    batch: cfg.embedBatch,
   };
-  const trainLimit = run.trainLimit || undefined, testLimit = run.testLimit || undefined;
+  const trainLimit = cfg.trainLimit || undefined, testLimit = cfg.testLimit || undefined;
   const tr = await embedDataset(be, { ...common, split: "train", limit: trainLimit });
   const te = await embedDataset(be, { ...common, split: "test", limit: testLimit });
-  const r = trainLinearProbe(tr, te, { ...run, dim: tr.dim });
+  const r = trainLinearProbe(tr, te, tr.dim, cfg);
   return { ...r, train: tr.count, test: te.count, dim: tr.dim };
 }

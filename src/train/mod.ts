@@ -54,12 +54,9 @@ export {
   LINPROBE_DEFAULTS,
   linprobeCheckpoint,
   type LinprobeConfig,
-  type LinprobeOptions,
   type LinprobeResult,
-  type LinprobeRun,
   resolveLinprobe,
   trainLinearProbe,
-  type TrainLinearProbeOptions,
 } from "./linprobe.ts";
 export type {
   Check,
