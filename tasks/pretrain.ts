@@ -7,12 +7,7 @@
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { PRETRAIN_CONFIG } from "../src/train/pretrain_config.ts";
 import { limitOpenBlasThreads } from "../src/backend/cpu/blas_threads.ts";
-import {
-  parseDistributed,
-  runAsRank,
-  sourceDigest,
-  threadsPerRank,
-} from "../src/parallel/launch.ts";
+import { parseDistributed, runAsRank, startRank } from "../src/parallel/launch.ts";
 import type { MpiCollective } from "../src/parallel/mpi.ts";
 import { pretrain, resumeCommand } from "../src/train/pretrain.ts";
 import { effectiveLr } from "../src/train/schedule.ts";
@@ -84,41 +79,19 @@ async function run(
       strict: cfg.strict,
     });
   }
-  // a rank's share of the node's cores (OpenBLAS keeps the thread count it finds at load)
-  const threads = comm ? threadsPerRank(comm.localSize) : 0;
-  if (comm) limitOpenBlasThreads(threads);
-  let { backend, reason } = await backendFromFlags(flags, cfg.backend);
-  if (comm && backend instanceof CpuBackend && backend.threads !== threads) {
-    backend.dispose();
-    const lib = flags["native-lib"] === undefined ? undefined : String(flags["native-lib"]);
-    backend = new CpuBackend({ threads, nativeLibrary: lib });
-    reason = `${backend.description}: ${comm.localSize} rank(s) share this node's cores`;
-  }
-  if (comm) {
-    console.log(
-      `rank ${comm.rank} of ${comm.size} on ${comm.host} (pid ${Deno.pid}, ${comm.version}): ${reason}`,
-    );
-    await comm.agree("the code (src/, tasks/)", await sourceDigest());
-  } else console.log(`backend: ${reason}`);
+  const nativeLib = flags["native-lib"] === undefined ? undefined : String(flags["native-lib"]);
+  const { backend, reason, signal, close } = await startRank(comm, {
+    select: (threads) => {
+      // OpenBLAS keeps the thread count it finds at load
+      if (threads !== null) limitOpenBlasThreads(threads);
+      return backendFromFlags(flags, cfg.backend);
+    },
+    withThreads: (be, threads) =>
+      be instanceof CpuBackend && be.threads !== threads
+        ? new CpuBackend({ threads, nativeLibrary: nativeLib })
+        : null,
+  });
   if (writer) console.log(`config: ${JSON.stringify(cfg)}`);
-  // Ctrl-C: finish the step, save the state, exit 130; a second Ctrl-C exits at once
-  // (the files on disk are always complete: every write is atomic).
-  const interrupt = new AbortController();
-  // Under mpirun, Ctrl-C reaches mpirun, which sends SIGTERM to the ranks (after
-  // odls_base_sigkill_timeout seconds, and SIGKILL as long after): every rank stops after
-  // the same step (the stop flag travels with the gradient all-reduce), rank 0 saves.
-  let asked = false;
-  const onSigint = () => {
-    if (asked) Deno.exit(130);
-    asked = true;
-    if (writer) {
-      console.error("\ninterrupt: saving the state after this step (Ctrl-C again to quit now)");
-    }
-    if (comm) comm.requestStop();
-    else interrupt.abort();
-  };
-  const signals: Deno.Signal[] = comm ? ["SIGINT", "SIGTERM"] : ["SIGINT"];
-  for (const s of signals) Deno.addSignalListener(s, onSigint);
   const quiet = flags.quiet || !writer;
   let summary;
   try {
@@ -127,16 +100,16 @@ async function run(
       backendReason: reason,
       progress: quiet ? undefined : progressPrinter(),
       log: quiet ? () => {} : console.log,
-      signal: comm ? comm.signal : interrupt.signal,
+      signal,
       collective: comm ?? undefined,
     });
   } finally {
-    for (const s of signals) Deno.removeSignalListener(s, onSigint);
+    close();
   }
   backend.dispose();
   if (summary) {
     if (writer) console.log(`summary: ${JSON.stringify(summary)}`);
-  } else if (comm ? comm.signal.aborted : interrupt.signal.aborted) {
+  } else if (signal.aborted) {
     // (without --quiet, pretrain() has logged the step and path already)
     if (quiet && writer) {
       console.error(

@@ -1,11 +1,13 @@
 /**
  * Starting a data-parallel run (Deno only): whether this process is one rank of an MPI job
  * (`mpirun -np N deno task pretrain …`, detected from the launcher's environment, or
- * `--distributed mpi`), the CPU share of each rank on a node, and a digest of the source
- * so that ranks running different code refuse to start.
+ * `--distributed mpi`), each rank's backend on its share of the node's CPUs (made by the
+ * task's {@link RankBackendFactory}: this folder imports no backend), a digest of the source
+ * so that ranks running different code refuse to start, and the stop signal of Ctrl-C.
  *
  * @module
  */
+import type { Backend } from "../backend/backend.ts";
 import { sha256Hex } from "../util/digest.ts";
 import { MpiCollective, mpiLaunchInfo } from "./mpi.ts";
 
@@ -51,6 +53,105 @@ export async function runAsRank(
     comm.abort(`error: ${err.message}${debug ? `\n${err.stack}` : ""}`);
   }
   comm?.finalize();
+}
+
+/** How a task makes its backend for {@link startRank} (the task knows the backends). */
+export interface RankBackendFactory {
+  /**
+   * The backend the task's flags choose, and why. `threads` is a rank's share of the node's
+   * cores (null: a single process): native thread pools that keep the count they find at
+   * load (OpenBLAS) must be capped at it first.
+   */
+  select(threads: number | null): Promise<{ backend: Backend; reason: string }>;
+  /**
+   * A backend like `be` with `threads` op threads, or null when `be` already has them or has
+   * no op threads (WebGPU).
+   */
+  withThreads(be: Backend, threads: number): Backend | null;
+}
+
+/** A rank's (or the single process's) backend and the stop signal of its run. */
+export interface RankStart {
+  /** The backend (the caller disposes it). */
+  backend: Backend;
+  /** Why this backend (logged; for the summary). */
+  reason: string;
+  /**
+   * Aborts when the run should stop after its current step: on Ctrl-C (SIGINT) of a single
+   * process, or, under mpirun, on the SIGTERM it sends every rank (the collective's signal:
+   * the stop flag travels with the gradient all-reduce, so every rank stops after the same
+   * step). A second signal exits at once with status 130.
+   */
+  signal: AbortSignal;
+  /** Removes the signal listeners. */
+  close(): void;
+}
+
+/**
+ * Starts this process's part of a run: its backend on the rank's share of the node's cores,
+ * one line saying which (and, on a rank, where), the code agreed over every rank, and the
+ * stop signal of Ctrl-C.
+ */
+export async function startRank(
+  comm: MpiCollective | null,
+  backends: RankBackendFactory,
+): Promise<RankStart> {
+  const { backend, reason } = await rankBackend(comm, backends);
+  if (comm) {
+    console.log(
+      `rank ${comm.rank} of ${comm.size} on ${comm.host} (pid ${Deno.pid}, ${comm.version}): ${reason}`,
+    );
+    await comm.agree("the code (src/, tasks/)", await sourceDigest());
+  } else console.log(`backend: ${reason}`);
+  return { backend, reason, ...stopOnSignals(comm, !comm || comm.isWriter) };
+}
+
+/** The backend of a rank: the chosen one, re-made with the rank's share of the cores. */
+async function rankBackend(
+  comm: MpiCollective | null,
+  backends: RankBackendFactory,
+): Promise<{ backend: Backend; reason: string }> {
+  const threads = comm ? threadsPerRank(comm.localSize) : null;
+  const chosen = await backends.select(threads);
+  const again = comm && threads !== null ? backends.withThreads(chosen.backend, threads) : null;
+  if (!comm || !again) return chosen;
+  chosen.backend.dispose();
+  return {
+    backend: again,
+    reason: `${again.description}: ${comm.localSize} rank(s) share this node's cores`,
+  };
+}
+
+/**
+ * Ctrl-C: finish the step, save the state, exit 130; a second Ctrl-C exits at once (the files
+ * on disk are always complete: every write is atomic). Under mpirun, Ctrl-C reaches mpirun,
+ * which sends SIGTERM to the ranks (after odls_base_sigkill_timeout seconds, and SIGKILL as
+ * long after): every rank stops after the same step (the stop flag travels with the
+ * gradient all-reduce), rank 0 saves.
+ */
+function stopOnSignals(
+  comm: MpiCollective | null,
+  writer: boolean,
+): { signal: AbortSignal; close(): void } {
+  const interrupt = new AbortController();
+  let asked = false;
+  const onSignal = () => {
+    if (asked) Deno.exit(130);
+    asked = true;
+    if (writer) {
+      console.error("\ninterrupt: saving the state after this step (Ctrl-C again to quit now)");
+    }
+    if (comm) comm.requestStop();
+    else interrupt.abort();
+  };
+  const signals: Deno.Signal[] = comm ? ["SIGINT", "SIGTERM"] : ["SIGINT"];
+  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  return {
+    signal: comm ? comm.signal : interrupt.signal,
+    close: () => {
+      for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    },
+  };
 }
 
 /**
