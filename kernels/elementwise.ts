@@ -5,8 +5,8 @@
  *
  * Every kernel follows the dispatch contract of `src/backend/webgpu/backend.ts`: binding 0
  * is the uniform params struct whose first fields are the element offsets of the bound
- * tensors in binding order; bindings 1..n are `read_write` storage buffers (so `out` may be
- * the same buffer as an input).
+ * tensors in binding order; bindings 1..n are storage buffers, `read` for inputs and
+ * `read_write` for outputs (an op that may run in place gets a one-binding variant).
  *
  * | kernel         | bindings                  | params (after offsets)     | dispatch                          |
  * | -------------- | ------------------------- | -------------------------- | --------------------------------- |
@@ -31,8 +31,8 @@ export const ADD: string = /* wgsl */ `
 struct Params { off_out: u32, off_a: u32, off_b: u32, n: u32, m: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> a: array<f32>;
-@group(0) @binding(3) var<storage, read_write> b: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
 ${LINEAR_ID}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -63,7 +63,7 @@ export const GELU: string = /* wgsl */ `
 struct Params { off_out: u32, off_inp: u32, n: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> inp: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
 ${ERF_WGSL}
 ${QUICK_GELU_WGSL}
 ${LINEAR_ID}
@@ -89,8 +89,8 @@ export const GELU_BACKWARD: string = /* wgsl */ `
 struct Params { off_dinp: u32, off_dout: u32, off_inp: u32, n: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> dinp: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dout: array<f32>;
-@group(0) @binding(3) var<storage, read_write> inp: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read> inp: array<f32>;
 ${ERF_WGSL}
 ${QUICK_GELU_WGSL}
 ${LINEAR_ID}
@@ -115,8 +115,8 @@ export const SCALE_ROWS: string = /* wgsl */ `
 struct Params { off_out: u32, off_inp: u32, off_scale: u32, n: u32, C: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> inp: array<f32>;
-@group(0) @binding(3) var<storage, read_write> scale: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
+@group(0) @binding(3) var<storage, read> scale: array<f32>;
 ${LINEAR_ID}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -141,7 +141,7 @@ export const COLSUM_PARTIAL: string = colsumPartial(["src"], "src[P.off_src + r 
 function colsumPartial(inputs: string[], term: string): string {
   const offs = inputs.map((x) => `off_${x}: u32, `).join("");
   const binds = inputs.map((x, i) =>
-    `@group(0) @binding(${i + 2}) var<storage, read_write> ${x}: array<f32>;`
+    `@group(0) @binding(${i + 2}) var<storage, read> ${x}: array<f32>;`
   ).join("\n");
   return /* wgsl */ `
 struct Params { off_part: u32, ${offs}rows: u32, C: u32, rowsPer: u32 }
@@ -182,7 +182,7 @@ export const COLSUM_FINAL: string = /* wgsl */ `
 struct Params { off_dst: u32, off_part: u32, C: u32, G: u32, stride: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
-@group(0) @binding(2) var<storage, read_write> part: array<f32>;
+@group(0) @binding(2) var<storage, read> part: array<f32>;
 var<workgroup> lanes: array<f32, 256>;
 
 @compute @workgroup_size(64, 4)
@@ -208,8 +208,8 @@ export const SCALE_COLS: string = /* wgsl */ `
 struct Params { off_out: u32, off_inp: u32, off_scale: u32, n: u32, C: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> inp: array<f32>;
-@group(0) @binding(3) var<storage, read_write> scale: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
+@group(0) @binding(3) var<storage, read> scale: array<f32>;
 ${LINEAR_ID}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

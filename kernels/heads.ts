@@ -24,7 +24,7 @@ struct Params { off_q: u32, off_k: u32, off_v: u32, off_qkv: u32, per: u32, N: u
 @group(0) @binding(1) var<storage, read_write> q: array<f32>;
 @group(0) @binding(2) var<storage, read_write> k: array<f32>;
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> qkv: array<f32>;
+@group(0) @binding(4) var<storage, read> qkv: array<f32>;
 ${LINEAR_ID}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -55,9 +55,9 @@ export const SPLIT_HEADS_BACKWARD: string = /* wgsl */ `
 struct Params { off_dqkv: u32, off_dq: u32, off_dk: u32, off_dv: u32, per: u32, N: u32, NH: u32, HS: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> dqkv: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dq: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dk: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dv: array<f32>;
+@group(0) @binding(2) var<storage, read> dq: array<f32>;
+@group(0) @binding(3) var<storage, read> dk: array<f32>;
+@group(0) @binding(4) var<storage, read> dv: array<f32>;
 ${LINEAR_ID}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -89,7 +89,7 @@ export const MERGE_HEADS: string = /* wgsl */ `
 struct Params { off_out: u32, off_inp: u32, n: u32, N: u32, NH: u32, HS: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> inp: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
 ${LINEAR_ID}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -110,7 +110,7 @@ export const MERGE_HEADS_BACKWARD: string = /* wgsl */ `
 struct Params { off_dinp: u32, off_dout: u32, n: u32, N: u32, NH: u32, HS: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> dinp: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dout: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
 ${LINEAR_ID}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

@@ -2,7 +2,7 @@
  * LayerNorm forward/backward and per-row standardisation.
  *
  * Dispatch contract as in `src/backend/webgpu/backend.ts` (binding 0 = uniform params whose
- * first fields are the bound tensors' element offsets; bindings 1..n read_write storage).
+ * first fields are the bound tensors' element offsets; bindings 1..n storage, inputs `read`).
  * Every kernel has an override `WG` (64, 128 or 256, a power of two): the workgroup size and
  * the length of the workgroup reduction array, chosen by the host from `C`.
  *
@@ -54,9 +54,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @group(0) @binding(2) var<storage, read_write> mean: array<f32>;
 @group(0) @binding(3) var<storage, read_write> rstd: array<f32>;
-@group(0) @binding(4) var<storage, read_write> inp: array<f32>;
-@group(0) @binding(5) var<storage, read_write> weight: array<f32>;
-@group(0) @binding(6) var<storage, read_write> bias: array<f32>;
+@group(0) @binding(4) var<storage, read> inp: array<f32>;
+@group(0) @binding(5) var<storage, read> weight: array<f32>;
+@group(0) @binding(6) var<storage, read> bias: array<f32>;
 ${BLOCK_SUM2}
 @compute @workgroup_size(WG)
 fn main(
@@ -98,7 +98,7 @@ export const STANDARDIZE_ROWS: string = /* wgsl */ `
 struct Params { off_out: u32, off_inp: u32, rows: u32, C: u32, eps: f32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> inp: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
 ${BLOCK_SUM2}
 @compute @workgroup_size(WG)
 fn main(
@@ -143,11 +143,11 @@ struct Params {
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> dinp: array<f32>;
 @group(0) @binding(2) var<storage, read_write> part: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dout: array<f32>;
-@group(0) @binding(4) var<storage, read_write> inp: array<f32>;
-@group(0) @binding(5) var<storage, read_write> weight: array<f32>;
-@group(0) @binding(6) var<storage, read_write> mean: array<f32>;
-@group(0) @binding(7) var<storage, read_write> rstd: array<f32>;
+@group(0) @binding(3) var<storage, read> dout: array<f32>;
+@group(0) @binding(4) var<storage, read> inp: array<f32>;
+@group(0) @binding(5) var<storage, read> weight: array<f32>;
+@group(0) @binding(6) var<storage, read> mean: array<f32>;
+@group(0) @binding(7) var<storage, read> rstd: array<f32>;
 ${BLOCK_SUM2}
 const CPT: u32 = 8u; // columns per invocation inside one column block
 

@@ -53,8 +53,8 @@ export const SMOOTH_L1_ROWS: string = /* wgsl */ `
 struct Params { off_rowv: u32, off_inp: u32, off_tgt: u32, rows: u32, C: u32, beta: f32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> rowv: array<f32>;
-@group(0) @binding(2) var<storage, read_write> inp: array<f32>;
-@group(0) @binding(3) var<storage, read_write> tgt: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
+@group(0) @binding(3) var<storage, read> tgt: array<f32>;
 var<workgroup> red: array<f32, 64>;
 
 @compute @workgroup_size(64)
@@ -83,10 +83,10 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> dinp: array<f32>;
-@group(0) @binding(2) var<storage, read_write> inp: array<f32>;
-@group(0) @binding(3) var<storage, read_write> tgt: array<f32>;
-@group(0) @binding(4) var<storage, read_write> weight: array<f32>;
-@group(0) @binding(5) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
+@group(0) @binding(3) var<storage, read> tgt: array<f32>;
+@group(0) @binding(4) var<storage, read> weight: array<f32>;
+@group(0) @binding(5) var<storage, read> stats: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -113,8 +113,8 @@ struct Params {
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> rowv: array<f32>;
 @group(0) @binding(2) var<storage, read_write> coef: array<f32>;
-@group(0) @binding(3) var<storage, read_write> inp: array<f32>;
-@group(0) @binding(4) var<storage, read_write> tgt: array<f32>;
+@group(0) @binding(3) var<storage, read> inp: array<f32>;
+@group(0) @binding(4) var<storage, read> tgt: array<f32>;
 var<workgroup> red: array<vec3f, 64>;
 
 
@@ -153,11 +153,11 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> dinp: array<f32>;
-@group(0) @binding(2) var<storage, read_write> inp: array<f32>;
-@group(0) @binding(3) var<storage, read_write> tgt: array<f32>;
-@group(0) @binding(4) var<storage, read_write> weight: array<f32>;
-@group(0) @binding(5) var<storage, read_write> coef: array<f32>;
-@group(0) @binding(6) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
+@group(0) @binding(3) var<storage, read> tgt: array<f32>;
+@group(0) @binding(4) var<storage, read> weight: array<f32>;
+@group(0) @binding(5) var<storage, read> coef: array<f32>;
+@group(0) @binding(6) var<storage, read> stats: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -179,8 +179,8 @@ struct Params {
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> dlogits: array<f32>;
 @group(0) @binding(2) var<storage, read_write> rowv: array<f32>;
-@group(0) @binding(3) var<storage, read_write> logits: array<f32>;
-@group(0) @binding(4) var<storage, read_write> tgt: array<f32>;
+@group(0) @binding(3) var<storage, read> logits: array<f32>;
+@group(0) @binding(4) var<storage, read> tgt: array<f32>;
 var<workgroup> red: array<f32, 64>;
 
 @compute @workgroup_size(64)
@@ -225,8 +225,8 @@ export const WEIGHTED_PARTIALS: string = /* wgsl */ `
 struct Params { off_partials: u32, off_rowv: u32, off_weight: u32, rows: u32, has_weight: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>;
-@group(0) @binding(2) var<storage, read_write> rowv: array<f32>;
-@group(0) @binding(3) var<storage, read_write> weight: array<f32>;
+@group(0) @binding(2) var<storage, read> rowv: array<f32>;
+@group(0) @binding(3) var<storage, read> weight: array<f32>;
 var<workgroup> red: array<vec2f, 256>;
 
 @compute @workgroup_size(256)
@@ -257,7 +257,7 @@ struct Params { off_stats: u32, off_loss: u32, off_partials: u32, G: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(2) var<storage, read_write> loss: array<f32>;
-@group(0) @binding(3) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(3) var<storage, read> partials: array<f32>;
 var<workgroup> red: array<vec2f, 256>;
 
 @compute @workgroup_size(256)

@@ -13,7 +13,7 @@
  *   and applies the epilogue.
  *
  * Bindings: 0 params {off_out, off_a, off_b, off_bias, off_pre, M, N, K, k_split, splits, batch};
- * 1 out, 2 a, 3 b, 4 bias, 5 pre (all rw storage; unused ones may be any buffer).
+ * 1 out, 2 a, 3 b, 4 bias (read-only), 5 pre; an unused slot is bound to a small dummy.
  * Storage: a `[M,K]` (`[K,M]` with TRANS_A), b `[K,N]` (`[N,K]` with TRANS_B),
  * out/pre `[M,N]`, all contiguous per batch (strides M·K, K·N, M·N); bias `[N]` shared.
  * Overrides: TRANS_A, TRANS_B, HAS_BIAS, GELU, HAS_PRE (pre gets z before GELU), ACCUMULATE.
@@ -35,9 +35,9 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> a: array<f32>;
-@group(0) @binding(3) var<storage, read_write> b: array<f32>;
-@group(0) @binding(4) var<storage, read_write> bias: array<f32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read> bias: array<f32>;
 @group(0) @binding(5) var<storage, read_write> pre: array<f32>;
 
 override TRANS_A: bool = false;

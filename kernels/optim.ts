@@ -26,7 +26,7 @@ export const GRAD_NORM_PARTIALS: string = /* wgsl */ `
 struct Params { off_partials: u32, off_grad: u32, n: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>;
-@group(0) @binding(2) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
 var<workgroup> red: array<f32, 256>;
 
 @compute @workgroup_size(256)
@@ -56,7 +56,7 @@ struct Params { off_norm: u32, off_clip: u32, off_partials: u32, G: u32, has_max
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> norm: array<f32>;
 @group(0) @binding(2) var<storage, read_write> clip: array<f32>;
-@group(0) @binding(3) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(3) var<storage, read> partials: array<f32>;
 var<workgroup> red: array<f32, 256>;
 
 @compute @workgroup_size(256)
@@ -89,12 +89,12 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> param: array<f32>;
-@group(0) @binding(2) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
-@group(0) @binding(5) var<storage, read_write> offsets: array<i32>;
-@group(0) @binding(6) var<storage, read_write> hyper: array<f32>;
-@group(0) @binding(7) var<storage, read_write> clip: array<f32>;
+@group(0) @binding(5) var<storage, read> offsets: array<i32>;
+@group(0) @binding(6) var<storage, read> hyper: array<f32>;
+@group(0) @binding(7) var<storage, read> clip: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

@@ -5,7 +5,7 @@
  * use its row, listed by the host-built inverse index (`starts`, `positions`).
  *
  * Dispatch contract of `src/backend/webgpu/backend.ts` (binding 0: params with the element
- * offsets of the bound tensors first; bindings 1..n: read_write storage buffers).
+ * offsets of the bound tensors first; bindings 1..n: storage buffers, inputs `read`).
  *
  * | kernel                 | bindings                        | params (after offsets) | dispatch                  |
  * | ---------------------- | ------------------------------- | ---------------------- | ------------------------- |
@@ -24,9 +24,9 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> inp: array<f32>;
-@group(0) @binding(3) var<storage, read_write> table: array<f32>;
-@group(0) @binding(4) var<storage, read_write> index: array<i32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
+@group(0) @binding(3) var<storage, read> table: array<f32>;
+@group(0) @binding(4) var<storage, read> index: array<i32>;
 ${LINEAR_ID}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -50,9 +50,9 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> dtable: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dout: array<f32>;
-@group(0) @binding(3) var<storage, read_write> starts: array<i32>;
-@group(0) @binding(4) var<storage, read_write> positions: array<i32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read> starts: array<i32>;
+@group(0) @binding(4) var<storage, read> positions: array<i32>;
 ${LINEAR_ID}
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

@@ -39,9 +39,9 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> inp: array<f32>;
-@group(0) @binding(3) var<storage, read_write> index: array<i32>;
-@group(0) @binding(4) var<storage, read_write> fill: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
+@group(0) @binding(3) var<storage, read> index: array<i32>;
+@group(0) @binding(4) var<storage, read> fill: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -72,8 +72,8 @@ export const SCATTER_ROWS: string = /* wgsl */ `
 struct Params { off_dinp: u32, off_dout: u32, off_index: u32, rows: u32, C: u32, inp_rows: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> dinp: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dout: array<f32>;
-@group(0) @binding(3) var<storage, read_write> index: array<i32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read> index: array<i32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -94,8 +94,8 @@ export const FILL_GRAD_PARTIALS: string = /* wgsl */ `
 struct Params { off_partials: u32, off_dout: u32, off_index: u32, rows: u32, C: u32, rows_per: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dout: array<f32>;
-@group(0) @binding(3) var<storage, read_write> index: array<i32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read> index: array<i32>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(workgroup_id) wid: vec3u) {
@@ -118,7 +118,7 @@ export const FILL_GRAD_FINAL: string = /* wgsl */ `
 struct Params { off_dfill: u32, off_partials: u32, C: u32, G: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> dfill: array<f32>;
-@group(0) @binding(2) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(2) var<storage, read> partials: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -135,7 +135,7 @@ export const PATCHIFY: string = /* wgsl */ `
 struct Params { off_out: u32, off_inp: u32, n: u32, C: u32, H: u32, W: u32, P: u32, GW: u32, L: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> inp: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

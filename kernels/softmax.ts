@@ -60,7 +60,7 @@ export const SOFTMAX: string = /* wgsl */ `
 struct Params { off_out: u32, off_inp: u32, rows: u32, C: u32, scale: f32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
-@group(0) @binding(2) var<storage, read_write> inp: array<f32>;
+@group(0) @binding(2) var<storage, read> inp: array<f32>;
 ${SEGMENT_REDUCE}
 @compute @workgroup_size(256)
 fn main(
@@ -92,8 +92,8 @@ export const SOFTMAX_BACKWARD: string = /* wgsl */ `
 struct Params { off_dinp: u32, off_dout: u32, off_out: u32, rows: u32, C: u32, scale: f32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> dinp: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dout: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<storage, read> dout: array<f32>;
+@group(0) @binding(3) var<storage, read> out: array<f32>;
 ${SEGMENT_REDUCE}
 @compute @workgroup_size(256)
 fn main(

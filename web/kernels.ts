@@ -23,6 +23,7 @@ import * as relpos from "../kernels/relpos.ts";
 import * as rows from "../kernels/rows.ts";
 import * as softmax from "../kernels/softmax.ts";
 import type { GpuContext, KernelSpec } from "../src/backend/webgpu/context.ts";
+import { inPlaceSpec } from "../src/backend/webgpu/bindings.ts";
 
 const MODULES: Record<string, Record<string, unknown>> = {
   elementwise,
@@ -54,6 +55,23 @@ export const OVERRIDE_VALUES: Readonly<Record<string, readonly number[]>> = Obje
  * reduction gets no transposes. `tests/web_test.ts` checks that a training step and the
  * k-NN features ask for nothing outside this list.
  */
+/**
+ * The kernels an op runs in place (`KernelSpec.inPlace` in `src/backend/webgpu/ops/`):
+ * their in-place variants (one `read_write` binding for out and input) are built too.
+ */
+const IN_PLACE: Readonly<Record<string, readonly (readonly [number, number])[]>> = {
+  "elementwise.ADD": [[0, 1]],
+  "elementwise.GELU": [[0, 1]],
+  "elementwise.GELU_BACKWARD": [[0, 1]],
+  "elementwise.SCALE_ROWS": [[0, 1]],
+  "elementwise.SCALE_COLS": [[0, 1]],
+  "relpos.RELPOS_BIAS": [[0, 1]],
+  "softmax.SOFTMAX": [[0, 1]],
+  "softmax.SOFTMAX_BACKWARD": [[0, 1]],
+  "layernorm.LAYERNORM": [[0, 3]],
+  "layernorm.STANDARDIZE_ROWS": [[0, 1]],
+};
+
 const MATMUL_FLAGS = ["TRANS_A", "TRANS_B", "HAS_BIAS", "GELU", "HAS_PRE", "ACCUMULATE"];
 const TRANSPOSES = [[0, 0], [0, 1], [1, 0]];
 const EPILOGUES = [[0, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]];
@@ -76,12 +94,21 @@ export interface KernelVariant {
 /** Every kernel of `kernels/` with a `@compute` entry point, labelled `module.EXPORT`. */
 export function computeKernels(): KernelSpec[] {
   const out: KernelSpec[] = [];
+  for (const label of Object.keys(IN_PLACE)) {
+    const [mod, name] = label.split(".");
+    if (typeof MODULES[mod]?.[name] !== "string") {
+      throw new RangeError(`IN_PLACE names "${label}", which kernels/ does not export`);
+    }
+  }
   for (const [mod, exports] of Object.entries(MODULES)) {
     for (const [name, v] of Object.entries(exports)) {
       if (typeof v !== "string" || !v.includes("@compute")) continue;
       // storage buffers are bindings 1..n (binding 0 is the uniform params)
       const storageBindings = (v.match(/var<storage\b/g) ?? []).length;
-      out.push({ label: `${mod}.${name}`, code: v, storageBindings });
+      const spec = { label: `${mod}.${name}`, code: v, storageBindings };
+      out.push(spec);
+      const inPlace = IN_PLACE[spec.label];
+      if (inPlace) out.push(inPlaceSpec({ ...spec, inPlace }));
     }
   }
   return out;

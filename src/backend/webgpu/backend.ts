@@ -6,9 +6,13 @@
  * - `@binding(0)` is a `var<uniform>` params struct bound with a dynamic offset
  *   into a per-submit uniform arena. Its first fields are the ELEMENT offsets
  *   (u32) of the bound tensors, in binding order; the kernel's own params follow.
- * - `@binding(1..n)` are the tensors' whole storage buffers, all
- *   `var<storage, read_write>` (wgpu rejects a buffer bound read-only and
- *   read-write in one dispatch, which in-place ops and views of one flat buffer need).
+ * - `@binding(1..n)` are the tensors, each bound as the byte range of its view
+ *   (aligned down; the offset in the uniform is relative to that range start):
+ *   `var<storage, read>` where the kernel only reads, `var<storage, read_write>` where it
+ *   writes. No dispatch binds one buffer read-only and writable, or writable at two
+ *   overlapping ranges (the WebGPU spec's usage-scope rules, checked on every new bind
+ *   group in `bindings.ts`); an op whose output may be its input declares the pair in
+ *   `KernelSpec.inPlace` and runs an in-place variant with one `read_write` binding.
  * - Pipelines and bind groups are cached; nothing here waits on the device
  *   except `download()` and `sync()`.
  *
@@ -37,8 +41,9 @@ import type {
 import { shapeSize, view } from "../backend.ts";
 import { composedAttention, composedAttentionBackward } from "../attention.ts";
 import { checkAttention, checkAttentionBackward } from "../checks.ts";
-import { asGpuError, GpuContext, type GpuError, type KernelSpec } from "./context.ts";
+import { asGpuError, GpuContext, GpuError, type KernelSpec } from "./context.ts";
 import { type Dispatcher, type DispatchOptions, linearGroups, Params } from "./dispatch.ts";
+import { bindingConflicts, inPlaceVariant, planBindings } from "./bindings.ts";
 import { FILL, FILL_I32 } from "../../../kernels/fill.ts";
 import * as matmulOps from "./ops/matmul.ts";
 import * as elementwiseOps from "./ops/elementwise.ts";
@@ -98,6 +103,7 @@ export class WebGpuBackend implements Backend, Dispatcher {
   #staging: GPUBuffer[] = [];
   #storages = new Set<GpuStorage>();
   #ownsContext: boolean;
+  #align: number;
   /** Dispatches recorded since creation (for reports and tests). */
   dispatchCount = 0;
   /** Command buffers submitted since creation (for reports and tests). */
@@ -107,6 +113,7 @@ export class WebGpuBackend implements Backend, Dispatcher {
     this.ctx = ctx;
     this.device = ctx.device;
     this.#ownsContext = ownsContext;
+    this.#align = this.device.limits.minStorageBufferOffsetAlignment;
     this.#arena = this.device.createBuffer({
       label: "uniform-arena",
       size: this.#arenaCpu.byteLength,
@@ -146,7 +153,8 @@ export class WebGpuBackend implements Backend, Dispatcher {
     // work recorded on the buffer is submitted first; destroy() waits for it on the queue
     this.submit();
     for (const key of [...this.#bindGroups.keys()]) {
-      if (key.split("|").slice(1).includes(String(s.id))) this.#bindGroups.delete(key);
+      const ids = key.split("|").slice(1).map((b) => b.split(":")[0]);
+      if (ids.includes(String(s.id))) this.#bindGroups.delete(key);
     }
     s.buffer.destroy();
   }
@@ -281,23 +289,45 @@ export class WebGpuBackend implements Backend, Dispatcher {
     const words = tensors.length + (params ? params.words.length : 0);
     if (words > UNIFORM_WORDS) throw new RangeError(`Kernel "${kernel.label}" has too many params`);
     if (this.#arenaCursor === ARENA_SLOTS) this.submit();
-    const { pipeline, layout, key } = this.ctx.pipeline(kernel, constants);
+    const { spec, via } = inPlaceVariant(kernel, tensors);
+    const { pipeline, layout, key, access } = this.ctx.pipeline(spec, constants);
+    const views = tensors.map((t) => {
+      const s = t.storage as GpuStorage;
+      return {
+        buffer: s,
+        label: s.label,
+        bufferBytes: s.buffer.size,
+        offset: t.offset,
+        size: t.size,
+      };
+    });
+    const { ranges, offsets } = planBindings(views, via, access, this.#align);
     const base = this.#arenaCursor * UNIFORM_WORDS;
-    for (let i = 0; i < tensors.length; i++) this.#arenaCpu[base + i] = tensors[i].offset;
+    this.#arenaCpu.set(offsets, base);
     if (params) this.#arenaCpu.set(params.words, base + tensors.length);
 
     let bgKey = key;
-    for (const t of tensors) bgKey += `|${(t.storage as GpuStorage).id}`;
+    for (const r of ranges) bgKey += `|${r.buffer.id}:${r.start}:${r.size}`;
     let bg = this.#bindGroups.get(bgKey);
     if (!bg) {
+      const conflict = bindingConflicts(ranges);
+      if (conflict) {
+        throw new GpuError(
+          `Cannot dispatch "${spec.label}": ${conflict}. WebGPU forbids this (Chromium refuses ` +
+            "the dispatch); bind a copy, or give the kernel an in-place variant (KernelSpec.inPlace)",
+        );
+      }
       const entries: GPUBindGroupEntry[] = [{
         binding: 0,
         resource: { buffer: this.#arena, offset: 0, size: UNIFORM_SLOT },
       }];
-      tensors.forEach((t, i) =>
-        entries.push({ binding: i + 1, resource: { buffer: (t.storage as GpuStorage).buffer } })
-      );
-      bg = this.device.createBindGroup({ label: kernel.label, layout, entries });
+      for (const r of ranges) {
+        entries.push({
+          binding: r.binding,
+          resource: { buffer: r.buffer.buffer, offset: r.start, size: r.size },
+        });
+      }
+      bg = this.device.createBindGroup({ label: spec.label, layout, entries });
       this.#bindGroups.set(bgKey, bg);
     }
     const pass = this.#passOrNew();

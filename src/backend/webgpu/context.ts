@@ -6,6 +6,11 @@
  */
 import { DeviceFaultError } from "../backend.ts";
 
+import { type StorageAccess, storageAccess } from "./bindings.ts";
+
+/** A kernel's storage bindings: binding number → access and WGSL name. */
+export type Access = ReadonlyMap<number, { access: StorageAccess; name: string }>;
+
 /** Thrown when WebGPU (or a usable adapter) is not available. */
 export class GpuUnavailableError extends Error {
   /** `message` should say what was tried and what to do instead. */
@@ -50,10 +55,20 @@ export function asGpuError(e: unknown): GpuError | null {
 export interface KernelSpec {
   /** Label used for the pipeline and in every diagnostic. */
   readonly label: string;
-  /** WGSL source. Binding 0 is the uniform params; storage buffers are bindings 1..n. */
+  /**
+   * WGSL source. Binding 0 is the uniform params; storage buffers are bindings 1..n, each
+   * `var<storage, read>` when the kernel only reads it, else `var<storage, read_write>`
+   * (the bind group layout follows these declarations).
+   */
   readonly code: string;
-  /** Number of storage-buffer bindings (1..n, all `var<storage, read_write>`). */
+  /** Number of tensors a dispatch passes (storage bindings 1..n). */
   readonly storageBindings: number;
+  /**
+   * Pairs `[out, inp]` of tensor positions (0-based) where `inp` may be `out` or another
+   * view of its buffer: such a dispatch runs the in-place variant, which reads `inp`
+   * through `out`'s `read_write` binding (see `bindings.ts`). Default: none.
+   */
+  readonly inPlace?: readonly (readonly [number, number])[];
   /** Entry point (default `main`). */
   readonly entryPoint?: string;
 }
@@ -78,7 +93,10 @@ export class GpuContext {
   readonly device: GPUDevice;
   /** What the adapter says about itself. */
   readonly facts: AdapterFacts;
-  #pipelines = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout }>();
+  #pipelines = new Map<
+    string,
+    { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; access: Access }
+  >();
   #pending: Promise<string | null>[] = [];
   #errors: string[] = [];
   #lost: string | null = null;
@@ -164,7 +182,7 @@ export class GpuContext {
   pipeline(
     kernel: KernelSpec,
     constants: Record<string, number> = {},
-  ): { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; key: string } {
+  ): { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; key: string; access: Access } {
     const key = `${kernel.label}|${JSON.stringify(constants)}`;
     const hit = this.#pipelines.get(key);
     if (hit) return { ...hit, key };
@@ -174,8 +192,16 @@ export class GpuContext {
       visibility: GPUShaderStage.COMPUTE,
       buffer: { type: "uniform", hasDynamicOffset: true },
     }];
-    for (let i = 1; i <= kernel.storageBindings; i++) {
-      entries.push({ binding: i, visibility: GPUShaderStage.COMPUTE, buffer: { type: "storage" } });
+    const access = storageAccess(kernel.code);
+    for (const [binding, { access: mode }] of access) {
+      if (binding < 1 || binding > kernel.storageBindings) {
+        throw new RangeError(
+          `Cannot build WGSL kernel "${kernel.label}": it declares storage @binding(${binding}) ` +
+            `but binds tensors 1..${kernel.storageBindings}`,
+        );
+      }
+      const type = mode === "read" ? "read-only-storage" : "storage";
+      entries.push({ binding, visibility: GPUShaderStage.COMPUTE, buffer: { type } });
     }
     device.pushErrorScope("validation");
     const module = device.createShaderModule({ label: kernel.label, code: kernel.code });
@@ -198,7 +224,7 @@ export class GpuContext {
         return null;
       }),
     );
-    const entry = { pipeline, layout };
+    const entry = { pipeline, layout, access };
     this.#pipelines.set(key, entry);
     return { ...entry, key };
   }

@@ -32,11 +32,17 @@ import {
   SPLIT_HEADS_BACKWARD,
 } from "../../../../kernels/heads.ts";
 
-const SOFTMAX_KERNEL: KernelSpec = { label: "softmax", code: SOFTMAX, storageBindings: 2 };
+const SOFTMAX_KERNEL: KernelSpec = {
+  label: "softmax",
+  code: SOFTMAX,
+  storageBindings: 2,
+  inPlace: [[0, 1]],
+};
 const SOFTMAX_BACKWARD_KERNEL: KernelSpec = {
   label: "softmax_backward",
   code: SOFTMAX_BACKWARD,
   storageBindings: 3,
+  inPlace: [[0, 1]],
 };
 const SPLIT_KERNEL: KernelSpec = { label: "split_heads", code: SPLIT_HEADS, storageBindings: 4 };
 const SPLIT_BACKWARD_KERNEL: KernelSpec = {

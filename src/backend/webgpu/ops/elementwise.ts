@@ -41,18 +41,34 @@ import {
   SCALE_ROWS,
 } from "../../../../kernels/elementwise.ts";
 
-const ADD_KERNEL: KernelSpec = { label: "add", code: ADD, storageBindings: 3 };
+const ADD_KERNEL: KernelSpec = {
+  label: "add",
+  code: ADD,
+  storageBindings: 3,
+  inPlace: [[0, 1]],
+};
 /** Exact GELU with `QUICK = 0`; `symmetric.ts` runs it with `QUICK = 1` (QuickGELU). */
-export const GELU_KERNEL: KernelSpec = { label: "gelu", code: GELU, storageBindings: 2 };
+export const GELU_KERNEL: KernelSpec = {
+  label: "gelu",
+  code: GELU,
+  storageBindings: 2,
+  inPlace: [[0, 1]],
+};
 /** The backward of {@link GELU_KERNEL}, with the same `QUICK` override. */
 export const GELU_BACKWARD_KERNEL: KernelSpec = {
   label: "gelu_backward",
   code: GELU_BACKWARD,
   storageBindings: 3,
+  inPlace: [[0, 1]],
 };
 /** The GELU kernels' exact-erf variant (`QUICK = false`; `symmetric.ts` runs `QUICK = true`). */
 const EXACT = { QUICK: 0 };
-const SCALE_ROWS_KERNEL: KernelSpec = { label: "scale_rows", code: SCALE_ROWS, storageBindings: 3 };
+const SCALE_ROWS_KERNEL: KernelSpec = {
+  label: "scale_rows",
+  code: SCALE_ROWS,
+  storageBindings: 3,
+  inPlace: [[0, 1]],
+};
 const COLSUM_PARTIAL_KERNEL: KernelSpec = {
   label: "colsum_partial",
   code: COLSUM_PARTIAL,
@@ -172,7 +188,12 @@ export function scaleRows(
 
 // The GELU kernels' QuickGELU variant: same WGSL and spec, override QUICK = 1 (its own pipeline).
 const QUICK = { QUICK: 1 };
-const SCALE_COLS_KERNEL: KernelSpec = { label: "scale_cols", code: SCALE_COLS, storageBindings: 3 };
+const SCALE_COLS_KERNEL: KernelSpec = {
+  label: "scale_cols",
+  code: SCALE_COLS,
+  storageBindings: 3,
+  inPlace: [[0, 1]],
+};
 const COLSUM_PROD_KERNEL: KernelSpec = {
   label: "colsum_prod_partial",
   code: COLSUM_PROD_PARTIAL,

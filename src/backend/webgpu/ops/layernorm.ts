@@ -23,7 +23,12 @@ import {
 import { LAYERNORM, LAYERNORM_BACKWARD, STANDARDIZE_ROWS } from "../../../../kernels/layernorm.ts";
 import { COLSUM_FINAL_KERNEL } from "./elementwise.ts";
 
-const LAYERNORM_KERNEL: KernelSpec = { label: "layernorm", code: LAYERNORM, storageBindings: 6 };
+const LAYERNORM_KERNEL: KernelSpec = {
+  label: "layernorm",
+  code: LAYERNORM,
+  storageBindings: 6,
+  inPlace: [[0, 3]],
+};
 const LAYERNORM_BACKWARD_KERNEL: KernelSpec = {
   label: "layernorm_backward",
   code: LAYERNORM_BACKWARD,
@@ -33,6 +38,7 @@ const STANDARDIZE_KERNEL: KernelSpec = {
   label: "standardize_rows",
   code: STANDARDIZE_ROWS,
   storageBindings: 2,
+  inPlace: [[0, 1]],
 };
 
 /** Columns one backward invocation owns inside a column block (`CPT` in the WGSL). */

@@ -164,10 +164,13 @@ export function matmul(
     const o = shifted(out, b0 * M * N);
     const pa = shifted(a, b0 * M * K);
     const pb = shifted(b, b0 * K * N);
-    const pp = pre ? shifted(pre, b0 * M * N) : o;
+    // unused slots get their own small buffers, never a live tensor (a read-only and a
+    // writable binding of one buffer is not allowed in one dispatch)
+    const unused = (slot: number) => be.scratch(`matmul.unused${slot}`, 1);
+    const pp = pre ? shifted(pre, b0 * M * N) : unused(4);
     const params = () => new Params().u32(M, N, K, kSplit, splits, nb);
     if (!part) {
-      be.dispatch(spec, [o, pa, pb, bias ?? o, pp], {
+      be.dispatch(spec, [o, pa, pb, bias ?? unused(3), pp], {
         params: params(),
         groups: [gx, gy, nb],
         constants: { ...flags, ...epilogue },
@@ -175,12 +178,12 @@ export function matmul(
       continue;
     }
     // Raw partial products [nb, S, M, N], then Σ_s + epilogue into out.
-    be.dispatch(spec, [part, pa, pb, part, part], {
+    be.dispatch(spec, [part, pa, pb, unused(3), unused(4)], {
       params: params(),
       groups: [gx, gy, nb * splits],
       constants: { ...flags, ...none },
     });
-    be.dispatch(REDUCE, [o, part, part, bias ?? o, pp], {
+    be.dispatch(REDUCE, [o, part, unused(2), bias ?? unused(3), pp], {
       params: params(),
       groups: linearGroups(nb * M * N, 256),
       constants: { TRANS_A: 0, TRANS_B: 0, ...epilogue },

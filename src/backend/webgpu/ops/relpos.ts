@@ -11,7 +11,12 @@ import { checkDtype, checkF32, checkRelPosBias, checkRelPosBiasBackward } from "
 import { RELPOS_BIAS, RELPOS_BIAS_BACKWARD } from "../../../../kernels/relpos.ts";
 import { biasGrad } from "./elementwise.ts";
 
-const RELPOS_KERNEL: KernelSpec = { label: "relpos_bias", code: RELPOS_BIAS, storageBindings: 4 };
+const RELPOS_KERNEL: KernelSpec = {
+  label: "relpos_bias",
+  code: RELPOS_BIAS,
+  storageBindings: 4,
+  inPlace: [[0, 1]],
+};
 const RELPOS_BACKWARD_KERNEL: KernelSpec = {
   label: "relpos_bias_backward",
   code: RELPOS_BIAS_BACKWARD,
