@@ -1,10 +1,12 @@
 /**
  * The browser-safe core: everything here runs in a web page as well as in Deno, with no
  * file, FFI, process or worker access (`tests/browser_core_test.ts` walks this module's
- * imports and fails on any `Deno.*` use or Deno-only module). The page in `web/` is built
+ * imports and fails on any `Deno.*` use or Deno-only module, and type-checks it against the
+ * DOM lib and `@webgpu/types`). Imported as `@dbot/dbot/browser`; the page in `web/` is built
  * from it.
  *
- * - backend contract and the WebGPU backend (WGSL kernels of `kernels/`)
+ * - backend contract, the WebGPU backend (WGSL kernels of `kernels/`) and
+ *   {@link selectBrowserBackend} over `navigator.gpu`
  * - the dBOT model, masking, AdamW, LR schedule, the training step, stage boundaries
  * - the `shapes` dataset and its transforms
  * - safetensors and checkpoints as bytes, frozen-encoder features, k-NN
@@ -23,6 +25,7 @@ export {
   type KernelSpec,
 } from "./backend/webgpu/context.ts";
 export { WebGpuBackend } from "./backend/webgpu/backend.ts";
+export { type BrowserBackend, selectBrowserBackend } from "./backend/select_browser.ts";
 export { openShapes, SHAPE_CLASSES } from "./data/shapes.ts";
 export { channelStats, deriveSeed, ImagePipeline } from "./data/pipeline.ts";
 export { type DbotConfig, DbotModel } from "./models/dbot.ts";
@@ -36,7 +39,13 @@ export {
   type PretrainConfig,
   resolvePretrain,
 } from "./train/pretrain_config.ts";
-export { PretrainSession, type SampleView, type SessionStep } from "./train/session.ts";
+export {
+  PretrainSession,
+  type SampleView,
+  type SessionData,
+  type SessionStep,
+} from "./train/session.ts";
+export { type LabelledImage, MemoryDataset, splitHeldOut } from "./data/memory.ts";
 export { decodeSafetensors, encodeSafetensors, toFloat32 } from "./io/safetensors.ts";
 export {
   type Checkpoint,

@@ -1,6 +1,7 @@
 /**
  * `deno task build-web`: type-checks the browser page (`web/main.ts`) against the DOM and
- * `npm:@webgpu/types`, and bundles it into `web/dist/main.js`.
+ * `npm:@webgpu/types`, and writes the static site `web/dist/` (`index.html`, `main.js`):
+ * host it with any file server (`deno task web` serves it locally).
  *
  * @module
  */
@@ -16,5 +17,8 @@ await main(async () => {
   const t0 = performance.now();
   const bytes = await buildWeb({ check: !flags["no-check"], minify: Boolean(flags.minify) });
   const s = ((performance.now() - t0) / 1000).toFixed(1);
-  console.log(`wrote web/dist/main.js (${(bytes / 1024).toFixed(0)} KiB) in ${s} s`);
+  console.log(
+    `wrote web/dist/ (index.html, main.js ${(bytes / 1024).toFixed(0)} KiB) in ${s} s: ` +
+      "host it with any static file server, or run deno task web",
+  );
 });

@@ -16,7 +16,7 @@ await main(async () => {
   try {
     await Deno.stat(BUNDLE);
   } catch {
-    throw new Error("web/dist/main.js is missing: run deno task build-web first");
+    throw new Error("web/dist/ is missing: run deno task build-web first");
   }
   const server = serveWeb({ port });
   console.log(`serving the dBOT page on http://127.0.0.1:${server.addr.port}/ (Ctrl-C stops)`);

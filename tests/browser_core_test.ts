@@ -4,7 +4,8 @@
  * Deno-only `import.meta` field and no module outside the repository (`npm:`, `jsr:`,
  * `node:`, URLs, bare names). Type-only imports are erased by the bundler, so they are not
  * followed. The walker is tested on modules known to be Deno-only, and the bundle the page
- * is built from is checked for `Deno` too.
+ * is built from is checked for `Deno` too. The core is the package's `./browser` export, and it
+ * type-checks against the DOM lib and `@webgpu/types` alone (`web/browser.json`, no Deno types).
  *
  * @module
  */
@@ -221,5 +222,38 @@ Deno.test("the page's bundle mentions no Deno API", async () => {
     assertEquals(js.match(/\bDeno\s*\.\s*\w+/g), null);
   } finally {
     await Deno.remove(out);
+  }
+});
+
+Deno.test("the ./browser export is the browser-safe core and type-checks for the browser", async () => {
+  const config = JSON.parse(await Deno.readTextFile(new URL("deno.json", ROOT)));
+  assertEquals(config.exports["./browser"], "./src/browser.ts");
+  assert(ENTRIES.includes(config.exports["./browser"].slice(2)), "the walk starts at the export");
+  // the DOM lib and @webgpu/types, no Deno namespace: a Deno API anywhere in the graph fails
+  const browser = JSON.parse(await Deno.readTextFile(new URL("web/browser.json", ROOT)));
+  assert(!browser.compilerOptions.lib.some((l: string) => l.startsWith("deno")), "no Deno lib");
+  const r = await new Deno.Command("deno", {
+    args: ["check", "--quiet", "--config", "web/browser.json", "src/browser.ts"],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const out = new TextDecoder().decode(r.stderr) + new TextDecoder().decode(r.stdout);
+  assert(r.success, `src/browser.ts does not type-check for the browser:\n${out}`);
+});
+
+Deno.test("selectBrowserBackend() says what is missing where there is no navigator.gpu", async () => {
+  const { selectBrowserBackend } = await import("../src/backend/select_browser.ts");
+  const { GpuUnavailableError } = await import("../src/backend/webgpu/context.ts");
+  const gpu = Object.getOwnPropertyDescriptor(Navigator.prototype, "gpu");
+  if (!gpu) return; // a Deno without WebGPU: nothing to hide
+  Object.defineProperty(Navigator.prototype, "gpu", { configurable: true, get: undefined });
+  delete (Navigator.prototype as { gpu?: unknown }).gpu;
+  try {
+    const e = await selectBrowserBackend().then(() => null, (e) => e);
+    assert(e instanceof GpuUnavailableError, `expected GpuUnavailableError, got ${e}`);
+    assertEquals(e.message, "this browser has no navigator.gpu");
+  } finally {
+    Object.defineProperty(Navigator.prototype, "gpu", gpu);
   }
 });

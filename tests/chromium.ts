@@ -90,10 +90,31 @@ export class Chromium {
   }
 
   /** Sends one DevTools command to the first page target; returns its result. */
-  async send(
-    method: string,
-    params: Record<string, unknown> = {},
-  ): Promise<Record<string, unknown>> {
+  send(method: string, params: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+    return this.#session((call) => call(method, params));
+  }
+
+  /**
+   * Gives the file input `selector` these files or folders (a folder, for a
+   * `webkitdirectory` input, as the user picking it), which fires its `change` event.
+   */
+  setInputFiles(selector: string, paths: string[]): Promise<unknown> {
+    return this.#session(async (call) => {
+      const r = await call("Runtime.evaluate", {
+        expression: `document.querySelector(${JSON.stringify(selector)})`,
+      });
+      const objectId = (r.result as { objectId?: string }).objectId;
+      if (!objectId) throw new Error(`The page has no element ${selector}`);
+      return await call("DOM.setFileInputFiles", { files: paths, objectId });
+    });
+  }
+
+  /** Runs `fn` with one DevTools connection to the first page target (object ids live in it). */
+  async #session<T>(
+    fn: (
+      call: (method: string, params: Record<string, unknown>) => Promise<Record<string, unknown>>,
+    ) => Promise<T>,
+  ): Promise<T> {
     const http = this.#devtools.replace(/^ws:/, "http:").replace(/\/devtools\/.*$/, "");
     const targets = await (await fetch(`${http}/json/list`)).json() as {
       type: string;
@@ -107,15 +128,23 @@ export class Chromium {
         ws.onopen = resolve;
         ws.onerror = () => reject(new Error("cannot connect to Chromium's DevTools"));
       });
-      return await new Promise((resolve, reject) => {
-        ws.onmessage = (e) => {
-          const m = JSON.parse(e.data);
-          if (m.id !== 1) return;
-          if (m.error) reject(new Error(`${method}: ${JSON.stringify(m.error)}`));
-          else resolve(m.result);
-        };
-        ws.send(JSON.stringify({ id: 1, method, params }));
-      });
+      const waiting = new Map<number, (m: Record<string, unknown>) => void>();
+      ws.onmessage = (e) => {
+        const m = JSON.parse(e.data);
+        waiting.get(m.id)?.(m);
+      };
+      let id = 0;
+      const call = (method: string, params: Record<string, unknown>) =>
+        new Promise<Record<string, unknown>>((resolve, reject) => {
+          const mine = ++id;
+          waiting.set(mine, (m) => {
+            waiting.delete(mine);
+            if (m.error) reject(new Error(`${method}: ${JSON.stringify(m.error)}`));
+            else resolve(m.result as Record<string, unknown>);
+          });
+          ws.send(JSON.stringify({ id: mine, method, params }));
+        });
+      return await fn(call);
     } finally {
       ws.close();
     }

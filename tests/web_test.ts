@@ -4,8 +4,9 @@
  * builds every WGSL kernel variant under Chromium's compiler (Dawn/Tint), trains a few
  * steps over a stage boundary and reports back; its losses must fall within each stage and
  * equal the Deno backends' for the same seed, and its checkpoint, run through
- * `deno task embed`, must give the page's features. A screenshot is written to
- * `runs/web_test/page.png` (and to `DBOT_WEB_SCREENSHOT` when set).
+ * `deno task embed`, must give the page's features. The static site `web/dist/`, served by a
+ * plain file server, trains on a folder of PNGs given to the page's folder input. A
+ * screenshot is written to `runs/web_test/page.png` (and to `DBOT_WEB_SCREENSHOT` when set).
  *
  * Needs Chromium (`DBOT_REQUIRE_CHROMIUM=1` fails instead of skipping where it is
  * missing); the Deno-side kernel checks need a WebGPU adapter (`DBOT_REQUIRE_WEBGPU`).
@@ -20,11 +21,11 @@ import { readSafetensors } from "../src/io/safetensors_file.ts";
 import { resolvePretrain } from "../src/train/pretrain_config.ts";
 import { PretrainSession } from "../src/train/session.ts";
 import { assert, assertEquals } from "../src/util/assert.ts";
-import { avoidAliasedBindings, watchAliasing } from "../web/aliasing.ts";
 import { compileAllKernels, kernelVariants } from "../web/kernels.ts";
-import { buildWeb, serveWeb } from "../web/serve.ts";
+import { buildWeb, serveWeb, SITE } from "../web/serve.ts";
 import { Chromium } from "./chromium.ts";
 import { assertAllClose } from "./helpers.ts";
+import { png } from "./png.ts";
 import { requires } from "./requires.ts";
 
 const chromium = await requires("chromium");
@@ -108,25 +109,6 @@ gpu.test("a training step and k-NN features ask for no kernel variant outside we
     .map((a) => `${a.label} ${JSON.stringify(a.constants)}`);
   assert(asked.length > 20, `only ${asked.length} pipelines were asked for`);
   assertEquals([...new Set(outside)], [], "add these variants to web/kernels.ts");
-});
-
-gpu.test("avoidAliasedBindings() leaves no dispatch binding a buffer twice and changes no loss", async () => {
-  const run = async (avoid: boolean) => {
-    const be = await WebGpuBackend.create();
-    const aliased = watchAliasing(be);
-    if (avoid) avoidAliasedBindings(be);
-    const s = PretrainSession.create(be, resolvePretrain({ batch: 4, trainLimit: 4, seed: 3 }));
-    const losses = [(await s.step()).loss, (await s.step()).loss];
-    await s.features("test", 2);
-    s.dispose();
-    be.dispose();
-    return { losses, aliased };
-  };
-  const plain = await run(false);
-  const safe = await run(true);
-  assert(plain.aliased.length > 0, "the backend binds some buffer twice (else drop aliasing.ts)");
-  assertEquals(safe.aliased, []);
-  assertEquals(safe.losses, plain.losses);
 });
 
 function sorted(o: Record<string, number>): [string, number][] {
@@ -294,6 +276,96 @@ chromium.test({
     } finally {
       await browser.close();
       await server.shutdown();
+    }
+  },
+});
+
+/**
+ * A plain static file server over `dir` (GET only, no report endpoint): what any host of
+ * `web/dist/` offers. `/` is `index.html`.
+ */
+function plainFileServer(dir: URL): Deno.HttpServer<Deno.NetAddr> {
+  const types: Record<string, string> = { html: "text/html", js: "text/javascript" };
+  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (req) => {
+    const path = decodeURIComponent(new URL(req.url).pathname);
+    const file = path === "/" ? "index.html" : path.slice(1);
+    if (req.method !== "GET" || file.includes("..")) return new Response(null, { status: 405 });
+    try {
+      const body = await Deno.readFile(new URL(file, dir));
+      const type = types[file.slice(file.lastIndexOf(".") + 1)] ?? "application/octet-stream";
+      return new Response(body, { headers: { "content-type": type } });
+    } catch {
+      return new Response("not found", { status: 404 });
+    }
+  });
+}
+
+chromium.test({
+  name:
+    "the static site on a plain file server trains 2 steps on a folder of PNGs from the folder input",
+  fn: async () => {
+    const log = (s: string) => console.log(`  web_test: ${s}`);
+    await buildWeb({ check: false });
+    // pics/<class>/<n>.png, 6 per class, plus a broken PNG and a file outside any class folder
+    const root = await Deno.makeTempDir({ prefix: "dbot-pics-" });
+    for (const [k, cls] of ["circles", "squares"].entries()) {
+      await Deno.mkdir(`${root}/pics/${cls}`, { recursive: true });
+      for (let i = 0; i < 6; i++) {
+        await Deno.writeFile(`${root}/pics/${cls}/${i}.png`, await png(12 + i, 10, 2, 3, 10, k));
+      }
+    }
+    await Deno.writeFile(`${root}/pics/squares/broken.png`, new TextEncoder().encode("no png"));
+    await Deno.writeTextFile(`${root}/pics/README.txt`, "not an image");
+    const server = plainFileServer(SITE);
+    const query = new URLSearchParams({
+      seed: "1",
+      batch: "2",
+      train: "4",
+      epochs: "1",
+      stages: "1",
+      warmup: "0",
+      knnTrain: "8",
+      knnTest: "4",
+    });
+    const browser = await Chromium.open(`http://127.0.0.1:${server.addr.port}/?${query}`);
+    const read = async (expression: string) =>
+      ((await browser.send("Runtime.evaluate", { expression })).result as { value?: string })
+        .value;
+    const until = async (what: string, expression: string) => {
+      const deadline = Date.now() + 20 * 60_000;
+      for (;;) {
+        const v = await read(expression);
+        if (v) return v;
+        const error = await read("document.getElementById('error').textContent");
+        if (error) throw new Error(`the page failed while waiting for ${what}: ${error}`);
+        if (Date.now() > deadline) throw new Error(`the page did not get to ${what}`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    };
+    try {
+      await until(
+        "ready",
+        "document.getElementById('status').textContent.startsWith('Ready') ? 'y' : ''",
+      );
+      await browser.setInputFiles("#folder", [`${root}/pics`]);
+      const folder = JSON.parse(await until("decoded images", "document.body.dataset.folder"));
+      log(`the page decoded ${JSON.stringify(folder)}`);
+      assertEquals(folder, { train: 8, test: 4, classes: ["circles", "squares"], skipped: 2 });
+      await read("document.getElementById('start').click(), 'clicked'");
+      const losses = JSON.parse(await until("the end of training", "document.body.dataset.losses"));
+      log(`losses on the folder: ${losses}`);
+      assertEquals(losses.length, 2);
+      assert(losses.every(Number.isFinite), `losses ${losses}`);
+      const rows = await read(
+        "[...document.querySelectorAll('#knn tr')].slice(1).map((r) => r.cells[0].textContent).join()",
+      );
+      assertEquals(rows, "init,stage 0");
+    } catch (e) {
+      throw new Error(`${(e as Error).message}\nChromium log tail:\n${browser.log}`, { cause: e });
+    } finally {
+      await browser.close();
+      await server.shutdown();
+      await Deno.remove(root, { recursive: true });
     }
   },
 });

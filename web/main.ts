@@ -1,9 +1,11 @@
 /// <reference lib="dom" />
 /**
- * The page: dBOT pre-training of vit-micro on `shapes` in the browser's WebGPU, two stages,
- * with a live loss curve, steps/s, the stage boundary, k-NN after each stage, a PCA picture
- * of teacher and student token features, and checkpoint download / load. Built by
- * `deno task build-web` into `web/dist/main.js`; served by `deno task web`.
+ * The page: dBOT pre-training of vit-micro on `shapes` (or a folder of the user's images,
+ * picked or dropped: `images.ts`) in the browser's WebGPU, two stages, with a live loss
+ * curve, steps/s, the stage boundary, k-NN after each stage, a PCA picture of teacher and
+ * student token features, and checkpoint download / load. Built by `deno task build-web`
+ * into the static site `web/dist/`; served by `deno task web` or any file server. When a
+ * run ends, `document.body.dataset.losses` holds its losses (read by the static-site test).
  *
  * URL parameters (the CI test uses them): `seed`, `batch`, `train` (train images),
  * `epochs` (per stage), `stages`, `warmup`, `lr` (base LR), `knnTrain`, `knnTest` set the
@@ -15,15 +17,23 @@
  * @module
  */
 import {
-  GpuContext,
+  GpuUnavailableError,
   type KnnResult,
+  openShapes,
   PretrainSession,
   resolvePretrain,
   type SampleView,
+  selectBrowserBackend,
   type SessionStep,
-  WebGpuBackend,
+  type WebGpuBackend,
 } from "../src/browser.ts";
-import { avoidAliasedBindings } from "./aliasing.ts";
+import {
+  type DecodedFolder,
+  decodeFolder,
+  filesOfDrop,
+  filesOfInput,
+  type FolderFile,
+} from "./images.ts";
 import { compileAllKernels } from "./kernels.ts";
 import { pcaColours } from "./pca.ts";
 
@@ -211,6 +221,8 @@ class App {
   running = false;
   readonly knn: { after: string; top1: number; top5: number }[] = [];
   readonly steps: SessionStep[] = [];
+  /** The user's decoded folder; null trains on the built-in shapes. */
+  folder: DecodedFolder | null = null;
 
   constructor(be: WebGpuBackend) {
     this.be = be;
@@ -225,7 +237,7 @@ class App {
     const cfg = runConfig();
     $("status").textContent = "Building the model…";
     await new Promise((r) => setTimeout(r, 0));
-    const s = PretrainSession.create(this.be, cfg);
+    const s = PretrainSession.create(this.be, cfg, this.folder ?? undefined);
     this.session = s;
     const perStage = cfg.epochsPerStage * s.itersPerEpoch;
     this.plot.reset(s.totalSteps, s.boundaries.slice(1, -1).map((e) => e * s.itersPerEpoch));
@@ -285,6 +297,8 @@ class App {
     const s = this.session!;
     $("status").textContent += "  — done.";
     $<HTMLButtonElement>("pause").disabled = true;
+    // what a test without the report server reads back (the static site's check)
+    document.body.dataset.losses = JSON.stringify(this.steps.map((r) => r.loss));
     if (!reporting) return;
     const n = Number(params.get("features") ?? 0);
     const features = n > 0 ? Array.from(await s.features("test", n)) : [];
@@ -299,6 +313,30 @@ class App {
     });
   }
 
+  /** Decodes a picked or dropped folder of class sub-folders; Start then trains on it. */
+  async useFolder(files: FolderFile[]): Promise<void> {
+    if (this.running) throw new Error("Cannot load images while training: press Pause first");
+    const size = openShapes("shapes", "train").height; // the page's model input
+    $("status").textContent = `Decoding ${files.length} files…`;
+    const d = await decodeFolder(files, size, (done, total) => {
+      $("status").textContent = `Decoding ${done}/${total} files…`;
+    });
+    this.folder = d;
+    const shown = d.skipped.slice(0, 3).join(", ") +
+      (d.skipped.length > 3 ? `, … ${d.skipped.length - 3} more` : "");
+    const what = `${d.train.count + d.test.count} images of ${d.train.classNames.length} classes ` +
+      `(${d.test.count} held out for k-NN), ${size}×${size}` +
+      (d.skipped.length ? `; skipped ${d.skipped.length} file(s): ${shown}` : "");
+    $("dataset").textContent = what;
+    $("status").textContent = `Loaded ${what}. Press Start.`;
+    document.body.dataset.folder = JSON.stringify({
+      train: d.train.count,
+      test: d.test.count,
+      classes: d.train.classNames,
+      skipped: d.skipped.length,
+    });
+  }
+
   async download(): Promise<void> {
     const s = this.session!;
     const bytes = await s.checkpoint();
@@ -307,7 +345,8 @@ class App {
     );
     const a = document.createElement("a");
     a.href = url;
-    a.download = `dbot-vit-micro-shapes-step${s.stepsDone}.safetensors`;
+    const data = this.folder ? this.folder.train.name.replace(/^folder:/, "") : "shapes";
+    a.download = `dbot-vit-micro-${data}-step${s.stepsDone}.safetensors`;
     a.click();
     setTimeout(() => URL.revokeObjectURL(url), 1000);
   }
@@ -323,11 +362,14 @@ class App {
 }
 
 async function main(): Promise<void> {
-  if (!("gpu" in navigator)) return noWebGpu("this browser has no navigator.gpu");
-  const adapter = await GpuContext.adapter();
-  if (!adapter) return noWebGpu("navigator.gpu.requestAdapter() found no adapter");
-  // Dawn refuses buffers bound twice in one dispatch (see aliasing.ts)
-  const be = avoidAliasedBindings(await WebGpuBackend.create());
+  let be: WebGpuBackend;
+  let adapter: GPUAdapter;
+  try {
+    ({ backend: be, adapter } = await selectBrowserBackend());
+  } catch (e) {
+    if (e instanceof GpuUnavailableError) return noWebGpu(e.message);
+    throw e;
+  }
   const info = adapter.info;
   const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ");
   $("adapter").textContent = `${name || "unnamed adapter"}` +
@@ -362,6 +404,16 @@ async function main(): Promise<void> {
     }
   };
   $("download").onclick = () => app.download().catch(fail);
+  $<HTMLInputElement>("folder").onchange = (e) => {
+    const files = (e.target as HTMLInputElement).files;
+    if (files?.length) app.useFolder(filesOfInput(files)).catch(fail);
+  };
+  document.body.ondragover = (e) => e.preventDefault();
+  document.body.ondrop = (e) => {
+    e.preventDefault();
+    if (!e.dataTransfer) return;
+    filesOfDrop(e.dataTransfer.items).then((f) => app.useFolder(f)).catch(fail);
+  };
   $<HTMLInputElement>("load").onchange = (e) => {
     const file = (e.target as HTMLInputElement).files?.[0];
     if (file) app.load(file).catch(fail);

@@ -1,6 +1,7 @@
 /**
  * The Deno side of the page (Deno only; the page itself is `main.ts`): type-check and
- * bundle it, and serve it on 127.0.0.1.
+ * bundle it into a self-contained static site (`web/dist/`: `index.html` and `main.js`,
+ * which any plain file server can host), and serve that site on 127.0.0.1.
  *
  * @module
  */
@@ -8,8 +9,10 @@
 const WEB = new URL("./", import.meta.url);
 const ROOT = new URL("../", import.meta.url);
 
+/** The static site {@link buildWeb} writes. */
+export const SITE = new URL("dist/", WEB);
 /** Where {@link buildWeb} writes the bundle. */
-export const BUNDLE = new URL("dist/main.js", WEB);
+export const BUNDLE = new URL("main.js", SITE);
 
 /** Options of {@link buildWeb}. */
 export interface BuildOptions {
@@ -32,7 +35,11 @@ async function run(args: string[], what: string): Promise<void> {
   }
 }
 
-/** Type-checks the page for the browser and bundles it into `web/dist/main.js`; returns its size in bytes. */
+/**
+ * Type-checks the page for the browser and writes the static site: `web/dist/main.js` (the
+ * bundle) and `web/dist/index.html` (the page, which loads `main.js` from beside it).
+ * Returns the bundle's size in bytes.
+ */
 export async function buildWeb(o: BuildOptions = {}): Promise<number> {
   if (o.check !== false) {
     await run(
@@ -46,6 +53,9 @@ export async function buildWeb(o: BuildOptions = {}): Promise<number> {
   if (o.minify) args.splice(1, 0, "--minify");
   await run(args, "deno bundle");
   await Deno.rename(tmp, BUNDLE);
+  const html = new URL(`index.html.tmp-${Deno.pid}`, SITE);
+  await Deno.copyFile(new URL("index.html", WEB), html);
+  await Deno.rename(html, new URL("index.html", SITE));
   return (await Deno.stat(BUNDLE)).size;
 }
 
@@ -63,7 +73,7 @@ export interface ServeOptions {
   onReport?: (kind: string, body: Uint8Array) => void;
 }
 
-/** Serves `web/index.html` and `web/dist/` on 127.0.0.1 until `shutdown()`. */
+/** Serves the static site `web/dist/` on 127.0.0.1 until `shutdown()`. */
 export function serveWeb(o: ServeOptions): Deno.HttpServer<Deno.NetAddr> {
   return Deno.serve({ hostname: "127.0.0.1", port: o.port, onListen: () => {} }, async (req) => {
     const path = new URL(req.url).pathname;
@@ -73,16 +83,18 @@ export function serveWeb(o: ServeOptions): Deno.HttpServer<Deno.NetAddr> {
     }
     if (req.method !== "GET") return new Response("method not allowed", { status: 405 });
     const file = path === "/" ? "index.html" : path.slice(1);
-    if (!/^(index\.html|dist\/[\w.-]+\.(js|map))$/.test(file)) {
+    if (!/^(index\.html|[\w.-]+\.(js|map))$/.test(file)) {
       return new Response("not found", { status: 404 });
     }
     try {
-      const body = await Deno.readFile(new URL(file, WEB));
+      const body = await Deno.readFile(new URL(file, SITE));
       const type = TYPES[file.slice(file.lastIndexOf(".") + 1)];
       return new Response(body, { headers: { "content-type": type, "cache-control": "no-store" } });
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound && file.startsWith("dist/")) {
-        return new Response(`${file} is missing: run deno task build-web`, { status: 404 });
+      if (e instanceof Deno.errors.NotFound) {
+        return new Response(`web/dist/${file} is missing: run deno task build-web`, {
+          status: 404,
+        });
       }
       throw e;
     }

@@ -5,8 +5,8 @@
  * and random draws (`micro_batch.ts`), the same LR schedule, stage boundaries (`nextStage`)
  * and optimiser step (`TrainStep`) — so its losses equal `pretrain()`'s step for step.
  * What it leaves out: run files, resume state, locks, prefetch workers, data parallelism,
- * checkpoint teachers (`random`, `random0` and `pixels` only) and datasets other than
- * `shapes`.
+ * checkpoint teachers (`random`, `random0` and `pixels` only) and datasets read from files
+ * (`shapes`, or images the caller decoded, given as {@link SessionData}).
  *
  *   create: data (shapes) → stats → student config → stage-0 teacher → trainee
  *   step:   stage boundary? → micro-batches → TrainStep (reads the loss back) → position
@@ -46,6 +46,14 @@ import {
 import { effectiveLr, lrAt, stageAt } from "./schedule.ts";
 import { buildTrainee, builtinTeacher, nextStage, startStageZero, type Trainee } from "./stages.ts";
 import { NonFiniteLossError, TrainStep } from "./step.ts";
+
+/** Datasets given to {@link PretrainSession.create} instead of `cfg.data`. */
+export interface SessionData {
+  /** Images to pre-train on (and the k-NN's labelled side). */
+  train: Dataset;
+  /** The held-out images the k-NN classifies. */
+  test: Dataset;
+}
 
 /** What one {@link PretrainSession.step} did. */
 export interface SessionStep {
@@ -121,17 +129,18 @@ export class PretrainSession {
   #embedder: Embedder | null = null;
   #images: Float32Array;
 
-  private constructor(be: Backend, cfg: PretrainConfig) {
-    if (!/^shapes(:\d+)?$/.test(cfg.data)) {
+  private constructor(be: Backend, cfg: PretrainConfig, data?: SessionData) {
+    if (!data && !/^shapes(:\d+)?$/.test(cfg.data)) {
       throw new RangeError(
-        `Cannot train on "${cfg.data}" in a session: it reads no files; use shapes or shapes:N`,
+        `Cannot train on "${cfg.data}" in a session: it reads no files; use shapes or shapes:N, ` +
+          "or pass the decoded images as data",
       );
     }
     if (cfg.accum < 1) throw new RangeError(`Cannot accumulate ${cfg.accum} micro-batches`);
     this.#be = be;
     this.cfg = cfg;
-    this.#trainDs = openShapes(cfg.data, "train");
-    this.#testDs = openShapes(cfg.data, "test");
+    this.#trainDs = data?.train ?? openShapes(cfg.data, "train");
+    this.#testDs = data?.test ?? openShapes(cfg.data, "test");
     const channels = this.#trainDs.channels;
     const size = cfg.imgSize || this.#trainDs.height;
     const stats = cfg.mean.length
@@ -173,9 +182,12 @@ export class PretrainSession {
     this.#images = new Float32Array(cfg.batch * channels * size * size);
   }
 
-  /** Builds the student, its teacher and optimiser (allocates every buffer on `be`). */
-  static create(be: Backend, cfg: PretrainConfig): PretrainSession {
-    return new PretrainSession(be, cfg);
+  /**
+   * Builds the student, its teacher and optimiser (allocates every buffer on `be`). `data`
+   * replaces `cfg.data` (e.g. the images a page decoded from the user's folder).
+   */
+  static create(be: Backend, cfg: PretrainConfig, data?: SessionData): PretrainSession {
+    return new PretrainSession(be, cfg, data);
   }
 
   /** Every step of every stage is done. */
