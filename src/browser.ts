@@ -18,6 +18,7 @@
 export type * from "./backend/backend.ts";
 export { freeTensors, shapeSize, view } from "./backend/backend.ts";
 export {
+  type Access,
   type AdapterFacts,
   GpuContext,
   GpuError,
@@ -25,9 +26,10 @@ export {
   type KernelSpec,
 } from "./backend/webgpu/context.ts";
 export { WebGpuBackend } from "./backend/webgpu/backend.ts";
+export type { StorageAccess } from "./backend/webgpu/bindings.ts";
 export { type BrowserBackend, selectBrowserBackend } from "./backend/select_browser.ts";
 export { openShapes, SHAPE_CLASSES } from "./data/shapes.ts";
-export { channelStats, deriveSeed, ImagePipeline } from "./data/pipeline.ts";
+export { type AugmentOptions, channelStats, deriveSeed, ImagePipeline } from "./data/pipeline.ts";
 export { type DbotConfig, DbotModel } from "./models/dbot.ts";
 export { PRESETS, type VitConfig, vitFromPreset } from "./models/vit_config.ts";
 export { randomMasking } from "./models/masking.ts";
@@ -52,6 +54,7 @@ export {
   CheckpointError,
   decodeCheckpoint,
   encodeCheckpoint,
+  type HostWeights,
   inferVitConfig,
   vitWeights,
 } from "./io/checkpoint.ts";
