@@ -32,7 +32,10 @@ export const PRINT_CONFIG_FLAG: Record<string, FlagSpec> = {
 
 /** The flags of every task, listed last in `--help`. */
 const COMMON_FLAGS: Record<string, FlagSpec> = {
-  debug: { type: "boolean", help: "print the stack trace of an error" },
+  debug: {
+    type: "boolean",
+    help: "print the stack trace of an error, and the backend's details (paths, loader errors)",
+  },
   help: { type: "boolean", help: "show this help" },
 };
 
@@ -55,13 +58,22 @@ export function parseTaskFlags(
   return flags;
 }
 
-/** The backend that `--backend` and `--native-lib` ask for. */
-export function backendFromFlags(
+/**
+ * The backend that `--backend` and `--native-lib` ask for; with `--debug`, its details
+ * (library paths, loader errors) go to stderr, one per line.
+ */
+export async function backendFromFlags(
   flags: Flags,
   kind: string = String(flags.backend),
 ): Promise<SelectedBackend> {
   const nativeLibrary = flags["native-lib"] === undefined ? undefined : String(flags["native-lib"]);
-  return selectBackend(parseBackendKind(kind), { nativeLibrary });
+  const selected = await selectBackend(parseBackendKind(kind), { nativeLibrary });
+  if (flags.debug) {
+    for (const d of selected.facts.details) {
+      console.error(`backend detail: ${d}`);
+    }
+  }
+  return selected;
 }
 
 /** A positive integer flag, or undefined when absent. */

@@ -1,6 +1,7 @@
 /**
  * `deno task info`: which backend `auto` picks on this machine and why, the
- * CPU GEMM in use, and the WebGPU adapter if any.
+ * CPU GEMM in use, and the WebGPU adapter if any; then the details behind that line
+ * (library paths, loader errors).
  *
  * @module
  */
@@ -23,7 +24,8 @@ await main(async () => {
         : "none"
     }`,
   );
-  const { backend, reason } = await backendFromFlags(flags);
+  const { backend, reason, facts } = await backendFromFlags(flags);
   console.log(`backend: ${reason}`);
+  for (const d of facts.details) console.log(`  ${d}`);
   backend.dispose();
 });

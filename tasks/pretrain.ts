@@ -80,7 +80,7 @@ async function run(
     });
   }
   const nativeLib = flags["native-lib"] === undefined ? undefined : String(flags["native-lib"]);
-  const { backend, reason, signal, close } = await startRank(comm, {
+  const { backend, chosen, signal, close } = await startRank(comm, {
     select: (threads) => {
       // OpenBLAS keeps the thread count it finds at load
       if (threads !== null) limitOpenBlasThreads(threads);
@@ -97,7 +97,7 @@ async function run(
   try {
     summary = await pretrain(backend, cfg, {
       resume: Boolean(flags.resume),
-      backendReason: reason,
+      backendChosen: chosen,
       progress: quiet ? undefined : progressPrinter(),
       log: quiet ? () => {} : console.log,
       signal,

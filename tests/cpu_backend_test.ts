@@ -91,7 +91,7 @@ Deno.test("CpuBackend.layernorm() and layernormBackward() match the f64 ops on o
 Deno.test("CpuBackend.matmul() matches the f64 op on offset views with every GEMM available", async () => {
   for (const gemm of ["ts", "auto"] as const) {
     const be = new CpuBackend({ gemm });
-    assert(be.description.startsWith("cpu with "), be.description);
+    assert(be.description.startsWith("cpu: "), be.description);
     const rng = new Rng(22);
     const [M, N, K, batch] = [3, 7, 65, 2];
     const a = randArray(rng, batch * K * M);

@@ -77,8 +77,8 @@ async function same(
 
 Deno.test("CpuBackend({ threads: 2 }) describes its op threads", () => {
   const { one, two, dispose } = pair();
-  assertMatch(two.description, /2 op threads/);
-  assertMatch(one.description, /1 op thread/);
+  assertMatch(two.description, /, 2 threads,/);
+  assertMatch(one.description, /, 1 thread,/);
   assertEquals(two.threads, 2);
   dispose();
 });

@@ -115,7 +115,7 @@ Deno.test({
     // No FFI, so no OpenBLAS: the WebAssembly SIMD GEMM shipped in the module runs, and
     // the description says so (and what OpenBLAS would bring).
     assert(
-      description.startsWith("cpu with WebAssembly SIMD GEMM"),
+      description.startsWith("cpu: WebAssembly SIMD GEMM"),
       `the description names the WebAssembly GEMM: ${description}`,
     );
   } finally {

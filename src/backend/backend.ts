@@ -546,12 +546,64 @@ export class DeviceFaultError extends Error {
   }
 }
 
+/**
+ * What a backend is, as fields (a run's `summary.json` stores them, less `details`), with
+ * what would make it faster and, for `--debug` and `deno task info`, the paths and loader
+ * errors behind that.
+ */
+export interface BackendFacts {
+  /** `"cpu"` or `"webgpu"`. */
+  name: "cpu" | "webgpu";
+  /** What runs matmul: the CPU GEMM (`"OpenBLAS"`, `"WebAssembly SIMD GEMM"`, …) or the adapter. */
+  engine: string;
+  /** CPU: threads of the non-GEMM ops. */
+  threads?: number;
+  /** CPU: which elementwise kernels run. */
+  kernels?: "native" | "wasm" | "js";
+  /** WebGPU: the adapter is a software one (lavapipe, llvmpipe, SwiftShader). */
+  software?: boolean;
+  /** What would make it faster, each a short clause with the fix and what it buys. */
+  hints: string[];
+  /** Library paths and loader errors, for `--debug` and `deno task info`. */
+  details: string[];
+}
+
+const KERNEL_NAMES = { native: "native kernels", wasm: "WebAssembly kernels", js: "JS kernels" };
+
+/**
+ * The one line a person reads, e.g. `cpu: WebAssembly SIMD GEMM, 2 threads, native kernels;
+ * OpenBLAS not found (apt-get install libopenblas0-pthread: ~2.5× faster matmul)`; `chosen`
+ * (how it was picked) goes in parentheses after the name.
+ */
+export function describeBackend(f: BackendFacts, chosen?: string): string {
+  const parts = [f.engine];
+  if (f.software) parts.push("software");
+  if (f.threads !== undefined) parts.push(`${f.threads} thread${f.threads === 1 ? "" : "s"}`);
+  if (f.kernels) parts.push(KERNEL_NAMES[f.kernels]);
+  const head = chosen ? `${f.name} (${chosen})` : f.name;
+  return `${head}: ${[parts.join(", "), ...f.hints].join("; ")}`;
+}
+
+/** What a run's `summary.json` stores about its backend: the facts less the details, and how it was chosen. */
+export type BackendSummary = Omit<BackendFacts, "details"> & {
+  /** How it was chosen, e.g. `"auto: no WebGPU adapter"`. */
+  chosen?: string;
+};
+
+/** {@link BackendSummary} of `facts`. */
+export function backendSummary(facts: BackendFacts, chosen?: string): BackendSummary {
+  const { details: _, ...fields } = facts;
+  return chosen === undefined ? fields : { ...fields, chosen };
+}
+
 /** The op set the dBOT ViT needs. See the module doc for conventions. */
 export interface Backend {
   /** `"cpu"` or `"webgpu"`. */
   readonly name: "cpu" | "webgpu";
-  /** Human-readable detail: GEMM library, adapter name. */
+  /** {@link describeBackend} of {@link Backend.facts}: one short line. */
   readonly description: string;
+  /** What the backend is, as fields, with hints and details. */
+  readonly facts: BackendFacts;
   /**
    * Reading a tensor back waits for the queued device work (a GPU), so a trainer reads the
    * loss only every few steps; absent or false: a read costs nothing (the CPU), read every step.

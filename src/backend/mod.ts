@@ -22,7 +22,14 @@
  * @module
  */
 export type * from "./backend.ts";
-export { DeviceFaultError, freeTensors, shapeSize, view } from "./backend.ts";
+export {
+  backendSummary,
+  describeBackend,
+  DeviceFaultError,
+  freeTensors,
+  shapeSize,
+  view,
+} from "./backend.ts";
 export { CpuBackend, type CpuBackendOptions } from "./cpu/backend.ts";
 export {
   type CpuKernels,

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Backend } from "./backend.ts";
+import { type Backend, type BackendFacts, describeBackend } from "./backend.ts";
 import { CpuBackend, type CpuBackendOptions } from "./cpu/backend.ts";
 import { GpuContext, GpuUnavailableError } from "./webgpu/context.ts";
 import { WebGpuBackend } from "./webgpu/backend.ts";
@@ -16,8 +16,15 @@ export type BackendKind = "auto" | "cpu" | "webgpu";
 export interface SelectedBackend {
   /** The backend, ready to use. */
   backend: Backend;
-  /** One sentence: which backend and why. */
+  /** How it was chosen, e.g. `"auto: no WebGPU adapter"` or `"--backend cpu"`. */
+  chosen: string;
+  /**
+   * One short line: {@link describeBackend} with `chosen`, e.g. `cpu (auto: no WebGPU
+   * adapter): WebAssembly SIMD GEMM, 2 threads, native kernels; OpenBLAS not found (…)`.
+   */
   reason: string;
+  /** The backend's facts (its `details` say what was tried: paths, loader errors). */
+  facts: BackendFacts;
 }
 
 /** Options of {@link selectBackend}: how a CPU backend is built when one is chosen. */
@@ -46,24 +53,24 @@ export async function selectBackend(
   options: SelectBackendOptions = {},
 ): Promise<SelectedBackend> {
   const cpu = () => new CpuBackend({ nativeLibrary: options.nativeLibrary });
-  if (kind === "cpu") {
-    const backend = cpu();
-    return { backend, reason: `${backend.description}: --backend cpu was asked for` };
-  }
-  if (kind === "webgpu") {
-    const backend = await WebGpuBackend.create();
-    return { backend, reason: `${backend.description}: --backend webgpu was asked for` };
-  }
+  const selected = (backend: Backend, chosen: string, detail?: string): SelectedBackend => {
+    const facts = backend.facts;
+    if (detail) facts.details.push(detail);
+    return { backend, chosen, reason: describeBackend(facts, chosen), facts };
+  };
+  if (kind === "cpu") return selected(cpu(), "--backend cpu");
+  if (kind === "webgpu") return selected(await WebGpuBackend.create(), "--backend webgpu");
   const adapter = await GpuContext.adapter();
   if (adapter && !adapter.info.isFallbackAdapter) {
-    const backend = await WebGpuBackend.create();
-    return { backend, reason: `${backend.description}: auto found a hardware WebGPU adapter` };
+    return selected(await WebGpuBackend.create(), "auto: hardware WebGPU adapter");
   }
-  const backend = cpu();
-  const why = adapter
-    ? `the only WebGPU adapter (${adapter.info.description}) is a software fallback`
-    : "no WebGPU adapter was found";
-  return { backend, reason: `${backend.description}: auto chose the CPU as ${why}` };
+  return adapter
+    ? selected(
+      cpu(),
+      "auto: the only WebGPU adapter is software",
+      `WebGPU adapter: ${adapter.info.description} (software fallback)`,
+    )
+    : selected(cpu(), "auto: no WebGPU adapter");
 }
 
 export { GpuUnavailableError };

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { Backend } from "../backend/backend.ts";
+import { type Backend, describeBackend } from "../backend/backend.ts";
 import { sha256Hex } from "../util/digest.ts";
 import { MpiCollective, mpiLaunchInfo } from "./mpi.ts";
 
@@ -62,7 +62,7 @@ export interface RankBackendFactory {
    * cores (null: a single process): native thread pools that keep the count they find at
    * load (OpenBLAS) must be capped at it first.
    */
-  select(threads: number | null): Promise<{ backend: Backend; reason: string }>;
+  select(threads: number | null): Promise<ChosenBackend>;
   /**
    * A backend like `be` with `threads` op threads, or null when `be` already has them or has
    * no op threads (WebGPU).
@@ -70,11 +70,23 @@ export interface RankBackendFactory {
   withThreads(be: Backend, threads: number): Backend | null;
 }
 
+/** A backend, how it was chosen and the one line that says so (see `selectBackend`). */
+export interface ChosenBackend {
+  /** The backend. */
+  backend: Backend;
+  /** How it was chosen, e.g. `"auto: no WebGPU adapter"` (for the summary). */
+  chosen: string;
+  /** The one line that is logged: `describeBackend(backend.facts, chosen)`. */
+  reason: string;
+}
+
 /** A rank's (or the single process's) backend and the stop signal of its run. */
 export interface RankStart {
   /** The backend (the caller disposes it). */
   backend: Backend;
-  /** Why this backend (logged; for the summary). */
+  /** How it was chosen (for the summary). */
+  chosen: string;
+  /** The one line that says which backend and how it was chosen (logged). */
   reason: string;
   /**
    * Aborts when the run should stop after its current step: on Ctrl-C (SIGINT) of a single
@@ -96,30 +108,28 @@ export async function startRank(
   comm: MpiCollective | null,
   backends: RankBackendFactory,
 ): Promise<RankStart> {
-  const { backend, reason } = await rankBackend(comm, backends);
+  const { backend, chosen, reason } = await rankBackend(comm, backends);
   if (comm) {
     console.log(
       `rank ${comm.rank} of ${comm.size} on ${comm.host} (pid ${Deno.pid}, ${comm.version}): ${reason}`,
     );
     await comm.agree("the code (src/, tasks/)", await sourceDigest());
   } else console.log(`backend: ${reason}`);
-  return { backend, reason, ...stopOnSignals(comm, !comm || comm.isWriter) };
+  return { backend, chosen, reason, ...stopOnSignals(comm, !comm || comm.isWriter) };
 }
 
 /** The backend of a rank: the chosen one, re-made with the rank's share of the cores. */
 async function rankBackend(
   comm: MpiCollective | null,
   backends: RankBackendFactory,
-): Promise<{ backend: Backend; reason: string }> {
+): Promise<ChosenBackend> {
   const threads = comm ? threadsPerRank(comm.localSize) : null;
   const chosen = await backends.select(threads);
   const again = comm && threads !== null ? backends.withThreads(chosen.backend, threads) : null;
   if (!comm || !again) return chosen;
   chosen.backend.dispose();
-  return {
-    backend: again,
-    reason: `${again.description}: ${comm.localSize} rank(s) share this node's cores`,
-  };
+  const how = `${comm.localSize} rank(s) share this node's cores`;
+  return { backend: again, chosen: how, reason: describeBackend(again.facts, how) };
 }
 
 /**

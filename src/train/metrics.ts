@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { BackendSummary } from "../backend/backend.ts";
 import { writeJsonAtomic, writeTextAtomic } from "../io/atomic.ts";
 import { lineChartSvg } from "../eval/chart.ts";
 
@@ -39,8 +40,8 @@ export interface PretrainSummary {
   knn_top5_final: number;
   /** Training throughput (images per second over the run's steps, evaluation excluded). */
   images_per_s: number;
-  /** Backend and why it was chosen. */
-  backend: string;
+  /** The backend's facts (no paths or loader errors) and how it was chosen. */
+  backend: BackendSummary;
   /** Path of the final student checkpoint. */
   final_checkpoint: string;
   /** Wall time of the whole run (this process). */

@@ -21,7 +21,7 @@
  *
  * @module
  */
-import { type Backend, DeviceFaultError, type Tensor } from "../backend/backend.ts";
+import { type Backend, backendSummary, DeviceFaultError, type Tensor } from "../backend/backend.ts";
 import { removeStaleTemps, writeJsonAtomic } from "../io/atomic.ts";
 import { writeCheckpoint } from "../io/checkpoint_file.ts";
 import type { KnnResult } from "../eval/knn.ts";
@@ -57,8 +57,8 @@ export interface PretrainHooks {
   resume?: boolean;
   /** Stop (as if killed) after this many epochs of this process; for tests. */
   stopAfterEpochs?: number;
-  /** Why this backend was chosen (goes to summary.json). */
-  backendReason?: string;
+  /** How this backend was chosen, e.g. `"auto: no WebGPU adapter"` (goes to summary.json). */
+  backendChosen?: string;
   /**
    * When aborted (e.g. on SIGINT), the run finishes the current step, saves the resume
    * state (mid-epoch: the next iteration is part of it), logs where, and returns null.
@@ -408,7 +408,7 @@ class PretrainRun {
       knn_top1_per_stage: pos.perStage,
       knn_top5_final: last.top5,
       images_per_s: this.metrics.imagesPerS,
-      backend: this.hooks.backendReason ?? this.be.description,
+      backend: backendSummary(this.be.facts, this.hooks.backendChosen),
       final_checkpoint: finalPath,
       wall_s: (performance.now() - this.#t0) / 1000,
       steps: pos.step,

@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { shapeSize } from "../backend.ts";
+import { describeBackend, shapeSize } from "../backend.ts";
 import type {
   AdamwBufs,
   AdamwDims,
@@ -26,6 +26,7 @@ import type {
   AttentionBufs,
   AttentionDims,
   Backend,
+  BackendFacts,
   BiasGradBufs,
   CosineDims,
   CrossEntropyBufs,
@@ -209,6 +210,9 @@ type F32Views<T> = {
   [k in keyof T]: T[k] extends Tensor ? Float32Array : Float32Array | undefined;
 };
 
+/** Pre-training step speed-up of the native kernels over the WebAssembly ones (README). */
+const NATIVE_SPEEDUP = 1.2;
+
 /** The reference GEMM as a {@link Gemm}. */
 const REF_GEMM: Gemm = Object.freeze({ name: "reference GEMM", sgemm: gemmRef });
 
@@ -299,23 +303,43 @@ export class CpuBackend implements Backend {
   }
 
   /**
-   * Which GEMM runs matmul, how many threads run the other ops and which kernels, e.g.
-   * `"cpu with OpenBLAS (libopenblas.so.0, 2 threads), 2 op threads, native kernels"`.
+   * {@link describeBackend} of {@link CpuBackend.facts}: which GEMM runs matmul, how many
+   * threads run the other ops, which kernels, and what would be faster, e.g.
+   * `"cpu: WebAssembly SIMD GEMM, 2 threads, native kernels; OpenBLAS not found (…)"`.
    */
   get description(): string {
-    const pool = this.#pool;
-    const why = pool?.broken ?? this.#noPool;
-    const threads = pool && !pool.broken ? `${pool.threads} op threads` : "1 op thread";
-    const k = this.#ops.name;
-    const kernels = k === "native"
-      ? "native kernels"
-      : k === "wasm"
-      ? `WebAssembly SIMD kernels (native: ${this.#nativeReason || "off"})`
-      : "JS kernels";
-    const note = this.#gemm.note ? ` (${this.#gemm.note})` : "";
-    return `cpu with ${this.#gemm.name}${note}, ${threads}, ${kernels}${
-      why ? ` (workers unavailable: ${why})` : ""
-    }`;
+    return describeBackend(this.facts);
+  }
+
+  /** The GEMM, threads and kernels as fields; what would be faster; the loader errors. */
+  get facts(): BackendFacts {
+    const gemm = this.#gemm;
+    const hints: string[] = [];
+    const details = [`GEMM: ${gemm.name}`, ...(gemm.tried ?? []).map((t) => `tried ${t}`)];
+    if (gemm.note) hints.push(gemm.note);
+    const native = this.#nativeReason.replace(/(Could not open library: )+/g, "");
+    if (this.#ops.name === "wasm" && native) {
+      details.push(`native kernels: ${native}`);
+      if (native.includes("no FFI permission")) {
+        hints.push("native kernels off (no --allow-ffi for native/build/)");
+      } else if (native.includes("did not load")) {
+        const built = !/No such file|cannot find|not found/i.test(native);
+        hints.push(
+          `native kernels ${built ? "did not load" : "not built"} ` +
+            `(deno task build-native: ~${NATIVE_SPEEDUP}× faster step)`,
+        );
+      }
+    }
+    const why = this.#pool?.broken ?? this.#noPool;
+    if (why) details.push(`workers unavailable: ${why}`);
+    return {
+      name: "cpu",
+      engine: gemm.name.replace(/ \(.*$/, ""),
+      threads: this.threads,
+      kernels: this.#ops.name,
+      hints,
+      details,
+    };
   }
 
   /** Threads the non-GEMM ops run on (1 when the pool is off or fell back). */

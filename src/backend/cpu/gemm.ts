@@ -60,12 +60,12 @@ export function loadGemm(prefer: GemmChoice = "auto"): Gemm {
   if (blas) return blas;
   if (prefer === "auto") {
     const noFfi = failures.length > 0 && failures.every((f) => f.includes("no FFI permission"));
-    const fix = noFfi
-      ? `grant --allow-ffi, and ${OPENBLAS_APT_COMMAND} if it is missing`
-      : `OpenBLAS not found: ${OPENBLAS_APT_COMMAND}`;
-    const note = `OpenBLAS would make matmul ~${OPENBLAS_SPEEDUP_OVER_WASM}× faster; ${fix}`;
+    const gain = `~${OPENBLAS_SPEEDUP_OVER_WASM}× faster matmul`;
+    const note = noFfi
+      ? `OpenBLAS not loaded: no FFI permission (grant --allow-ffi, and ${OPENBLAS_APT_COMMAND} if missing: ${gain})`
+      : `OpenBLAS not found (${OPENBLAS_APT_COMMAND}: ${gain})`;
     const wasm = wasmGemm();
-    return Object.freeze({ ...(wasm ?? tsGemm), note });
+    return Object.freeze({ ...(wasm ?? tsGemm), note, tried: failures });
   }
   throw new Error(
     `Cannot load OpenBLAS as the library was not found; tried ${failures.join("; ")}. ` +

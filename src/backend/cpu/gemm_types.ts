@@ -86,6 +86,8 @@ export interface Gemm {
    * OpenBLAS did not load), e.g. the apt command and the speed-up it measured.
    */
   readonly note?: string;
+  /** The OpenBLAS candidates that failed to load (`"path: error"`), when {@link Gemm.note} is set. */
+  readonly tried?: readonly string[];
   /** The library's own thread count (OpenBLAS); absent when it has no threads. */
   readonly threads?: number;
   /** Sets the library's own thread count (OpenBLAS `openblas_set_num_threads`). */

@@ -23,6 +23,7 @@ import type {
   AttentionBufs,
   AttentionDims,
   Backend,
+  BackendFacts,
   CosineDims,
   DType,
   GeluBackwardBufs,
@@ -38,7 +39,7 @@ import type {
   Storage,
   Tensor,
 } from "../backend.ts";
-import { shapeSize, view } from "../backend.ts";
+import { describeBackend, shapeSize, view } from "../backend.ts";
 import { composedAttention, composedAttentionBackward } from "../attention.ts";
 import { checkAttention, checkAttentionBackward } from "../checks.ts";
 import { asGpuError, GpuContext, GpuError, type KernelSpec } from "./context.ts";
@@ -127,10 +128,21 @@ export class WebGpuBackend implements Backend, Dispatcher {
     return new WebGpuBackend(ctx, opts.context === undefined);
   }
 
-  /** E.g. `"webgpu (llvmpipe (LLVM 15.0.6, 256 bits), software)"`. */
+  /** E.g. `"webgpu: llvmpipe (LLVM 15.0.6, 256 bits), software"`. */
   get description(): string {
+    return describeBackend(this.facts);
+  }
+
+  /** The adapter, and whether it is a software one. */
+  get facts(): BackendFacts {
     const f = this.ctx.facts;
-    return `webgpu (${f.description}${f.isFallbackAdapter ? ", software" : ""})`;
+    return {
+      name: "webgpu",
+      engine: f.description,
+      software: f.isFallbackAdapter,
+      hints: [],
+      details: [`adapter vendor ${f.vendor}`, `shader-f16 ${f.shaderF16}`],
+    };
   }
 
   // ---- memory ---------------------------------------------------------------
