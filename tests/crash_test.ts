@@ -11,6 +11,7 @@ import { resolvePretrain } from "../src/train/pretrain_config.ts";
 import { type MetricLine, pretrain } from "../src/train/pretrain.ts";
 import { assert, assertEquals } from "../src/util/assert.ts";
 import { Rng } from "../src/util/rng.ts";
+import { denoWords } from "./helpers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 /** The subprocess tests need `--allow-run=deno` (`deno task test` grants it). */
@@ -41,7 +42,7 @@ function kebab(k: string): string {
  */
 async function taskArgs(runsDir: string, resume: boolean): Promise<string[]> {
   const tasks = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`)).tasks;
-  const words = (tasks.pretrain as string).split(/\s+/);
+  const words = denoWords(tasks.pretrain);
   assertEquals(words[0], "deno");
   const i = words.indexOf("--allow-write=runs");
   assert(i > 0, `the pretrain task should write only under runs/: ${tasks.pretrain}`);

@@ -53,3 +53,14 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
 }
+
+/**
+ * The words of the `deno …` command of a deno.json task. A task may first run
+ * `bash native/build.sh --if-needed;` (the native kernels, built when missing or stale),
+ * or be a chain joined by `&&`; this is the first `deno` command of the chain, or [] when
+ * there is none.
+ */
+export function denoWords(task: string): string[] {
+  const cmd = task.split(/;|&&/).map((c) => c.trim()).find((c) => c.startsWith("deno "));
+  return cmd ? cmd.split(/\s+/) : [];
+}

@@ -18,6 +18,7 @@ import { type MetricLine, pretrain, type PretrainSummary } from "../src/train/pr
 import { openRunData } from "../src/train/run_data.ts";
 import { readState } from "../src/train/state.ts";
 import { assert, assertEquals } from "../src/util/assert.ts";
+import { denoWords } from "./helpers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const FFI = "--allow-ffi=/usr/lib,/usr/lib64,/usr/local/lib,/opt/homebrew,native/build";
@@ -105,7 +106,7 @@ function kebab(k: string): string {
 /** The pretrain task's `deno run …` words from deno.json, writing to `runsDir`, with `flags`. */
 async function taskArgs(runsDir: string, flags: Record<string, unknown>): Promise<string[]> {
   const tasks = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`)).tasks;
-  const words = (tasks.pretrain as string).split(/\s+/);
+  const words = denoWords(tasks.pretrain);
   const i = words.indexOf("--allow-write=runs");
   assert(i > 0, `the pretrain task should write only under runs/: ${tasks.pretrain}`);
   words[i] = `--allow-write=${runsDir}`;

@@ -10,13 +10,14 @@
  * the tasks may write), removed afterwards.
  */
 import { assert } from "../src/util/assert.ts";
+import { denoWords } from "./helpers.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 /** Spawning the tasks needs `--allow-run=deno` (`deno task test` grants it). */
 const NO_RUN = Deno.permissions.querySync({ name: "run", command: "deno" }).state !== "granted";
 /** Lines that mean a task needed a permission it was not granted. */
 const DENIED = /NotCapable|PermissionDenied|Requires \w+ access|requests \w+ access|Allow\?/;
-/** libwayland's complaint from the WebGPU adapter probe (tasks/main.ts quiets it). */
+/** libwayland's complaint from the WebGPU adapter probe (`quietWaylandProbe` in context.ts quiets it). */
 const XDG = /XDG_RUNTIME_DIR is invalid/;
 /** A run whose output shows a prompt is stopped after this long without news. */
 const LIMIT_MS = 120_000;
@@ -27,7 +28,7 @@ async function runTasks(): Promise<Map<string, { flags: string[]; script: string
     JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks;
   const out = new Map<string, { flags: string[]; script: string }>();
   for (const [name, cmd] of Object.entries(tasks)) {
-    const words = cmd.trim().split(/\s+/);
+    const words = denoWords(cmd);
     if (words[0] !== "deno" || words[1] !== "run" || cmd.includes("&&")) continue;
     const i = words.findIndex((w, j) => j > 1 && !w.startsWith("-"));
     out.set(name, { flags: words.slice(2, i), script: words[i] });
@@ -200,4 +201,27 @@ Deno.test({
   name: "no deno run task prompts for a permission in a terminal",
   ignore: NO_RUN || NO_SCRIPT,
   fn: () => checkAll(true),
+});
+
+Deno.test({
+  name: "the library's adapter probe stays quiet on a headless terminal (README's Library snippet)",
+  ignore: NO_RUN,
+  fn: async () => {
+    const script = await Deno.makeTempFile({ prefix: "dbot-library-", suffix: ".ts" });
+    try {
+      const mod = new URL("../mod.ts", import.meta.url).href;
+      await Deno.writeTextFile(
+        script,
+        `import { selectBackend } from ${JSON.stringify(mod)};\n` +
+          `const { backend, reason } = await selectBackend("auto");\n` +
+          `console.log(reason);\nbackend.dispose();\n`,
+      );
+      const flags = ["--allow-read", "--allow-env=XDG_RUNTIME_DIR"];
+      const r = await runTask(flags, script, [], false);
+      assertClean("selectBackend('auto') from mod.ts", r);
+      assert(/^(cpu|webgpu) \(auto: /.test(r.output), r.output);
+    } finally {
+      await Deno.remove(script);
+    }
+  },
 });

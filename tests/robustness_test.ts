@@ -253,7 +253,7 @@ Deno.test("deno.json tasks use scoped permissions: no -A, writes only to runs/, 
   const tasks: Record<string, string> =
     JSON.parse(await Deno.readTextFile(`${ROOT}deno.json`)).tasks;
   for (const [name, cmd] of Object.entries(tasks)) {
-    for (const run of cmd.split("&&").map((c) => c.trim().split(/\s+/))) {
+    for (const run of cmd.split(/&&|;/).map((c) => c.trim().split(/\s+/))) {
       if (run[0] !== "deno" || !["run", "test", "bench"].includes(run[1])) continue;
       const flags = run.filter((w) => w.startsWith("-"));
       assert(!flags.some((f) => f === "-A" || f === "--allow-all"), `${name}: ${cmd}`);
