@@ -5,8 +5,11 @@
  * @module
  */
 
+import { quietWaylandProbe } from "../src/backend/webgpu/headless.ts";
+
 /** Awaits `body`; on an error prints `error: <message>` (with a hint for permission errors) and exits 1. */
 export async function main(body: () => Promise<void>): Promise<void> {
+  quietWaylandProbe();
   try {
     await body();
   } catch (e) {

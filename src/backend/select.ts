@@ -7,6 +7,7 @@
 import { type Backend, type BackendFacts, describeBackend } from "./backend.ts";
 import { CpuBackend, type CpuBackendOptions } from "./cpu/backend.ts";
 import { GpuContext, GpuUnavailableError } from "./webgpu/context.ts";
+import { quietWaylandProbe } from "./webgpu/headless.ts";
 import { WebGpuBackend } from "./webgpu/backend.ts";
 
 /** What `--backend` accepts. */
@@ -52,6 +53,7 @@ export async function selectBackend(
   kind: BackendKind,
   options: SelectBackendOptions = {},
 ): Promise<SelectedBackend> {
+  quietWaylandProbe();
   const cpu = () => new CpuBackend({ nativeLibrary: options.nativeLibrary });
   const selected = (backend: Backend, chosen: string, detail?: string): SelectedBackend => {
     const facts = backend.facts;

@@ -117,12 +117,12 @@ export class GpuContext {
   }
 
   /**
-   * Just the adapter, or null when WebGPU has none. Never throws. Keeps the probe quiet
-   * on a headless Linux terminal: see {@link quietWaylandProbe}.
+   * Just the adapter, or null when WebGPU has none. Never throws. (Under Deno,
+   * `quietWaylandProbe` of `headless.ts` keeps the probe quiet on a headless terminal;
+   * `selectBackend` and the tasks call it first.)
    */
   static async adapter(): Promise<GPUAdapter | null> {
     if (typeof navigator === "undefined" || !("gpu" in navigator)) return null;
-    quietWaylandProbe();
     try {
       return await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
     } catch {
@@ -250,23 +250,6 @@ export class GpuContext {
   destroy(): void {
     this.device.destroy();
   }
-}
-
-/**
- * Mesa's Vulkan device-selection layer, which runs when WebGPU looks for an adapter, asks
- * libwayland for a display; without `XDG_RUNTIME_DIR` (a headless terminal, ssh, a
- * container) libwayland prints "error: XDG_RUNTIME_DIR is invalid or not set in the
- * environment." twice, although nothing is wrong. Where it is unset and this process may
- * set it (`--allow-env=XDG_RUNTIME_DIR`: every task has it), point it at /tmp for this
- * process: the display lookup then fails quietly, as it would anyway. Without the
- * permission nothing changes (reading it would prompt), and the lines may appear.
- */
-export function quietWaylandProbe(): void {
-  if (typeof Deno === "undefined" || Deno.build.os !== "linux") return; // a browser: nothing to do
-  // query first: a plain read without the permission would prompt in a terminal
-  const env = { name: "env", variable: "XDG_RUNTIME_DIR" } as const;
-  if (Deno.permissions.querySync(env).state !== "granted") return;
-  if (!Deno.env.get("XDG_RUNTIME_DIR")) Deno.env.set("XDG_RUNTIME_DIR", "/tmp");
 }
 
 /** One device error as a sentence with what to try. */
