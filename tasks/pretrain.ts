@@ -22,7 +22,7 @@ await main(async () => {
     resume: {
       type: "boolean",
       help: "continue runs/<name> from its saved state (its config; --backend, --on-nan, " +
-        "--strict from this command)",
+        "--strict, --data-workers from this command)",
     },
     quiet: { type: "boolean", help: "no progress output" },
     ...PRINT_CONFIG_FLAG,
@@ -77,6 +77,7 @@ async function run(
       backend: cfg.backend,
       onNan: cfg.onNan,
       strict: cfg.strict,
+      dataWorkers: cfg.dataWorkers,
     });
   }
   const nativeLib = flags["native-lib"] === undefined ? undefined : String(flags["native-lib"]);

@@ -7,6 +7,8 @@ import {
   IDX_LABELS_MAGIC,
 } from "../src/data/fashion_mnist.ts";
 import { SHAPE_CLASSES } from "../src/data/shapes.ts";
+import { BadImageError } from "../src/data/error.ts";
+import { FolderDataset, listFolder, loadPngDecoder } from "../src/data/folder.ts";
 import {
   centerCrop,
   evalTransform,
@@ -257,16 +259,27 @@ Deno.test({
 
 // ---- folders ---------------------------------------------------------------
 
-Deno.test("openDataset(DIR) decodes PNG/JPEG class folders and skips a corrupt file with a warning", async () => {
-  const warnings: string[] = [];
+Deno.test("FolderDataset decodes PNG/JPEG files when read; a corrupt file is a BadImageError, or a DataError when strict", async () => {
   const dir = `${FIXTURES}/flat`;
-  const ds = await openDataset(dir, "train", { warn: (m) => warnings.push(m) });
-  assertEquals(ds.name, `folder:${dir}`);
+  await loadPngDecoder();
+  const list = await listFolder(dir, "train");
+  const test = await listFolder(dir, "test");
+  // every file (README ignored) read as one split, to check each decode
+  const all = {
+    classNames: list.classNames,
+    paths: [...list.paths, ...test.paths].sort(),
+    labels: Int32Array.from([0, 0, 0, 1, 1, 1]),
+  };
+  const ds = new FolderDataset(`folder:${dir}`, "train", all, false);
   assertEquals(ds.classNames, ["circle", "square"]);
-  // circle: a_rgb, b_rgba, c_grey16; square: a_grey, b_rgb.jpg (c_corrupt.png skipped, README ignored).
-  assertEquals(Array.from(ds.labels), [0, 0, 0, 1, 1]);
-  assertEquals(warnings.length, 1);
-  assert(warnings[0].includes("Skipped 1") && warnings[0].includes("c_corrupt.png"), warnings[0]);
+  assertEquals(ds.paths.map((p) => p.slice(dir.length + 1)), [
+    "circle/a_rgb.png",
+    "circle/b_rgba.png",
+    "circle/c_grey16.png",
+    "square/a_grey.png",
+    "square/b_rgb.jpg",
+    "square/c_corrupt.png",
+  ]);
   assertEquals(ds.channels, 3);
   assertEquals(ds.size!(0), { height: 5, width: 6 });
   assertEquals([ds.height, ds.width], [5, 6]);
@@ -286,35 +299,49 @@ Deno.test("openDataset(DIR) decodes PNG/JPEG class folders and skips a corrupt f
   // c_grey16.png: 65535 → 1, 0 → 0, 32768 → 0.5; grey replicated to 3 channels.
   const g16 = ds.image(2);
   assertAllClose([g16[0], g16[1], g16[2], g16[16], g16[32 + 1]], [1, 0, 32768 / 65535, 1, 0]);
-  // a_grey.png: 17·j / 255.
-  assertAllClose(
-    ds.image(3).subarray(0, 16),
-    Float32Array.from({ length: 16 }, (_, j) => 17 * j / 255),
-  );
+  // a_grey.png: 17·j / 255, replicated to 3 channels.
+  const grey = ds.image(3);
+  assertAllClose(grey.subarray(0, 16), Float32Array.from({ length: 16 }, (_, j) => 17 * j / 255));
+  assertEquals(Array.from(grey.subarray(0, 16)), Array.from(grey.subarray(32, 48)));
   // b_rgb.jpg: (255, 128, 0), lossy.
   const jpg = ds.image(4);
   assertAllClose([jpg[0], jpg[64], jpg[128]], [1, 128 / 255, 0], { atol: 3 / 255 });
+  // c_corrupt.png: skippable when read, by name
+  try {
+    ds.image(5);
+    throw new Error("the corrupt file decoded");
+  } catch (e) {
+    assert(e instanceof BadImageError && e.path.endsWith("c_corrupt.png"), String(e));
+  }
+  const strict = new FolderDataset(`folder:${dir}`, "train", all, true);
+  await assertDataError(async () => strict.image(5), "c_corrupt.png", "--strict");
 });
 
-Deno.test("openDataset(DIR, {strict}) rejects the corrupt file by name", async () => {
-  await assertDataError(
-    () => openDataset(`${FIXTURES}/flat`, "test", { strict: true }),
-    "c_corrupt.png",
-    "strict",
-  );
+Deno.test("openDataset(DIR) without train/ and val/ holds out a seeded, class-stratified test split and says so", async () => {
+  const dir = `${FIXTURES}/flat`;
+  const notes: string[] = [];
+  const train = await openDataset(dir, "train", { warn: (m) => notes.push(m) });
+  const test = await openDataset(dir, "test", { warn: (m) => notes.push(m) });
+  assertEquals([train.count, test.count], [4, 2]);
+  assertEquals(Array.from(test.labels), [0, 1]); // one of each class's 3 files
+  const paths = (d: Dataset) => (d as FolderDataset).paths;
+  assertEquals(paths(train).filter((p) => paths(test).includes(p)), []); // disjoint
+  assertEquals(notes.length, 1);
+  assert(notes[0].includes("held out") && notes[0].includes("2 of 6"), notes[0]);
+  assertEquals((test as FolderDataset).holdout, notes[0]);
+  // the same split every time (seeded), whatever opens it
+  const again = await listFolder(dir, "test");
+  assertEquals(again.paths, paths(test));
+  // one image a class leaves nothing to hold out: the test split is refused, naming the fix
+  await assertDataError(() => openDataset(`${FIXTURES}/grey`, "test"), "val/");
 });
 
-Deno.test("openDataset(DIR) of greyscale PNG and JPEG has 1 channel; mixed folders replicate grey", async () => {
+Deno.test("openDataset(DIR) of greyscale PNG and JPEG has 1 channel", async () => {
   const grey = await openDataset(`${FIXTURES}/grey`, "train");
   assertEquals([grey.channels, grey.count], [1, 2]);
   assertAllClose(grey.image(0), new Float32Array(12).fill(0.2));
   assertEquals(grey.size!(1), { height: 8, width: 8 });
   assertAllClose(grey.image(1), new Float32Array(64).fill(0.8), { atol: 2 / 255 });
-
-  const mixed = await openDataset(`${FIXTURES}/flat`, "train", { warn: () => {} });
-  const img = mixed.image(3); // a_grey.png
-  assertEquals(img.length, 3 * 16);
-  assertEquals(Array.from(img.subarray(0, 16)), Array.from(img.subarray(32, 48)));
 });
 
 Deno.test("openDataset(DIR) uses train/ and val/ sub-folders with labels shared across splits", async () => {

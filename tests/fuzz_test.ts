@@ -6,9 +6,10 @@
  * exception, a hang, or an allocation a lying header asked for.
  */
 import { png } from "./png.ts";
-import { DataError, openDataset } from "../src/data/dataset.ts";
+import { DataError } from "../src/data/dataset.ts";
 import { decodeIdx, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC } from "../src/data/fashion_mnist.ts";
-import { MAX_IMAGE_PIXELS } from "../src/data/folder.ts";
+import { FolderDataset, loadPngDecoder, MAX_IMAGE_PIXELS } from "../src/data/folder.ts";
+import { ImagePipeline } from "../src/data/pipeline.ts";
 import { decodeSafetensors, encodeSafetensors, SafetensorsError } from "../src/io/safetensors.ts";
 import { assert, assertEquals } from "../src/util/assert.ts";
 import { Rng } from "../src/util/rng.ts";
@@ -393,7 +394,8 @@ Deno.test("decodeIdx() stops inflating a gzip bomb at the length its header decl
 
 // ---- images -------------------------------------------------------------------------
 
-Deno.test("openDataset(DIR) skips corrupt, empty, truncated and oversized images with one warning; strict names each", async () => {
+Deno.test("FolderDataset: corrupt, empty, truncated and oversized images are skipped once each when read; strict names each", async () => {
+  await loadPngDecoder();
   const dir = await Deno.makeTempDir();
   const good = await png(4, 4, 2, 3);
   const rng = new Rng(3);
@@ -413,13 +415,26 @@ Deno.test("openDataset(DIR) skips corrupt, empty, truncated and oversized images
   await Deno.writeFile(`${dir}/b/good_grey_alpha.png`, await png(4, 4, 4, 2)); // 2 channels: alpha dropped
   for (const [name, bytes] of Object.entries(bad)) await Deno.writeFile(`${dir}/b/${name}`, bytes);
 
-  const warnings: string[] = [];
-  const ds = await openDataset(dir, "train", { warn: (m) => warnings.push(m) });
-  assertEquals(ds.count, 2);
-  assertEquals(Array.from(ds.labels), [0, 1]);
+  // every file on the training side: the test split of a folder without val/ is held out
+  const ds = new FolderDataset(`folder:${dir}`, "train", {
+    classNames: ["a", "b"],
+    paths: [
+      `${dir}/a/good_rgb.png`,
+      `${dir}/b/good_grey_alpha.png`,
+      ...Object.keys(bad).map((n) => `${dir}/b/${n}`),
+    ],
+    labels: Int32Array.from({ length: 2 + Object.keys(bad).length }, (_, i) => i === 0 ? 0 : 1),
+  }, false);
   assertEquals(ds.channels, 3);
-  assertEquals(warnings.length, 1);
-  assert(warnings[0].startsWith(`Skipped ${Object.keys(bad).length} unreadable`), warnings[0]);
+  // the pipeline skips each bad file once, naming it; the next readable image stands in
+  const pipe = new ImagePipeline(ds, 4, 3, [0, 0, 0], [1, 1, 1]);
+  for (let i = 2; i < ds.count; i++) {
+    assertEquals(pipe.eval(i), pipe.eval(0)); // wraps round to image 0
+  }
+  const skipped = pipe.takeSkipped();
+  assertEquals(skipped.length, Object.keys(bad).length);
+  for (const name of Object.keys(bad)) assert(skipped.some((s) => s.includes(`/b/${name}`)), name);
+  assertEquals(pipe.takeSkipped(), []); // reported once
   // grey+alpha: the grey values, replicated
   const grey = ds.image(1);
   assertEquals(grey.subarray(0, 16), grey.subarray(16, 32));
@@ -427,10 +442,14 @@ Deno.test("openDataset(DIR) skips corrupt, empty, truncated and oversized images
   for (const [name, bytes] of Object.entries(bad)) {
     const one = await Deno.makeTempDir();
     await Deno.mkdir(`${one}/c`);
-    await Deno.writeFile(`${one}/c/a.png`, good);
     await Deno.writeFile(`${one}/c/${name}`, bytes);
+    const strict = new FolderDataset(`folder:${one}`, "train", {
+      classNames: ["c"],
+      paths: [`${one}/c/${name}`],
+      labels: new Int32Array(1),
+    }, true);
     try {
-      await openDataset(one, "train", { strict: true });
+      strict.image(0);
       throw new Error(`strict accepted ${name}`);
     } catch (e) {
       assert(e instanceof DataError, `${name}: ${e}`);

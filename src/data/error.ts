@@ -15,3 +15,17 @@ export class DataError extends Error {
     this.name = "DataError";
   }
 }
+
+/**
+ * One image file could not be read (corrupt, truncated, empty, vanished): the pipeline
+ * skips it with a warning and a count. Without skipping it is an ordinary DataError.
+ */
+export class BadImageError extends DataError {
+  /** Builds the error for `path`, unreadable because `why`. */
+  constructor(readonly path: string, readonly why: string) {
+    super(
+      `Cannot decode ${path}: ${why}; remove or replace the file (skipped unless --strict-data)`,
+    );
+    this.name = "BadImageError";
+  }
+}

@@ -6,44 +6,61 @@
  * DIR/dog/002.jpg   DIR/test/cat/101.png   (or DIR/val/…)
  * ```
  *
- * With `train/` and `test/` (or `val/`) sub-folders each split reads its own;
- * otherwise both splits read the whole directory. Class names are the sorted
- * union of the class folders, so labels agree across splits; files are read
- * in sorted order. Every file is decoded once at open time (image-js) and held
- * in memory; a corrupt file (truncated, not an image, zero-size, an unsupported
- * colour model, or a header claiming more than {@link MAX_IMAGE_PIXELS} pixels,
- * which is checked before decoding so a lying header cannot exhaust memory) is
- * skipped with one warning and a count (or is a {@link DataError} when `strict`).
+ * Opening lists the files (sorted; labels are the sorted union of the class folders, so
+ * they agree across splits) and reads one header per class; nothing is decoded until an
+ * image is asked for, so memory does not grow with the dataset. With `train/` and
+ * `test/` (or `val/`) each split reads its own; a folder without them is split here: a
+ * seeded, class-stratified {@link HOLDOUT_FRACTION} of each class is the test split (the
+ * same for every run and task), and the rest is the training split.
+ *
+ * A file that is corrupt (truncated, not an image, zero-size, an unsupported colour model,
+ * a header claiming more than {@link MAX_IMAGE_PIXELS} pixels, checked before decoding) or
+ * that vanished throws a {@link BadImageError} when read, which the pipeline skips and
+ * counts; with `strict` it is a plain {@link DataError} that ends the run.
  *
  * @module
  */
-import type { Dataset, Split } from "./types.ts";
-import { DataError } from "./error.ts";
+import type { Dataset, ImageRead, Split } from "./types.ts";
+import { BadImageError, DataError } from "./error.ts";
+import {
+  decodeImageFile,
+  loadPngDecoder,
+  MAX_IMAGE_PIXELS,
+  type Planar,
+  pngDecoderLoaded,
+  readHeader,
+} from "./image_file.ts";
+import { Rng } from "../util/rng.ts";
+
+export { loadPngDecoder, MAX_IMAGE_PIXELS };
 
 const IMAGE_EXT = /\.(png|jpe?g)$/i;
 
-/** Images whose header claims more pixels than this (16384²) are refused before decoding. */
-export const MAX_IMAGE_PIXELS = 1 << 28;
+/** Share of each class held out as the test split of a folder with no `test/` or `val/`. */
+export const HOLDOUT_FRACTION = 0.1;
 
 /** Options for {@link openFolder}. */
 export interface FolderOptions {
-  /** Corrupt files throw instead of being skipped. */
+  /** Corrupt files throw a {@link DataError} instead of a skippable {@link BadImageError}. */
   strict: boolean;
-  /** Receives the skip warning. */
+  /** Receives notes (the held-out split). */
   warn: (msg: string) => void;
 }
 
-/** One decoded image: [C, H, W] bytes or 16-bit words, scaled by `1 / maxValue` on access. */
-interface Stored {
-  data: Uint8Array | Uint16Array;
-  channels: number;
-  height: number;
-  width: number;
-  maxValue: number;
+/** The file list of one split: paths and labels, in order. */
+export interface FolderListing {
+  /** Class names; label k is classNames[k]. */
+  classNames: string[];
+  /** File paths. */
+  paths: string[];
+  /** Labels, one per path. */
+  labels: Int32Array;
+  /** Set when the test split was held out of the training folder: what was done. */
+  holdout?: string;
 }
 
-/** Opens the `split` of the class-folder dataset at `dir`. */
-export async function openFolder(dir: string, split: Split, opts: FolderOptions): Promise<Dataset> {
+/** Lists the `split` of the class-folder tree at `dir` (no file is opened). */
+export async function listFolder(dir: string, split: Split): Promise<FolderListing> {
   if (!(await isDir(dir))) {
     throw new DataError(
       `Cannot open dataset "${dir}": not a directory, and not "shapes" or "fashion-mnist"; ` +
@@ -58,9 +75,8 @@ export async function openFolder(dir: string, split: Split, opts: FolderOptions)
       break;
     }
   }
-  const roots = test !== undefined && (await isDir(train))
-    ? { train, test }
-    : { train: dir, test: dir };
+  const split2 = test !== undefined && (await isDir(train));
+  const roots = split2 ? { train, test: test! } : { train: dir, test: dir };
   const classNames = [...new Set([...await subDirs(roots.train), ...await subDirs(roots.test)])]
     .sort();
   const root = roots[split];
@@ -70,166 +86,176 @@ export async function openFolder(dir: string, split: Split, opts: FolderOptions)
         `put the images of each class in their own folder, e.g. ${root}/cat/001.png`,
     );
   }
-
-  const { decode } = await import("image-js");
-  const images: Stored[] = [];
+  const paths: string[] = [];
   const labels: number[] = [];
-  const bad: string[] = [];
+  let held = 0, total = 0;
   for (let k = 0; k < classNames.length; k++) {
     const classDir = `${root}/${classNames[k]}`;
     if (!(await isDir(classDir))) continue; // a class present only in the other split
-    for (const file of await imageFiles(classDir)) {
-      const path = `${classDir}/${file}`;
-      let img: Stored;
-      try {
-        const bytes = await Deno.readFile(path);
-        checkHeaderSize(bytes);
-        img = toStored(
-          decode(bytes),
-          IMAGE_EXT.exec(file)![1].toLowerCase() !== "png",
-        );
-      } catch (e) {
-        const why = e instanceof Error ? e.message : String(e);
-        if (opts.strict) {
-          throw new DataError(
-            `Cannot decode ${path}: ${why}; remove or replace the file, or open without strict to skip it`,
-            { cause: e },
-          );
-        }
-        bad.push(`${path} (${why})`);
-        continue;
-      }
-      images.push(img);
+    let files = await imageFiles(classDir);
+    if (!split2) {
+      const test = heldOut(files.length, k);
+      held += test.size;
+      total += files.length;
+      files = files.filter((_, j) => test.has(j) === (split === "test"));
+    }
+    for (const f of files) {
+      paths.push(`${classDir}/${f}`);
       labels.push(k);
     }
   }
-  if (bad.length > 0) {
-    const shown = bad.slice(0, 3).join(", ") + (bad.length > 3 ? `, … ${bad.length - 3} more` : "");
-    opts.warn(`Skipped ${bad.length} unreadable image file(s) in ${root}: ${shown}`);
-  }
-  if (images.length === 0) {
+  if (paths.length === 0) {
     throw new DataError(
-      `Cannot open dataset "${dir}": no readable PNG/JPEG files under ${root}/<class>/; ` +
-        `add images or check the path`,
+      `Cannot open dataset "${dir}": no PNG/JPEG files under ${root}/<class>/` +
+        (split2
+          ? "; add images or check the path"
+          : ` for the ${split} split (no class has 2 images to hold one out); add images, ` +
+            `or put the test images in ${dir}/val/<class>/ and the rest in ${dir}/train/<class>/`),
     );
   }
-  return new FolderDataset(`folder:${dir}`, split, classNames, images, Int32Array.from(labels));
+  const holdout = split2 ? undefined : `${dir} has no train/ and val/ (or test/) folders: ` +
+    `${held} of ${total} images (${
+      100 * HOLDOUT_FRACTION
+    }% of each class, seeded) are held out as the test split`;
+  return { classNames, paths, labels: Int32Array.from(labels), holdout };
 }
 
-/** Decoded images; `channels` is 3 if any image has colour, else 1 (grey is replicated as needed). */
-class FolderDataset implements Dataset {
+/** Which of a class's `n` sorted files (class `k`) are held out: seeded, the same every run. */
+function heldOut(n: number, k: number): Set<number> {
+  const m = n < 2 ? 0 : Math.max(1, Math.round(n * HOLDOUT_FRACTION));
+  const rng = new Rng(0x5eed0000 + k);
+  const idx = Array.from({ length: n }, (_, j) => j);
+  for (let j = n - 1; j > 0; j--) {
+    const r = Math.floor(rng.uniform() * (j + 1));
+    [idx[j], idx[r]] = [idx[r], idx[j]];
+  }
+  return new Set(idx.slice(0, m));
+}
+
+/** Opens the `split` of the class-folder dataset at `dir`: a listing, decoded on demand. */
+export async function openFolder(dir: string, split: Split, opts: FolderOptions): Promise<Dataset> {
+  const list = await listFolder(dir, split);
+  if (list.holdout && split === "test") opts.warn(list.holdout);
+  await loadPngDecoder();
+  return new FolderDataset(`folder:${dir}`, split, list, opts.strict);
+}
+
+/**
+ * Images decoded from their files when read. `channels` is 3 if the first image of any
+ * class has colour, else 1; `height` and `width` are image 0's.
+ */
+export class FolderDataset implements Dataset {
   readonly count: number;
   readonly channels: number;
   readonly height: number;
   readonly width: number;
+  readonly classNames: readonly string[];
+  readonly labels: Int32Array;
+  /** The files, in order. */
+  readonly paths: readonly string[];
+  /** What the held-out test split is, when there is one (for config.json). */
+  readonly holdout?: string;
 
+  /**
+   * A dataset over `list`; `strict` makes a bad file a DataError rather than skippable.
+   * Needs `await loadPngDecoder()` first ({@link openFolder} does it).
+   */
   constructor(
     readonly name: string,
     readonly split: Split,
-    readonly classNames: readonly string[],
-    private readonly images: Stored[],
-    readonly labels: Int32Array,
+    list: FolderListing,
+    private readonly strict: boolean,
   ) {
-    this.count = images.length;
-    this.channels = images.some((im) => im.channels === 3) ? 3 : 1;
-    this.height = images[0].height;
-    this.width = images[0].width;
+    if (!pngDecoderLoaded()) {
+      throw new Error("Cannot make a FolderDataset before the PNG decoder: await loadPngDecoder()");
+    }
+    this.classNames = list.classNames;
+    this.labels = list.labels;
+    this.paths = list.paths;
+    this.count = list.paths.length;
+    this.holdout = list.holdout;
+    let colour = false, first: { height: number; width: number } | null = null;
+    for (let i = 0; i < this.count; i++) {
+      if (i > 0 && this.labels[i] === this.labels[i - 1]) continue; // first of each class
+      const hdr = this.#header(i);
+      if (!hdr) continue;
+      first ??= hdr;
+      colour ||= hdr.channels === 3;
+    }
+    this.channels = colour ? 3 : 1;
+    this.height = first?.height ?? 0;
+    this.width = first?.width ?? 0;
   }
 
-  image(i: number): Float32Array {
+  #header(i: number): { height: number; width: number; channels: number } | null {
+    try {
+      return readHeader(Deno.readFileSync(this.paths[i]));
+    } catch {
+      return null; // a bad file: found and counted when it is read
+    }
+  }
+
+  #check(i: number): void {
     if (!Number.isInteger(i) || i < 0 || i >= this.count) {
       throw new RangeError(
         `Cannot read ${this.name} image ${i}: the ${this.split} split has ${this.count}`,
       );
     }
-    const im = this.images[i];
-    const HW = im.height * im.width;
-    const out = new Float32Array(this.channels * HW);
-    const s = 1 / im.maxValue;
-    for (let c = 0; c < this.channels; c++) {
-      const src = Math.min(c, im.channels - 1) * HW; // grey → replicate
-      for (let j = 0; j < HW; j++) out[c * HW + j] = im.data[src + j] * s;
+  }
+
+  /** Image i decoded (at ≥ `min` when a JPEG allows DCT scaling), [channels, H, W] in [0, 1]. */
+  read(i: number, min?: { width: number; height: number }): ImageRead {
+    this.#check(i);
+    const path = this.paths[i];
+    let im: Planar;
+    try {
+      im = decodeImageFile(Deno.readFileSync(path), min);
+    } catch (e) {
+      const why = e instanceof Deno.errors.NotFound
+        ? "the file is gone"
+        : e instanceof Error
+        ? e.message
+        : String(e);
+      if (this.strict) {
+        throw new DataError(
+          `Cannot decode ${path}: ${why}; remove or replace the file, or run without ` +
+            `--strict-data to skip it`,
+          { cause: e },
+        );
+      }
+      throw new BadImageError(path, why);
     }
-    return out;
+    return { image: planarToFloat(im, this.channels), height: im.height, width: im.width };
+  }
+
+  image(i: number): Float32Array {
+    return this.read(i).image;
   }
 
   size(i: number): { height: number; width: number } {
-    const im = this.images[i];
-    return { height: im.height, width: im.width };
+    const r = this.read(i);
+    return { height: r.height, width: r.width };
   }
-}
-
-/** The subset of image-js's `Image` read here. */
-interface Decoded {
-  width: number;
-  height: number;
-  components: number; // colour channels without alpha
-  channels: number; // with alpha
-  maxValue: number;
-  getRawImage(): { data: ArrayLike<number> };
 }
 
 /**
- * Interleaved [H, W, channels] → planar [C, H, W], dropping alpha. jpeg-js
- * always decodes to RGBA, so a JPEG whose three channels agree everywhere is
- * stored as grey.
+ * Planar bytes → [C, H, W] floats in [0, 1]: grey replicated to C = 3; colour averaged
+ * to C = 1.
  */
-function toStored(img: Decoded, isJpeg: boolean): Stored {
-  const { width: W, height: H, channels: CH } = img;
-  const raw = img.getRawImage().data;
-  let C = img.components;
-  if (C !== 1 && C !== 3) throw new Error(`unsupported colour model with ${C} components`);
-  if (C === 3 && isJpeg) {
-    let grey = true;
-    for (let j = 0; j < H * W && grey; j++) {
-      grey = raw[j * CH] === raw[j * CH + 1] && raw[j * CH] === raw[j * CH + 2];
-    }
-    if (grey) C = 1;
+export function planarToFloat(im: Planar, C: number): Float32Array {
+  const HW = im.height * im.width;
+  const out = new Float32Array(C * HW);
+  const s = 1 / im.maxValue;
+  const d = im.data;
+  if (C === 1 && im.channels === 3) {
+    for (let j = 0; j < HW; j++) out[j] = ((d[j] * s + d[HW + j] * s) + d[2 * HW + j] * s) / 3;
+    return out;
   }
-  const data = img.maxValue > 255 ? new Uint16Array(C * H * W) : new Uint8Array(C * H * W);
   for (let c = 0; c < C; c++) {
-    for (let j = 0; j < H * W; j++) data[c * H * W + j] = raw[j * CH + c];
+    const src = Math.min(c, im.channels - 1) * HW; // grey → replicate
+    for (let j = 0; j < HW; j++) out[c * HW + j] = d[src + j] * s;
   }
-  return { data, channels: C, height: H, width: W, maxValue: img.maxValue };
-}
-
-/**
- * Refuses empty files and PNG/JPEG headers that claim a zero or huge size, before the
- * decoder allocates from them. Other formats are left to the decoder.
- */
-function checkHeaderSize(bytes: Uint8Array): void {
-  if (bytes.length === 0) throw new Error("the file is empty");
-  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let dims: [number, number] | null = null;
-  if (bytes.length >= 24 && v.getUint32(0) === 0x89504e47 && v.getUint32(12) === 0x49484452) {
-    dims = [v.getUint32(16), v.getUint32(20)]; // PNG IHDR: width, height
-  } else if (bytes.length >= 4 && v.getUint16(0) === 0xffd8) {
-    // JPEG: walk the marker segments to the first start-of-frame
-    for (let at = 2; at + 9 <= bytes.length;) {
-      if (bytes[at] !== 0xff) break;
-      const marker = bytes[at + 1];
-      if (marker === 0xff) {
-        at++; // fill byte
-        continue;
-      }
-      const isSof = marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 &&
-        marker !== 0xcc;
-      if (isSof) {
-        dims = [v.getUint16(at + 7), v.getUint16(at + 5)]; // width, height
-        break;
-      }
-      at += 2 + v.getUint16(at + 2);
-    }
-  }
-  if (dims === null) return;
-  const [w, h] = dims;
-  if (w === 0 || h === 0) throw new Error(`the header says ${w}×${h} pixels`);
-  if (w * h > MAX_IMAGE_PIXELS) {
-    throw new Error(
-      `the header says ${w}×${h} pixels, over the limit of ${MAX_IMAGE_PIXELS}; ` +
-        `the file is corrupt or far too large`,
-    );
-  }
+  return out;
 }
 
 async function isDir(path: string): Promise<boolean> {

@@ -7,7 +7,8 @@
  *
  * @module
  */
-import type { Dataset } from "./types.ts";
+import type { Dataset, ImageRead } from "./types.ts";
+import { BadImageError, DataError } from "./error.ts";
 import {
   colorJitter,
   evalTransform,
@@ -61,6 +62,8 @@ export class ImagePipeline {
   readonly augment: Readonly<AugmentOptions>;
   readonly #randAug: RandAugmentSpec | null;
   readonly #fill: number[];
+  readonly #bad = new Set<number>();
+  readonly #skipped: string[] = [];
 
   /** Binds `ds` to an output size, channel count, normalisation and transforms. */
   constructor(
@@ -88,10 +91,35 @@ export class ImagePipeline {
     this.#fill = mean.map((m) => Math.min(255, Math.round(255 * m)) / 255);
   }
 
-  /** Image i at its native size with the pipeline's channel count, values in [0, 1]. */
+  /**
+   * Image i at its native size with the pipeline's channel count, values in [0, 1]. An
+   * unreadable file ({@link BadImageError}) is skipped: the next readable image in index
+   * order stands in for it, so the substitute depends on the files alone (not on the
+   * thread or worker that reads it), and it is reported once by {@link takeSkipped}.
+   */
   #raw(i: number): { img: Float32Array; H: number; W: number } {
-    const { height: H, width: W } = this.ds.size ? this.ds.size(i) : this.ds;
-    return { img: toChannels(this.ds.image(i), this.ds.channels, H, W, this.channels), H, W };
+    const ds = this.ds;
+    for (let tries = 0; tries < ds.count; tries++) {
+      const j = (i + tries) % ds.count;
+      if (this.#bad.has(j)) continue;
+      try {
+        const r = readImage(ds, j);
+        const { height: H, width: W } = r;
+        return { img: toChannels(r.image, ds.channels, H, W, this.channels), H, W };
+      } catch (e) {
+        if (!(e instanceof BadImageError)) throw e;
+        this.#bad.add(j);
+        this.#skipped.push(`${e.path} (${e.why})`);
+      }
+    }
+    throw new DataError(
+      `Cannot read any image of ${ds.name} (${ds.split}): all ${ds.count} files are unreadable`,
+    );
+  }
+
+  /** Files found unreadable (and skipped) since the last call, as "path (why)". */
+  takeSkipped(): string[] {
+    return this.#skipped.splice(0);
   }
 
   /**
@@ -130,6 +158,13 @@ export class ImagePipeline {
   }
 }
 
+/** Image i and its size, from {@link Dataset.read} where the source has it. */
+export function readImage(ds: Dataset, i: number): ImageRead {
+  if (ds.read) return ds.read(i);
+  const { height, width } = ds.size ? ds.size(i) : ds;
+  return { image: ds.image(i), height, width };
+}
+
 /** A seeded permutation of `0..n-1` (Fisher–Yates). */
 export function permutation(n: number, rng: Rng): Int32Array {
   const p = new Int32Array(n);
@@ -165,8 +200,15 @@ export function channelStats(
   const sq = new Float64Array(channels);
   let count = 0;
   for (let i = 0; i < Math.min(n, ds.count); i++) {
-    const { height: H, width: W } = ds.size ? ds.size(i) : ds;
-    const img = toChannels(ds.image(i), ds.channels, H, W, channels);
+    let r: ImageRead;
+    try {
+      r = readImage(ds, i);
+    } catch (e) {
+      if (e instanceof BadImageError) continue; // reported when training reads it
+      throw e;
+    }
+    const { height: H, width: W } = r;
+    const img = toChannels(r.image, ds.channels, H, W, channels);
     const hw = H * W;
     for (let c = 0; c < channels; c++) {
       for (let k = 0; k < hw; k++) {

@@ -30,4 +30,19 @@ export interface Dataset {
   image(i: number): Float32Array;
   /** Size of image `i` (every dataset here implements it). */
   size?(i: number): { height: number; width: number };
+  /**
+   * Image `i` and its size in one read (file-backed datasets); with `min`, a source may
+   * return a smaller image (JPEG DCT scaling) as long as it is at least `min`.
+   */
+  read?(i: number, min?: { width: number; height: number }): ImageRead;
+}
+
+/** One image read by {@link Dataset.read}: [C, H, W] with values in [0, 1]. */
+export interface ImageRead {
+  /** The pixels. */
+  image: Float32Array;
+  /** Height. */
+  height: number;
+  /** Width. */
+  width: number;
 }

@@ -26,6 +26,8 @@ export interface MetricLine {
   elapsed_s: number;
   /** Steps skipped so far for a non-finite loss or gradient norm (`onNan: "skip"`). */
   skipped: number;
+  /** Unreadable image files skipped so far (each counted once; the next image stood in). */
+  data_skipped?: number;
 }
 
 /** summary.json. */
@@ -118,7 +120,7 @@ export class RunMetrics {
 
   /** Writes the window as one line and starts a new window; returns the line. */
   async flush(
-    at: Pick<MetricLine, "stage" | "epoch" | "step" | "lr" | "skipped">,
+    at: Pick<MetricLine, "stage" | "epoch" | "step" | "lr" | "skipped" | "data_skipped">,
     stepImages: number,
   ): Promise<MetricLine> {
     const now = performance.now();

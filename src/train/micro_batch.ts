@@ -27,6 +27,8 @@ export interface MicroBatch {
   noise: Float32Array;
   /** Each sample's stream after its noise (drop path: `DbotModel.setBatch`). */
   rngs: Rng[];
+  /** Files found unreadable while rendering it (skipped), as "path (why)". */
+  skipped?: string[];
 }
 
 /** One batch's images `[B, C, size, size]` and the RNG state after drawing them. */
@@ -37,6 +39,8 @@ export interface PreparedBatch {
   rngState: number;
   /** With one seed per sample: each sample's `Rng.state` after its augmentation. */
   rngStates?: Uint32Array;
+  /** Files found unreadable while rendering it (skipped), as "path (why)". */
+  skipped?: string[];
 }
 
 /**
@@ -63,11 +67,11 @@ export function renderBatch(
       images.set(pipe.train(indices[b], rng), b * per);
       rngStates[b] = rng.state;
     }
-    return { images, rngState: rng.state, rngStates };
+    return { images, rngState: rng.state, rngStates, skipped: pipe.takeSkipped() };
   }
   const rng = new Rng(seed);
   for (let b = 0; b < indices.length; b++) images.set(pipe.train(indices[b], rng), b * per);
-  return { images, rngState: rng.state };
+  return { images, rngState: rng.state, skipped: pipe.takeSkipped() };
 }
 
 /** The training view of a pre-training run: its crop scale and colour jitter (CLIP branch). */
@@ -129,5 +133,5 @@ export function microBatchOf(b: PreparedBatch, L: number): MicroBatch {
   });
   const noise = new Float32Array(rngs.length * L);
   rngs.forEach((r, i) => noise.set(r.uniformArray(L), i * L));
-  return { images: b.images, noise, rngs };
+  return { images: b.images, noise, rngs, skipped: b.skipped };
 }

@@ -1,6 +1,6 @@
 /**
- * The data worker of {@link "./prefetch.ts"}: opens the training split, rebuilds the
- * pipeline and renders requested batches in order.
+ * A data worker of {@link "./prefetch.ts"}: opens the training split, rebuilds the
+ * pipeline and renders requested batch parts in order.
  *
  * @module
  */
@@ -16,7 +16,7 @@ self.onmessage = async (e: MessageEvent<PrefetchRequest>) => {
   const msg = e.data;
   if (msg.kind === "init") {
     const { data, strict, size, channels, mean, std, augment } = msg.init;
-    // The main thread already reported any skipped file: stay quiet here.
+    // The main thread already said what it had to about the dataset: stay quiet here.
     pipe = openDataset(data, "train", { strict, warn: () => {} })
       .then((ds) => new ImagePipeline(ds, size, channels, mean, std, augment));
     return;
@@ -24,8 +24,8 @@ self.onmessage = async (e: MessageEvent<PrefetchRequest>) => {
   let reply: PrefetchReply;
   try {
     if (!pipe) throw new Error("the data worker got a job before its init");
-    const { images, rngState, rngStates } = renderBatch(await pipe, msg.indices, msg.seed);
-    reply = { kind: "batch", id: msg.id, images, rngState, rngStates };
+    const { images, rngState, rngStates, skipped } = renderBatch(await pipe, msg.indices, msg.seed);
+    reply = { kind: "batch", id: msg.id, images, rngState, rngStates, skipped };
     self.postMessage(reply, [images.buffer as ArrayBuffer]);
   } catch (err) {
     reply = { kind: "error", id: msg.id, message: (err as Error)?.message ?? String(err) };

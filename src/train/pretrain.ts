@@ -267,6 +267,7 @@ class PretrainRun {
               boundaries,
               mean: stats.mean,
               std: stats.std,
+              ...(data.holdout ? { testSplit: data.holdout } : {}),
             },
           });
         }
@@ -354,7 +355,10 @@ class PretrainRun {
   /** A metrics.jsonl line and a progress update. */
   async logLine(stage: number, epoch: number, lr: number): Promise<void> {
     const { step, skipped } = this.pos;
-    const line = await this.metrics.flush({ stage, epoch, step, lr, skipped }, this.stepImages);
+    const line = await this.metrics.flush(
+      { stage, epoch, step, lr, skipped, data_skipped: this.data.skippedFiles() },
+      this.stepImages,
+    );
     const totalSteps = this.totalEpochs * this.data.itersPerEpoch;
     const ips = this.metrics.imagesPerS;
     const etaS = ((totalSteps - step) * this.stepImages) / ips;

@@ -124,6 +124,8 @@ export interface PretrainConfig {
   onNan: "stop" | "skip";
   /** Folder datasets: a corrupt image file is an error instead of a skipped file. */
   strict: boolean;
+  /** Data workers rendering training batches ahead (0: inline on the training thread). */
+  dataWorkers: number;
 }
 
 /** `onNan: "skip"` stops the run after this many skipped steps in a row. */
@@ -175,6 +177,7 @@ export const PRETRAIN_DEFAULTS: Readonly<PretrainConfig> = Object.freeze({
   backend: "auto",
   onNan: "stop",
   strict: false,
+  dataWorkers: 1,
 });
 
 /** What every ImageNet-scale recipe shares: 224 px, ImageNet mean/std, 4096 images a step. */
@@ -381,6 +384,11 @@ export const PRETRAIN_CONFIG: Config<PretrainConfig> = defineConfig<PretrainConf
     },
     strict: {
       help: "a corrupt image in a folder dataset is an error (default: skipped with a warning)",
+    },
+    dataWorkers: {
+      help: "data workers that decode and augment batches ahead (0: inline; the batches are " +
+        "the same for any number)",
+      check: check((v) => Number.isInteger(v) && v >= 0 && v <= 64, "give 0 … 64"),
     },
   },
   checkAll(c) {

@@ -47,7 +47,11 @@ export interface RunData {
   knn(weights: Map<string, Float32Array>): Promise<KnnResult>;
   /** Checkpoint metadata of stage `stage`. */
   ckptConfig(stage: number): Record<string, unknown>;
-  /** Stops the data worker. */
+  /** Unreadable image files skipped so far (each counted once). */
+  skippedFiles(): number;
+  /** What the held-out test split is, when the data had none (for config.json). */
+  holdout?: string;
+  /** Stops the data workers. */
   dispose(): void;
 }
 
@@ -94,7 +98,8 @@ export async function openRunData(
   // bias, layer scale, q/v biases): k-NN and checkpoints use that config
   const student = cfg.student === "symmetric" ? symmetricVit(preset) : preset;
   const embedder = new Embedder(be, student, Math.min(64, Math.max(1, cfg.knnTest)));
-  const pf = o.prefetch
+  const workers = o.prefetch ? cfg.dataWorkers : 0;
+  const pf = workers > 0
     ? Prefetcher.create({
       data: cfg.data,
       strict: cfg.strict,
@@ -103,8 +108,19 @@ export async function openRunData(
       mean: [...stats.mean],
       std: [...stats.std],
       augment,
-    })
+    }, workers)
     : null;
+  // how many micro-batches are in flight: enough to keep every worker busy
+  const ahead = pf ? Math.max(2, pf.workers) : 0;
+  // unreadable files met while training: one warning each, and a count for metrics.jsonl
+  const skippedFiles = new Set<string>();
+  const noteSkipped = (list: string[] | undefined) => {
+    for (const f of list ?? []) {
+      if (skippedFiles.has(f)) continue;
+      skippedFiles.add(f);
+      o.log(`warning: skipped unreadable image ${f}; the next image stands in for it`);
+    }
+  };
   const images = new Float32Array(cfg.batch * channels * size * size);
   const L = deriveVit(student).numPatches;
 
@@ -113,8 +129,11 @@ export async function openRunData(
     const order = epochOrder(plan, epoch);
     const job = (j: number) => microBatchJob(plan, order, { first, step, j });
     const count = (itersPerEpoch - first) * cfg.accum;
-    let j = 0;
-    if (pf && count > 0) pf.request(...job(0));
+    let j = 0, asked = 0;
+    const ask = () => {
+      while (pf && asked < count && asked < j + ahead) pf.request(...job(asked++));
+    };
+    ask(); // the first batches render while the caller gets ready
     return {
       async next(): Promise<MicroBatch> {
         if (j >= count) {
@@ -122,12 +141,13 @@ export async function openRunData(
         }
         let b: PreparedBatch;
         if (pf) {
-          if (j + 1 < count) pf.request(...job(j + 1)); // one ahead
+          ask(); // `ahead` micro-batches in flight
           b = await pf.next();
         } else {
           b = renderBatch(train, ...job(j), images);
         }
         j++;
+        noteSkipped(b.skipped);
         return microBatchOf(b, L);
       },
     };
@@ -151,6 +171,7 @@ export async function openRunData(
     const nTr = nKnnTr, nTe = nKnnTe;
     const fTr = await embedder.embed(nTr, trainView, cfg.knnPool);
     const fTe = await embedder.embed(nTe, testView, cfg.knnPool);
+    noteSkipped([...train.takeSkipped(), ...test.takeSkipped()]);
     return knnClassify(
       { features: fTr, labels: trainDs.labels.slice(0, nTr) },
       { features: fTe, labels: testDs.labels.slice(0, nTe) },
@@ -175,6 +196,8 @@ export async function openRunData(
       run: cfg.name,
       data: cfg.data,
     }),
+    skippedFiles: () => skippedFiles.size,
+    holdout: (trainDs as { holdout?: string }).holdout,
     dispose: () => pf?.dispose(),
   };
 }
