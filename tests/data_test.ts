@@ -314,7 +314,11 @@ Deno.test("FolderDataset decodes PNG/JPEG files when read; a corrupt file is a B
     assert(e instanceof BadImageError && e.path.endsWith("c_corrupt.png"), String(e));
   }
   const strict = new FolderDataset(`folder:${dir}`, "train", all, true);
-  await assertDataError(async () => strict.image(5), "c_corrupt.png", "--strict");
+  await assertDataError(
+    () => Promise.resolve().then(() => strict.image(5)),
+    "c_corrupt.png",
+    "--strict",
+  );
 });
 
 Deno.test("openDataset(DIR) without train/ and val/ holds out a seeded, class-stratified test split and says so", async () => {

@@ -4,6 +4,7 @@
  *
  * - `shapes` or `shapes:N`: the built-in procedural dataset (N train images).
  * - `fashion-mnist` or `fashion-mnist:DIR`: the idx files.
+ * - `shards:DIR`: WebDataset tar shards (`KEY.jpg|png` + `KEY.cls`), see `shards.ts`.
  * - anything else: a directory with one sub-folder of PNG/JPEG files per class.
  *
  * @module
@@ -12,6 +13,7 @@ import { DataError } from "./error.ts";
 import { openFashionMnist } from "./fashion_mnist.ts";
 import { openFolder } from "./folder.ts";
 import { openShapes } from "./shapes.ts";
+import { openShards } from "./shards.ts";
 import type { Dataset, Split } from "./types.ts";
 
 export { DataError };
@@ -53,6 +55,12 @@ export async function openDataset(
   if (spec === "fashion-mnist" || spec.startsWith("fashion-mnist:")) {
     const dir = spec === "fashion-mnist" ? undefined : spec.slice("fashion-mnist:".length);
     return await openFashionMnist(split, dir);
+  }
+  if (spec.startsWith("shards:")) {
+    return await openShards(spec.slice("shards:".length), split, {
+      strict: opts.strict ?? false,
+      warn,
+    });
   }
   const dir = spec.startsWith("folder:") ? spec.slice("folder:".length) : spec;
   return await openFolder(dir, split, { strict: opts.strict ?? false, warn });

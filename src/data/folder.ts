@@ -121,7 +121,7 @@ export async function listFolder(dir: string, split: Split): Promise<FolderListi
 }
 
 /** Which of a class's `n` sorted files (class `k`) are held out: seeded, the same every run. */
-function heldOut(n: number, k: number): Set<number> {
+export function heldOut(n: number, k: number): Set<number> {
   const m = n < 2 ? 0 : Math.max(1, Math.round(n * HOLDOUT_FRACTION));
   const rng = new Rng(0x5eed0000 + k);
   const idx = Array.from({ length: n }, (_, j) => j);
