@@ -1,0 +1,287 @@
+/**
+ * Real-size data paths against the simple one: a folder listed at open and decoded when
+ * read, and the WebDataset shards written from it, give the batches of the eager path
+ * (every image decoded at open) bit for bit; the number of data workers does not change a
+ * batch; files that break mid-run are skipped, warned once and counted; hostile tars are
+ * refused; a run on shards stopped mid-epoch and resumed is exact.
+ */
+import { CpuBackend } from "../src/backend/cpu/backend.ts";
+import { DataError, type Dataset, openDataset } from "../src/data/dataset.ts";
+import { FolderDataset, planarToFloat } from "../src/data/folder.ts";
+import { decodeImageFile, loadPngDecoder } from "../src/data/image_file.ts";
+import { ImagePipeline } from "../src/data/pipeline.ts";
+import { writeShards } from "../src/data/shard_writer.ts";
+import { writeTar } from "../src/data/tar.ts";
+import { epochOrder, microBatchJob, renderBatch } from "../src/train/micro_batch.ts";
+import { Prefetcher } from "../src/train/prefetch.ts";
+import { type MetricLine, pretrain } from "../src/train/pretrain.ts";
+import { assert, assertEquals } from "../src/util/assert.ts";
+import { Rng } from "../src/util/rng.ts";
+import { tinyConfig } from "./golden.ts";
+
+const quiet = { log: () => {} };
+const NOTES = { warn: () => {} };
+const MEAN = [0.5, 0.4, 0.3], STD = [0.25, 0.2, 0.3];
+
+/** A class folder of JPEGs and PNGs of mixed sizes: `classes` × `per` images. */
+async function makeFolder(dir: string, classes = 3, per = 12): Promise<void> {
+  const { Image, encodeJpeg, encodePng } = await import("image-js");
+  const rng = new Rng(5);
+  for (let k = 0; k < classes; k++) {
+    await Deno.mkdir(`${dir}/class${k}`, { recursive: true });
+    for (let j = 0; j < per; j++) {
+      const w = 24 + Math.floor(rng.uniform() * 24), h = 20 + Math.floor(rng.uniform() * 24);
+      const data = new Uint8Array(w * h * 3);
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) {
+          const at = 3 * (y * w + x);
+          data[at] = (x * 9 + k * 70) & 255;
+          data[at + 1] = (y * 7 + j * 13) & 255;
+          data[at + 2] = Math.floor(rng.uniform() * 256);
+        }
+      }
+      const img = new Image(w, h, { data, colorModel: "RGB" });
+      const name = `${dir}/class${k}/${String(j).padStart(3, "0")}`;
+      if (j % 4 === 3) await Deno.writeFile(`${name}.png`, encodePng(img));
+      else await Deno.writeFile(`${name}.jpg`, encodeJpeg(img, { quality: 90 }));
+    }
+  }
+}
+
+/** The eager path: every image of `ds` decoded into memory up front. */
+function eager(ds: FolderDataset): Dataset {
+  const images = ds.paths.map((p) => {
+    const im = decodeImageFile(Deno.readFileSync(p));
+    return { image: planarToFloat(im, ds.channels), height: im.height, width: im.width };
+  });
+  return {
+    name: "eager",
+    split: ds.split,
+    count: ds.count,
+    channels: ds.channels,
+    height: images[0].height,
+    width: images[0].width,
+    classNames: ds.classNames,
+    labels: ds.labels,
+    image: (i) => images[i].image.slice(),
+    size: (i) => ({ height: images[i].height, width: images[i].width }),
+  };
+}
+
+/** The micro-batches of two epochs (batch 5, seed 3) rendered inline from `ds`. */
+function epochBatches(ds: Dataset): Float32Array[] {
+  const pipe = new ImagePipeline(ds, 16, 3, MEAN, STD, { cropScale: [0.2, 1] });
+  const plan = { seed: 3, batch: 5, accum: 1, rank: 0, ranks: 1, nTrain: ds.count };
+  const out: Float32Array[] = [];
+  for (let epoch = 0; epoch < 2; epoch++) {
+    const order = epochOrder(plan, epoch);
+    for (let j = 0; j < Math.floor(ds.count / 5); j++) {
+      out.push(renderBatch(pipe, ...microBatchJob(plan, order, { first: 0, step: 0, j })).images);
+    }
+  }
+  return out;
+}
+
+function sameBits(a: Float32Array[], b: Float32Array[], what: string): void {
+  assertEquals(a.length, b.length);
+  a.forEach((x, i) => {
+    assert(
+      x.length === b[i].length && x.every((v, k) => Object.is(v, b[i][k])),
+      `${what}: batch ${i} differs`,
+    );
+  });
+}
+
+Deno.test("a lazy folder and the shards written from it give the eager path's batches, bit for bit", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await makeFolder(`${dir}/f`);
+    await loadPngDecoder();
+    const lazy = await openDataset(`${dir}/f`, "train", NOTES) as FolderDataset;
+    assertEquals(lazy.count, 33); // 1 of each class's 12 held out
+    const want = epochBatches(eager(lazy));
+    sameBits(epochBatches(lazy), want, "lazy folder");
+
+    const r = await writeShards({ data: `${dir}/f`, out: `${dir}/s`, shardSize: 7 });
+    assertEquals([r.samples.train, r.samples.test, r.written.train, r.written.test], [33, 3, 5, 1]);
+    const shards = await openDataset(`shards:${dir}/s`, "train");
+    assertEquals(Array.from(shards.labels), Array.from(lazy.labels));
+    assertEquals(shards.classNames, lazy.classNames);
+    sameBits(epochBatches(shards), want, "shards");
+    const test = await openDataset(`shards:${dir}/s`, "test");
+    const folderTest = await openDataset(`${dir}/f`, "test", NOTES);
+    assertEquals(Array.from(test.labels), Array.from(folderTest.labels));
+    assertEquals(test.image(2), folderTest.image(2));
+
+    // a second run keeps the complete shards; a shard lost is written again, the same bytes
+    const before = await Deno.readFile(`${dir}/s/train/shard-000001.tar`);
+    await Deno.remove(`${dir}/s/train/shard-000001.tar`);
+    const again = await writeShards({ data: `${dir}/f`, out: `${dir}/s`, shardSize: 7 });
+    assertEquals([again.written.train, again.kept.train, again.kept.test], [1, 4, 1]);
+    assertEquals(await Deno.readFile(`${dir}/s/train/shard-000001.tar`), before);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("the number of data workers does not change a batch (0 = inline, 1, 2, 3)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await makeFolder(`${dir}/f`);
+    const ds = await openDataset(`${dir}/f`, "train", NOTES);
+    const pipe = new ImagePipeline(ds, 16, 3, MEAN, STD);
+    const plan = { seed: 9, batch: 7, accum: 1, rank: 0, ranks: 1, nTrain: ds.count };
+    const order = epochOrder(plan, 0);
+    const jobs = [0, 1, 2, 3].map((j) => microBatchJob(plan, order, { first: 0, step: 0, j }));
+    const want = jobs.map((job) => renderBatch(pipe, ...job));
+    for (const workers of [1, 2, 3]) {
+      const pf = Prefetcher.create(
+        { data: `${dir}/f`, strict: false, size: 16, channels: 3, mean: MEAN, std: STD },
+        workers,
+      );
+      assert(pf && pf.workers === workers, `${workers} data workers start`);
+      try {
+        for (const job of jobs) pf.request(...job);
+        for (const w of want) {
+          const got = await pf.next();
+          assertEquals(got.images, w.images);
+          assertEquals(got.rngStates, w.rngStates);
+        }
+      } finally {
+        pf.dispose();
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("files corrupted or deleted mid-run are skipped with one warning each and counted in metrics.jsonl", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await makeFolder(`${dir}/f`);
+    const train = (await openDataset(`${dir}/f`, "train", NOTES)) as FolderDataset;
+    const [gone, broken] = [train.paths[4], train.paths[20]];
+    const lines: string[] = [];
+    const cfg = tinyConfig(`${dir}/runs`, {
+      data: `${dir}/f`,
+      boundaries: [0, 2],
+      logEvery: 1,
+      knnTrain: 8,
+      knnTest: 3,
+      dataWorkers: 2,
+    });
+    const s = await pretrain(new CpuBackend(), cfg, {
+      log: (l) => lines.push(l),
+      alterBatch: (step) => {
+        if (step !== 0) return;
+        // during epoch 0: both are read again in epoch 1
+        Deno.removeSync(gone);
+        const bytes = Deno.readFileSync(broken);
+        Deno.writeFileSync(broken, bytes.subarray(0, 40));
+      },
+    });
+    assert(s !== null, "the run finishes");
+    const warned = lines.filter((l) => l.includes("skipped unreadable image"));
+    assertEquals(warned.length, 2, lines.join("\n"));
+    assert(
+      warned.some((l) => l.includes(gone)) && warned.some((l) => l.includes(broken)),
+      warned.join("\n"),
+    );
+    const metrics = (await Deno.readTextFile(`${dir}/runs/t/metrics.jsonl`)).trim().split("\n")
+      .map((l) => JSON.parse(l) as MetricLine);
+    assertEquals(metrics[0].data_skipped, 0);
+    assertEquals(metrics.at(-1)!.data_skipped, 2);
+
+    // strict: the same file ends the run with a DataError that names it
+    let message = "";
+    try {
+      await pretrain(new CpuBackend(), { ...cfg, name: "strict", strict: true }, quiet);
+    } catch (e) {
+      assert(e instanceof Error, String(e));
+      message = e.message;
+    }
+    assert(message.includes(gone) || message.includes(broken), message);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("hostile tars are refused at open, naming the shard and the problem", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const enc = new TextEncoder();
+    const png = await Deno.readFile(
+      new URL("./fixtures/images/flat/circle/a_rgb.png", import.meta.url),
+    );
+    const good = writeTar([{ name: "a.png", data: png }, { name: "a.cls", data: enc.encode("0") }]);
+    const cases: Record<string, [Uint8Array, string]> = {
+      dotdot: [writeTar([{ name: "../a.png", data: png }]), '".."'],
+      absolute: [writeTar([{ name: "/etc/a.png", data: png }]), "absolute"],
+      truncated: [good.subarray(0, 700), "truncated"],
+      "cut header": [good.subarray(0, 300), "truncated"],
+      checksum: [good.slice().fill(7, 0, 4), "checksum"],
+      "size lie": [
+        (() => {
+          const t = good.slice();
+          t.set(enc.encode("77777777777\0"), 124); // 8 GiB claimed
+          let sum = 0;
+          for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : t[i];
+          t.set(enc.encode(sum.toString(8).padStart(6, "0") + "\0 "), 148);
+          return t;
+        })(),
+        "truncated",
+      ],
+      "bad label": [
+        writeTar([{ name: "a.png", data: png }, { name: "a.cls", data: enc.encode("cat") }]),
+        "not a class index",
+      ],
+    };
+    for (const [name, [bytes, why]] of Object.entries(cases)) {
+      const d = `${dir}/${name.replace(" ", "_")}`;
+      await Deno.mkdir(d);
+      await Deno.writeFile(`${d}/s.tar`, bytes);
+      try {
+        await openDataset(`shards:${d}`, "train");
+        throw new Error(`${name}: accepted`);
+      } catch (e) {
+        assert(e instanceof DataError, `${name}: ${e}`);
+        assert(
+          e.message.includes(`${d}/s.tar`) && e.message.includes(why),
+          `${name}: ${e.message}`,
+        );
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a run on shards stopped mid-epoch and resumed ends bit-identical to an uninterrupted run", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await makeFolder(`${dir}/f`);
+    await writeShards({ data: `${dir}/f`, out: `${dir}/s`, shardSize: 10 });
+    const over = { data: `shards:${dir}/s`, boundaries: [0, 2], knnTrain: 8, knnTest: 3 };
+    const full = await pretrain(new CpuBackend(), tinyConfig(`${dir}/a`, over), quiet);
+    assert(full !== null, "the uninterrupted run finishes");
+    const cfg = tinyConfig(`${dir}/b`, over);
+    const stop = new AbortController();
+    const stopped = await pretrain(new CpuBackend(), cfg, {
+      ...quiet,
+      signal: stop.signal,
+      alterBatch: (step) => {
+        if (step === 5) stop.abort(); // epoch 1 (4 steps an epoch), iteration 1
+      },
+    });
+    assertEquals(stopped, null);
+    const resumed = await pretrain(new CpuBackend(), cfg, { ...quiet, resume: true });
+    assert(resumed !== null, "the resumed run finishes");
+    const a = await Deno.readFile(`${dir}/a/t/final.safetensors`);
+    const b = await Deno.readFile(`${dir}/b/t/final.safetensors`);
+    assert(a.length === b.length && a.every((x, i) => x === b[i]), "final checkpoints differ");
+    assertEquals([resumed.steps, resumed.knn_top1_final], [full.steps, full.knn_top1_final]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
