@@ -7,7 +7,7 @@
  */
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { DataError, type Dataset, openDataset } from "../src/data/dataset.ts";
-import { FolderDataset, planarToFloat } from "../src/data/folder.ts";
+import { FolderDataset, pixelsToFloat } from "../src/data/folder.ts";
 import { decodeImageFile, loadPngDecoder } from "../src/data/image_file.ts";
 import { ImagePipeline } from "../src/data/pipeline.ts";
 import { writeShards } from "../src/data/shard_writer.ts";
@@ -52,7 +52,7 @@ async function makeFolder(dir: string, classes = 3, per = 12): Promise<void> {
 function eager(ds: FolderDataset): Dataset {
   const images = ds.paths.map((p) => {
     const im = decodeImageFile(Deno.readFileSync(p));
-    return { image: planarToFloat(im, ds.channels), height: im.height, width: im.width };
+    return { image: pixelsToFloat(im, ds.channels), height: im.height, width: im.width };
   });
   return {
     name: "eager",

@@ -26,13 +26,14 @@ import {
   decodeImageFile,
   loadPngDecoder,
   MAX_IMAGE_PIXELS,
-  type Planar,
+  type Pixels,
   pngDecoderLoaded,
   readHeader,
 } from "./image_file.ts";
 import { Rng } from "../util/rng.ts";
+import { pixelsToFloat } from "./pixels.ts";
 
-export { loadPngDecoder, MAX_IMAGE_PIXELS };
+export { loadPngDecoder, MAX_IMAGE_PIXELS, pixelsToFloat };
 
 const IMAGE_EXT = /\.(png|jpe?g)$/i;
 
@@ -205,11 +206,16 @@ export class FolderDataset implements Dataset {
 
   /** Image i decoded (at ≥ `min` when a JPEG allows DCT scaling), [channels, H, W] in [0, 1]. */
   read(i: number, min?: { width: number; height: number }): ImageRead {
+    const px = this.decoded(i, min);
+    return { image: pixelsToFloat(px, this.channels), height: px.height, width: px.width };
+  }
+
+  /** Image i decoded, interleaved (throws a BadImageError, or a DataError when strict). */
+  decoded(i: number, min?: { width: number; height: number }): Pixels {
     this.#check(i);
     const path = this.paths[i];
-    let im: Planar;
     try {
-      im = decodeImageFile(Deno.readFileSync(path), min);
+      return decodeImageFile(Deno.readFileSync(path), min);
     } catch (e) {
       const why = e instanceof Deno.errors.NotFound
         ? "the file is gone"
@@ -219,13 +225,12 @@ export class FolderDataset implements Dataset {
       if (this.strict) {
         throw new DataError(
           `Cannot decode ${path}: ${why}; remove or replace the file, or run without ` +
-            `--strict-data to skip it`,
+            `--strict to skip it`,
           { cause: e },
         );
       }
       throw new BadImageError(path, why);
     }
-    return { image: planarToFloat(im, this.channels), height: im.height, width: im.width };
   }
 
   image(i: number): Float32Array {
@@ -236,26 +241,6 @@ export class FolderDataset implements Dataset {
     const r = this.read(i);
     return { height: r.height, width: r.width };
   }
-}
-
-/**
- * Planar bytes → [C, H, W] floats in [0, 1]: grey replicated to C = 3; colour averaged
- * to C = 1.
- */
-export function planarToFloat(im: Planar, C: number): Float32Array {
-  const HW = im.height * im.width;
-  const out = new Float32Array(C * HW);
-  const s = 1 / im.maxValue;
-  const d = im.data;
-  if (C === 1 && im.channels === 3) {
-    for (let j = 0; j < HW; j++) out[j] = ((d[j] * s + d[HW + j] * s) + d[2 * HW + j] * s) / 3;
-    return out;
-  }
-  for (let c = 0; c < C; c++) {
-    const src = Math.min(c, im.channels - 1) * HW; // grey → replicate
-    for (let j = 0; j < HW; j++) out[c * HW + j] = d[src + j] * s;
-  }
-  return out;
 }
 
 async function isDir(path: string): Promise<boolean> {

@@ -7,23 +7,12 @@
  * @module
  */
 import { decodeJpeg } from "./jpeg.ts";
+import type { Pixels } from "./types.ts";
+
+export type { Pixels };
 
 /** Images whose header claims more pixels than this (16384²) are refused before decoding. */
 export const MAX_IMAGE_PIXELS = 1 << 28;
-
-/** A decoded image: planar [C, H, W] bytes or 16-bit words, scaled by `1 / maxValue` on access. */
-export interface Planar {
-  /** Pixels, planar. */
-  data: Uint8Array | Uint16Array;
-  /** 1 (grey) or 3 (RGB); alpha is dropped. */
-  channels: number;
-  /** Height. */
-  height: number;
-  /** Width. */
-  width: number;
-  /** 255 or 65535. */
-  maxValue: number;
-}
 
 /** What a header says: size and whether the image has colour. */
 export interface ImageHeader {
@@ -54,14 +43,14 @@ function isJpeg(bytes: Uint8Array): boolean {
 }
 
 /**
- * Decodes a PNG or JPEG file's bytes to planar pixels. With `min`, a JPEG may be decoded at
- * 1/2, 1/4 or 1/8 of its size, as long as it stays at least `min` in both dimensions.
- * Throws an Error that says what is wrong with the bytes.
+ * Decodes a PNG or JPEG file's bytes to interleaved pixels. With `min`, a JPEG may be
+ * decoded at 1/2, 1/4 or 1/8 of its size, as long as it stays at least `min` in both
+ * dimensions. Throws an Error that says what is wrong with the bytes.
  */
 export function decodeImageFile(
   bytes: Uint8Array,
   min?: { width: number; height: number },
-): Planar {
+): Pixels {
   readHeader(bytes); // throws on an empty file or a lying size
   if (isJpeg(bytes)) {
     const d = decodeJpeg(bytes, {
@@ -69,46 +58,22 @@ export function decodeImageFile(
       minWidth: min?.width,
       minHeight: min?.height,
     });
-    return {
-      data: toPlanar(d.data, d.channels, d.height * d.width, d.channels),
-      channels: d.channels,
-      height: d.height,
-      width: d.width,
-      maxValue: 255,
-    };
+    const { data, channels, height, width } = d;
+    return { data, stride: channels, channels, height, width, maxValue: 255 };
   }
   if (!imageJs) throw new Error("the PNG decoder is not loaded (call loadPngDecoder first)");
   const img = imageJs.decode(bytes);
   const C = img.components;
   if (C !== 1 && C !== 3) throw new Error(`unsupported colour model with ${C} components`);
-  const raw = img.getRawImage().data as ArrayLike<number>;
+  const data = img.getRawImage().data as Uint8Array | Uint16Array;
   return {
-    data: toPlanar(raw, img.channels, img.height * img.width, C, img.maxValue > 255),
+    data,
+    stride: img.channels,
     channels: C,
     height: img.height,
     width: img.width,
     maxValue: img.maxValue,
   };
-}
-
-/** Interleaved [HW, CH] → planar [C, HW] (the first C of CH channels). */
-function toPlanar(
-  raw: ArrayLike<number>,
-  CH: number,
-  HW: number,
-  C: number,
-  wide = false,
-): Uint8Array | Uint16Array {
-  const out = wide ? new Uint16Array(C * HW) : new Uint8Array(C * HW);
-  if (C === 1 && CH === 1) {
-    for (let j = 0; j < HW; j++) out[j] = raw[j];
-    return out;
-  }
-  for (let c = 0; c < C; c++) {
-    const o = c * HW;
-    for (let j = 0, s = c; j < HW; j++, s += CH) out[o + j] = raw[s];
-  }
-  return out;
 }
 
 /**

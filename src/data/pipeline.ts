@@ -16,8 +16,11 @@ import {
   normalize,
   randomErasing,
   randomResizedCrop,
+  randomResizedCropBox,
   toChannels,
 } from "./transforms.ts";
+import { fastCropApplies, resizedCrop } from "./fast_crop.ts";
+import { pixelsToFloat } from "./pixels.ts";
 import { parseRandAugment, randAugment, type RandAugmentSpec } from "./randaugment.ts";
 import type { Rng } from "../util/rng.ts";
 
@@ -99,13 +102,19 @@ export class ImagePipeline {
    */
   #raw(i: number): { img: Float32Array; H: number; W: number } {
     const ds = this.ds;
+    const r = this.#readable(i, (j) => readImage(ds, j));
+    const { height: H, width: W } = r;
+    return { img: toChannels(r.image, ds.channels, H, W, this.channels), H, W };
+  }
+
+  /** `read(i)`, or when image i is unreadable, `read` of the next readable image. */
+  #readable<T>(i: number, read: (j: number) => T): T {
+    const ds = this.ds;
     for (let tries = 0; tries < ds.count; tries++) {
       const j = (i + tries) % ds.count;
       if (this.#bad.has(j)) continue;
       try {
-        const r = readImage(ds, j);
-        const { height: H, width: W } = r;
-        return { img: toChannels(r.image, ds.channels, H, W, this.channels), H, W };
+        return read(j);
       } catch (e) {
         if (!(e instanceof BadImageError)) throw e;
         this.#bad.add(j);
@@ -127,16 +136,30 @@ export class ImagePipeline {
    * (p 0.5) + [RandAugment] + normalise + [RandomErasing].
    */
   train(i: number, rng: Rng): Float32Array {
-    const raw = this.#raw(i);
-    const { H, W } = raw;
     const C = this.channels, S = this.size;
     const a = this.augment;
-    let img = raw.img;
-    if (a.colorJitter) {
-      const s = a.colorJitter;
-      img = colorJitter(img, { C, H, W }, rng, { brightness: s, contrast: s, saturation: s });
+    let out: Float32Array;
+    const ds = this.ds;
+    if (ds.decoded && !a.colorJitter && ds.channels === C) {
+      // decoded bytes straight to the crop: the same values as the float path below
+      const px = this.#readable(i, (j) => ds.decoded!(j));
+      if (fastCropApplies(px, C)) {
+        const box = randomResizedCropBox(px.height, px.width, rng, a.cropScale);
+        out = resizedCrop(px, C, box, S);
+      } else {
+        const img = toChannels(pixelsToFloat(px, ds.channels), ds.channels, px.height, px.width, C);
+        out = randomResizedCrop(img, C, px.height, px.width, S, rng, a.cropScale);
+      }
+    } else {
+      const raw = this.#raw(i);
+      const { H, W } = raw;
+      let img = raw.img;
+      if (a.colorJitter) {
+        const s = a.colorJitter;
+        img = colorJitter(img, { C, H, W }, rng, { brightness: s, contrast: s, saturation: s });
+      }
+      out = randomResizedCrop(img, C, H, W, S, rng, a.cropScale);
     }
-    let out = randomResizedCrop(img, C, H, W, S, rng, a.cropScale);
     if (rng.uniform() < 0.5) out = hflip(out, C, S, S);
     if (this.#randAug) {
       out = randAugment(out, { C, H: S, W: S }, { spec: this.#randAug, rng, fill: this.#fill });

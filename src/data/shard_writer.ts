@@ -66,12 +66,11 @@ async function resized(bytes: Uint8Array, s: number): Promise<{ data: Uint8Array
   const w = Math.max(1, Math.round(hdr.width * k)), h = Math.max(1, Math.round(hdr.height * k));
   const im = decodeImageFile(bytes, { width: w, height: h }); // DCT-scaled when it can
   const { Image, encodeJpeg } = await import("image-js");
-  const HW = im.height * im.width, C = im.channels;
+  const HW = im.height * im.width, C = im.channels, st = im.stride;
   const inter = new Uint8Array(HW * C);
-  for (let c = 0; c < C; c++) {
-    for (let j = 0; j < HW; j++) {
-      inter[j * C + c] = im.maxValue > 255 ? im.data[c * HW + j] >> 8 : im.data[c * HW + j];
-    }
+  const shift = im.maxValue > 255 ? 8 : 0;
+  for (let j = 0; j < HW; j++) {
+    for (let c = 0; c < C; c++) inter[j * C + c] = im.data[j * st + c] >> shift;
   }
   const img = new Image(im.width, im.height, { data: inter, colorModel: C === 1 ? "GREY" : "RGB" });
   const small = img.width === w && img.height === h ? img : img.resize({ width: w, height: h });

@@ -16,10 +16,11 @@
  *
  * @module
  */
-import type { Dataset, ImageRead, Split } from "./types.ts";
+import type { Dataset, ImageRead, Pixels, Split } from "./types.ts";
 import { BadImageError, DataError } from "./error.ts";
 import { decodeImageFile, loadPngDecoder, readHeader } from "./image_file.ts";
-import { heldOut, planarToFloat } from "./folder.ts";
+import { heldOut } from "./folder.ts";
+import { pixelsToFloat } from "./pixels.ts";
 import { listTar, type TarEntry } from "./tar.ts";
 
 /** One sample of a shard: its key, image member and label. */
@@ -253,14 +254,19 @@ export class ShardDataset implements Dataset {
 
   /** Sample i decoded, [channels, H, W] in [0, 1]. */
   read(i: number, min?: { width: number; height: number }): ImageRead {
+    const px = this.decoded(i, min);
+    return { image: pixelsToFloat(px, this.channels), height: px.height, width: px.width };
+  }
+
+  /** Sample i decoded, interleaved (throws a BadImageError, or a DataError when strict). */
+  decoded(i: number, min?: { width: number; height: number }): Pixels {
     if (!Number.isInteger(i) || i < 0 || i >= this.count) {
       throw new RangeError(
         `Cannot read ${this.name} image ${i}: the ${this.split} split has ${this.count}`,
       );
     }
     try {
-      const im = decodeImageFile(this.#bytes(i), min);
-      return { image: planarToFloat(im, this.channels), height: im.height, width: im.width };
+      return decodeImageFile(this.#bytes(i), min);
     } catch (e) {
       const why = e instanceof Error ? e.message : String(e);
       if (this.strict) {

@@ -73,7 +73,7 @@ function cubic2(x: number): number { // 1 < |x| < 2
  * For each of `outN` output positions: the 4 clamped source indices and
  * weights along one axis (align_corners=false: src = (dst + ½)·in/out − ½).
  */
-function cubicTaps(inN: number, outN: number): { idx: Int32Array; w: Float64Array } {
+export function cubicTaps(inN: number, outN: number): { idx: Int32Array; w: Float64Array } {
   const idx = new Int32Array(4 * outN);
   const w = new Float64Array(4 * outN);
   const scale = inN / outN;

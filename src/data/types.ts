@@ -35,6 +35,24 @@ export interface Dataset {
    * return a smaller image (JPEG DCT scaling) as long as it is at least `min`.
    */
   read?(i: number, min?: { width: number; height: number }): ImageRead;
+  /** Image `i` as decoded, interleaved (file-backed datasets: the training fast path). */
+  decoded?(i: number): Pixels;
+}
+
+/** Decoded pixels, interleaved `[H, W, stride]`; value v means `v / maxValue`. */
+export interface Pixels {
+  /** The samples. */
+  data: Uint8Array | Uint16Array;
+  /** Values per pixel (channels, plus alpha when the file has it). */
+  stride: number;
+  /** Colour channels: 1 (grey) or 3 (RGB), the first of each pixel's `stride`. */
+  channels: number;
+  /** Height. */
+  height: number;
+  /** Width. */
+  width: number;
+  /** 255 or 65535. */
+  maxValue: number;
 }
 
 /** One image read by {@link Dataset.read}: [C, H, W] with values in [0, 1]. */
