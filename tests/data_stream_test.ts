@@ -7,7 +7,7 @@
  */
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { DataError, type Dataset, openDataset } from "../src/data/dataset.ts";
-import { FolderDataset, pixelsToFloat } from "../src/data/folder.ts";
+import { type FolderDataset, pixelsToFloat } from "../src/data/folder.ts";
 import { decodeImageFile, loadPngDecoder } from "../src/data/image_file.ts";
 import { ImagePipeline } from "../src/data/pipeline.ts";
 import { writeShards } from "../src/data/shard_writer.ts";

@@ -16,9 +16,8 @@ import {
   readCheckpoint,
   vitWeights,
 } from "../io/checkpoint_file.ts";
-import { IMAGENET_MEAN, IMAGENET_STD } from "../data/pipeline.ts";
+import { IMAGENET_MEAN, IMAGENET_STD, ImagePipeline } from "../data/pipeline.ts";
 import { openDataset } from "../data/dataset.ts";
-import { evalTransform, normalize, toChannels } from "../data/transforms.ts";
 import { embedImages, type TokenPooling } from "./embed.ts";
 
 export {
@@ -91,12 +90,10 @@ export async function embedDataset(be: Backend, opts: EmbedOptions): Promise<Emb
   }
   const ds = await openDataset(opts.data, opts.split);
   const count = Math.min(ds.count, opts.limit ?? Infinity);
-  const image = async (i: number): Promise<Float32Array> => {
-    const raw = await ds.image(i);
-    const { height, width } = ds.size ? ds.size(i) : { height: ds.height, width: ds.width };
-    const rgb = toChannels(raw, ds.channels, height, width, C);
-    return normalize(evalTransform(rgb, C, height, width, vit.imgSize), C, mean, std);
-  };
+  // the evaluation view (resize + centre crop + normalise); an unreadable file is skipped
+  // as in training (the next image stands in)
+  const pipe = new ImagePipeline(ds, vit.imgSize, C, mean, std);
+  const image = (i: number): Float32Array => pipe.eval(i);
   const features = await embedImages(be, vit, {
     weights,
     count,
