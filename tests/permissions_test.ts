@@ -63,6 +63,7 @@ function invocations(dir: string): [string, string[]][] {
       ...["--steps", "1", "--warmup", "0"],
     ]],
     ["reproduce", ["--budget", "tiny", "--data", "shapes", "--runs-dir", dir]],
+    ["shard", ["--data", "tests/fixtures/images/split", "--out", `${dir}/shards`]],
     ["build-web", []],
   ];
 }

@@ -110,6 +110,11 @@ export class ImagePipeline {
   /** `read(i)`, or when image i is unreadable, `read` of the next readable image. */
   #readable<T>(i: number, read: (j: number) => T): T {
     const ds = this.ds;
+    if (!Number.isInteger(i) || i < 0 || i >= ds.count) {
+      throw new RangeError(
+        `Cannot read ${ds.name} image ${i}: the ${ds.split} split has ${ds.count}`,
+      );
+    }
     for (let tries = 0; tries < ds.count; tries++) {
       const j = (i + tries) % ds.count;
       if (this.#bad.has(j)) continue;
