@@ -58,8 +58,10 @@ export type { PretrainProgress, PretrainSummary } from "./src/train/metrics.ts";
 export {
   DataError,
   type Dataset,
+  type ImageRead,
   openDataset,
   type OpenOptions,
+  type Pixels,
   type Split,
 } from "./src/data/dataset.ts";
 export {

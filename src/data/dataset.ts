@@ -18,7 +18,7 @@ import type { Dataset, Split } from "./types.ts";
 
 export { DataError };
 
-export type { Dataset, Split } from "./types.ts";
+export type { Dataset, ImageRead, Pixels, Split } from "./types.ts";
 
 /** Options for {@link openDataset}. */
 export interface OpenOptions {

@@ -69,8 +69,14 @@ let turbo: TurboExports | null = null;
 function instance(): TurboExports {
   if (turbo) return turbo;
   if (!compiled) {
-    const url = import.meta.resolve("@cwasm/jpeg-turbo/jpeg-turbo.wasm");
-    compiled = new WebAssembly.Module(Deno.readFileSync(new URL(url)));
+    const url = new URL(import.meta.resolve("@cwasm/jpeg-turbo/jpeg-turbo.wasm"));
+    if (url.protocol !== "file:") {
+      throw new Error(
+        `Cannot load libjpeg-turbo's WebAssembly from ${url}: it must be a local file; ` +
+          `set "nodeModulesDir": "auto" in deno.json so that npm packages are installed`,
+      );
+    }
+    compiled = new WebAssembly.Module(Deno.readFileSync(url));
   }
   const fail = (what: string) => () => {
     throw new Error(`libjpeg-turbo called ${what}`);
