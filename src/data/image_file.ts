@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { decodeJpeg } from "./jpeg.ts";
+import { decodeJpeg, loadJpegDecoder } from "./jpeg.ts";
 import type { Pixels } from "./types.ts";
 
 export type { Pixels };
@@ -27,8 +27,12 @@ export interface ImageHeader {
 type ImageJs = typeof import("image-js");
 let imageJs: ImageJs | null = null;
 
-/** Loads the PNG decoder once (call before {@link decodeImageFile} on a PNG). */
+/**
+ * Loads the decoders once (call before {@link decodeImageFile}): image-js for PNG, and
+ * libjpeg-turbo, so that a missing decoder is an error here, not a skipped file later.
+ */
 export async function loadPngDecoder(): Promise<void> {
+  loadJpegDecoder();
   imageJs ??= await import("image-js");
 }
 

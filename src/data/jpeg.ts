@@ -96,6 +96,11 @@ function instance(): TurboExports {
   return turbo;
 }
 
+/** Loads libjpeg-turbo now (throws if it cannot), so that no decode fails for that reason. */
+export function loadJpegDecoder(): void {
+  instance();
+}
+
 /** The scale (1, 2, 4 or 8) that keeps a `W × H` image at least `minW × minH`. */
 export function dctScale(W: number, H: number, minW: number, minH: number): number {
   let s = 1;
