@@ -285,3 +285,25 @@ Deno.test("a run on shards stopped mid-epoch and resumed ends bit-identical to a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("deno task shard --resize-short re-encodes larger images at that short side", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await makeFolder(`${dir}/f`, 2, 4);
+    await writeShards({ data: `${dir}/f`, out: `${dir}/s`, resizeShort: 16 });
+    const ds = await openDataset(`shards:${dir}/s`, "train");
+    const folder = await openDataset(`${dir}/f`, "train", NOTES);
+    assertEquals(Array.from(ds.labels), Array.from(folder.labels));
+    for (let i = 0; i < ds.count; i++) {
+      const { height, width } = ds.size!(i);
+      const f = folder.size!(i);
+      assertEquals(Math.min(height, width), 16);
+      assert(
+        Math.abs(width / height - f.width / f.height) < 0.1,
+        `${width}×${height} vs ${f.width}×${f.height}`,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
