@@ -2,22 +2,25 @@
  * Input pipeline throughput: read + JPEG decode + RandomResizedCrop 224 (bicubic) + flip +
  * normalise, images per second.
  *
- * `deno run --allow-read --allow-run --allow-env bench/data_bench.ts DIR [--images 640]
- * [--rounds 2]`: on the JPEG class folder DIR, dbot inline (0 workers) and with 1 and 2 data
- * workers, interleaved with torchvision's ImageFolder + DataLoader (PIL) at the same worker
- * counts (`bench/torch_data.py`, python3 with torch and torchvision), and the share of dbot's
- * inline time that is decoding. Under `deno task bench` (no arguments): decoder and
- * transform micro-benchmarks on generated 500×375 JPEGs.
+ * `deno run --allow-read --allow-run --allow-env --allow-ffi=/usr/lib bench/data_bench.ts DIR
+ * [--images 640] [--rounds 2] [--workers 0,1,2]`: on the JPEG class folder DIR, dbot inline
+ * (0 workers) and with 1 and 2 data workers, interleaved with torchvision's ImageFolder +
+ * DataLoader (PIL) at the same worker counts (`bench/torch_data.py`, run by `$DBOT_PYTHON`
+ * or python3, with torch and torchvision); the share of dbot's inline time that is
+ * decoding; and the decoders side by side on the folder's files (libjpeg-turbo native and
+ * WebAssembly, full size and DCT-scaled to 1/2). Under `deno task bench` (no arguments):
+ * decoder and transform micro-benchmarks on generated 500×375 JPEGs.
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { listFolder, pixelsToFloat } from "../src/data/folder.ts";
 import { openDataset } from "../src/data/dataset.ts";
-import { decodeImageFile, loadPngDecoder } from "../src/data/image_file.ts";
+import { decodeImageFile, loadPngDecoder, MAX_IMAGE_PIXELS } from "../src/data/image_file.ts";
+import { decodeJpeg, jpegDecoder, nativeJpegAvailable } from "../src/data/jpeg.ts";
 import { deriveSeed, IMAGENET_MEAN, IMAGENET_STD, ImagePipeline } from "../src/data/pipeline.ts";
 import { renderBatch } from "../src/train/micro_batch.ts";
-import { Prefetcher } from "../src/train/prefetch.ts";
+import { Prefetcher } from "../src/data/prefetch.ts";
 
 const BATCH = 32;
 const SIZE = 224;
@@ -68,7 +71,7 @@ async function ours(dir: string, order: Int32Array, workers: number): Promise<nu
 
 async function torch(dir: string, workers: number, images: number): Promise<number> {
   const py = new URL("./torch_data.py", import.meta.url).pathname;
-  const out = await new Deno.Command("python3", {
+  const out = await new Deno.Command(Deno.env.get("DBOT_PYTHON") || "python3", {
     args: [py, dir, String(workers), String(images), String(BATCH)],
     stderr: "inherit",
   }).output();
@@ -94,12 +97,53 @@ async function decodeShare(
   return { decode, total: (performance.now() - t0) / n };
 }
 
+/**
+ * ms an image for each decoder choice over the files (read once into memory), rounds
+ * interleaved: native and WebAssembly libjpeg-turbo, full size and DCT-scaled to 1/2.
+ */
+function decoderTable(paths: string[], rounds: number): void {
+  const files = paths.map((p) => Deno.readFileSync(p));
+  const halves = files.map(half);
+  const kinds: ("native" | "wasm")[] = nativeJpegAvailable() ? ["wasm", "native"] : ["wasm"];
+  const rows = kinds.flatMap((k) => [1, 2].map((s) => ({ k, s, ms: [] as number[] })));
+  for (let r = 0; r < rounds; r++) {
+    for (const row of rows) {
+      const t0 = performance.now();
+      for (let i = 0; i < files.length; i++) {
+        const o = { maxPixels: MAX_IMAGE_PIXELS, decoder: row.k };
+        decodeJpeg(files[i], row.s === 1 ? o : { ...o, ...halves[i] });
+      }
+      row.ms.push((performance.now() - t0) / files.length);
+    }
+  }
+  const base = Math.min(...rows[0].ms);
+  console.log(
+    `\n| decoder (${files.length} files, in memory) | ms / image | vs WebAssembly full |`,
+  );
+  console.log(`|---|---:|---:|`);
+  for (const { k, s, ms } of rows) {
+    const best = Math.min(...ms);
+    console.log(
+      `| ${k === "native" ? "native libturbojpeg" : "WebAssembly"} ${
+        s === 1 ? "full size" : "DCT 1/2"
+      } | ${best.toFixed(2)} | ${(base / best).toFixed(2)}× |`,
+    );
+  }
+}
+
+/** The minimum size that asks for DCT scale 1/2 of a JPEG. */
+function half(bytes: Uint8Array): { minWidth: number; minHeight: number } {
+  const d = decodeJpeg(bytes, { maxPixels: MAX_IMAGE_PIXELS, minWidth: 1, minHeight: 1 });
+  return { minWidth: Math.floor(d.fullWidth / 2), minHeight: Math.floor(d.fullHeight / 2) };
+}
+
 if (Deno.args.length > 0) {
   const { values, positionals } = parseArgs({
     args: Deno.args,
     options: {
       images: { type: "string", default: "640" },
       rounds: { type: "string", default: "2" },
+      workers: { type: "string", default: "0,1,2" },
     },
     allowPositionals: true,
   });
@@ -110,7 +154,7 @@ if (Deno.args.length > 0) {
   const order = Int32Array.from({ length: n }, (_, i) => Math.floor((i * list.paths.length) / n));
   const rows: Record<string, { ours: number[]; torch: number[] }> = {};
   for (let r = 0; r < Number(values.rounds); r++) {
-    for (const w of [0, 1, 2]) {
+    for (const w of values.workers.split(",").map(Number)) {
       const row = rows[w] ??= { ours: [], torch: [] };
       row.ours.push(await ours(dir, order, w));
       row.torch.push(await torch(dir, w, n));
@@ -139,8 +183,9 @@ if (Deno.args.length > 0) {
     } ms ` +
       `(${((100 * share.decode) / share.total).toFixed(0)}% decode) over ${
         Math.min(n, 256)
-      } images of ${dir}`,
+      } images of ${dir}, JPEG decoder: ${jpegDecoder().name}`,
   );
+  decoderTable(Array.from(order.subarray(0, Math.min(n, 256)), (i) => list.paths[i]), 3);
 } else {
   // deno task bench: generated JPEGs, no dataset needed
   const { Image, encodeJpeg, decode } = await import("image-js");
@@ -160,19 +205,17 @@ if (Deno.args.length > 0) {
     group: "decode",
     fn: () => void decode(next()),
   });
-  Deno.bench({
-    name: "decode 500×375 JPEG: libjpeg-turbo wasm",
-    group: "decode",
-    baseline: true,
-    fn: () => void decodeImageFile(next()),
-  });
-  for (const s of [2, 4, 8]) {
-    Deno.bench({
-      name: `decode 500×375 JPEG: libjpeg-turbo wasm at 1/${s} (DCT scaling)`,
-      group: "decode",
-      fn: () =>
-        void decodeImageFile(next(), { width: Math.ceil(500 / s), height: Math.ceil(375 / s) }),
-    });
+  const kinds: ("native" | "wasm")[] = nativeJpegAvailable() ? ["wasm", "native"] : ["wasm"];
+  for (const decoder of kinds) {
+    for (const s of [1, 2, 4, 8]) {
+      const min = s === 1 ? {} : { minWidth: Math.floor(500 / s), minHeight: Math.floor(375 / s) };
+      Deno.bench({
+        name: `decode 500×375 JPEG: libjpeg-turbo ${decoder}${s === 1 ? "" : ` at 1/${s}`}`,
+        group: "decode",
+        baseline: decoder === "wasm" && s === 1,
+        fn: () => void decodeJpeg(next(), { maxPixels: MAX_IMAGE_PIXELS, decoder, ...min }),
+      });
+    }
   }
   const ds = {
     name: "mem",

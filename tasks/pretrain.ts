@@ -22,8 +22,9 @@ await main(async () => {
     resume: {
       type: "boolean",
       help: "continue runs/<name> from its saved state (its config; --backend, --on-nan, " +
-        "--strict, --data-workers from this command)",
+        "--strict-data, --data-workers from this command)",
     },
+    strict: { type: "boolean", help: "the same as --strict-data (its earlier name)" },
     quiet: { type: "boolean", help: "no progress output" },
     ...PRINT_CONFIG_FLAG,
     distributed: {
@@ -47,6 +48,7 @@ async function run(
   const ranks = comm?.size ?? 1;
   const writer = !comm || comm.isWriter;
   const given = PRETRAIN_CONFIG.fromFlags(flags);
+  if (flags.strict) given.strictData = true;
   let cfg = PRETRAIN_CONFIG.resolve(given);
   if (flags["print-config"] || (cfg.recipe && !flags.resume && writer)) {
     console.log(`resolved configuration${cfg.recipe ? ` (recipe ${cfg.recipe})` : ""}:`);
@@ -71,12 +73,16 @@ async function run(
       );
     }
     delete saved.resolved;
+    if ("strict" in saved) { // config.json of a run started before --strict-data's rename
+      saved.strictData = saved.strict;
+      delete saved.strict;
+    }
     cfg = PRETRAIN_CONFIG.resolve({
       ...saved,
       batch: global / (accum * ranks),
       backend: cfg.backend,
       onNan: cfg.onNan,
-      strict: cfg.strict,
+      strictData: cfg.strictData,
       dataWorkers: cfg.dataWorkers,
     });
   }

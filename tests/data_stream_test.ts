@@ -13,7 +13,8 @@ import { ImagePipeline } from "../src/data/pipeline.ts";
 import { writeShards } from "../src/data/shard_writer.ts";
 import { writeTar } from "../src/data/tar.ts";
 import { epochOrder, microBatchJob, renderBatch } from "../src/train/micro_batch.ts";
-import { Prefetcher } from "../src/train/prefetch.ts";
+import { defaultDataWorkers, MAX_WORKER_RESTARTS, Prefetcher } from "../src/data/prefetch.ts";
+import { resolvePretrain } from "../src/train/pretrain_config.ts";
 import { type MetricLine, pretrain } from "../src/train/pretrain.ts";
 import { assert, assertEquals } from "../src/util/assert.ts";
 import { Rng } from "../src/util/rng.ts";
@@ -156,6 +157,81 @@ Deno.test("the number of data workers does not change a batch (0 = inline, 1, 2,
   }
 });
 
+Deno.test("a data worker that crashes mid-run is restarted with its jobs: the batches do not change", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await makeFolder(`${dir}/f`);
+    const ds = await openDataset(`${dir}/f`, "train", NOTES);
+    const pipe = new ImagePipeline(ds, 16, 3, MEAN, STD);
+    const plan = { seed: 4, batch: 6, accum: 1, rank: 0, ranks: 1, nTrain: ds.count };
+    const order = epochOrder(plan, 0);
+    const jobs = [0, 1, 2, 3, 4].map((j) => microBatchJob(plan, order, { first: 0, step: 0, j }));
+    const want = jobs.map((job) => renderBatch(pipe, ...job));
+    const warnings: string[] = [];
+    const init = { data: `${dir}/f`, strict: false, size: 16, channels: 3, mean: MEAN, std: STD };
+    const pf = Prefetcher.create(init, 2, (m) => warnings.push(m))!;
+    try {
+      pf.request(...jobs[0]);
+      assertEquals((await pf.next()).images, want[0].images);
+      // worker 1 dies before its parts of three batches; worker 0 between batches
+      pf.crashForTest(1);
+      for (const job of jobs.slice(1, 4)) pf.request(...job);
+      for (const w of want.slice(1, 3)) assertEquals((await pf.next()).images, w.images);
+      pf.crashForTest(0);
+      pf.request(...jobs[4]);
+      for (const w of want.slice(3)) {
+        const got = await pf.next();
+        assertEquals(got.images, w.images);
+        assertEquals(got.rngStates, w.rngStates);
+      }
+      assertEquals(pf.restarts, 2);
+      assertEquals(warnings.length, 2, warnings.join("\n"));
+      assert(warnings[0].includes("data worker 1 crashed"), warnings[0]);
+      assert(warnings[0].includes("its 3 unfinished job(s)"), warnings[0]);
+      assert(warnings[1].includes("data worker 0 crashed"), warnings[1]);
+    } finally {
+      pf.dispose();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a data worker that keeps crashing ends the run with its error, never a stall", async () => {
+  const pf = Prefetcher.create(
+    { data: "shapes:40", strict: false, size: 16, channels: 3, mean: MEAN, std: STD },
+    1,
+  )!;
+  try {
+    const seeds = Uint32Array.from([1, 2, 3, 4]);
+    for (let k = 0; k <= MAX_WORKER_RESTARTS; k++) {
+      pf.crashForTest(0);
+      pf.request(Int32Array.from([0, 1, 2, 3]), seeds);
+      if (k < MAX_WORKER_RESTARTS) await pf.next(); // restarted: the batch comes
+    }
+    const err = await pf.next().then(() => null, (e: Error) => e);
+    assert(err !== null, "the last crash did not fail the batch");
+    assert(
+      err.message.includes(`crashed ${MAX_WORKER_RESTARTS + 1} times`) &&
+        err.message.includes("a crash asked for by a test"),
+      err.message,
+    );
+    pf.request(Int32Array.from([0]), Uint32Array.from([1]));
+    await pf.next().then(() => assert(false, "a batch after the failure"), () => {});
+  } finally {
+    pf.dispose();
+  }
+});
+
+Deno.test("defaultDataWorkers: the cores training leaves free, at least 1, at most 8", () => {
+  assertEquals(defaultDataWorkers({ cores: 2, trainThreads: 2 }), 1); // CPU training here
+  assertEquals(defaultDataWorkers({ cores: 16, trainThreads: 1 }), 8); // WebGPU, 16 cores
+  assertEquals(defaultDataWorkers({ cores: 8, trainThreads: 1 }), 7);
+  assertEquals(defaultDataWorkers({ cores: 16, trainThreads: 1, ranks: 4 }), 3);
+  assertEquals(defaultDataWorkers({ cores: 1, trainThreads: 1 }), 1);
+  assertEquals(resolvePretrain({}).dataWorkers, -1); // the default asks for it
+});
+
 Deno.test("files corrupted or deleted mid-run are skipped with one warning each and counted in metrics.jsonl", async () => {
   const dir = await Deno.makeTempDir();
   try {
@@ -196,7 +272,7 @@ Deno.test("files corrupted or deleted mid-run are skipped with one warning each 
     // strict: the same file ends the run with a DataError that names it
     let message = "";
     try {
-      await pretrain(new CpuBackend(), { ...cfg, name: "strict", strict: true }, quiet);
+      await pretrain(new CpuBackend(), { ...cfg, name: "strict", strictData: true }, quiet);
     } catch (e) {
       assert(e instanceof Error, String(e));
       message = e.message;

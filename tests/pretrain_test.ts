@@ -15,7 +15,7 @@ import { Rng } from "../src/util/rng.ts";
 import { gpuTest } from "./gpu.ts";
 import { openDataset } from "../src/data/dataset.ts";
 import { ImagePipeline } from "../src/data/pipeline.ts";
-import { Prefetcher, renderBatch } from "../src/train/prefetch.ts";
+import { Prefetcher, renderBatch } from "../src/data/prefetch.ts";
 import { tinyConfig } from "./golden.ts";
 
 const quiet = { log: () => {} };

@@ -1,9 +1,10 @@
 /**
  * Tests of optional dependencies: OpenBLAS, the native kernels
- * (`native/build/libdbot_cpu.so`) and a WebGPU adapter. Where one is missing its tests
- * are skipped, with the reason printed once per file — unless the matching
- * `DBOT_REQUIRE_OPENBLAS` / `DBOT_REQUIRE_NATIVE` / `DBOT_REQUIRE_WEBGPU` is `1` (CI sets
- * them all), in which case they run and fail with that reason.
+ * (`native/build/libdbot_cpu.so`), a WebGPU adapter and the native libjpeg-turbo. Where one
+ * is missing its tests are skipped, with the reason printed once per file — unless the
+ * matching `DBOT_REQUIRE_OPENBLAS` / `DBOT_REQUIRE_NATIVE` / `DBOT_REQUIRE_WEBGPU` /
+ * `DBOT_REQUIRE_TURBOJPEG` is `1` (CI sets them all), in which case they run and fail with
+ * that reason.
  *
  * ```ts ignore
  * const blas = await requires("openblas");
@@ -16,9 +17,10 @@
 import { loadOpenBlas } from "../src/backend/cpu/openblas.ts";
 import { loadNativeKernels } from "../src/backend/cpu/native.ts";
 import { GpuContext } from "../src/backend/webgpu/context.ts";
+import { loadTurboJpeg, TURBOJPEG_APT_COMMAND } from "../src/data/jpeg_native.ts";
 
 /** An optional dependency of some tests. */
-export type Dependency = "openblas" | "native" | "webgpu" | "chromium";
+export type Dependency = "openblas" | "native" | "webgpu" | "chromium" | "turbojpeg";
 
 const INFO: Record<Dependency, { what: string; flag: string; install: string }> = {
   openblas: {
@@ -35,6 +37,11 @@ const INFO: Record<Dependency, { what: string; flag: string; install: string }> 
     what: "a WebGPU adapter",
     flag: "DBOT_REQUIRE_WEBGPU",
     install: "apt-get install mesa-vulkan-drivers and set DENO_WEBGPU_BACKEND=vulkan",
+  },
+  turbojpeg: {
+    what: "the native libjpeg-turbo (libturbojpeg)",
+    flag: "DBOT_REQUIRE_TURBOJPEG",
+    install: TURBOJPEG_APT_COMMAND,
   },
   chromium: {
     what: "Chromium (headless, for the browser page)",
@@ -136,6 +143,17 @@ function probeOpenBlas(): Requirement {
   return new Requirement("openblas", missing);
 }
 
+function probeTurboJpeg(): Requirement {
+  let missing: string | null;
+  try {
+    const t = loadTurboJpeg();
+    missing = "reason" in t ? t.reason : null;
+  } catch (e) {
+    missing = (e as Error).message; // DBOT_TURBOJPEG names a library that does not load
+  }
+  return new Requirement("turbojpeg", missing);
+}
+
 function probeNative(): Requirement {
   const k = loadNativeKernels();
   return new Requirement("native", "reason" in k ? k.reason : null);
@@ -189,6 +207,8 @@ export function requires(dependency: Dependency): Promise<Requirement> {
       ? Promise.resolve(probeOpenBlas())
       : dependency === "native"
       ? Promise.resolve(probeNative())
+      : dependency === "turbojpeg"
+      ? Promise.resolve(probeTurboJpeg())
       : dependency === "chromium"
       ? probeChromium()
       : probeWebGpu();

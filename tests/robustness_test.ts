@@ -143,11 +143,15 @@ gpuTest(
   },
 );
 
-Deno.test("resolvePretrain() checks onNan and strict", () => {
+Deno.test("resolvePretrain() checks onNan and strictData", () => {
   assertEquals(resolvePretrain({}).onNan, "stop");
-  assertEquals(resolvePretrain({}).strict, false);
+  assertEquals(resolvePretrain({}).strictData, false);
   assertThrows(() => resolvePretrain({ onNan: "ignore" }), TypeError, "give stop or skip");
-  assertThrows(() => resolvePretrain({ strict: "yes" }), TypeError, '"strict" must be a boolean');
+  assertThrows(
+    () => resolvePretrain({ strictData: "yes" }),
+    TypeError,
+    '"strictData" must be a boolean',
+  );
 });
 
 // ---- GPU faults -----------------------------------------------------------------------
@@ -233,7 +237,7 @@ Deno.test("pretrain() with strict refuses a corrupt image by name; without, it w
     boundaries: [0, 1],
   };
   await rejects(
-    () => pretrain(new CpuBackend(), tinyConfig(dir, { ...over, strict: true }), quiet),
+    () => pretrain(new CpuBackend(), tinyConfig(dir, { ...over, strictData: true }), quiet),
     DataError,
     `${data}/square/c_corrupt.png`,
   );
@@ -277,9 +281,14 @@ Deno.test("deno.json tasks use scoped permissions: no -A, writes only to runs/, 
           assert(f === allowed, `${name}: ${f}`);
         }
         if (run[1] === "run" && f.startsWith("--allow-env")) {
-          // only the variables the tasks read: OpenBLAS's path, the runtime dir, and the MPI
-          // launcher's rank counts (pretrain)
-          const known = new Set(["DBOT_OPENBLAS", "XDG_RUNTIME_DIR", ...MPI_ENV_VARS]);
+          // only the variables the tasks read: OpenBLAS's and libturbojpeg's paths, the
+          // runtime dir, and the MPI launcher's rank counts (pretrain)
+          const known = new Set([
+            "DBOT_OPENBLAS",
+            "DBOT_TURBOJPEG",
+            "XDG_RUNTIME_DIR",
+            ...MPI_ENV_VARS,
+          ]);
           const vars = f.startsWith("--allow-env=") ? f.slice(12).split(",") : [];
           assert(vars.length > 0 && vars.every((v) => known.has(v)), `${name}: ${f}`);
         }

@@ -29,7 +29,7 @@ import {
   resizeBicubic,
 } from "../src/data/transforms.ts";
 import { ImagePipeline } from "../src/data/pipeline.ts";
-import { Prefetcher, renderBatch } from "../src/train/prefetch.ts";
+import { Prefetcher, renderBatch } from "../src/data/prefetch.ts";
 import { openDataset } from "../src/data/dataset.ts";
 import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
 import { Rng } from "../src/util/rng.ts";

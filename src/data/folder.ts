@@ -225,7 +225,7 @@ export class FolderDataset implements Dataset {
       if (this.strict) {
         throw new DataError(
           `Cannot decode ${path}: ${why}; remove or replace the file, or run without ` +
-            `--strict to skip it`,
+            `--strict-data to skip it`,
           { cause: e },
         );
       }

@@ -1,7 +1,12 @@
 /**
- * JPEG decoding with libjpeg-turbo compiled to WebAssembly (the `@cwasm/jpeg-turbo`
- * package's module, driven here through its TurboJPEG exports so that pixels land as
- * RGB or grey without an RGBA copy, and so that a decode can ask for DCT scaling).
+ * JPEG decoding with libjpeg-turbo: the system's native library when it loads
+ * ({@link "./jpeg_native.ts"}, `apt-get install libturbojpeg0`, with its SIMD kernels),
+ * else libjpeg-turbo compiled to WebAssembly (the `@cwasm/jpeg-turbo` package's module).
+ * Both are driven through the TurboJPEG API so that pixels land as RGB or grey without
+ * an RGBA copy, and so that a decode can ask for DCT scaling. Both run libjpeg-turbo's
+ * default decode (accurate integer IDCT, fancy upsampling), which gives the same pixels
+ * (`tests/data_stream_test.ts` checks it on the test JPEGs); {@link jpegDecoder} says
+ * which one runs.
  *
  * DCT scaling: `decodeJpeg(bytes, { minWidth, minHeight })` decodes at the smallest of
  * 1/8, 1/4, 1/2 or 1 of the full size that is still at least `minWidth × minHeight`
@@ -14,6 +19,12 @@
  * @module
  */
 import { DataError } from "./error.ts";
+import {
+  loadTurboJpeg,
+  type NativeTurbo,
+  resetTurboJpeg,
+  TURBOJPEG_APT_COMMAND,
+} from "./jpeg_native.ts";
 
 /** A decoded JPEG: interleaved `[H, W, channels]` bytes, channels 1 (grey) or 3 (RGB). */
 export interface DecodedJpeg {
@@ -96,9 +107,49 @@ function instance(): TurboExports {
   return turbo;
 }
 
-/** Loads libjpeg-turbo now (throws if it cannot), so that no decode fails for that reason. */
-export function loadJpegDecoder(): void {
-  instance();
+/** Which decoder runs: its name, and a hint when a faster one could. */
+export interface JpegDecoderInfo {
+  /** "native" (the system's libturbojpeg) or "wasm" (the WebAssembly build). */
+  kind: "native" | "wasm";
+  /** What runs, e.g. `libjpeg-turbo native (/usr/lib/x86_64-linux-gnu/libturbojpeg.so.0)`. */
+  name: string;
+  /** Why the native decoder does not run, and how to get it; absent when it runs. */
+  hint?: string;
+}
+
+let native: NativeTurbo | null = null;
+let chosen: JpegDecoderInfo | null = null;
+
+/**
+ * Loads libjpeg-turbo now (throws if no decoder can load), so that no decode fails for
+ * that reason: the native library when it loads, else the WebAssembly build.
+ */
+export function loadJpegDecoder(): JpegDecoderInfo {
+  if (chosen) return chosen;
+  const n = loadTurboJpeg();
+  if ("reason" in n) {
+    instance();
+    chosen = {
+      kind: "wasm",
+      name: "libjpeg-turbo WebAssembly",
+      hint: `${n.reason}: native decode is ~2× faster`,
+    };
+  } else {
+    native = n;
+    chosen = { kind: "native", name: `libjpeg-turbo native (${n.path})` };
+  }
+  return chosen;
+}
+
+/** The decoder {@link decodeJpeg} uses (loading it first if needed). */
+export function jpegDecoder(): JpegDecoderInfo {
+  return loadJpegDecoder();
+}
+
+/** Whether the system's libturbojpeg can load here (for tests and benches). */
+export function nativeJpegAvailable(): boolean {
+  loadJpegDecoder();
+  return native !== null;
 }
 
 /** The scale (1, 2, 4 or 8) that keeps a `W × H` image at least `minW × minH`. */
@@ -108,14 +159,81 @@ export function dctScale(W: number, H: number, minW: number, minH: number): numb
   return s;
 }
 
+/** Options of {@link decodeJpeg}. */
+export interface JpegDecodeOptions {
+  /** Decode at the smallest 1/2ᵏ scale (k ≤ 3) at least this wide (with minHeight). */
+  minWidth?: number;
+  /** Decode at the smallest 1/2ᵏ scale (k ≤ 3) at least this high (with minWidth). */
+  minHeight?: number;
+  /** A header claiming more pixels is refused before allocation. */
+  maxPixels: number;
+  /** Which decoder (default: the one {@link loadJpegDecoder} chose). */
+  decoder?: "native" | "wasm";
+}
+
+/** The full size and colour from the header, checked against `maxPixels`; then the output size. */
+function plan(
+  W: number,
+  H: number,
+  cs: number,
+  opts: JpegDecodeOptions,
+): { w: number; ht: number; C: number } {
+  if (W <= 0 || H <= 0) throw new Error(`the header says ${W}×${H} pixels`);
+  if (W * H > opts.maxPixels) {
+    throw new Error(
+      `the header says ${W}×${H} pixels, over the limit of ${opts.maxPixels}; ` +
+        `the file is corrupt or far too large`,
+    );
+  }
+  const s = opts.minWidth && opts.minHeight ? dctScale(W, H, opts.minWidth, opts.minHeight) : 1;
+  return { w: Math.ceil(W / s), ht: Math.ceil(H / s), C: cs === TJCS_GRAY ? 1 : 3 };
+}
+
 /**
- * Decodes a JPEG; with `min`, at the smallest 1/2ᵏ scale (k ≤ 3) at least `min` in both
- * dimensions. `maxPixels` refuses a header that claims more pixels, before allocation.
+ * Decodes a JPEG; with `minWidth`/`minHeight`, at the smallest 1/2ᵏ scale (k ≤ 3) at
+ * least that size. `maxPixels` refuses a header that claims more pixels, before allocation.
  */
-export function decodeJpeg(
-  bytes: Uint8Array,
-  opts: { minWidth?: number; minHeight?: number; maxPixels: number },
-): DecodedJpeg {
+export function decodeJpeg(bytes: Uint8Array, opts: JpegDecodeOptions): DecodedJpeg {
+  const which = opts.decoder ?? loadJpegDecoder().kind;
+  if (which === "native") {
+    loadJpegDecoder();
+    if (!native) throw new Error("Cannot decode with the native libturbojpeg: it did not load");
+    return decodeNative(native, bytes, opts);
+  }
+  return decodeWasm(bytes, opts);
+}
+
+function decodeNative(t: NativeTurbo, bytes: Uint8Array, opts: JpegDecodeOptions): DecodedJpeg {
+  try {
+    const meta = new Int32Array(4);
+    const m = new Uint8Array(meta.buffer);
+    const n = BigInt(bytes.length);
+    const hdr = t.lib.tjDecompressHeader3(
+      t.handle,
+      bytes,
+      n,
+      m.subarray(0, 4),
+      m.subarray(4, 8),
+      m.subarray(8, 12),
+      m.subarray(12, 16),
+    );
+    if (hdr !== 0) throw new Error("not a readable JPEG header");
+    const [W, H, , cs] = meta;
+    const { w, ht, C } = plan(W, H, cs, opts);
+    const data = new Uint8Array(w * ht * C);
+    const fmt = C === 1 ? TJPF_GRAY : TJPF_RGB;
+    if (t.lib.tjDecompress2(t.handle, bytes, n, data, w, w * C, ht, fmt, 0) !== 0) {
+      throw new Error("the JPEG data is corrupt or truncated");
+    }
+    return { data, width: w, height: ht, channels: C, fullWidth: W, fullHeight: H };
+  } catch (e) {
+    // a decompressor that stopped on an error can refuse the next header: start afresh
+    resetTurboJpeg(t);
+    throw e;
+  }
+}
+
+function decodeWasm(bytes: Uint8Array, opts: JpegDecodeOptions): DecodedJpeg {
   const t = instance();
   let src = 0, meta = 0, dst = 0, h = 0;
   try {
@@ -128,16 +246,7 @@ export function decodeJpeg(
       throw new Error("not a readable JPEG header");
     }
     const [W, H, , cs] = new Int32Array(t.memory.buffer, meta, 4);
-    if (W <= 0 || H <= 0) throw new Error(`the header says ${W}×${H} pixels`);
-    if (W * H > opts.maxPixels) {
-      throw new Error(
-        `the header says ${W}×${H} pixels, over the limit of ${opts.maxPixels}; ` +
-          `the file is corrupt or far too large`,
-      );
-    }
-    const s = opts.minWidth && opts.minHeight ? dctScale(W, H, opts.minWidth, opts.minHeight) : 1;
-    const w = Math.ceil(W / s), ht = Math.ceil(H / s);
-    const C = cs === TJCS_GRAY ? 1 : 3;
+    const { w, ht, C } = plan(W, H, cs, opts);
     dst = t.malloc(w * ht * C);
     if (dst === 0) throw new Error(`cannot allocate ${w}×${ht}×${C} bytes`);
     const rc = t.tjDecompress2(
@@ -167,3 +276,5 @@ export function decodeJpeg(
     }
   }
 }
+
+export { TURBOJPEG_APT_COMMAND };

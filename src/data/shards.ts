@@ -273,7 +273,7 @@ export class ShardDataset implements Dataset {
         throw new DataError(
           `Cannot decode ${
             this.where(i)
-          }: ${why}; write the shard again, or run without --strict to skip it`,
+          }: ${why}; write the shard again, or run without --strict-data to skip it`,
           { cause: e },
         );
       }

@@ -122,9 +122,12 @@ export interface PretrainConfig {
    * back every step: one extra GPU sync per step on WebGPU.
    */
   onNan: "stop" | "skip";
-  /** Folder datasets: a corrupt image file is an error instead of a skipped file. */
-  strict: boolean;
-  /** Data workers rendering training batches ahead (0: inline on the training thread). */
+  /** Folder and shard datasets: a corrupt image file is an error instead of a skipped file. */
+  strictData: boolean;
+  /**
+   * Data workers rendering training batches ahead (0: inline on the training thread; -1:
+   * as many as the machine can spare, see `defaultDataWorkers` in `src/data/prefetch.ts`).
+   */
   dataWorkers: number;
 }
 
@@ -176,8 +179,8 @@ export const PRETRAIN_DEFAULTS: Readonly<PretrainConfig> = Object.freeze({
   logEvery: 10,
   backend: "auto",
   onNan: "stop",
-  strict: false,
-  dataWorkers: 1,
+  strictData: false,
+  dataWorkers: -1,
 });
 
 /** What every ImageNet-scale recipe shares: 224 px, ImageNet mean/std, 4096 images a step. */
@@ -382,13 +385,15 @@ export const PRETRAIN_CONFIG: Config<PretrainConfig> = defineConfig<PretrainConf
       help: "stop | skip: a step with a non-finite loss or gradient stops the run, or is skipped",
       check: oneOf("stop", "skip"),
     },
-    strict: {
-      help: "a corrupt image in a folder dataset is an error (default: skipped with a warning)",
+    strictData: {
+      help: "a corrupt image in a folder or shard dataset is an error (default: skipped with a " +
+        "warning and counted; --strict is the same)",
     },
     dataWorkers: {
-      help: "data workers that decode and augment batches ahead (0: inline; the batches are " +
-        "the same for any number)",
-      check: check((v) => Number.isInteger(v) && v >= 0 && v <= 64, "give 0 … 64"),
+      help: "data workers that decode and augment batches ahead (0: inline; -1: what the " +
+        "machine can spare, cores − training threads, 1 … 8; the batches are the same for any " +
+        "number)",
+      check: check((v) => Number.isInteger(v) && v >= -1 && v <= 64, "give -1 (auto) or 0 … 64"),
     },
   },
   checkAll(c) {

@@ -22,7 +22,14 @@ import type { Backend } from "../backend/backend.ts";
 import { deriveVit, type VitConfig, vitFromPreset } from "../models/vit_config.ts";
 import { symmetricVit } from "../models/symmetric_student.ts";
 import type { PretrainConfig } from "./pretrain_config.ts";
-import { Prefetcher, type PreparedBatch, renderBatch } from "./prefetch.ts";
+import {
+  defaultDataWorkers,
+  Prefetcher,
+  type PreparedBatch,
+  renderBatch,
+} from "../data/prefetch.ts";
+import { jpegDecoder } from "../data/jpeg.ts";
+import { CpuBackend } from "../backend/cpu/backend.ts";
 import { epochOrder, type MicroBatch, microBatchJob, microBatchOf } from "./micro_batch.ts";
 
 export type { MicroBatch } from "./micro_batch.ts";
@@ -69,8 +76,8 @@ export async function openRunData(
 ): Promise<RunData> {
   const rank = o.rank ?? 0;
   const ranks = o.ranks ?? 1;
-  const trainDs = await openDataset(cfg.data, "train", { warn: o.log, strict: cfg.strict });
-  const testDs = await openDataset(cfg.data, "test", { warn: o.log, strict: cfg.strict });
+  const trainDs = await openDataset(cfg.data, "train", { warn: o.log, strict: cfg.strictData });
+  const testDs = await openDataset(cfg.data, "test", { warn: o.log, strict: cfg.strictData });
   const size = cfg.imgSize || trainDs.height;
   const channels = trainDs.channels;
   const stats = cfg.mean.length
@@ -98,18 +105,36 @@ export async function openRunData(
   // bias, layer scale, q/v biases): k-NN and checkpoints use that config
   const student = cfg.student === "symmetric" ? symmetricVit(preset) : preset;
   const embedder = new Embedder(be, student, Math.min(64, Math.max(1, cfg.knnTest)));
-  const workers = o.prefetch ? cfg.dataWorkers : 0;
+  const workers = !o.prefetch ? 0 : cfg.dataWorkers >= 0 ? cfg.dataWorkers : defaultDataWorkers({
+    cores: navigator.hardwareConcurrency ?? 1,
+    trainThreads: be instanceof CpuBackend ? be.threads : 1,
+    ranks,
+  });
   const pf = workers > 0
-    ? Prefetcher.create({
-      data: cfg.data,
-      strict: cfg.strict,
-      size,
-      channels,
-      mean: [...stats.mean],
-      std: [...stats.std],
-      augment,
-    }, workers)
+    ? Prefetcher.create(
+      {
+        data: cfg.data,
+        strict: cfg.strictData,
+        size,
+        channels,
+        mean: [...stats.mean],
+        std: [...stats.std],
+        augment,
+      },
+      workers,
+      o.log,
+    )
     : null;
+  if (trainDs.decoded) {
+    // a folder or shards: say who decodes, and what would be faster
+    const dec = jpegDecoder();
+    o.log(
+      `data: ${trainDs.count} training images of ${cfg.data}, ${
+        pf ? `${pf.workers} data worker(s)` : "decoded inline"
+      }${cfg.dataWorkers < 0 && pf ? " (--data-workers -1: what the machine can spare)" : ""}; ` +
+        `JPEG decoder ${dec.name}${dec.hint ? ` (${dec.hint})` : ""}`,
+    );
+  }
   // how many micro-batches are in flight: enough to keep every worker busy
   const ahead = pf ? Math.max(2, pf.workers) : 0;
   // unreadable files met while training: one warning each, and a count for metrics.jsonl

@@ -8,13 +8,18 @@
  * put back in order. A sample depends only on its index and seed, so the batch is
  * bit-identical to the inline path ({@link renderBatch}) for any number of workers.
  *
- * A worker that fails (an exception outside a job, or a job's error) fails every pending
- * batch with its message: the run ends with that error, never waits forever.
+ * A worker that crashes (an uncaught exception outside a job) is replaced by a fresh one,
+ * which is given the crashed worker's unfinished jobs again (a part depends only on its
+ * indices and seeds, so the batch is the same); after {@link MAX_WORKER_RESTARTS} crashes
+ * of one worker, or on a job's own error (a `DataError` under `--strict-data`), every
+ * pending batch fails with the message: the run ends with that error, never waits forever.
+ *
+ * {@link defaultDataWorkers} is the pool size a run uses when not told.
  *
  * @module
  */
-import { type PreparedBatch, renderBatch } from "./micro_batch.ts";
-import type { AugmentOptions } from "../data/pipeline.ts";
+import { type PreparedBatch, renderBatch } from "./render.ts";
+import type { AugmentOptions } from "./pipeline.ts";
 
 export { type PreparedBatch, renderBatch };
 
@@ -36,10 +41,38 @@ export interface PrefetchInit {
   augment?: AugmentOptions;
 }
 
-/** A message to a worker. */
+/** Crashes of one worker that are restarted; the next one ends the run with its error. */
+export const MAX_WORKER_RESTARTS = 3;
+
+/** Most data workers {@link defaultDataWorkers} picks. */
+export const MAX_DEFAULT_DATA_WORKERS = 8;
+
+/**
+ * Data workers a run starts when not told (`--data-workers -1`, the default): the CPUs this
+ * process may use that training leaves free — `cores / ranks on the machine − training
+ * threads` — at least 1 (so decoding overlaps the step even when training uses every core)
+ * and at most {@link MAX_DEFAULT_DATA_WORKERS} (each worker is a JavaScript isolate of
+ * ~30 MB, and decoding rarely needs more to feed a step).
+ *
+ * @example
+ * ```ts
+ * import { defaultDataWorkers } from "./prefetch.ts";
+ * defaultDataWorkers({ cores: 2, trainThreads: 2 }); // 1: CPU training on 2 cores
+ * defaultDataWorkers({ cores: 16, trainThreads: 1 }); // 8: WebGPU training, 16 cores
+ * ```
+ */
+export function defaultDataWorkers(
+  o: { cores: number; trainThreads: number; ranks?: number },
+): number {
+  const mine = Math.floor(Math.max(1, o.cores) / Math.max(1, o.ranks ?? 1));
+  return Math.max(1, Math.min(MAX_DEFAULT_DATA_WORKERS, mine - o.trainThreads));
+}
+
+/** A message to a worker (`crash` is for tests: the worker throws outside any job). */
 export type PrefetchRequest =
   | { kind: "init"; init: PrefetchInit }
-  | { kind: "job"; id: number; indices: Int32Array; seed: number | Uint32Array };
+  | { kind: "job"; id: number; indices: Int32Array; seed: number | Uint32Array }
+  | { kind: "crash" };
 
 /** A message from a worker. */
 export type PrefetchReply =
@@ -73,20 +106,47 @@ interface Pending {
  */
 export class Prefetcher {
   readonly #workers: Worker[];
+  readonly #init: PrefetchInit;
+  readonly #url: URL;
+  readonly #warn: (msg: string) => void;
+  /** Per worker: its unfinished jobs by part id, in the order they were sent. */
+  readonly #inflight: Map<number, PrefetchRequest>[];
+  readonly #restarts: number[];
   readonly #pending = new Map<number, Pending>();
   readonly #order: number[] = [];
   #nextId = 0;
   #failed: Error | null = null;
 
-  private constructor(workers: Worker[]) {
-    this.#workers = workers;
-    workers.forEach((w, k) => {
-      w.onmessage = (e: MessageEvent<PrefetchReply>) => this.#reply(k, e.data);
-      w.onerror = (e) => {
-        e.preventDefault();
-        this.#fail(new Error(`data worker ${k} failed: ${e.message}`));
-      };
-    });
+  private constructor(
+    url: URL,
+    init: PrefetchInit,
+    workers: number,
+    warn: (msg: string) => void,
+  ) {
+    this.#url = url;
+    this.#init = init;
+    this.#warn = warn;
+    this.#inflight = Array.from({ length: workers }, () => new Map());
+    this.#restarts = new Array(workers).fill(0);
+    this.#workers = [];
+    try {
+      for (let k = 0; k < workers; k++) this.#workers.push(this.#start(k));
+    } catch (e) {
+      for (const w of this.#workers) w.terminate();
+      throw e;
+    }
+  }
+
+  /** Starts worker k and sends it the init message. */
+  #start(k: number): Worker {
+    const w = new Worker(this.#url, { type: "module", name: `dbot-data-${k}` });
+    w.onmessage = (e: MessageEvent<PrefetchReply>) => this.#reply(k, e.data);
+    w.onerror = (e) => {
+      e.preventDefault();
+      this.#crashed(k, e.message);
+    };
+    w.postMessage({ kind: "init", init: this.#init } satisfies PrefetchRequest);
+    return w;
   }
 
   /** Number of workers. */
@@ -94,25 +154,27 @@ export class Prefetcher {
     return this.#workers.length;
   }
 
+  /** Workers restarted after a crash so far. */
+  get restarts(): number {
+    return this.#restarts.reduce((a, b) => a + b, 0);
+  }
+
   /**
    * A pool of `workers` (≥ 1) for `init`, or null when workers cannot start here (use the
-   * inline path).
+   * inline path). `warn` hears of each restarted worker.
    */
-  static create(init: PrefetchInit, workers = 1): Prefetcher | null {
+  static create(
+    init: PrefetchInit,
+    workers = 1,
+    warn: (msg: string) => void = () => {},
+  ): Prefetcher | null {
     if (typeof Worker === "undefined") return null;
     const url = new URL("./prefetch_worker.ts", import.meta.url);
     if (url.protocol !== "file:") return null;
-    const started: Worker[] = [];
     try {
       if (Deno.permissions.querySync({ name: "read", path: url }).state !== "granted") return null;
-      for (let k = 0; k < Math.max(1, workers); k++) {
-        const w = new Worker(url, { type: "module", name: `dbot-data-${k}` });
-        started.push(w);
-        w.postMessage({ kind: "init", init } satisfies PrefetchRequest);
-      }
-      return new Prefetcher(started);
+      return new Prefetcher(url, init, Math.max(1, workers), warn);
     } catch {
-      for (const w of started) w.terminate();
       return null;
     }
   }
@@ -135,14 +197,14 @@ export class Prefetcher {
       const a = Math.floor((k * indices.length) / n),
         b = Math.floor(((k + 1) * indices.length) / n);
       const part = typeof seed === "number" ? seed : seed.slice(a, b);
-      this.#workers[k].postMessage(
-        {
-          kind: "job",
-          id: id * 64 + k,
-          indices: indices.slice(a, b),
-          seed: part,
-        } satisfies PrefetchRequest,
-      );
+      const job: PrefetchRequest = {
+        kind: "job",
+        id: id * 64 + k,
+        indices: indices.slice(a, b),
+        seed: part,
+      };
+      this.#inflight[k].set(job.id, job);
+      this.#workers[k].postMessage(job);
     }
   }
 
@@ -159,15 +221,50 @@ export class Prefetcher {
     }
   }
 
+  /** For tests: makes worker `k` throw outside any job, as a crash would. */
+  crashForTest(k: number): void {
+    this.#workers[k].postMessage({ kind: "crash" } satisfies PrefetchRequest);
+  }
+
   /** Stops the workers; pending batches are dropped. */
   dispose(): void {
     for (const w of this.#workers) w.terminate();
     for (const p of this.#pending.values()) p.done.promise.catch(() => {}); // nobody awaits them
     this.#pending.clear();
     this.#order.length = 0;
+    for (const m of this.#inflight) m.clear();
+  }
+
+  /** Worker k died of an uncaught error: restart it with its unfinished jobs, or fail. */
+  #crashed(k: number, message: string): void {
+    this.#workers[k].terminate();
+    if (this.#failed) return;
+    if (this.#restarts[k] >= MAX_WORKER_RESTARTS) {
+      this.#fail(
+        new Error(
+          `data worker ${k} crashed ${this.#restarts[k] + 1} times, the last with: ${message}`,
+        ),
+      );
+      return;
+    }
+    this.#restarts[k]++;
+    const jobs = [...this.#inflight[k].values()];
+    this.#warn(
+      `warning: data worker ${k} crashed (${message}); restarted it with its ${jobs.length} ` +
+        `unfinished job(s)`,
+    );
+    try {
+      this.#workers[k] = this.#start(k);
+    } catch (e) {
+      this.#fail(new Error(`data worker ${k} crashed (${message}) and could not restart: ${e}`));
+      return;
+    }
+    for (const job of jobs) this.#workers[k].postMessage(job);
   }
 
   #reply(worker: number, r: PrefetchReply): void {
+    // a part answered twice (by a worker that crashed after replying, then its successor)
+    if (!this.#inflight[worker].delete(r.id)) return;
     const id = Math.floor(r.id / 64), k = r.id % 64;
     const p = this.#pending.get(id);
     if (!p) return;

@@ -6,14 +6,26 @@
  */
 /// <reference no-default-lib="true" />
 /// <reference lib="deno.worker" />
-import { openDataset } from "../data/dataset.ts";
-import { ImagePipeline } from "../data/pipeline.ts";
+import { openDataset } from "./dataset.ts";
+import { ImagePipeline } from "./pipeline.ts";
 import { type PrefetchReply, type PrefetchRequest, renderBatch } from "./prefetch.ts";
 
 let pipe: Promise<ImagePipeline> | null = null;
 
-self.onmessage = async (e: MessageEvent<PrefetchRequest>) => {
+let dead = false;
+
+self.onmessage = (e: MessageEvent<PrefetchRequest>) => {
   const msg = e.data;
+  if (dead) return;
+  if (msg.kind === "crash") {
+    // as a crashed worker: nothing more is answered, and the error is uncaught
+    dead = true;
+    throw new Error("a crash asked for by a test");
+  }
+  void handle(msg);
+};
+
+async function handle(msg: Exclude<PrefetchRequest, { kind: "crash" }>): Promise<void> {
   if (msg.kind === "init") {
     const { data, strict, size, channels, mean, std, augment } = msg.init;
     // The main thread already said what it had to about the dataset: stay quiet here.
@@ -31,4 +43,4 @@ self.onmessage = async (e: MessageEvent<PrefetchRequest>) => {
     reply = { kind: "error", id: msg.id, message: (err as Error)?.message ?? String(err) };
     self.postMessage(reply);
   }
-};
+}
