@@ -9,7 +9,7 @@ import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { DataError, type Dataset, openDataset } from "../src/data/dataset.ts";
 import { type FolderDataset, pixelsToFloat } from "../src/data/folder.ts";
 import { decodeImageFile, loadPngDecoder } from "../src/data/image_file.ts";
-import { ImagePipeline } from "../src/data/pipeline.ts";
+import { channelStats, ImagePipeline, statsSample } from "../src/data/pipeline.ts";
 import { writeShards } from "../src/data/shard_writer.ts";
 import { writeTar } from "../src/data/tar.ts";
 import { epochOrder, microBatchJob, renderBatch } from "../src/train/micro_batch.ts";
@@ -230,6 +230,37 @@ Deno.test("defaultDataWorkers: the cores training leaves free, at least 1, at mo
   assertEquals(defaultDataWorkers({ cores: 16, trainThreads: 1, ranks: 4 }), 3);
   assertEquals(defaultDataWorkers({ cores: 1, trainThreads: 1 }), 1);
   assertEquals(resolvePretrain({}).dataWorkers, -1); // the default asks for it
+});
+
+Deno.test("channelStats of a file dataset: a class-spread sample, the float path's statistics", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await makeFolder(`${dir}/f`, 4, 12);
+    const lazy = await openDataset(`${dir}/f`, "train", NOTES) as FolderDataset;
+    const idx = statsSample(lazy, 20);
+    assertEquals(idx.length, 20);
+    assertEquals(new Set(Array.from(idx, (i) => lazy.labels[i])).size, 4); // every class
+    assertEquals(statsSample(lazy, 1000).length, lazy.count); // fewer files than the sample
+    // the byte histograms give what the float images give, image by image
+    const all = eager(lazy);
+    const sum = [0, 0, 0], sq = [0, 0, 0];
+    let n = 0;
+    for (const i of idx) {
+      const img = all.image(i), hw = img.length / 3;
+      for (let c = 0; c < 3; c++) {
+        for (let k = 0; k < hw; k++) sum[c] += img[c * hw + k], sq[c] += img[c * hw + k] ** 2;
+      }
+      n += hw;
+    }
+    const got = channelStats(lazy, 3, 20);
+    for (let c = 0; c < 3; c++) {
+      const m = sum[c] / n, sd = Math.sqrt(sq[c] / n - m * m);
+      assert(Math.abs(got.mean[c] - m) <= 5e-5 + 1e-9, `mean ${c}: ${got.mean[c]} vs ${m}`);
+      assert(Math.abs(got.std[c] - sd) <= 5e-5 + 1e-9, `std ${c}: ${got.std[c]} vs ${sd}`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("files corrupted or deleted mid-run are skipped with one warning each and counted in metrics.jsonl", async () => {
