@@ -132,7 +132,7 @@ export function loadJpegDecoder(): JpegDecoderInfo {
     chosen = {
       kind: "wasm",
       name: "libjpeg-turbo WebAssembly",
-      hint: `${n.reason}: native decode is ~2× faster`,
+      hint: `${n.reason}: native decode is ~2.5× faster`,
     };
   } else {
     native = n;
