@@ -8,7 +8,8 @@
  * DataLoader (PIL) at the same worker counts (`bench/torch_data.py`, run by `$DBOT_PYTHON`
  * or python3, with torch and torchvision); the share of dbot's inline time that is
  * decoding; and the decoders side by side on the folder's files (libjpeg-turbo native and
- * WebAssembly, full size and DCT-scaled to 1/2). Under `deno task bench` (no arguments):
+ * WebAssembly, full size and DCT-scaled to 1/2), with the share of training crops that could
+ * use DCT scaling at each output size. Under `deno task bench` (no arguments):
  * decoder and transform micro-benchmarks on generated 500×375 JPEGs.
  *
  * @module
@@ -16,7 +17,14 @@
 import { parseArgs } from "node:util";
 import { listFolder, pixelsToFloat } from "../src/data/folder.ts";
 import { openDataset } from "../src/data/dataset.ts";
-import { decodeImageFile, loadPngDecoder, MAX_IMAGE_PIXELS } from "../src/data/image_file.ts";
+import {
+  decodeImageFile,
+  loadPngDecoder,
+  MAX_IMAGE_PIXELS,
+  readHeader,
+} from "../src/data/image_file.ts";
+import { randomResizedCropBox } from "../src/data/transforms.ts";
+import { Rng } from "../src/util/rng.ts";
 import { decodeJpeg, jpegDecoder, nativeJpegAvailable } from "../src/data/jpeg.ts";
 import { deriveSeed, IMAGENET_MEAN, IMAGENET_STD, ImagePipeline } from "../src/data/pipeline.ts";
 import { renderBatch } from "../src/train/micro_batch.ts";
@@ -131,6 +139,30 @@ function decoderTable(paths: string[], rounds: number): void {
   }
 }
 
+/**
+ * How often a training crop could be decoded DCT-scaled: for each output size, the share of
+ * RandomResizedCrop boxes (scale 0.2–1, drawn on these files' sizes) whose scaled box still
+ * has ≥ size pixels each way at 1/2, 1/4, 1/8.
+ */
+function dctShare(paths: string[]): void {
+  const sizes = paths.map((p) => readHeader(Deno.readFileSync(p))!);
+  console.log(`\n| crop size | boxes at full | at 1/2 | at 1/4 | at 1/8 |`);
+  console.log(`|---:|---:|---:|---:|---:|`);
+  for (const S of [224, 160, 112, 64]) {
+    const rng = new Rng(1), n = 20000, at = [0, 0, 0, 0];
+    for (let i = 0; i < n; i++) {
+      const { height, width } = sizes[i % sizes.length];
+      const b = randomResizedCropBox(height, width, rng, [0.2, 1]);
+      let k = 0;
+      while (
+        k < 3 && Math.floor(b.width / 2 ** (k + 1)) >= S && Math.floor(b.height / 2 ** (k + 1)) >= S
+      ) k++;
+      at[k]++;
+    }
+    console.log(`| ${S} | ${at.map((c) => `${((100 * c) / n).toFixed(1)}%`).join(" | ")} |`);
+  }
+}
+
 /** The minimum size that asks for DCT scale 1/2 of a JPEG. */
 function half(bytes: Uint8Array): { minWidth: number; minHeight: number } {
   const d = decodeJpeg(bytes, { maxPixels: MAX_IMAGE_PIXELS, minWidth: 1, minHeight: 1 });
@@ -185,7 +217,9 @@ if (Deno.args.length > 0) {
         Math.min(n, 256)
       } images of ${dir}, JPEG decoder: ${jpegDecoder().name}`,
   );
-  decoderTable(Array.from(order.subarray(0, Math.min(n, 256)), (i) => list.paths[i]), 3);
+  const sample = Array.from(order.subarray(0, Math.min(n, 256)), (i) => list.paths[i]);
+  decoderTable(sample, 3);
+  dctShare(sample);
 } else {
   // deno task bench: generated JPEGs, no dataset needed
   const { Image, encodeJpeg, decode } = await import("image-js");
