@@ -1,11 +1,12 @@
 /**
  * `deno task info`: which backend `auto` picks on this machine and why, the
  * CPU GEMM in use, and the WebGPU adapter if any; then the details behind that line
- * (library paths, loader errors).
+ * (library paths, loader errors); and the JPEG decoder folders and shards use.
  *
  * @module
  */
 import { GpuContext } from "../src/backend/webgpu/context.ts";
+import { jpegDecoder } from "../src/data/jpeg.ts";
 import { BACKEND_FLAG, backendFromFlags, NATIVE_LIB_FLAG, parseTaskFlags } from "./flags.ts";
 import { main } from "./main.ts";
 
@@ -28,4 +29,6 @@ await main(async () => {
   console.log(`backend: ${reason}`);
   for (const d of facts.details) console.log(`  ${d}`);
   backend.dispose();
+  const jpeg = jpegDecoder();
+  console.log(`jpeg decoder: ${jpeg.name}${jpeg.hint ? ` (${jpeg.hint})` : ""}`);
 });
