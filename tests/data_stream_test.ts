@@ -9,7 +9,7 @@ import { CpuBackend } from "../src/backend/cpu/backend.ts";
 import { DataError, type Dataset, openDataset } from "../src/data/dataset.ts";
 import { type FolderDataset, pixelsToFloat } from "../src/data/folder.ts";
 import { decodeImageFile, loadPngDecoder } from "../src/data/image_file.ts";
-import { channelStats, ImagePipeline, statsSample } from "../src/data/pipeline.ts";
+import { channelStats, ImagePipeline, spreadSample, statsSample } from "../src/data/pipeline.ts";
 import { writeShards } from "../src/data/shard_writer.ts";
 import { writeTar } from "../src/data/tar.ts";
 import { epochOrder, microBatchJob, renderBatch } from "../src/train/micro_batch.ts";
@@ -230,6 +230,25 @@ Deno.test("defaultDataWorkers: the cores training leaves free, at least 1, at mo
   assertEquals(defaultDataWorkers({ cores: 16, trainThreads: 1, ranks: 4 }), 3);
   assertEquals(defaultDataWorkers({ cores: 1, trainThreads: 1 }), 1);
   assertEquals(resolvePretrain({}).dataWorkers, -1); // the default asks for it
+});
+
+Deno.test("spreadSample: every class of a sorted folder, evenly, distinct, exactly n", () => {
+  // a stand-in file dataset: classes of 2, 5, 9 and 30 images, sorted by class
+  const sizes = [2, 5, 9, 30];
+  const labels = Int32Array.from(sizes.flatMap((m, k) => Array(m).fill(k)));
+  const ds = { count: labels.length, labels, decoded: () => null } as unknown as Dataset;
+  for (const n of [1, 3, 4, 8, 20, 40, 46, 100]) {
+    const idx = spreadSample(ds, n);
+    assertEquals(idx.length, Math.min(n, labels.length), `n=${n}`);
+    assertEquals(new Set(idx).size, idx.length, `n=${n}: distinct`);
+    for (let j = 1; j < idx.length; j++) assert(idx[j] > idx[j - 1], `n=${n}: ascending`);
+    const perClass = sizes.map((_, k) => Array.from(idx).filter((i) => labels[i] === k).length);
+    if (n >= 4) assert(perClass.every((m) => m > 0), `n=${n}: every class, got ${perClass}`);
+    if (n === 20) assertEquals(perClass, [2, 5, 7, 6]); // small classes give their rest away
+  }
+  // an in-memory dataset keeps its first n (its order is already mixed)
+  const mem = { count: 10, labels: new Int32Array(10) } as unknown as Dataset;
+  assertEquals(Array.from(spreadSample(mem, 3)), [0, 1, 2]);
 });
 
 Deno.test("channelStats of a file dataset: a class-spread sample, the float path's statistics", async () => {

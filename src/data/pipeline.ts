@@ -248,13 +248,23 @@ export const STATS_SAMPLE_FILES = 256;
 
 /**
  * Which images {@link channelStats} reads: the first `n` of an in-memory dataset; of one
- * decoded from files, whose order is sorted by class, {@link STATS_SAMPLE_FILES} (at most
- * `n`) taken round-robin over the classes, evenly spaced within each, so that every class
- * counts (the first `n` files would be the first classes only).
+ * decoded from files, {@link STATS_SAMPLE_FILES} (at most `n`) spread over the classes
+ * ({@link spreadSample}).
  */
 export function statsSample(ds: Dataset, n: number): Int32Array {
+  return spreadSample(ds, ds.decoded ? Math.min(n, STATS_SAMPLE_FILES) : n);
+}
+
+/**
+ * `n` image indices (ascending) that stand for a dataset: the first `n` of an in-memory
+ * dataset (its order is already mixed); of one decoded from files, whose order is sorted by
+ * class, `n` taken round-robin over the classes, evenly spaced within each, so that every
+ * class counts (the first `n` files would be the first classes only). Used by the channel
+ * statistics and by the k-NN monitor's train and test images.
+ */
+export function spreadSample(ds: Dataset, n: number): Int32Array {
   if (!ds.decoded) return Int32Array.from({ length: Math.min(n, ds.count) }, (_, i) => i);
-  const want = Math.min(n, STATS_SAMPLE_FILES, ds.count);
+  const want = Math.min(n, ds.count);
   const byClass = new Map<number, number[]>();
   for (let i = 0; i < ds.count; i++) {
     const k = ds.labels[i];
@@ -263,15 +273,19 @@ export function statsSample(ds: Dataset, n: number): Int32Array {
     byClass.set(k, list);
   }
   const classes = [...byClass.values()];
-  const per = Math.ceil(want / classes.length);
+  // each class's share: equal parts of `want`, a small class giving the rest to the larger
+  const share = new Array<number>(classes.length);
+  let left = want;
+  const bySize = classes.map((_, c) => c).sort((a, b) => classes[a].length - classes[b].length);
+  bySize.forEach((c, i) => {
+    share[c] = Math.min(classes[c].length, Math.ceil(left / (classes.length - i)));
+    left -= share[c];
+  });
   const out: number[] = [];
-  for (let round = 0; round < per; round++) {
-    for (const list of classes) {
-      const m = Math.min(per, list.length); // this class's share, evenly spaced
-      if (round < m) out.push(list[Math.floor((round * list.length) / m)]);
-    }
+  for (let c = 0; c < classes.length; c++) {
+    const list = classes[c];
+    for (let r = 0; r < share[c]; r++) out.push(list[Math.floor((r * list.length) / share[c])]);
   }
-  out.length = Math.min(out.length, want);
   return Int32Array.from(out.sort((a, b) => a - b));
 }
 

@@ -14,7 +14,7 @@
  * @module
  */
 import { openDataset } from "../data/dataset.ts";
-import { channelStats, ImagePipeline } from "../data/pipeline.ts";
+import { channelStats, ImagePipeline, spreadSample } from "../data/pipeline.ts";
 import { Embedder } from "../eval/embed.ts";
 import { knnClassify, type KnnResult } from "../eval/knn.ts";
 import { similarityGemm } from "../eval/knn_file.ts";
@@ -179,8 +179,9 @@ export async function openRunData(
   }
 
   // the k-NN images' evaluation views, decoded once for every k-NN of the run when they fit
-  const nKnnTr = Math.min(cfg.knnTrain, trainDs.count);
-  const nKnnTe = Math.min(cfg.knnTest, testDs.count);
+  // the k-NN images: the first N, or spread over the classes of a (class-sorted) folder
+  const knnTr = spreadSample(trainDs, cfg.knnTrain), knnTe = spreadSample(testDs, cfg.knnTest);
+  const nKnnTr = knnTr.length, nKnnTe = knnTe.length;
   const keepViews = 4 * (nKnnTr + nKnnTe) * channels * size * size <= KNN_VIEW_CACHE_BYTES;
   const views = (pipe: ImagePipeline): (i: number) => Float32Array => {
     if (!keepViews) return (i) => pipe.eval(i);
@@ -194,12 +195,12 @@ export async function openRunData(
     if (rank !== 0) return { top1: NaN, top5: NaN, count: 0, k: 0 };
     embedder.load(weights);
     const nTr = nKnnTr, nTe = nKnnTe;
-    const fTr = await embedder.embed(nTr, trainView, cfg.knnPool);
-    const fTe = await embedder.embed(nTe, testView, cfg.knnPool);
+    const fTr = await embedder.embed(nTr, (i) => trainView(knnTr[i]), cfg.knnPool);
+    const fTe = await embedder.embed(nTe, (i) => testView(knnTe[i]), cfg.knnPool);
     noteSkipped([...train.takeSkipped(), ...test.takeSkipped()]);
     return knnClassify(
-      { features: fTr, labels: trainDs.labels.slice(0, nTr) },
-      { features: fTe, labels: testDs.labels.slice(0, nTe) },
+      { features: fTr, labels: Int32Array.from(knnTr, (i) => trainDs.labels[i]) },
+      { features: fTe, labels: Int32Array.from(knnTe, (i) => testDs.labels[i]) },
       { dim: student.embedDim, k: cfg.knnK, gemm: similarityGemm() },
     );
   }

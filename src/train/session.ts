@@ -21,7 +21,7 @@
  */
 import type { Backend } from "../backend/backend.ts";
 import type { Dataset } from "../data/types.ts";
-import { channelStats, ImagePipeline } from "../data/pipeline.ts";
+import { channelStats, ImagePipeline, spreadSample } from "../data/pipeline.ts";
 import { openShapes } from "../data/shapes.ts";
 import { Embedder } from "../eval/embed.ts";
 import { knnClassify, type KnnResult } from "../eval/knn.ts";
@@ -257,16 +257,19 @@ export class PretrainSession {
     };
   }
 
-  /** k-NN top-1/top-5 of the student encoder (cfg.knnTrain → cfg.knnTest images, `knnPool`). */
+  /**
+   * k-NN top-1/top-5 of the student encoder (cfg.knnTrain → cfg.knnTest images, `knnPool`):
+   * the first images, or spread over the classes of a class-sorted folder (`spreadSample`).
+   */
   async knn(): Promise<KnnResult> {
     const { cfg } = this;
-    const nTr = Math.min(cfg.knnTrain, this.#trainDs.count);
-    const nTe = Math.min(cfg.knnTest, this.#testDs.count);
-    const fTr = await this.features("train", nTr);
-    const fTe = await this.features("test", nTe);
+    const tr = spreadSample(this.#trainDs, cfg.knnTrain);
+    const te = spreadSample(this.#testDs, cfg.knnTest);
+    const fTr = await this.#featuresOf(this.#train, tr);
+    const fTe = await this.#featuresOf(this.#test, te);
     return knnClassify(
-      { features: fTr, labels: this.#trainDs.labels.slice(0, nTr) },
-      { features: fTe, labels: this.#testDs.labels.slice(0, nTe) },
+      { features: fTr, labels: Int32Array.from(tr, (i) => this.#trainDs.labels[i]) },
+      { features: fTe, labels: Int32Array.from(te, (i) => this.#testDs.labels[i]) },
       { dim: this.student.embedDim, k: cfg.knnK },
     );
   }
@@ -276,14 +279,19 @@ export class PretrainSession {
    * transform, `knnPool`): what `deno task embed` computes from this session's checkpoint.
    */
   async features(split: "train" | "test", count: number): Promise<Float32Array> {
+    const pipe = split === "train" ? this.#train : this.#test;
+    return await this.#featuresOf(pipe, Int32Array.from({ length: count }, (_, i) => i));
+  }
+
+  /** Student-encoder features `[idx.length, D]` of images `idx` of a pipeline (eval view). */
+  async #featuresOf(pipe: ImagePipeline, idx: Int32Array): Promise<Float32Array> {
     this.#embedder ??= new Embedder(
       this.#be,
       this.student,
       Math.min(64, Math.max(1, this.cfg.knnTest)),
     );
     this.#embedder.load(await this.#t.model.student.toHost());
-    const pipe = split === "train" ? this.#train : this.#test;
-    return await this.#embedder.embed(count, (i) => pipe.eval(i), this.cfg.knnPool);
+    return await this.#embedder.embed(idx.length, (i) => pipe.eval(idx[i]), this.cfg.knnPool);
   }
 
   /** Sample `b` of the last step's batch: input, mask, teacher targets and predictions. */
