@@ -117,6 +117,21 @@ KERNEL void dbot_gelu_backward(float* dinp, const float* dout, const float* inp,
   for (int32_t i = 0; i < n; i++) dinp[i] = dout[i] * gelu_grad_f(inp[i]);
 }
 
+// out[i] = a[i] + b[i mod m] for n elements (m divides n); out may alias a or b.
+KERNEL void dbot_add(float* out, const float* a, const float* b, int32_t n, int32_t m) {
+  for (int32_t o = 0; o < n; o += m)
+    for (int32_t i = 0; i < m; i++) out[o + i] = a[o + i] + b[i];
+}
+
+// out[r, :] = scale[r] · inp[r, :] for rows × C; out may alias inp.
+KERNEL void dbot_scale_rows(float* out, const float* inp, const float* scale, int32_t rows,
+                            int32_t C) {
+  for (int32_t r = 0; r < rows; r++) {
+    const float s = scale[r];
+    for (int32_t c = 0; c < C; c++) out[(int64_t)r * C + c] = inp[(int64_t)r * C + c] * s;
+  }
+}
+
 // Matmul epilogue of rows × N: c += bias (bias may be 0); with gelu: pre = c (pre may be
 // 0), c = gelu(c).
 KERNEL void dbot_bias_gelu(float* c, const float* bias, float* pre, int32_t rows, int32_t N,
@@ -219,5 +234,139 @@ KERNEL void dbot_adamw(float* param, const float* grad, float* m, float* v, int3
     m[i] = mi;
     v[i] = vi;
     param[i] = param[i] * decay - (step * mi) / (__builtin_sqrtf(vi * inv_bc2) + eps);
+  }
+}
+
+// ---- attention ------------------------------------------------------------------------
+// Small products for one (sample, head) unit, whose operands are at most a few tens of KB:
+// C [M, n] = A [M, K] · B [K, n] (row strides lda, ldb, ldc), assigned. Tiles of 4 rows ×
+// 16 columns (then 8, then single columns) held in vector registers (GCC vector types: 8
+// AVX2 accumulators in the x86-64-v3 clone); rows past M are computed from row M − 1 and
+// dropped, so nothing outside A, B, C is read.
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+
+__attribute__((always_inline)) static inline void mm_nn(float* c, int32_t ldc, const float* a,
+                                                        int32_t lda, const float* b, int32_t ldb,
+                                                        int32_t M, int32_t n, int32_t K) {
+  for (int32_t i0 = 0; i0 < M; i0 += 4) {
+    const float* a0 = a + (int64_t)i0 * lda;
+    const float* a1 = a + (int64_t)(i0 + 1 < M ? i0 + 1 : M - 1) * lda;
+    const float* a2 = a + (int64_t)(i0 + 2 < M ? i0 + 2 : M - 1) * lda;
+    const float* a3 = a + (int64_t)(i0 + 3 < M ? i0 + 3 : M - 1) * lda;
+    int32_t rows = M - i0 < 4 ? M - i0 : 4;
+    float* c0 = c + (int64_t)i0 * ldc;
+    int32_t j0 = 0;
+    for (; j0 + 16 <= n; j0 += 16) {
+      v8 x0 = {0}, x1 = {0}, y0 = {0}, y1 = {0}, z0 = {0}, z1 = {0}, w0 = {0}, w1 = {0};
+      for (int32_t k = 0; k < K; k++) {
+        const float* br = b + (int64_t)k * ldb + j0;
+        v8 b0 = *(const v8*)br, b1 = *(const v8*)(br + 8);
+        x0 += a0[k] * b0, x1 += a0[k] * b1;
+        y0 += a1[k] * b0, y1 += a1[k] * b1;
+        z0 += a2[k] * b0, z1 += a2[k] * b1;
+        w0 += a3[k] * b0, w1 += a3[k] * b1;
+      }
+      v8 t[8] = {x0, x1, y0, y1, z0, z1, w0, w1};
+      for (int r = 0; r < rows; r++) memcpy(c0 + (int64_t)r * ldc + j0, &t[2 * r], 64);
+    }
+    for (; j0 + 8 <= n; j0 += 8) {
+      v8 x0 = {0}, y0 = {0}, z0 = {0}, w0 = {0};
+      for (int32_t k = 0; k < K; k++) {
+        v8 b0 = *(const v8*)(b + (int64_t)k * ldb + j0);
+        x0 += a0[k] * b0, y0 += a1[k] * b0, z0 += a2[k] * b0, w0 += a3[k] * b0;
+      }
+      v8 t[4] = {x0, y0, z0, w0};
+      for (int r = 0; r < rows; r++) memcpy(c0 + (int64_t)r * ldc + j0, &t[r], 32);
+    }
+    for (; j0 < n; j0++) {
+      for (int r = 0; r < rows; r++) {
+        const float* ar = a + (int64_t)(i0 + r) * lda;
+        float s = 0.0f;
+        for (int32_t k = 0; k < K; k++) s += ar[k] * b[(int64_t)k * ldb + j0];
+        c0[(int64_t)r * ldc + j0] = s;
+      }
+    }
+  }
+}
+
+// t [n, ldt] = sᵀ for s [m, n] with row stride lds (t's columns m … ldt − 1 are zeroed).
+__attribute__((always_inline)) static inline void transpose(float* t, int32_t ldt, const float* s, int32_t lds, int32_t m,
+                             int32_t n) {
+  for (int32_t j = 0; j < n; j++) {
+    float* tr = t + (int64_t)j * ldt;
+    for (int32_t i = 0; i < m; i++) tr[i] = s[(int64_t)i * lds + j];
+    for (int32_t i = m; i < ldt; i++) tr[i] = 0.0f;
+  }
+}
+
+// Columns of the per-unit scratch rows: N rounded up to 16, so scores use full tiles.
+static inline int32_t padded(int32_t N) { return (N + 15) & ~15; }
+
+// Floats of scratch that dbot_attention and dbot_attention_backward need.
+KERNEL int32_t dbot_attention_scratch(int32_t N, int32_t HS) {
+  return (HS + 3 * N) * padded(N);
+}
+
+// Attention of units [lo, hi) (unit u: sample u / NH, head u mod NH) on
+// qkv [B, N, 3, NH, HS]: att[u] [N, N] = softmax(scale · q·kᵀ) and
+// out[b, :, h] [N, HS] (row stride D) = att[u] · v. The scores of a unit stay in `work`
+// (dbot_attention_scratch floats) between the product, the softmax and the next product.
+KERNEL void dbot_attention(float* out, float* att, const float* qkv, float* work, int32_t lo,
+                           int32_t hi, int32_t N, int32_t NH, int32_t HS, float scale) {
+  const int32_t D = NH * HS, ld = 3 * D, Np = padded(N);
+  float* kt = work;            // [HS, Np] kᵀ, zero past N
+  float* s = kt + HS * Np;     // [N, Np] scores, then probabilities (zero past N)
+  for (int32_t u = lo; u < hi; u++) {
+    const int32_t b = u / NH, h = u - b * NH;
+    const float* q = qkv + (int64_t)b * N * ld + h * HS; // k at + D, v at + 2D
+    float* a = att + (int64_t)u * N * N;
+    transpose(kt, Np, q + D, ld, N, HS);
+    mm_nn(s, Np, q, ld, kt, Np, N, Np, HS);
+    for (int32_t i = 0; i < N; i++) {
+      float* x = s + (int64_t)i * Np;
+      float m = max_scaled_f(x, scale, N); // a NaN in the row makes its exp, and the row, NaN
+      for (int32_t j = 0; j < N; j++) x[j] = exp_f(scale * x[j] - m);
+      float inv = 1.0f / sum_f(x, N);
+      for (int32_t j = 0; j < N; j++) x[j] *= inv;
+      memcpy(a + (int64_t)i * N, x, sizeof(float) * (size_t)N);
+    }
+    mm_nn(out + (int64_t)b * N * D + h * HS, D, s, Np, q + 2 * D, ld, N, HS, N);
+  }
+}
+
+// Backward of dbot_attention for units [lo, hi): dqkv (q, k, v parts of the units' heads,
+// assigned) and dlogits[u] [N, N] = scale · att ⊙ (datt − Σ datt⊙att), the gradient of
+// the unscaled logits, with datt = dout · vᵀ.
+KERNEL void dbot_attention_backward(float* dqkv, float* dlogits, const float* dout,
+                                    const float* qkv, const float* att, float* work, int32_t lo,
+                                    int32_t hi, int32_t N, int32_t NH, int32_t HS, float scale) {
+  const int32_t D = NH * HS, ld = 3 * D, Np = padded(N);
+  float* vt = work;            // [HS, Np] vᵀ, then (reused) nothing
+  float* g = vt + HS * Np;     // [N, Np] datt, then the logits' gradient
+  float* at = g + N * Np;      // [N, Np] attᵀ
+  float* gt = at + N * Np;     // [N, Np] the logits' gradient, transposed
+  for (int32_t u = lo; u < hi; u++) {
+    const int32_t b = u / NH, h = u - b * NH;
+    const float* q = qkv + (int64_t)b * N * ld + h * HS;
+    float* dq = dqkv + (int64_t)b * N * ld + h * HS;
+    const float* go = dout + (int64_t)b * N * D + h * HS; // [N, HS], row stride D
+    const float* a = att + (int64_t)u * N * N;
+    float* dl = dlogits + (int64_t)u * N * N;
+    // datt [N, N] = dout · vᵀ ; dv [N, HS] = attᵀ · dout
+    transpose(vt, Np, q + 2 * D, ld, N, HS);
+    mm_nn(g, Np, go, D, vt, Np, N, Np, HS);
+    transpose(at, Np, a, N, N, N);
+    mm_nn(dq + 2 * D, ld, at, Np, go, D, N, HS, N);
+    for (int32_t i = 0; i < N; i++) {
+      float* x = g + (int64_t)i * Np;
+      const float* y = a + (int64_t)i * N;
+      float dot = dot_f(x, y, N);
+      for (int32_t j = 0; j < N; j++) x[j] = scale * (y[j] * (x[j] - dot));
+      memcpy(dl + (int64_t)i * N, x, sizeof(float) * (size_t)N);
+    }
+    // dq = dlogits · k ; dk = dlogitsᵀ · q
+    mm_nn(dq, ld, g, Np, q + D, ld, N, HS, N);
+    transpose(gt, Np, g, Np, N, N);
+    mm_nn(dq + D, ld, gt, Np, q, ld, N, HS, N);
   }
 }

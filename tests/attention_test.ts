@@ -22,6 +22,9 @@ const CASES: [number, number, number, number, boolean][] = [
   [2, 7, 3, 5, true],
   [3, 50, 3, 32, false],
   [2, 65, 3, 64, true],
+  [5, 13, 3, 32, false],
+  [2, 50, 4, 16, false],
+  [2, 21, 2, 12, false],
 ];
 
 interface Result {
@@ -132,4 +135,23 @@ for (const threads of [1, 2]) {
   const what = `OpenBLAS, default kernels, ${threads} thread${threads > 1 ? "s" : ""}`;
   openblas.test(`CpuBackend.attention() and attentionBackward() (${what}) match the loops`, () =>
     checkFast(what, () => new CpuBackend({ gemm: "openblas", threads })));
+}
+
+// The native kernels' fused units (scores, softmax and products of a unit in one call),
+// inline and over the pool, with either GEMM beside them (the GEMM only runs the
+// relative-position-bias cases, which the fused units leave to GEMM calls).
+const native = await requires("native");
+const NATIVE: [string, () => CpuBackend][] = [
+  [
+    "native kernels, wasm GEMM, 1 thread",
+    () => new CpuBackend({ gemm: "wasm", kernels: "native", threads: 1 }),
+  ],
+  [
+    "native kernels, wasm GEMM, 2 threads",
+    () => new CpuBackend({ gemm: "wasm", kernels: "native", threads: 2, minParallelWork: 1 }),
+  ],
+];
+for (const [what, make] of NATIVE) {
+  native.test(`CpuBackend.attention() and attentionBackward() (${what}) match the loops`, () =>
+    checkFast(what, make));
 }

@@ -458,3 +458,37 @@ Deno.test("kernels_wasm.ts is not stale: its hash matches kernels.c and build.sh
   const hex = Array.from(hash, (b) => b.toString(16).padStart(2, "0")).join("");
   assertEquals(hex, KERNELS_WASM_SOURCE_SHA256, `${fix} (kernels.c changed)`);
 });
+
+Deno.test({
+  name: "[native] add and scaleRows match the f32 loops exactly, broadcast and in place",
+  ignore: "reason" in native && !requireNative,
+  fn: () => {
+    if ("reason" in native) {
+      throw new Error(
+        `DBOT_REQUIRE_NATIVE=1 but the native kernels did not load: ${native.reason}`,
+      );
+    }
+    assert(native.add && native.scaleRows, "the native kernels have add and scaleRows");
+    for (const [rows, C] of [[1, 1], [3, 5], [7, 130], [70, 3], [2, BLOCK + 3]]) {
+      const a = sharedView(uniform(rows * C, -4, 4, rows + C));
+      const b = sharedView(uniform(rows * C, -4, 4, rows * C + 1), 1);
+      const row = sharedView(uniform(C, -1, 1, C), 2);
+      const scale = sharedView(uniform(rows, 0, 2, rows));
+      const sum = Float32Array.from(a, (v, i) => v + b[i]);
+      const bcast = Float32Array.from(a, (v, i) => v + row[i % C]);
+      const scaled = Float32Array.from(a, (v, i) => v * scale[Math.floor(i / C)]);
+      const out = new Float32Array(rows * C);
+      native.add(out, a, b);
+      assertEquals(out, sum, `add rows=${rows} C=${C}`);
+      native.add(out, a, row);
+      assertEquals(out, bcast, `add broadcast rows=${rows} C=${C}`);
+      native.scaleRows(out, a, scale, rows, C);
+      assertEquals(out, scaled, `scaleRows rows=${rows} C=${C}`);
+      native.scaleRows(a, a, scale, rows, C); // in place
+      assertEquals(Float32Array.from(a), scaled, `scaleRows in place rows=${rows} C=${C}`);
+      const b0 = Float32Array.from(b);
+      native.add(b, a, b); // out aliases b
+      assertEquals(Float32Array.from(b), Float32Array.from(a, (v, i) => v + b0[i]), "add in place");
+    }
+  },
+});

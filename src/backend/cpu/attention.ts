@@ -61,11 +61,14 @@ function mm(
 /** Units `[lo, hi)` (unit `u` = sample `⌊u/NH⌋`, head `u mod NH`) of the forward. */
 export function attentionUnits(
   { out, att, qkv, relTable, relIndex }: AttentionArrays,
-  { N, NH, HS, scale }: AttentionDims,
+  dims: AttentionDims,
   lo: number,
   hi: number,
   ops: KernelOps,
 ): void {
+  // the native kernels' fused units (no relative position bias), else GEMM calls per unit
+  if (ops.attentionUnits && !relTable) return ops.attentionUnits({ out, att, qkv }, dims, lo, hi);
+  const { N, NH, HS, scale } = dims;
   const D = NH * HS;
   const NN = N * N;
   for (let u = lo; u < hi; u++) {
@@ -94,11 +97,15 @@ export function attentionUnits(
 /** Units `[lo, hi)` of the backward (see {@link attentionUnits}). */
 export function attentionBackwardUnits(
   { dqkv, dlogits, dout, qkv, att }: AttentionBackwardArrays,
-  { N, NH, HS, scale }: AttentionDims,
+  dims: AttentionDims,
   lo: number,
   hi: number,
   ops: KernelOps,
 ): void {
+  if (ops.attentionBackwardUnits) {
+    return ops.attentionBackwardUnits({ dqkv, dlogits, dout, qkv, att }, dims, lo, hi);
+  }
+  const { N, NH, HS, scale } = dims;
   const D = NH * HS;
   const NN = N * N;
   for (let u = lo; u < hi; u++) {

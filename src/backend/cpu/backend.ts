@@ -103,7 +103,6 @@ import {
 } from "./kernels.ts";
 import { composedAttention, composedAttentionBackward } from "../attention.ts";
 import { attentionBackwardUnits, attentionUnits } from "./attention.ts";
-import { add } from "./ref/add.ts";
 import { attentionBackward, attentionForward } from "./ref/attention.ts";
 import { biasGrad } from "./ref/bias_grad.ts";
 import { cosineLoss } from "./ref/cosine_loss.ts";
@@ -118,7 +117,7 @@ import {
 import { gemmRef, matmulForward } from "./ref/matmul.ts";
 import type { MatmulEpilogue, SplitMatmul } from "./ref/matmul.ts";
 import { patchify } from "./ref/patchify.ts";
-import { gatherRowsBackward, gatherRowsForward, scaleRows } from "./ref/rows.ts";
+import { gatherRowsBackward, gatherRowsForward } from "./ref/rows.ts";
 import { smoothL1Loss } from "./ref/smooth_l1.ts";
 import { quickGeluBackward, quickGeluForward } from "./ref/quickgelu.ts";
 import { relPosBiasBackward, relPosBiasForward } from "./ref/relpos.ts";
@@ -626,7 +625,7 @@ export class CpuBackend implements Backend {
     // Same size: split elements; broadcast: split whole copies of b.
     const unit = m === n ? 1 : m;
     if (m > 0 && this.#par("add", v, { m: unit }, n / unit, n)) return;
-    add(v);
+    this.#ops.add(v);
   }
 
   /** See {@link Backend.gelu}. */
@@ -672,7 +671,7 @@ export class CpuBackend implements Backend {
     checkScaleRows(bufs, dims);
     const v = this.#views("scaleRows", bufs);
     if (this.#par("scaleRows", v, { C: dims.C }, dims.rows, dims.rows * dims.C)) return;
-    scaleRows(v, dims);
+    this.#ops.scaleRows(v, dims);
   }
 
   // ---- normalisation --------------------------------------------------------------
@@ -816,9 +815,17 @@ export class CpuBackend implements Backend {
     const v = this.#views(op, { out, att, qkv, relTable });
     const a = { ...v, relIndex: bufs.relIndex && this.#i32(op, "relIndex", bufs.relIndex) };
     if (this.#ops.name === "js") return attentionForward(a, dims);
-    if (this.#gemm.sgemmBatch) return composedAttention(this, bufs, dims, this.#workspace);
     const { B, N, NH, HS, scale } = dims;
-    if (this.#runBlasShares(op, a, { B, N, NH, HS, scale }, B * NH)) return;
+    const p = { B, N, NH, HS, scale };
+    if (this.#ops.attentionUnits && !relTable) {
+      // the native fused units: no GEMM calls, so no GEMM needed on the pool's threads
+      if (!this.#par(op, a, p, B * NH, B * NH * N * (N + 3 * HS))) {
+        attentionUnits(a, dims, 0, B * NH, this.#ops);
+      }
+      return;
+    }
+    if (this.#gemm.sgemmBatch) return composedAttention(this, bufs, dims, this.#workspace);
+    if (this.#runBlasShares(op, a, p, B * NH)) return;
     attentionUnits(a, dims, 0, B * NH, this.#ops);
   }
 
@@ -827,11 +834,18 @@ export class CpuBackend implements Backend {
     checkAttentionBackward(bufs, dims);
     const a = this.#views("attentionBackward", bufs);
     if (this.#ops.name === "js") return attentionBackward(a, dims);
+    const { B, N, NH, HS, scale } = dims;
+    const p = { B, N, NH, HS, scale };
+    if (this.#ops.attentionBackwardUnits) {
+      if (!this.#par("attentionBackward", a, p, B * NH, B * NH * N * (2 * N + 6 * HS))) {
+        attentionBackwardUnits(a, dims, 0, B * NH, this.#ops);
+      }
+      return;
+    }
     if (this.#gemm.sgemmBatch) {
       return composedAttentionBackward(this, bufs, dims, this.#workspace);
     }
-    const { B, N, NH, HS, scale } = dims;
-    if (this.#runBlasShares("attentionBackward", a, { B, N, NH, HS, scale }, B * NH)) return;
+    if (this.#runBlasShares("attentionBackward", a, p, B * NH)) return;
     attentionBackwardUnits(a, dims, 0, B * NH, this.#ops);
   }
 

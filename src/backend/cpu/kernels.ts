@@ -10,24 +10,32 @@
 import type {
   AdamwBufs,
   AdamwDims,
+  AddBufs,
+  AttentionDims,
   GeluBackwardBufs,
   LayernormBackwardBufs,
   LayernormBackwardDims,
   LayernormBufs,
   NormDims,
   OutInpBufs,
+  RowsDims,
+  ScaleRowsBufs,
   SoftmaxBackwardBufs,
   SoftmaxDims,
 } from "../backend.ts";
 import {
+  checkAdd,
   checkGelu,
   checkGeluBackward,
   checkLayernorm,
   checkLayernormBackward,
+  checkScaleRows,
   checkSoftmax,
   checkSoftmaxBackward,
 } from "../checks.ts";
 import { adamw, type AdamwSegment } from "./ref/adamw.ts";
+import { add } from "./ref/add.ts";
+import { scaleRows } from "./ref/rows.ts";
 import { geluBackward, geluForward } from "./ref/gelu.ts";
 import { layernormBackward, layernormForward } from "./ref/layernorm.ts";
 import { type MatmulEpilogue, matmulEpilogue } from "./ref/matmul.ts";
@@ -93,6 +101,40 @@ export interface CpuKernels {
     rows: number,
     C: number,
     accumulate: boolean,
+  ): void;
+  /** `out[i] = a[i] + b[i mod m]` (`m = b.length` divides `a.length`); absent: the JS loop. */
+  add?(out: Float32Array, a: Float32Array, b: Float32Array): void;
+  /** `out[r, :] = scale[r] · inp[r, :]` over `[rows, C]`; absent: the JS loop. */
+  scaleRows?(
+    out: Float32Array,
+    inp: Float32Array,
+    scale: Float32Array,
+    rows: number,
+    C: number,
+  ): void;
+  /**
+   * Attention units `[lo, hi)` (unit `u`: sample `⌊u/NH⌋`, head `u mod NH`) in one call, the
+   * scores of a unit kept in cache from the product to the softmax to the next product; no
+   * relative position bias (see `attention.ts`). Native only: absent, the units run on GEMM calls.
+   */
+  attentionUnits?(
+    a: { out: Float32Array; att: Float32Array; qkv: Float32Array },
+    dims: AttentionDims,
+    lo: number,
+    hi: number,
+  ): void;
+  /** The backward of {@link CpuKernels.attentionUnits} for units `[lo, hi)`. */
+  attentionBackwardUnits?(
+    a: {
+      dqkv: Float32Array;
+      dlogits: Float32Array;
+      dout: Float32Array;
+      qkv: Float32Array;
+      att: Float32Array;
+    },
+    dims: AttentionDims,
+    lo: number,
+    hi: number,
   ): void;
   /**
    * AdamW on elements `[lo, hi)` of one segment: `step = lr/bc1`, `invBc2 = 1/bc2`,
@@ -168,6 +210,14 @@ export interface KernelOps {
    * calls; absent where the thread has none.
    */
   readonly gemm?: Gemm;
+  /** The fused attention units of the kernels, where they have them (see {@link CpuKernels}). */
+  readonly attentionUnits?: CpuKernels["attentionUnits"];
+  /** The fused attention backward units, where the kernels have them. */
+  readonly attentionBackwardUnits?: CpuKernels["attentionBackwardUnits"];
+  /** See `add` (`ref/add.ts`). */
+  add(bufs: AddBufs<FloatArray>): void;
+  /** See `scaleRows` (`ref/rows.ts`). */
+  scaleRows(bufs: ScaleRowsBufs<FloatArray>, dims: RowsDims): void;
   /** See `geluForward`. */
   geluForward(bufs: OutInpBufs<FloatArray>): void;
   /** See `geluBackward`. */
@@ -193,6 +243,8 @@ export interface KernelOps {
 /** The reference loops of `ref/`, no fast kernel. */
 export const REF_OPS: KernelOps = Object.freeze<KernelOps>({
   name: "js",
+  add,
+  scaleRows,
   geluForward,
   geluBackward,
   matmulEpilogue,
@@ -241,6 +293,19 @@ export function kernelOps(k: CpuKernels | null): KernelOps {
     });
   return Object.freeze({
     name: k.name,
+    attentionUnits: k.attentionUnits,
+    attentionBackwardUnits: k.attentionBackwardUnits,
+    add(b: AddBufs<FloatArray>) {
+      if (!k.add || !f32(b.out, b.a, b.b)) return add(b);
+      checkAdd(b);
+      k.add(b.out as Float32Array, b.a as Float32Array, b.b as Float32Array);
+    },
+    scaleRows(b: ScaleRowsBufs<FloatArray>, d: RowsDims) {
+      if (!k.scaleRows || !f32(b.out, b.inp, b.scale)) return scaleRows(b, d);
+      checkScaleRows(b, d);
+      const [out, inp, scale] = [b.out, b.inp, b.scale] as Float32Array[];
+      k.scaleRows(out, inp, scale, d.rows, d.C);
+    },
     geluForward(b: OutInpBufs<FloatArray>) {
       if (!f32(b.out, b.inp)) return geluForward(b);
       checkGelu(b);

@@ -46,6 +46,33 @@ const SYMBOLS = {
     ],
     result: "void",
   },
+  dbot_add: { parameters: ["buffer", "buffer", "buffer", "i32", "i32"], result: "void" },
+  dbot_scale_rows: {
+    parameters: ["buffer", "buffer", "buffer", "i32", "i32"],
+    result: "void",
+  },
+  dbot_attention_scratch: { parameters: ["i32", "i32"], result: "i32" },
+  dbot_attention: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "i32", "i32", "i32", "i32", "i32", "f32"],
+    result: "void",
+  },
+  dbot_attention_backward: {
+    parameters: [
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "buffer",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+    ],
+    result: "void",
+  },
   dbot_adamw: {
     parameters: [
       "buffer",
@@ -114,6 +141,13 @@ function openNative(path: string): CpuKernels | { reason: string } {
   }
   const k = lib.symbols;
   const NULL = null as unknown as Float32Array; // a null pointer for an absent array
+  // the attention kernels' per-unit scratch, grown to the largest (N, HS) seen on this thread
+  let work = new Float32Array(0);
+  const scratch = (N: number, HS: number): Float32Array => {
+    const n = k.dbot_attention_scratch(N, HS);
+    if (work.length < n) work = new Float32Array(n);
+    return work;
+  };
   return {
     name: "native",
     gelu: (out, inp) => k.dbot_gelu(out, inp, inp.length),
@@ -144,6 +178,15 @@ function openNative(path: string): CpuKernels | { reason: string } {
         dweight[c] += sums[c];
         dbias[c] += sums[C + c];
       }
+    },
+    add: (out, a, b) => k.dbot_add(out, a, b, a.length, b.length),
+    scaleRows: (out, inp, scale, rows, C) => k.dbot_scale_rows(out, inp, scale, rows, C),
+    attentionUnits({ out, att, qkv }, { N, NH, HS, scale }, lo, hi) {
+      k.dbot_attention(out, att, qkv, scratch(N, HS), lo, hi, N, NH, HS, scale);
+    },
+    attentionBackwardUnits({ dqkv, dlogits, dout, qkv, att }, { N, NH, HS, scale }, lo, hi) {
+      const w = scratch(N, HS);
+      k.dbot_attention_backward(dqkv, dlogits, dout, qkv, att, w, lo, hi, N, NH, HS, scale);
     },
     adamw({ param, grad, m, v }, lo, hi, s) {
       k.dbot_adamw(

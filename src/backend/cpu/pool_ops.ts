@@ -7,7 +7,6 @@
  * @module
  */
 import { attentionBackwardUnits, attentionUnits } from "./attention.ts";
-import { add } from "./ref/add.ts";
 import { biasGrad } from "./ref/bias_grad.ts";
 import { sumOfSquares } from "./ref/grad_norm.ts";
 import {
@@ -18,7 +17,7 @@ import {
 } from "./ref/heads.ts";
 import { gemmProduct } from "./ref/matmul.ts";
 import { patchify } from "./ref/patchify.ts";
-import { gatherRowsForward, scaleRows } from "./ref/rows.ts";
+import { gatherRowsForward } from "./ref/rows.ts";
 import { standardizeRows } from "./ref/standardize.ts";
 import {
   type AnyPoolOp,
@@ -93,10 +92,10 @@ export const POOL_OPS = {
     optional: [],
     params: ["m"],
     shares: "chunked",
-    kernel: (b, p, lo, hi) => {
+    kernel: (b, p, lo, hi, _t, ops) => {
       const m = p.m | 0;
       const bb = f(b.b);
-      add({
+      ops.add({
         out: rowsOf(b.out, lo, hi, m),
         a: rowsOf(b.a, lo, hi, m),
         b: bb.length === m ? bb : rowsOf(bb, lo, hi, m),
@@ -109,9 +108,9 @@ export const POOL_OPS = {
     optional: [],
     params: ["C"],
     shares: "chunked",
-    kernel: (b, p, lo, hi) => {
+    kernel: (b, p, lo, hi, _t, ops) => {
       const C = p.C | 0;
-      scaleRows(
+      ops.scaleRows(
         {
           out: rowsOf(b.out, lo, hi, C),
           inp: rowsOf(b.inp, lo, hi, C),

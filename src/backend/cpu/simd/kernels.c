@@ -415,3 +415,126 @@ EXPORT(adamw) void adamw(float* param, const float* grad, float* m, float* v, in
     }
   }
 }
+
+// ---- attention (one sample's heads [h0, h1); see native/dbot_cpu.c for the same in C) ----
+// C [M, n] = A [M, K] · B [K, n] (row strides lda, ldb, ldc), assigned: tiles of 4 rows ×
+// 8 columns in 8 vector accumulators, then 4 columns, then single columns; rows past M are
+// computed from row M − 1 and dropped.
+static inline void mm_nn(float* c, int ldc, const float* a, int lda, const float* b, int ldb,
+                         int M, int n, int K) {
+  for (int i0 = 0; i0 < M; i0 += 4) {
+    const float* a0 = a + i0 * lda;
+    const float* a1 = a + (i0 + 1 < M ? i0 + 1 : M - 1) * lda;
+    const float* a2 = a + (i0 + 2 < M ? i0 + 2 : M - 1) * lda;
+    const float* a3 = a + (i0 + 3 < M ? i0 + 3 : M - 1) * lda;
+    int rows = M - i0 < 4 ? M - i0 : 4;
+    float* c0 = c + i0 * ldc;
+    int j0 = 0;
+    for (; j0 + 8 <= n; j0 += 8) {
+      v4 x0 = SPLAT(0.0f), x1 = x0, y0 = x0, y1 = x0, z0 = x0, z1 = x0, w0 = x0, w1 = x0;
+      for (int k = 0; k < K; k++) {
+        const float* br = b + k * ldb + j0;
+        v4 b0 = wasm_v128_load(br), b1 = wasm_v128_load(br + 4);
+        v4 s0 = SPLAT(a0[k]), s1 = SPLAT(a1[k]), s2 = SPLAT(a2[k]), s3 = SPLAT(a3[k]);
+        x0 = wasm_f32x4_add(x0, wasm_f32x4_mul(s0, b0));
+        x1 = wasm_f32x4_add(x1, wasm_f32x4_mul(s0, b1));
+        y0 = wasm_f32x4_add(y0, wasm_f32x4_mul(s1, b0));
+        y1 = wasm_f32x4_add(y1, wasm_f32x4_mul(s1, b1));
+        z0 = wasm_f32x4_add(z0, wasm_f32x4_mul(s2, b0));
+        z1 = wasm_f32x4_add(z1, wasm_f32x4_mul(s2, b1));
+        w0 = wasm_f32x4_add(w0, wasm_f32x4_mul(s3, b0));
+        w1 = wasm_f32x4_add(w1, wasm_f32x4_mul(s3, b1));
+      }
+      v4 t[8] = {x0, x1, y0, y1, z0, z1, w0, w1};
+      for (int r = 0; r < rows; r++) {
+        wasm_v128_store(c0 + r * ldc + j0, t[2 * r]);
+        wasm_v128_store(c0 + r * ldc + j0 + 4, t[2 * r + 1]);
+      }
+    }
+    for (; j0 + 4 <= n; j0 += 4) {
+      v4 x0 = SPLAT(0.0f), y0 = x0, z0 = x0, w0 = x0;
+      for (int k = 0; k < K; k++) {
+        v4 b0 = wasm_v128_load(b + k * ldb + j0);
+        x0 = wasm_f32x4_add(x0, wasm_f32x4_mul(SPLAT(a0[k]), b0));
+        y0 = wasm_f32x4_add(y0, wasm_f32x4_mul(SPLAT(a1[k]), b0));
+        z0 = wasm_f32x4_add(z0, wasm_f32x4_mul(SPLAT(a2[k]), b0));
+        w0 = wasm_f32x4_add(w0, wasm_f32x4_mul(SPLAT(a3[k]), b0));
+      }
+      v4 t[4] = {x0, y0, z0, w0};
+      for (int r = 0; r < rows; r++) wasm_v128_store(c0 + r * ldc + j0, t[r]);
+    }
+    for (; j0 < n; j0++) {
+      for (int r = 0; r < rows; r++) {
+        const float* ar = a + (i0 + r) * lda;
+        float s = 0.0f;
+        for (int k = 0; k < K; k++) s += ar[k] * b[k * ldb + j0];
+        c0[r * ldc + j0] = s;
+      }
+    }
+  }
+}
+
+// t [n, ldt] = sᵀ for s [m, n] with row stride lds (t's columns m … ldt − 1 are zeroed).
+static inline void transpose(float* t, int ldt, const float* s, int lds, int m, int n) {
+  for (int j = 0; j < n; j++) {
+    float* tr = t + j * ldt;
+    for (int i = 0; i < m; i++) tr[i] = s[i * lds + j];
+    for (int i = m; i < ldt; i++) tr[i] = 0.0f;
+  }
+}
+
+// Columns of the per-head scratch rows: N rounded up to 8, so scores use full tiles.
+static inline int padded(int N) { return (N + 7) & ~7; }
+
+// Floats of scratch that attention and attention_backward need.
+EXPORT(attention_scratch) int attention_scratch(int N, int HS) { return (HS + 3 * N) * padded(N); }
+
+// Heads [h0, h1) of one sample, qkv [N, 3, NH, HS]: att [h1 − h0, N, N] (from head h0) =
+// softmax(scale · q·kᵀ) and out[:, h] [N, HS] (row stride D) = att · v.
+EXPORT(attention) void attention(float* out, float* att, const float* qkv, float* work, int h0,
+                                 int h1, int N, int NH, int HS, float scale) {
+  const int D = NH * HS, ld = 3 * D, Np = padded(N);
+  float* kt = work;         // [HS, Np] kᵀ, zero past N
+  float* s = kt + HS * Np;  // [N, Np] scores, then probabilities
+  for (int h = h0; h < h1; h++) {
+    const float* q = qkv + h * HS;  // k at + D, v at + 2D
+    float* a = att + (h - h0) * N * N;
+    transpose(kt, Np, q + D, ld, N, HS);
+    mm_nn(s, Np, q, ld, kt, Np, N, Np, HS);
+    for (int i = 0; i < N; i++) softmax(a + i * N, s + i * Np, 1, N, scale);
+    for (int i = 0; i < N; i++)
+      for (int j = 0; j < N; j++) s[i * Np + j] = a[i * N + j];
+    mm_nn(out + h * HS, D, s, Np, q + 2 * D, ld, N, HS, N);
+  }
+}
+
+// Backward of attention for heads [h0, h1) of one sample: dqkv (those heads' q, k, v
+// columns, assigned) and dlogits [h1 − h0, N, N] (from head h0), the gradient of the
+// unscaled logits, from dout [N, D] and att (from head h0).
+EXPORT(attention_backward) void attention_backward(float* dqkv, float* dlogits, const float* dout,
+                                                   const float* qkv, const float* att, float* work,
+                                                   int h0, int h1, int N, int NH, int HS,
+                                                   float scale) {
+  const int D = NH * HS, ld = 3 * D, Np = padded(N);
+  float* vt = work;         // [HS, Np] vᵀ
+  float* g = vt + HS * Np;  // [N, Np] datt, then the logits' gradient
+  float* at = g + N * Np;   // [N, Np] attᵀ
+  float* gt = at + N * Np;  // [N, Np] the logits' gradient, transposed
+  for (int h = h0; h < h1; h++) {
+    const float* q = qkv + h * HS;
+    float* dq = dqkv + h * HS;
+    const float* go = dout + h * HS;
+    const float* a = att + (h - h0) * N * N;
+    float* dl = dlogits + (h - h0) * N * N;
+    transpose(vt, Np, q + 2 * D, ld, N, HS);
+    mm_nn(g, Np, go, D, vt, Np, N, Np, HS);
+    transpose(at, Np, a, N, N, N);
+    mm_nn(dq + 2 * D, ld, at, Np, go, D, N, HS, N);
+    for (int i = 0; i < N; i++) softmax_backward(dl + i * N, g + i * Np, a + i * N, 1, N, scale);
+    for (int i = 0; i < N; i++)
+      for (int j = 0; j < N; j++) g[i * Np + j] = dl[i * N + j];
+    mm_nn(dq, ld, g, Np, q + D, ld, N, HS, N);
+    transpose(gt, Np, g, Np, N, N);
+    mm_nn(dq + D, ld, gt, Np, q, ld, N, HS, N);
+  }
+}

@@ -56,6 +56,33 @@ interface Exports {
     C: number,
     accumulate: number,
   ): void;
+  attention_scratch(N: number, HS: number): number;
+  attention(
+    out: number,
+    att: number,
+    qkv: number,
+    work: number,
+    h0: number,
+    h1: number,
+    N: number,
+    NH: number,
+    HS: number,
+    scale: number,
+  ): void;
+  attention_backward(
+    dqkv: number,
+    dlogits: number,
+    dout: number,
+    qkv: number,
+    att: number,
+    work: number,
+    h0: number,
+    h1: number,
+    N: number,
+    NH: number,
+    HS: number,
+    scale: number,
+  ): void;
   adamw(
     param: number,
     grad: number,
@@ -112,6 +139,24 @@ function makeKernels(ex: Exports): CpuKernels {
   const put = (at: number, src: Float32Array) => heap.f32.set(src, at);
   const get = (dst: Float32Array, at: number, n: number, to = 0) =>
     dst.set(heap.f32.subarray(at, at + n), to);
+  /**
+   * Copies the columns `[c, c + w)` for each `c` of `cols` of the `rows` rows (stride `ld`) at
+   * heap offset `at` into `dst` from `to`: one copy when they are the whole rows.
+   */
+  const headColumns = (
+    dst: Float32Array,
+    to: number,
+    at: number,
+    rows: number,
+    ld: number,
+    cols: number[],
+    w: number,
+  ) => {
+    if (cols.length * w === ld) return get(dst, at, rows * ld, to);
+    for (let i = 0; i < rows; i++) {
+      for (const c of cols) get(dst, at + i * ld + c, w, to + i * ld + c);
+    }
+  };
   /** Rows per block for rows of C floats (at least one). */
   const rowBlock = (C: number) => Math.max(1, Math.floor(BLOCK / C));
 
@@ -220,6 +265,44 @@ function makeKernels(ex: Exports): CpuKernels {
       for (let c = 0; c < C; c++) {
         dweight[c] += heap.f32[dw + c];
         dbias[c] += heap.f32[db + c];
+      }
+    },
+    // Attention one sample at a time: its qkv rows in, the heads [h0, h1) of units
+    // [lo, hi) that it holds computed, their columns of out (or of dqkv) copied back.
+    attentionUnits({ out, att, qkv }, { N, NH, HS, scale }, lo, hi) {
+      const [D, NN] = [NH * HS, N * N];
+      const [q, o, a, w] = regions(3 * N * D, N * D, NH * NN, ex.attention_scratch(N, HS));
+      for (let u = lo; u < hi;) {
+        const b = Math.floor(u / NH);
+        const [h0, h1] = [u - b * NH, Math.min(NH, hi - b * NH)];
+        put(q, qkv.subarray(3 * b * N * D, 3 * (b + 1) * N * D));
+        ex.attention(4 * o, 4 * a, 4 * q, 4 * w, h0, h1, N, NH, HS, scale);
+        get(att, a, (h1 - h0) * NN, (b * NH + h0) * NN);
+        headColumns(out, b * N * D, o, N, D, [h0 * HS], (h1 - h0) * HS);
+        u = b * NH + h1;
+      }
+    },
+    attentionBackwardUnits({ dqkv, dlogits, dout, qkv, att }, { N, NH, HS, scale }, lo, hi) {
+      const [D, NN] = [NH * HS, N * N];
+      const [q, g, a, dq, dl, w] = regions(
+        3 * N * D,
+        N * D,
+        NH * NN,
+        3 * N * D,
+        NH * NN,
+        ex.attention_scratch(N, HS),
+      );
+      for (let u = lo; u < hi;) {
+        const b = Math.floor(u / NH);
+        const [h0, h1] = [u - b * NH, Math.min(NH, hi - b * NH)];
+        put(q, qkv.subarray(3 * b * N * D, 3 * (b + 1) * N * D));
+        put(g, dout.subarray(b * N * D, (b + 1) * N * D));
+        put(a, att.subarray((b * NH + h0) * NN, (b * NH + h1) * NN));
+        ex.attention_backward(4 * dq, 4 * dl, 4 * g, 4 * q, 4 * a, 4 * w, h0, h1, N, NH, HS, scale);
+        get(dlogits, dl, (h1 - h0) * NN, (b * NH + h0) * NN);
+        const cols = [h0 * HS, D + h0 * HS, 2 * D + h0 * HS]; // q, k, v of the heads
+        headColumns(dqkv, 3 * b * N * D, dq, N, 3 * D, cols, (h1 - h0) * HS);
+        u = b * NH + h1;
       }
     },
     adamw({ param, grad, m, v }, lo, hi, s) {
