@@ -599,9 +599,17 @@ export class CpuBackend implements Backend {
     const { rows, C } = dims;
     const gemv = this.#gemm.sgemvT;
     if (gemv && rows * C >= this.#minWork) {
-      // OpenBLAS's multithreaded sgemv: dbias += doutᵀ·1 (6× the pool's JS column sums).
+      // OpenBLAS's sgemv: dbias += doutᵀ·1 (6× the pool's JS column sums). Single-threaded
+      // beside a pool: OpenBLAS's woken threads spin after the call and slow the pool's
+      // next op (measured: step CPU time -14% with OpenBLAS at one thread, vit-micro).
       if (this.#ones.length < rows) this.#ones = new Float32Array(rows).fill(1);
-      gemv({ rows, cols: C, a: d, x: this.#ones, beta: 1, y: db });
+      const gemm = this.#gemm;
+      if (this.#pool) gemm.setThreads?.(1);
+      try {
+        gemv({ rows, cols: C, a: d, x: this.#ones, beta: 1, y: db });
+      } finally {
+        if (this.#pool) gemm.setThreads?.(gemm.threads ?? 1);
+      }
       return;
     }
     const T = this.#pool?.threads ?? 1;
