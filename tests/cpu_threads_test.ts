@@ -325,6 +325,8 @@ openblas.test("with OpenBLAS: matmul split over the pool (batched, rows, columns
     // M, N, K, transA, transB
     [130, 96, 40, false, true], // rows
     [129, 33, 17, true, false], // rows, odd split
+    [130, 2049, 8, false, true], // rows, each slab in blocks of 31 rows (EPILOGUE_BLOCK)
+    [131, 2049, 9, true, false], // the same with A transposed
     [20, 300, 64, false, false], // columns
     [8, 257, 40, true, true], // columns, odd split
   ];

@@ -515,17 +515,32 @@ export const POOL_OPS = {
         ldc: N,
       };
       const bias = b.bias && f(b.bias);
-      const pre = b.pre && rowsOf(b.pre, lo, hi, N);
       const gelu = p.gelu === 1;
       if ((bias || gelu) && gemm.sgemmEpilogue) {
+        const pre = b.pre && rowsOf(b.pre, lo, hi, N);
         gemm.sgemmEpilogue(args, { bias, pre, gelu }); // the epilogue inside the GEMM, on rows in cache
         return;
       }
-      gemm.sgemm(args);
-      if (bias || gelu) ops.matmulEpilogue({ c, bias, pre }, { M: hi - lo, N, gelu });
+      if (!bias && !gelu) return gemm.sgemm(args);
+      // The GEMM in row blocks of ~EPILOGUE_BLOCK floats of C, each block's epilogue right
+      // after its product, while the block is still in this core's L2.
+      const R = Math.max(16, Math.floor(EPILOGUE_BLOCK / N));
+      for (let r0 = lo; r0 < hi; r0 += R) {
+        const r1 = Math.min(hi, r0 + R);
+        const cb = out.subarray(r0 * N, r1 * N);
+        gemm.sgemm({ ...args, M: r1 - r0, a: a.subarray(transA ? r0 : r0 * K), c: cb });
+        const pb = b.pre && rowsOf(b.pre, r0, r1, N);
+        ops.matmulEpilogue({ c: cb, bias, pre: pb }, { M: r1 - r0, N, gelu });
+      }
     },
   }),
 };
+
+/**
+ * Floats of C per GEMM call of a split matmul with an epilogue (256 KiB: the block stays in
+ * a core's L2 from the product to its epilogue).
+ */
+export const EPILOGUE_BLOCK = 1 << 16;
 
 /** The name of an op in {@link POOL_OPS}. */
 export type PoolOpName = keyof typeof POOL_OPS;
