@@ -155,3 +155,62 @@ for (const [what, make] of NATIVE) {
   native.test(`CpuBackend.attention() and attentionBackward() (${what}) match the loops`, () =>
     checkFast(what, make));
 }
+
+/**
+ * `dqkv` of the fused units against central finite differences of `Σ dout ⊙ out`, in f32
+ * (h = 1e-2 on values of order 1: the differences hold ~4 digits, hence the tolerance).
+ */
+async function checkFiniteDifferences(be: CpuBackend): Promise<void> {
+  const [B, N, NH, HS] = [2, 5, 2, 3];
+  const D = NH * HS;
+  const dims = { B, N, NH, HS, scale: 1 / Math.sqrt(HS) };
+  const rng = new Rng(42);
+  const t = (data: Float32Array): Tensor => {
+    const x = be.tensor([data.length]);
+    be.upload(x, data);
+    return x;
+  };
+  const qkvData = rng.uniformArray(3 * B * N * D, -1.5, 1.5);
+  const doutData = rng.uniformArray(B * N * D, -1, 1);
+  const [qkv, dout] = [t(qkvData), t(doutData)];
+  const [out, att] = [be.tensor([B * N * D]), be.tensor([B * NH * N * N])];
+  const [dqkv, dlogits] = [be.tensor([3 * B * N * D]), be.tensor([B * NH * N * N])];
+  const loss = async (): Promise<number> => {
+    be.attention({ out, att, qkv }, dims);
+    const o = (await be.download(out)) as Float32Array;
+    return o.reduce((s, v, i) => s + v * doutData[i], 0);
+  };
+  await loss();
+  be.attentionBackward({ dqkv, dlogits, dout, qkv, att }, dims);
+  const got = (await be.download(dqkv)) as Float32Array;
+  const h = 1e-2;
+  const fd = new Float64Array(qkvData.length);
+  for (let i = 0; i < qkvData.length; i++) {
+    const x = qkvData.slice();
+    x[i] = qkvData[i] + h;
+    be.upload(qkv, x);
+    const up = await loss();
+    x[i] = qkvData[i] - h;
+    be.upload(qkv, x);
+    fd[i] = (up - await loss()) / (2 * h);
+  }
+  assertAllClose(got, fd, { atol: 2e-3, rtol: 1e-2 }, "dqkv vs finite differences");
+}
+
+const FUSED: [string, () => CpuBackend, typeof native | null][] = [
+  ["WebAssembly", () => new CpuBackend({ gemm: "wasm", kernels: "wasm", threads: 1 }), null],
+  ["native", () => new CpuBackend({ gemm: "wasm", kernels: "native", threads: 1 }), native],
+];
+for (const [what, make, req] of FUSED) {
+  const name = `CpuBackend.attentionBackward() (${what} fused units) matches finite differences`;
+  const fn = async () => {
+    const be = make();
+    try {
+      await checkFiniteDifferences(be);
+    } finally {
+      be.dispose();
+    }
+  };
+  if (req) req.test(name, fn);
+  else Deno.test(name, fn);
+}
