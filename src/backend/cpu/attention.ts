@@ -5,7 +5,9 @@
  * into that unit's `att [N, N]` block, and writes `att·v` straight into the merged
  * `out [B, N, NH, HS]` with a row stride of `D`: no head copies, and a unit's `N×N`
  * scores stay in cache between the product, the softmax and the next product. Units
- * `[lo, hi)` write disjoint outputs, so the pool can hand them out in any order.
+ * `[lo, hi)` write disjoint outputs, so the pool can hand them out in any order. Where the
+ * kernels have fused units (`CpuKernels.attentionUnits`: native C, WebAssembly) and there
+ * is no relative position bias, a share of units is one kernel call instead.
  *
  * @module
  */

@@ -809,12 +809,14 @@ export class CpuBackend implements Backend {
   }
 
   /**
-   * See {@link Backend.attention}: the reference loops with `kernels: "js"`; with a GEMM
-   * that batches small products (the WebAssembly one: one copy into its memory per block of
-   * products) the head-copy composition, which runs it faster (`bench/attention_bench.ts`:
-   * 95 vs 128 CPU ms for vit-micro's attention at batch 256); else one unit per (sample,
-   * head) reading q, k, v in place (`attention.ts`) over the pool, each thread's GEMM
-   * single-threaded (OpenBLAS: 42 vs 63 CPU ms for the same attention).
+   * See {@link Backend.attention}: the reference loops with `kernels: "js"`; with native or
+   * WebAssembly kernels and no relative position bias, their fused units (scores, softmax
+   * and both products of a (sample, head) in one call, no GEMM calls) over the pool
+   * (`bench/attention_bench.ts`, vit-micro's attention at batch 256, CPU ms per forward +
+   * backward: native 40 vs 58 for per-unit OpenBLAS calls, WebAssembly 87 vs 121 for the
+   * head-copy composition); else, with a GEMM that batches small products (the WebAssembly
+   * one) the head-copy composition; else one unit per (sample, head) reading q, k, v in
+   * place (`attention.ts`), each thread's GEMM single-threaded.
    */
   attention(bufs: AttentionBufs, dims: AttentionDims): void {
     checkAttention(bufs, dims);

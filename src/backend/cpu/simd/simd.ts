@@ -1,7 +1,8 @@
 /**
  * The CPU backend's f32 elementwise kernels in WebAssembly SIMD (`kernels.c`, built by
  * `build.sh` into `kernels_wasm.ts`): GELU and its derivative, the matmul bias/GELU
- * epilogue, row softmax and LayerNorm (forward and backward), and AdamW.
+ * epilogue, row softmax and LayerNorm (forward and backward), AdamW, and the fused
+ * attention units (see `../attention.ts`).
  *
  * Each thread (main or pool worker) instantiates the module once, with its own memory.
  * A call copies a block of the caller's arrays into that memory (a few tens of KiB, so
