@@ -23,7 +23,9 @@ import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
 function figures(r: ReproduceReport | null) {
   assert(r !== null, "the run finished");
   return {
-    results: r.results.map(({ pretrainS: _p, teacherS: _t, evalS: _e, checkpoint: _c, ...x }) => ({
+    results: r.results.map((
+      { pretrainS: _p, teacherS: _t, evalS: _e, times: _s, checkpoint: _c, ...x },
+    ) => ({
       ...x,
       command: x.command.replace(/--runs-dir \S+/, "").replace(/--teacher \S+/, ""),
     })),
@@ -84,14 +86,27 @@ Deno.test("reproduce: stopped mid-row, a rerun resumes and ends with the same ta
     assertEquals(figures(again), figures(straight));
     const md = await Deno.readTextFile(`${dir}/results.md`);
     assert(md.includes("| dbot-2 | dBOT, 2 stages × 3 ep |"), md);
+    assert(md.indexOf("### The gate") < md.indexOf("### Frozen features"), "the gate comes first");
+    assert(md.includes("1 seed: not gated"), "one seed: nothing is gated");
+    assert(md.includes("(2 accumulated micro-batches of 8)"), md);
+    for (const r of figures(resumed).results.filter((r) => r.row !== "raw pixels")) {
+      assertEquals(Object.keys(r.probeCls!), ["20", "all"], "a probe at each label count");
+      assertEquals(Object.keys(r.finetune!), ["20", "all"], "a fine-tuning at each label count");
+    }
+    const mae = JSON.parse(await Deno.readTextFile(`${dir}/seed0/mae/config.json`));
+    assertEquals([mae.batch, mae.accum], [8, 2], "16 images a step as 2 micro-batches of 8");
     assert(await exists(`${dir}/curve-dbot-2.svg`), "the curve is plotted");
 
     // other fine-tuning settings: every row is fine-tuned again, nothing else reruns
     const fourth: string[] = [];
-    const refit = await reproduce(be, { ...opts("stopped"), finetune: { finetuneEpochs: 2 } }, {
-      log: (l) => fourth.push(l),
-      prefetch: false,
-    });
+    const refit = await reproduce(
+      be,
+      { ...opts("stopped"), finetune: { finetuneEpochs: [3, 1] } },
+      {
+        log: (l) => fourth.push(l),
+        prefetch: false,
+      },
+    );
     assert(!fourth.some((l) => /resuming|deno task pretrain/.test(l)), fourth.join("\n"));
     const tuned = figures(straight).results.filter((r) => r.finetune !== null).map((r) => r.row);
     assertEquals(tuned, ["random init", "mae", "dbot-1", "dbot-2", "dbot-3", "dbot-distilled"]);
@@ -107,7 +122,12 @@ Deno.test("reproduce: stopped mid-row, a rerun resumes and ends with the same ta
       "every encoder row has a fine-tuning figure",
     );
     const evalJson = JSON.parse(await Deno.readTextFile(`${dir}/seed0/mae/eval.json`));
-    assertEquals(JSON.parse(evalJson.finetuneProtocol).finetuneEpochs, 2);
+    assertEquals(
+      JSON.parse(evalJson.finetune["20"].protocol).epochs,
+      3,
+      "20 labels: measured again",
+    );
+    assertEquals(JSON.parse(evalJson.finetune.all.protocol).epochs, 1, "every label: kept");
 
     // other settings in the same folder are refused, naming the fix
     await assertRejects(
@@ -142,25 +162,28 @@ Deno.test("reproduce: curve epochs, mean ± sd and the settings' checks", () => 
 Deno.test("reproduce: the report's fine-tuning command is the fine-tuning each row runs", () => {
   for (const budget of ["tiny", "small", "medium", "long"] as const) {
     const b = REPRODUCE_BUDGETS[budget];
-    const cmd = finetuneCommand("fashion-mnist", b);
-    const args = cmd.replace("CKPT", "x.safetensors").replace(/ S$/, " 2").split(" ").slice(3);
-    const viaCli = FINETUNE_CONFIG.resolve(
-      FINETUNE_CONFIG.fromFlags(parseFlags(args, FINETUNE_CONFIG.flags())),
-    );
-    const row = rowFinetuneConfig(b, {
-      checkpoint: "x.safetensors",
-      data: "fashion-mnist",
-      dir: "runs/r/seed2/mae",
-      testLimit: 0,
-      seed: 2,
-    });
-    // only where the outputs go (and whether the classifier is kept) differ
-    assertEquals({ ...viaCli, runsDir: row.runsDir, name: row.name, save: row.save }, row);
+    for (let i = 0; i < b.finetuneLabels.length; i++) {
+      const cmd = finetuneCommand("fashion-mnist", b, i);
+      const args = cmd.replace("CKPT", "x.safetensors").replaceAll(/ S( |$)/g, " 2$1").split(" ")
+        .slice(3);
+      const viaCli = FINETUNE_CONFIG.resolve(
+        FINETUNE_CONFIG.fromFlags(parseFlags(args, FINETUNE_CONFIG.flags())),
+      );
+      const row = rowFinetuneConfig(b, i, {
+        checkpoint: "x.safetensors",
+        data: "fashion-mnist",
+        dir: "runs/r/seed2/mae",
+        testLimit: b.evalTest,
+        seed: 2,
+      });
+      // only where the outputs go (and whether the classifier is kept) differ
+      assertEquals({ ...viaCli, runsDir: row.runsDir, name: row.name, save: row.save }, row);
+    }
   }
   assertEquals(
-    finetuneCommand("fashion-mnist", REPRODUCE_BUDGETS.small),
-    "deno task finetune --checkpoint CKPT --data fashion-mnist --train-limit 16384 --epochs 2 " +
-      "--warmup-epochs 0.1 --batch 64 --base-lr 0.01 --mixup 0 --cutmix 0 --seed S",
+    finetuneCommand("fashion-mnist", REPRODUCE_BUDGETS.small, 0),
+    "deno task finetune --checkpoint CKPT --data fashion-mnist --labels 600 --label-seed S " +
+      "--epochs 50 --warmup-epochs 2.5 --batch 64 --base-lr 0.01 --mixup 0 --cutmix 0 --seed S",
   );
 });
 

@@ -11,10 +11,12 @@ export const WARMUP_FRACTION = 0.05;
 
 /** The sizes of one reproduction. */
 export interface ReproduceBudget {
-  /** Training images for pre-training (the first N). */
+  /** Training images for pre-training (the first N; distinct images seen by every row). */
   trainLimit: number;
-  /** Images per step in pre-training and fine-tuning. */
+  /** Images per pre-training optimiser step (the reference's 256; the LR scales with it). */
   batch: number;
+  /** Micro-batches per pre-training step (`batch / accum` images each; gradients accumulated). */
+  accum: number;
   /** Total pre-training epochs of every row (divisible by 1, 2 and 3). */
   epochs: number;
   /** k-NN for the curves every N epochs of pre-training (and at each stage boundary). */
@@ -29,24 +31,35 @@ export interface ReproduceBudget {
   teacherEpochs: number;
   /** Its training images. */
   teacherLimit: number;
-  /** k-NN / linear-probe training features (the first N training images). */
-  evalTrain: number;
+  /** k-NN bank: the first N training images (the budget's pre-training images). */
+  knnBank: number;
+  /**
+   * Training images embedded once per checkpoint (the first N; 0: the whole split): the k-NN
+   * bank is their first `knnBank`, the probes' and fine-tunings' label subsets are drawn
+   * from them, and "all" labels means every one of them.
+   */
+  evalPool: number;
   /** k-NN / linear-probe / fine-tuning test images (the first N; 0: the whole test split). */
   evalTest: number;
+  /** Labelled images of the linear probes: class-balanced subsets of the pool (0: all of it). */
+  probeLabels: number[];
   /** Linear-probe epochs. */
   probeEpochs: number;
   /** Linear-probe base LR (LARS; scaled up for few steps, see docs/RESULTS.md). */
   probeBaseLr: number;
   /**
-   * Fine-tuning: training images (the first N; a superset of the pre-training images, so
-   * that a few hundred steps can rank encoders), epochs, base LR (× batch/256) and whether
-   * mixup/CutMix are on (the reference recipe's 0.8/1.0). These are evaluation settings
-   * (`FINETUNE_KEYS`): changing them re-measures fine-tuning and keeps the rest.
+   * Fine-tuning: labelled images of each fine-tuning (class-balanced subsets of the pool, the
+   * same as the probes'; 0: all of it), its epochs (one per entry of `finetuneLabels`), batch,
+   * base LR (× batch/256) and whether mixup/CutMix are on (the reference recipe's 0.8/1.0).
+   * These are evaluation settings (`FINETUNE_KEYS`): changing them re-measures fine-tuning
+   * and keeps the rest.
    */
-  finetuneLimit: number;
-  /** Fine-tuning epochs over its `finetuneLimit` images. */
-  finetuneEpochs: number;
-  /** Fine-tuning base LR (effective: × batch/256). */
+  finetuneLabels: number[];
+  /** Fine-tuning epochs over each `finetuneLabels` subset. */
+  finetuneEpochs: number[];
+  /** Fine-tuning images per step. */
+  finetuneBatch: number;
+  /** Fine-tuning base LR (effective: × finetuneBatch/256). */
   finetuneBaseLr: number;
   /** Mixup 0.8 / CutMix 1.0 during fine-tuning (false: both off, label smoothing kept). */
   finetuneMix: boolean;
@@ -60,35 +73,63 @@ export type ReproduceBudgetName = "tiny" | "small" | "medium" | "long";
 /** The reference base LR (× batch/256). */
 export const REFERENCE_BASE_LR = 1.5e-4;
 
-/**
- * The fine-tuning of `small` and `medium`: 512 steps of 64 images (2 epochs of the first
- * 16 384 training images) at base LR 1e-2 without mixup/CutMix, the best of the sweep in
- * docs/RESULTS.md.
- */
-const FINETUNE_512_STEPS = {
-  finetuneLimit: 16384,
-  finetuneEpochs: 2,
-  finetuneBaseLr: 1e-2,
-  finetuneMix: false,
-} as const;
+/** The reference pre-training batch (the LR is given per 256 images). */
+export const REFERENCE_BATCH = 256;
 
 /**
- * `tiny`: seconds, for tests (its figures mean nothing). `small`: 6 epochs a row on 512
- * images. `medium`: 60 epochs a row on 512 images, so the 2-stage row has 30 epochs a stage
- * (75 min for one seed on the shared 2-core machine of docs/RESULTS.md, side by side with
- * `small`). `long`: 300 epochs a row on 10 000 images, 100 epochs a stage for the 3-stage row,
- * a vit-tiny teacher (days on 2 CPU cores: run it over several invocations). Small and medium
- * distil from a vit-mini (vit-micro's depth at twice its width) so the distilled row stays
- * affordable. Small and medium fine-tune 512 steps (2 epochs of the first 16 384 training
- * images) at base LR 1e-2 without mixup/CutMix: the best of a sweep on one encoder
- * (docs/RESULTS.md; the reference recipe's 1e-3 with mixup/CutMix reached 40% in 512 steps);
- * `long` keeps the reference recipe for its 50 epochs.
+ * The evaluation of `small` and `medium`: every training image embedded once per checkpoint;
+ * linear probes with 1%, 10% and 100% of the labels; fine-tuning at batch 64 and base LR 1e-2
+ * without mixup/CutMix (the best of the 512-step sweep in docs/RESULTS.md) with 1% of the
+ * labels for 50 epochs (450 steps), 10% for 5 epochs (465 steps) and every label for 1 epoch
+ * (937 steps): the same order of steps for the two low-label figures, from every row and from
+ * the random init (the from-scratch baseline).
+ */
+const EVAL_LOW_LABEL: Readonly<Omit<ReproduceBudget, "trainLimit" | PretrainSizes>> = {
+  knnBank: 0,
+  evalPool: 0,
+  evalTest: 0,
+  probeLabels: [600, 6000, 0], // 1%, 10%, 100% of Fashion-MNIST's 60 000 training labels
+  probeEpochs: 90,
+  probeBaseLr: 20,
+  finetuneLabels: [600, 6000, 0],
+  finetuneEpochs: [50, 5, 1],
+  finetuneBatch: 64,
+  finetuneBaseLr: 1e-2,
+  finetuneMix: false,
+  analyzeImages: 256,
+};
+
+/** The budget's pre-training and curve sizes (what `EVAL_LOW_LABEL` leaves out). */
+type PretrainSizes =
+  | "batch"
+  | "accum"
+  | "epochs"
+  | "evalEvery"
+  | "curveTrain"
+  | "curveTest"
+  | "teacherModel"
+  | "teacherEpochs"
+  | "teacherLimit";
+
+/**
+ * Budgets by distinct images at the reference batch: every pre-training row takes steps of 256
+ * images at base LR 1.5e-4 × 256/256, warmup 5% of each stage, cosine to 0 per stage.
+ * `tiny`: seconds, for tests (its figures mean nothing; micro-batches of 8 exercise
+ * accumulation). `small`: 12 epochs a row on the first 10 000 images (468 steps; dbot-2 2 × 6,
+ * dbot-3 3 × 4). `medium`: 30 epochs a row on all 60 000 (7020 steps; 2 × 15, 3 × 10).
+ * `long`: 300 epochs a row on all 60 000 (3 × 100), a vit-tiny teacher, the reference
+ * fine-tuning recipe (days on 2 CPU cores: run it over several invocations). The k-NN bank is
+ * the pre-training images, the test set is whole; evaluation is `EVAL_LOW_LABEL` (`long`: 50
+ * fine-tuning epochs on every label with mixup/CutMix, the low-label ones as in `medium`).
+ * The distilled row's teacher is a vit-mini (vit-micro's depth at twice its width) trained
+ * like a row.
  */
 export const REPRODUCE_BUDGETS: Readonly<Record<ReproduceBudgetName, ReproduceBudget>> = Object
   .freeze({
     tiny: {
       trainLimit: 32,
       batch: 16,
+      accum: 2,
       epochs: 6,
       evalEvery: 2,
       curveTrain: 32,
@@ -96,69 +137,63 @@ export const REPRODUCE_BUDGETS: Readonly<Record<ReproduceBudgetName, ReproduceBu
       teacherModel: "vit-micro",
       teacherEpochs: 1,
       teacherLimit: 32,
-      evalTrain: 32,
+      knnBank: 32,
+      evalPool: 64,
       evalTest: 16,
+      probeLabels: [20, 0],
       probeEpochs: 2,
       probeBaseLr: 20,
-      finetuneLimit: 32,
-      finetuneEpochs: 1,
+      finetuneLabels: [20, 0],
+      finetuneEpochs: [2, 1],
+      finetuneBatch: 16,
       finetuneBaseLr: 1e-2,
       finetuneMix: false,
       analyzeImages: 8,
     },
     small: {
-      trainLimit: 512,
-      batch: 64,
-      epochs: 6,
-      evalEvery: 2,
-      curveTrain: 1000,
-      curveTest: 500,
+      trainLimit: 10000,
+      batch: REFERENCE_BATCH,
+      accum: 1,
+      epochs: 12,
+      evalEvery: 3,
+      curveTrain: 2000,
+      curveTest: 1000,
       teacherModel: "vit-mini",
-      teacherEpochs: 3,
-      teacherLimit: 512,
-      evalTrain: 2000,
-      evalTest: 0,
-      probeEpochs: 90,
-      probeBaseLr: 20,
-      ...FINETUNE_512_STEPS,
-      analyzeImages: 128,
+      teacherEpochs: 12,
+      teacherLimit: 10000,
+      ...EVAL_LOW_LABEL,
+      knnBank: 10000,
     },
     medium: {
-      trainLimit: 512,
-      batch: 64,
-      epochs: 60,
-      evalEvery: 10,
-      curveTrain: 1000,
-      curveTest: 500,
+      trainLimit: 60000,
+      batch: REFERENCE_BATCH,
+      accum: 1,
+      epochs: 30,
+      evalEvery: 5,
+      curveTrain: 2000,
+      curveTest: 1000,
       teacherModel: "vit-mini",
-      teacherEpochs: 10,
-      teacherLimit: 512,
-      evalTrain: 2000,
-      evalTest: 0,
-      probeEpochs: 90,
-      probeBaseLr: 20,
-      ...FINETUNE_512_STEPS,
-      analyzeImages: 256,
+      teacherEpochs: 30,
+      teacherLimit: 60000,
+      ...EVAL_LOW_LABEL,
+      knnBank: 60000,
     },
     long: {
-      trainLimit: 10000,
-      batch: 64,
+      trainLimit: 60000,
+      batch: REFERENCE_BATCH,
+      accum: 1,
       epochs: 300,
-      evalEvery: 10,
+      evalEvery: 20,
       curveTrain: 2000,
       curveTest: 1000,
       teacherModel: "vit-tiny",
       teacherEpochs: 100,
-      teacherLimit: 10000,
-      evalTrain: 10000,
-      evalTest: 0,
-      probeEpochs: 90,
-      probeBaseLr: 20,
-      finetuneLimit: 10000,
-      finetuneEpochs: 50,
+      teacherLimit: 60000,
+      ...EVAL_LOW_LABEL,
+      knnBank: 60000,
+      finetuneEpochs: [50, 5, 50],
       finetuneBaseLr: 1e-3,
       finetuneMix: true,
-      analyzeImages: 256,
     },
   });
 
@@ -197,8 +232,8 @@ export const REPRODUCE_CONFIG: Config<ReproduceConfig> = defineConfig<ReproduceC
   defaults: REPRODUCE_DEFAULTS,
   settings: {
     budget: {
-      help: "small (minutes a seed) | medium (30 epochs a stage) | long (100 epochs a stage) | " +
-        "tiny (seconds, for tests)",
+      help: "small (10 000 images × 12 epochs a row) | medium (60 000 × 30) | long (60 000 × " +
+        "300, resumable over days) | tiny (seconds, for tests)",
       check: oneOf("tiny", "small", "medium", "long"),
     },
     data: { help: "dataset (Fashion-MNIST by default)" },
@@ -260,19 +295,57 @@ export function reproduceCommand(opts: ReproduceConfig): string {
 
 /**
  * The budget's evaluation settings that may change in a folder: a change re-measures
- * fine-tuning (each row's eval.json records {@link finetuneProtocol}) and keeps the rest.
+ * fine-tuning (each row's eval.json records {@link finetuneProtocol} of each figure) and keeps
+ * the rest.
  */
 export const FINETUNE_KEYS: readonly [
-  "finetuneLimit",
+  "finetuneLabels",
   "finetuneEpochs",
+  "finetuneBatch",
   "finetuneBaseLr",
   "finetuneMix",
-] = Object.freeze(["finetuneLimit", "finetuneEpochs", "finetuneBaseLr", "finetuneMix"] as const);
+] = Object.freeze(
+  ["finetuneLabels", "finetuneEpochs", "finetuneBatch", "finetuneBaseLr", "finetuneMix"] as const,
+);
 
 /** The fine-tuning settings of a budget ({@link FINETUNE_KEYS}). */
 export type FinetuneSettings = Pick<ReproduceBudget, typeof FINETUNE_KEYS[number]>;
 
-/** The fine-tuning settings of `b` as one string (what a row's figure was measured with). */
-export function finetuneProtocol(b: ReproduceBudget): string {
-  return JSON.stringify(Object.fromEntries(FINETUNE_KEYS.map((k) => [k, b[k]])));
+/** A label count as a key and a column name: "600", or "all" for 0 (every pool image). */
+export function labelKey(labels: number): string {
+  return labels ? String(labels) : "all";
+}
+
+/**
+ * The settings of the `i`-th fine-tuning of `b` as one string (what a figure was measured
+ * with): its labels, epochs, batch, LR, mixing and the pool and test images.
+ */
+export function finetuneProtocol(b: ReproduceBudget, i: number): string {
+  return JSON.stringify({
+    labels: b.finetuneLabels[i],
+    epochs: b.finetuneEpochs[i],
+    batch: b.finetuneBatch,
+    baseLr: b.finetuneBaseLr,
+    mix: b.finetuneMix,
+    pool: b.evalPool,
+    test: b.evalTest,
+  });
+}
+
+/** A RangeError naming what is wrong with `b` (label lists, pools, batches), else nothing. */
+export function checkBudget(name: string, b: ReproduceBudget): void {
+  const fail = (what: string) => {
+    throw new RangeError(`Cannot use the budget "${name}": ${what}`);
+  };
+  if (b.finetuneLabels.length !== b.finetuneEpochs.length) {
+    fail(
+      `${b.finetuneLabels.length} fine-tuning label counts but ${b.finetuneEpochs.length} ` +
+        "epoch counts; give one epoch count per label count",
+    );
+  }
+  if (b.batch % b.accum) fail(`batch ${b.batch} is not divisible by accum ${b.accum}`);
+  if (b.epochs % 6) fail(`${b.epochs} epochs a row do not split into 2 and 3 stages; give 6·k`);
+  if (b.evalPool && b.knnBank > b.evalPool) {
+    fail(`the k-NN bank (${b.knnBank}) is larger than the embedded pool (${b.evalPool})`);
+  }
 }

@@ -23,8 +23,17 @@ import { ParamSet } from "../nn/params.ts";
 import { Rng } from "../util/rng.ts";
 import { finetune, type FinetuneConfig, resolveFinetune } from "../train/finetune.ts";
 import { trainLinearProbe } from "../train/linprobe.ts";
-import { finetuneProtocol, type ReproduceBudget, WARMUP_FRACTION } from "./budgets.ts";
-import type { CurvePoint, RowPlan, RowResult, SeedPlan, TrainedRow } from "./types.ts";
+import { balancedSubset, gatherLabels, gatherRows } from "../data/label_subset.ts";
+import { finetuneProtocol, labelKey, type ReproduceBudget, WARMUP_FRACTION } from "./budgets.ts";
+import type {
+  CurvePoint,
+  EvalTimes,
+  LabelFigures,
+  RowPlan,
+  RowResult,
+  SeedPlan,
+  TrainedRow,
+} from "./types.ts";
 
 /** Datasets, pipelines and a frozen encoder shared by every evaluation of a reproduction. */
 export class EvalContext {
@@ -79,9 +88,27 @@ export class EvalContext {
     this.#embedder = new Embedder(be, o.student, 64);
   }
 
-  /** Training images evaluated (the first N). */
-  get evalTrain(): number {
-    return Math.min(this.budget.evalTrain, this.trainDs.count);
+  /** Training images embedded once per checkpoint (the first N). */
+  get evalPool(): number {
+    return Math.min(this.budget.evalPool || Infinity, this.trainDs.count);
+  }
+
+  /** The k-NN bank: the first N of the pool. */
+  get knnBank(): number {
+    return Math.min(this.budget.knnBank, this.evalPool);
+  }
+
+  /**
+   * The pool indices of the class-balanced subset of `labels` images of `seed` (every pool
+   * image for 0): the same for every row of a seed, so gains are paired.
+   */
+  labelSubset(labels: number, seed: number): Int32Array {
+    return balancedSubset(this.trainDs.labels, {
+      n: labels,
+      pool: this.evalPool,
+      numClasses: this.numClasses,
+      seed,
+    });
   }
 
   /** Test images evaluated (the first N; the whole split for 0). */
@@ -160,53 +187,75 @@ export class EvalContext {
 }
 
 /**
- * The fine-tuning of a row under budget `b` (outputs in `<dir>/finetune/`, no classifier
- * kept): what `finetuneCommand` in report.ts spells as a command.
+ * The `i`-th fine-tuning of a row under budget `b` (its labels from `b.finetuneLabels[i]`,
+ * outputs in `<dir>/finetune-<labels>/`, no classifier kept): what `finetuneCommand` in
+ * report.ts spells as a command.
  */
 export function rowFinetuneConfig(
   b: ReproduceBudget,
+  i: number,
   o: { checkpoint: string; data: string; dir: string; testLimit: number; seed: number },
 ): FinetuneConfig {
+  const epochs = b.finetuneEpochs[i];
   return resolveFinetune({
     checkpoint: o.checkpoint,
     data: o.data,
     runsDir: o.dir,
-    name: "finetune",
-    epochs: b.finetuneEpochs,
-    warmupEpochs: WARMUP_FRACTION * b.finetuneEpochs,
-    batch: b.batch,
+    name: `finetune-${labelKey(b.finetuneLabels[i])}`,
+    epochs,
+    warmupEpochs: +(WARMUP_FRACTION * epochs).toPrecision(6),
+    batch: b.finetuneBatch,
     baseLr: b.finetuneBaseLr,
     ...(b.finetuneMix ? {} : { mixup: 0, cutmix: 0 }),
-    trainLimit: b.finetuneLimit,
+    trainLimit: b.evalPool,
+    labels: b.finetuneLabels[i],
+    labelSeed: b.finetuneLabels[i] ? o.seed : 0, // (no subset: the seed draws nothing)
     testLimit: o.testLimit,
     seed: o.seed,
     save: false,
   });
 }
 
-/** What eval.json keeps (each part once measured). */
-interface EvalProgress {
-  knnCls?: number;
-  knnMean?: number;
-  probeCls?: number;
-  probeMean?: number;
-  finetune?: number;
-  /** {@link finetuneProtocol} of the budget `finetune` was measured with. */
-  finetuneProtocol?: string;
-  evalS: number;
+/** One fine-tuning figure and what it was measured with. */
+interface FinetunePart {
+  /** Test top-1 (%). */
+  top1: number;
+  /** {@link finetuneProtocol} of the settings. */
+  protocol: string;
+  /** Wall seconds. */
+  s: number;
 }
 
-/** Linear probe test top-1 of features `[n, D]` (the budget's recipe). */
+/** What eval.json keeps (each part once measured). */
+interface EvalProgress {
+  /** k-NN on the bank, cls / mean (the frozen part: measured together, from one embedding). */
+  knnCls?: number;
+  knnMean?: number;
+  /** Linear probes by label key. */
+  probeCls?: LabelFigures;
+  probeMean?: LabelFigures;
+  /** The probes' label counts the frozen part was measured with. */
+  probeLabels?: number[];
+  /** Fine-tuning by label key. */
+  finetune?: Record<string, FinetunePart>;
+  /** Seconds of the frozen part: embedding, k-NN, probes. */
+  embedS?: number;
+  knnS?: number;
+  probeS?: number;
+}
+
+/** Linear probe test top-1 of pool features `[pool, D]` on the subset `idx`. */
 function probe(
   ctx: EvalContext,
   x: { train: Float32Array; test: Float32Array },
-  o: { dim: number; seed: number },
+  o: { dim: number; seed: number; idx: Int32Array },
 ): number {
-  const nTr = ctx.evalTrain;
-  const nTe = ctx.evalTest;
   return trainLinearProbe(
-    { features: x.train, labels: ctx.labels("train", nTr) },
-    { features: x.test, labels: ctx.labels("test", nTe) },
+    {
+      features: gatherRows(x.train, o.dim, o.idx),
+      labels: gatherLabels(ctx.labels("train", ctx.evalPool), o.idx),
+    },
+    { features: x.test, labels: ctx.labels("test", ctx.evalTest) },
     o.dim,
     {
       epochs: ctx.budget.probeEpochs,
@@ -217,17 +266,56 @@ function probe(
   ).testTop1;
 }
 
+/** k-NN top-1 with the pool's first `knnBank` features as the bank (one GEMM). */
 function knn(ctx: EvalContext, x: { train: Float32Array; test: Float32Array }, dim: number) {
+  const n = ctx.knnBank;
   return knnClassify(
-    { features: x.train, labels: ctx.labels("train", ctx.evalTrain) },
+    { features: x.train.subarray(0, n * dim), labels: ctx.labels("train", n) },
     { features: x.test, labels: ctx.labels("test", ctx.evalTest) },
     { dim, numClasses: ctx.numClasses, gemm: similarityGemm() },
   ).top1;
 }
 
 /**
- * Evaluates a trained row: k-NN and linear probe on both features, then fine-tuning; parts
- * already in eval.json are kept. Null when `signal` stopped it between parts.
+ * The frozen-feature part of an evaluation from one embedding of the pool and the test set:
+ * k-NN on the bank and a linear probe at each label count, for each feature (cls, mean).
+ */
+function frozenPart(
+  ctx: EvalContext,
+  feats: { name: "cls" | "mean"; train: Float32Array; test: Float32Array }[],
+  o: { dim: number; seed: number },
+): {
+  knn: Record<string, number>;
+  probe: Record<string, LabelFigures>;
+  knnS: number;
+  probeS: number;
+} {
+  const out = { knn: {} as Record<string, number>, probe: {} as Record<string, LabelFigures> };
+  let t = performance.now();
+  for (const f of feats) out.knn[f.name] = knn(ctx, f, o.dim);
+  const knnS = (performance.now() - t) / 1000;
+  t = performance.now();
+  for (const f of feats) {
+    out.probe[f.name] = {};
+    for (const n of ctx.budget.probeLabels) {
+      const idx = ctx.labelSubset(n, o.seed);
+      out.probe[f.name][labelKey(n)] = probe(ctx, f, { dim: o.dim, seed: o.seed, idx });
+    }
+  }
+  return { ...out, knnS, probeS: (performance.now() - t) / 1000 };
+}
+
+/** The frozen part is missing, or was measured with other probe label counts. */
+function needsFrozen(ev: EvalProgress, b: ReproduceBudget): boolean {
+  return ev.knnCls === undefined ||
+    JSON.stringify(ev.probeLabels ?? null) !== JSON.stringify(b.probeLabels);
+}
+
+/**
+ * Evaluates a trained row: the pool and the test set embedded once (cls and mean features),
+ * k-NN and the linear probes at each label count from them, then one fine-tuning per entry
+ * of `finetuneLabels`; parts already in eval.json are kept. Null when `signal` stopped it
+ * between parts.
  */
 export async function evaluateRow(
   ctx: EvalContext,
@@ -236,52 +324,58 @@ export async function evaluateRow(
   hooks: { signal?: AbortSignal; log: (line: string) => void },
 ): Promise<RowResult | null> {
   const path = `${plan.dir}/eval.json`;
-  const ev: EvalProgress = (await readProgressJson<EvalProgress>(path)) ?? { evalS: 0 };
+  const ev: EvalProgress = (await readProgressJson<EvalProgress>(path)) ?? {};
   const seed = plan.pretrain?.seed ?? Number(plan.dir.match(/seed(\d+)/)?.[1] ?? 0);
   const b = ctx.budget;
-  if (ev.knnCls === undefined) {
+  if (needsFrozen(ev, b)) {
     const ts = performance.now();
     const ckpt = await readCheckpoint(plan.checkpoint);
     const w = vitWeights(ckpt, ctx.student, { file: plan.checkpoint });
-    const tr = await ctx.features(w, "train", ctx.evalTrain);
+    const tr = await ctx.features(w, "train", ctx.evalPool);
     const te = await ctx.features(w, "test", ctx.evalTest);
-    const D = ctx.student.embedDim;
-    ev.knnCls = knn(ctx, { train: tr.cls, test: te.cls }, D);
-    ev.knnMean = knn(ctx, { train: tr.mean, test: te.mean }, D);
-    ev.probeCls = probe(ctx, { train: tr.cls, test: te.cls }, { dim: D, seed });
-    ev.probeMean = probe(ctx, { train: tr.mean, test: te.mean }, { dim: D, seed });
-    ev.evalS += (performance.now() - ts) / 1000;
+    const embedS = (performance.now() - ts) / 1000;
+    const r = frozenPart(ctx, [
+      { name: "cls", train: tr.cls, test: te.cls },
+      { name: "mean", train: tr.mean, test: te.mean },
+    ], { dim: ctx.student.embedDim, seed });
+    Object.assign(ev, {
+      knnCls: r.knn.cls,
+      knnMean: r.knn.mean,
+      probeCls: r.probe.cls,
+      probeMean: r.probe.mean,
+      probeLabels: [...b.probeLabels],
+      embedS,
+      knnS: r.knnS,
+      probeS: r.probeS,
+    });
     await writeJsonAtomic(path, ev);
   }
-  if (hooks.signal?.aborted) return null;
-  // a figure from other fine-tuning settings (or from before they were recorded) is stale
-  const protocol = finetuneProtocol(b);
-  if (ev.finetune !== undefined && ev.finetuneProtocol !== protocol) {
-    hooks.log(`${plan.row} (seed ${seed}): fine-tuning settings changed; measuring again`);
-    delete ev.finetune;
-    delete ev.finetuneProtocol;
+  const ft = ev.finetune ??= {};
+  // a figure from other fine-tuning settings (or from a label count no longer asked) is stale
+  const want = new Map(b.finetuneLabels.map((n, i) => [labelKey(n), finetuneProtocol(b, i)]));
+  for (const [key, part] of Object.entries(ft)) {
+    if (want.get(key) !== part.protocol) {
+      hooks.log(`${plan.row} (seed ${seed}): fine-tuning settings changed; measuring again`);
+      delete ft[key];
+    }
   }
-  if (ev.finetune === undefined && ctx.finetune) {
+  for (let i = 0; i < b.finetuneLabels.length && ctx.finetune; i++) {
+    const key = labelKey(b.finetuneLabels[i]);
+    if (ft[key]) continue;
+    if (hooks.signal?.aborted) return null;
     const ts = performance.now();
-    const cfg = rowFinetuneConfig(b, {
+    const cfg = rowFinetuneConfig(b, i, {
       checkpoint: plan.checkpoint,
       data: ctx.data,
       dir: plan.dir,
       testLimit: ctx.evalTest,
       seed,
     });
-    const ft = await finetune(ctx.be, cfg, { log: () => {} });
-    ev.finetune = ft.top1;
-    ev.finetuneProtocol = protocol;
-    ev.evalS += (performance.now() - ts) / 1000;
+    const top1 = (await finetune(ctx.be, cfg, { log: () => {} })).top1;
+    ft[key] = { top1, protocol: finetuneProtocol(b, i), s: (performance.now() - ts) / 1000 };
     await writeJsonAtomic(path, ev);
   }
-  const f = (v: number | undefined) => v?.toFixed(1) ?? "–";
-  hooks.log(
-    `${plan.row} (seed ${seed}): fine-tune ${f(ev.finetune)}, probe cls ${f(ev.probeCls)} mean ` +
-      `${f(ev.probeMean)}, k-NN cls ${f(ev.knnCls)} mean ${f(ev.knnMean)}`,
-  );
-  return {
+  const result: RowResult = {
     row: plan.row,
     recipe: plan.recipe,
     seed,
@@ -289,21 +383,46 @@ export async function evaluateRow(
     checkpoint: plan.checkpoint,
     boundaries: plan.boundaries,
     curve: trained.curve,
-    finetune: ev.finetune ?? null,
+    finetune: Object.fromEntries(Object.entries(ft).map(([k, p]) => [k, p.top1])),
     probeCls: ev.probeCls!,
     probeMean: ev.probeMean!,
     knnCls: ev.knnCls!,
     knnMean: ev.knnMean!,
     pretrainS: trained.pretrainS,
     teacherS: 0,
-    evalS: ev.evalS + trained.curveS,
+    evalS: 0,
+    times: {
+      curve: trained.curveS,
+      embed: ev.embedS ?? 0,
+      knn: ev.knnS ?? 0,
+      probe: ev.probeS ?? 0,
+      finetune: Object.fromEntries(Object.entries(ft).map(([k, p]) => [k, p.s])),
+    },
   };
+  result.evalS = totalEvalS(result.times);
+  hooks.log(`${plan.row} (seed ${seed}): ${figuresLine(result)}`);
+  return result;
+}
+
+/** Every evaluation second of `t` (curve, embedding, k-NN, probes, fine-tunings). */
+export function totalEvalS(t: EvalTimes): number {
+  return t.curve + t.embed + t.knn + t.probe +
+    Object.values(t.finetune).reduce((a, x) => a + x, 0);
+}
+
+/** A row's figures in one log line. */
+function figuresLine(r: RowResult): string {
+  const f = (v: number | null | undefined) => v?.toFixed(1) ?? "–";
+  const by = (x: LabelFigures | null) =>
+    x ? Object.entries(x).map(([k, v]) => `${k}: ${f(v)}`).join(", ") : "–";
+  return `k-NN cls ${f(r.knnCls)} mean ${f(r.knnMean)}; probe cls ${by(r.probeCls)}; probe ` +
+    `mean ${by(r.probeMean)}; fine-tune ${by(r.finetune)}`;
 }
 
 /**
- * The raw-pixel baseline: k-NN and linear probe on the normalised pixels. Measured once per
- * reproduction (`<dir>/raw-pixels/`): k-NN does not depend on the seed, and the probe's seed
- * (that of the first run) only moves its init and batch order.
+ * The raw-pixel baseline: k-NN and the linear probes on the normalised pixels. Measured once
+ * per reproduction (`<dir>/raw-pixels/`) with the label subsets of the first seed: k-NN does
+ * not depend on the seed, and the probe's seed only moves its init, batch order and subsets.
  */
 export async function evaluateRawPixels(
   ctx: EvalContext,
@@ -312,26 +431,35 @@ export async function evaluateRawPixels(
   const dir = `${o.dir}/raw-pixels`;
   const path = `${dir}/eval.json`;
   let ev = await readProgressJson<EvalProgress & { seed?: number }>(path);
-  if (!ev) {
+  if (!ev || needsFrozen(ev, ctx.budget)) {
     const ts = performance.now();
-    const x = { train: ctx.pixels("train", ctx.evalTrain), test: ctx.pixels("test", ctx.evalTest) };
-    const P = x.train.length / Math.max(ctx.evalTrain, 1);
-    ev = { knnCls: knn(ctx, x, P), probeCls: probe(ctx, x, { dim: P, seed: o.seed }), evalS: 0 };
-    ev.evalS = (performance.now() - ts) / 1000;
-    ev.seed = o.seed;
+    const x = { train: ctx.pixels("train", ctx.evalPool), test: ctx.pixels("test", ctx.evalTest) };
+    const P = x.train.length / Math.max(ctx.evalPool, 1);
+    const embedS = (performance.now() - ts) / 1000;
+    const r = frozenPart(ctx, [{ name: "cls", ...x }], { dim: P, seed: o.seed });
+    ev = {
+      knnCls: r.knn.cls,
+      probeCls: r.probe.cls,
+      probeLabels: [...ctx.budget.probeLabels],
+      embedS,
+      knnS: r.knnS,
+      probeS: r.probeS,
+      seed: o.seed,
+    };
     await Deno.mkdir(dir, { recursive: true });
     await writeJsonAtomic(path, ev);
   }
-  const seed = ev.seed ?? o.seed;
-  o.log(
-    `raw pixels (probe seed ${seed}): probe ${ev.probeCls!.toFixed(1)}, k-NN ${
-      ev.knnCls!.toFixed(1)
-    }`,
-  );
-  return {
+  const times = {
+    curve: 0,
+    embed: ev.embedS ?? 0,
+    knn: ev.knnS ?? 0,
+    probe: ev.probeS ?? 0,
+    finetune: {},
+  };
+  const result: RowResult = {
     row: "raw pixels",
     recipe: "no encoder: the normalised pixels (measured once)",
-    seed,
+    seed: ev.seed ?? o.seed,
     command: "",
     checkpoint: "",
     boundaries: [0],
@@ -343,8 +471,11 @@ export async function evaluateRawPixels(
     knnMean: null,
     pretrainS: 0,
     teacherS: 0,
-    evalS: ev.evalS,
+    evalS: totalEvalS(times),
+    times,
   };
+  o.log(`raw pixels (probe seed ${result.seed}): ${figuresLine(result)}`);
+  return result;
 }
 
 /** Attention distance, singular values and CKA of the seed's rows (once; `analyze/`). */

@@ -1,7 +1,8 @@
 /**
  * `@dbot/dbot/reproduce`: the paper's comparison at small scale on Fashion-MNIST (random init,
  * MAE, dBOT 1/2/3 stages at equal epochs, dBOT from a larger teacher, raw pixels), each row
- * fine-tuned, linearly probed and k-NN-evaluated on the cls token and the mean of the patch
+ * gated by its gain over the random init ({@link gateRows}), linearly probed and fine-tuned
+ * with 1%, 10% and every label and k-NN-evaluated on the cls token and the mean of the patch
  * tokens, with k-NN curves and the CKA / attention-distance analysis. Budgets and settings:
  * {@link REPRODUCE_BUDGETS}, {@link REPRODUCE_CONFIG}; the run: {@link reproduce}.
  *
@@ -17,10 +18,13 @@
  * @module
  */
 export {
+  checkBudget,
   FINETUNE_KEYS,
   finetuneProtocol,
   type FinetuneSettings,
+  labelKey,
   REFERENCE_BASE_LR,
+  REFERENCE_BATCH,
   REPRODUCE_BUDGETS,
   REPRODUCE_CONFIG,
   REPRODUCE_DEFAULTS,
@@ -34,5 +38,18 @@ export {
   WARMUP_FRACTION,
 } from "./budgets.ts";
 export { reproduce, type ReproduceHooks } from "./study.ts";
-export type { CurvePoint, ReproduceRow, RowResult } from "./types.ts";
+export {
+  fmtGain,
+  type Gain,
+  GATE_BASELINE,
+  GATE_SE,
+  type GateRow,
+  gateRows,
+  pairedGain,
+  QUESTIONS,
+  readingLines,
+  type Verdict,
+  verdict,
+} from "./gate.ts";
+export type { CurvePoint, EvalTimes, LabelFigures, ReproduceRow, RowResult } from "./types.ts";
 export type { AnalysisSummary, ReproduceReport, RowSummary, Stat } from "./report.ts";

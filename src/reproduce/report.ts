@@ -1,15 +1,23 @@
 /**
- * The reproduction's tables and plots: per-row mean ± standard deviation over seeds,
- * results.json / results.md, one k-NN-vs-epoch SVG per row (stage boundaries marked) and
- * one of every row's mean curve.
+ * The reproduction's tables and plots: the gate first (each pre-training row's gain over the
+ * random init, paired by seed, `gate.ts`), then per-row mean ± standard deviation over seeds
+ * at each label count, where the time went, the generated reading (only rows that pass the
+ * gate are ranked), results.json / results.md, one k-NN-vs-epoch SVG per row (stage
+ * boundaries marked) and one of every row's mean curve.
  *
  * @module
  */
 import { readProgressJson, writeJsonAtomic, writeTextAtomic } from "../io/atomic.ts";
 import { lineChartSvg } from "../eval/chart.ts";
 import type { AnalysisReport } from "../eval/analyze.ts";
-import { type ReproduceBudget, type ReproduceOptions, WARMUP_FRACTION } from "./budgets.ts";
-import type { CurvePoint, RowResult } from "./types.ts";
+import {
+  labelKey,
+  type ReproduceBudget,
+  type ReproduceOptions,
+  WARMUP_FRACTION,
+} from "./budgets.ts";
+import { fmtGain, GATE_SE, type GateRow, gateRows, readingLines } from "./gate.ts";
+import type { CurvePoint, LabelFigures, RowResult } from "./types.ts";
 import { effectiveLr } from "../train/schedule.ts";
 
 /** Mean, sample standard deviation (n − 1; NaN for one value) and count of finite values. */
@@ -45,12 +53,12 @@ export interface RowSummary {
   boundaries: number[];
   /** Seeds measured. */
   seeds: number[];
-  /** Fine-tuning top-1. */
-  finetune: Stat | null;
-  /** Linear probe top-1, cls token. */
-  probeCls: Stat | null;
-  /** Linear probe top-1, mean of patch tokens. */
-  probeMean: Stat | null;
+  /** Fine-tuning top-1 by label key. */
+  finetune: Record<string, Stat | null>;
+  /** Linear probe top-1 by label key, cls token. */
+  probeCls: Record<string, Stat | null>;
+  /** Linear probe top-1 by label key, mean of patch tokens. */
+  probeMean: Record<string, Stat | null>;
   /** k-NN top-1, cls token. */
   knnCls: Stat | null;
   /** k-NN top-1, mean of patch tokens. */
@@ -61,6 +69,8 @@ export interface RowSummary {
   teacherS: Stat | null;
   /** Evaluation seconds. */
   evalS: Stat | null;
+  /** Mean seconds of each evaluation part over seeds: curve, embed, k-NN, probe, ft <labels>. */
+  times: Record<string, number>;
   /** Mean curve over seeds (epochs every seed measured). */
   meanCurve: CurvePoint[];
 }
@@ -101,6 +111,10 @@ export interface ReproduceReport {
   wallS: number;
   /** Per row, over seeds. */
   rows: RowSummary[];
+  /** The gate: each pre-training row's gains over the random init. */
+  gate: GateRow[];
+  /** The generated reading (markdown list items). */
+  reading: string[];
   /** Per row and seed. */
   results: RowResult[];
   /** CKA and attention distance (null when no seed was analysed). */
@@ -127,14 +141,15 @@ function summarise(results: RowResult[]): RowSummary[] {
       command: rs[0].command,
       boundaries: rs[0].boundaries,
       seeds: rs.map((r) => r.seed),
-      finetune: stat(rs.map((r) => r.finetune)),
-      probeCls: stat(rs.map((r) => r.probeCls)),
-      probeMean: stat(rs.map((r) => r.probeMean)),
+      finetune: byLabel(rs.map((r) => r.finetune)),
+      probeCls: byLabel(rs.map((r) => r.probeCls)),
+      probeMean: byLabel(rs.map((r) => r.probeMean)),
       knnCls: stat(rs.map((r) => r.knnCls)),
       knnMean: stat(rs.map((r) => r.knnMean)),
       pretrainS: stat(rs.map((r) => r.pretrainS)),
       teacherS: stat(rs.map((r) => r.teacherS)),
       evalS: stat(rs.map((r) => r.evalS)),
+      times: meanTimes(rs),
       meanCurve: epochs.map((epoch) => ({
         epoch,
         knnCls: at(epoch, "knnCls"),
@@ -142,6 +157,25 @@ function summarise(results: RowResult[]): RowSummary[] {
       })),
     };
   });
+}
+
+/** {@link Stat} of each label key over the seeds' figures. */
+function byLabel(xs: (LabelFigures | null)[]): Record<string, Stat | null> {
+  const keys = [...new Set(xs.flatMap((x) => Object.keys(x ?? {})))];
+  return Object.fromEntries(keys.map((k) => [k, stat(xs.map((x) => x?.[k] ?? null))]));
+}
+
+/** Mean seconds of each evaluation part over the seeds of a row. */
+function meanTimes(rs: RowResult[]): Record<string, number> {
+  const parts = (r: RowResult): Record<string, number> => ({
+    curve: r.times.curve,
+    embed: r.times.embed,
+    "k-NN": r.times.knn,
+    probe: r.times.probe,
+    ...Object.fromEntries(Object.entries(r.times.finetune).map(([k, v]) => [`ft ${k}`, v])),
+  });
+  const keys = [...new Set(rs.flatMap((r) => Object.keys(parts(r))))];
+  return Object.fromEntries(keys.map((k) => [k, stat(rs.map((r) => parts(r)[k] ?? null))!.mean]));
 }
 
 async function readAnalysis(dir: string, seeds: number[]): Promise<AnalysisSummary | null> {
@@ -177,14 +211,22 @@ async function readAnalysis(dir: string, seeds: number[]): Promise<AnalysisSumma
   };
 }
 
-/** The `deno task finetune` command a row's fine-tuning figure equals (checkpoint CKPT, seed S). */
-export function finetuneCommand(data: string, b: ReproduceBudget): string {
-  const warmup = +(WARMUP_FRACTION * b.finetuneEpochs).toFixed(6);
+/**
+ * The `deno task finetune` command the `i`-th fine-tuning figure of a row equals (checkpoint
+ * CKPT, seed S: the label subset's seed too).
+ */
+export function finetuneCommand(data: string, b: ReproduceBudget, i: number): string {
+  const epochs = b.finetuneEpochs[i];
+  const warmup = +(WARMUP_FRACTION * epochs).toPrecision(6);
   return [
     "deno task finetune --checkpoint CKPT",
-    `--data ${data} --train-limit ${b.finetuneLimit} --epochs ${b.finetuneEpochs}`,
-    `--warmup-epochs ${warmup} --batch ${b.batch} --base-lr ${b.finetuneBaseLr}`,
+    `--data ${data}`,
+    ...(b.evalPool ? [`--train-limit ${b.evalPool}`] : []),
+    ...(b.finetuneLabels[i] ? [`--labels ${b.finetuneLabels[i]} --label-seed S`] : []),
+    `--epochs ${epochs} --warmup-epochs ${warmup} --batch ${b.finetuneBatch}`,
+    `--base-lr ${b.finetuneBaseLr}`,
     ...(b.finetuneMix ? [] : ["--mixup 0 --cutmix 0"]),
+    ...(b.evalTest ? [`--test-limit ${b.evalTest}`] : []),
     "--seed S",
   ].join(" ");
 }
@@ -255,7 +297,9 @@ export async function writeReport(
     if (rs.length) await writeTextAtomic(`${dir}/curve-${slug(row.row)}.svg`, curveSvg(rs));
   }
   await writeTextAtomic(`${dir}/curves.svg`, allCurvesSvg(rows));
-  const report: Omit<ReproduceReport, "markdown"> = { ...o, rows, analysis };
+  const gate = gateRows(o.results);
+  const reading = readingLines(o.results, gate);
+  const report: Omit<ReproduceReport, "markdown"> = { ...o, rows, gate, reading, analysis };
   const markdown = renderMarkdown(report);
   await writeJsonAtomic(`${dir}/results.json`, report);
   await writeTextAtomic(`${dir}/results.md`, markdown);
@@ -267,8 +311,23 @@ export function renderMarkdown(r: Omit<ReproduceReport, "markdown">): string {
   const b = r.budget;
   const o = r.opts;
   const lr = effectiveLr(o.baseLr, b.batch);
-  const testN = b.evalTest || "all (10 000 for Fashion-MNIST)";
+  const testN = b.evalTest || "every";
+  const pool = b.evalPool || "every";
   const seeds = o.seeds.join(", ");
+  const probeKeys = b.probeLabels.map(labelKey);
+  const ftKeys = b.finetuneLabels.map(labelKey);
+  const gateOf = (row: string) => r.gate.find((g) => g.row === row);
+  const mark = (row: string) => {
+    const g = gateOf(row);
+    return !g
+      ? ""
+      : g.verdict === "passes"
+      ? `passes (${g.feature})`
+      : g.verdict === "below"
+      ? "⚑ below: not ranked"
+      : "1 seed: not gated";
+  };
+  const n = (s: RowSummary) => s.seeds.length;
   const lines = [
     `## Reproduction, budget \`${o.budget}\` (${o.data}, seeds ${seeds})`,
     "",
@@ -277,34 +336,86 @@ export function renderMarkdown(r: Omit<ReproduceReport, "markdown">): string {
     "not rerun; the per-row seconds below add up every invocation).",
     "",
     `vit-micro (D 96, depth 4, 3 heads), patch 4. Pre-training on the first ${b.trainLimit} ` +
-    `training images, ${b.epochs} epochs in total per row, batch ${b.batch}, base LR ` +
-    `${o.baseLr} × ${b.batch}/256 = ${lr.toExponential(2)}, linear warmup over 5% of each ` +
-    `stage, cosine to 0 per stage. Curves: k-NN every ${b.evalEvery} epoch(s) and at stage ` +
-    `boundaries on ${b.curveTrain} train / ${b.curveTest} test images. Final k-NN (k 20, T ` +
-    `0.07) and linear probe (BatchNorm + linear, LARS ${b.probeEpochs} ep, base LR ` +
-    `${b.probeBaseLr}) on ${b.evalTrain} train / ${testN} test images; fine-tuning ` +
-    `${b.finetuneEpochs} ep on the first ${b.finetuneLimit} training images (mean-pooled ` +
-    `patch tokens, AdamW, base LR ${b.finetuneBaseLr} × ${b.batch}/256, layer decay 0.75, ` +
-    `drop path 0.1, label smoothing 0.1, ${
-      b.finetuneMix ? "mixup 0.8 / cutmix 1.0" : "no mixup/cutmix"
-    }), ` +
-    `tested on ${testN} test images. ` +
-    `Larger teacher: ${b.teacherModel}, ${b.teacherEpochs} ep on ${b.teacherLimit} images.`,
+    `training images, ${b.epochs} epochs in total per row, steps of ${b.batch} images` +
+    `${b.accum > 1 ? ` (${b.accum} accumulated micro-batches of ${b.batch / b.accum})` : ""}, ` +
+    `base LR ${o.baseLr} × ${b.batch}/256 = ${lr.toExponential(2)}, linear warmup over 5% of ` +
+    `each stage, cosine to 0 per stage. Curves: k-NN every ${b.evalEvery} epoch(s) and at ` +
+    `stage boundaries on ${b.curveTrain} train / ${b.curveTest} test images. Evaluation: ` +
+    `${pool} training image(s) and ${testN} test image(s) embedded once per checkpoint (cls ` +
+    `token and mean of the patch tokens); k-NN (k 20, T 0.07) with the first ${b.knnBank} ` +
+    `training images (the pre-training images) as the bank; linear probes (BatchNorm + ` +
+    `linear, LARS ${b.probeEpochs} ep, base LR ${b.probeBaseLr}) on class-balanced subsets of ` +
+    `${probeKeys.join(" / ")} labelled images, fixed per seed; fine-tuning (mean-pooled patch ` +
+    `tokens, AdamW, batch ${b.finetuneBatch}, base LR ${b.finetuneBaseLr} × ` +
+    `${b.finetuneBatch}/256, layer decay 0.75, drop path 0.1, label smoothing 0.1, ` +
+    `${b.finetuneMix ? "mixup 0.8 / cutmix 1.0" : "no mixup/cutmix"}) on the same subsets: ` +
+    ftKeys.map((k, i) => `${k} labels × ${b.finetuneEpochs[i]} ep`).join(", ") +
+    "; the random init fine-tuned alike is the from-scratch baseline. Larger teacher: " +
+    `${b.teacherModel}, ${b.teacherEpochs} ep on ${b.teacherLimit} images.`,
     "",
-    "Top-1 (%), mean ± standard deviation over n seeds (sample sd; one seed: the value):",
+    `### The gate: gain over the random init, paired by seed (mean ± standard error)`,
     "",
-    "| row | pre-training | fine-tune | linear probe cls | linear probe mean | k-NN cls | " +
-    "k-NN mean | n | pre-train s | eval s |",
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    `A row passes when its k-NN and its linear-probe gain (${
+      probeKeys.includes("all") ? "every label" : `${probeKeys[probeKeys.length - 1]} labels`
+    }) are both positive and ≥ ${GATE_SE} SE on one feature; ⚑ marks a gain under ` +
+    `${GATE_SE} SE. A row below the gate is not ranked; with one seed nothing is gated.`,
+    "",
+    "| row | k-NN cls | k-NN mean | probe cls | probe mean | n | gate |",
+    "|---|---:|---:|---:|---:|---:|---|",
+    ...r.gate.map((g) =>
+      `| ${g.row} | ${fmtGain(g.knnCls)} | ${fmtGain(g.knnMean)} | ${fmtGain(g.probeCls)} | ` +
+      `${fmtGain(g.probeMean)} | ${g.knnCls?.n ?? 0} | ${mark(g.row)} |`
+    ),
+    "",
+    "### Frozen features",
+    "",
+    "Top-1 (%), mean ± standard deviation over n seeds (sample sd; one seed: the value); " +
+    "probes by number of labelled images:",
+    "",
+    `| row | gate | k-NN cls | k-NN mean | ${
+      probeKeys.map((k) => `probe cls ${k}`).join(" | ")
+    } | ` +
+    `${probeKeys.map((k) => `probe mean ${k}`).join(" | ")} | n |`,
+    `|---|---|---:|---:|${probeKeys.map(() => "---:").join("|")}|` +
+    `${probeKeys.map(() => "---:").join("|")}|---:|`,
+    ...r.rows.map((s) =>
+      `| ${s.row} | ${mark(s.row)} | ${fmtStat(s.knnCls)} | ${fmtStat(s.knnMean)} | ` +
+      `${probeKeys.map((k) => fmtStat(s.probeCls[k] ?? null, 1, n(s))).join(" | ")} | ` +
+      `${probeKeys.map((k) => fmtStat(s.probeMean[k] ?? null, 1, n(s))).join(" | ")} | ${n(s)} |`
+    ),
+    "",
+    "### Fine-tuning, by number of labelled images",
+    "",
+    `| row | gate | ${ftKeys.map((k) => `fine-tune ${k}`).join(" | ")} | n |`,
+    `|---|---|${ftKeys.map(() => "---:").join("|")}|---:|`,
+    ...r.rows.filter((s) => Object.keys(s.finetune).length).map((s) =>
+      `| ${s.row} | ${mark(s.row)} | ` +
+      `${ftKeys.map((k) => fmtStat(s.finetune[k] ?? null, 1, n(s))).join(" | ")} | ${n(s)} |`
+    ),
+    "",
+    "### Rows and where the time went",
+    "",
+    "Wall seconds per seed (mean over seeds): pre-training (start-ups included; + the " +
+    "larger teacher's), then each evaluation: curve points, embedding once, k-NN, every " +
+    "probe, each fine-tuning (`ft <labels>`).",
+    "",
+    "| row | pre-training | pre-train s | eval s | evaluation parts, s |",
+    "|---|---|---:|---:|---|",
     ...r.rows.map((s) => {
       const t = s.teacherS && s.teacherS.mean > 0
         ? ` (+ ${s.teacherS.mean.toFixed(0)} teacher)`
         : "";
-      const n = s.seeds.length;
-      return `| ${s.row} | ${s.recipe} | ${fmtStat(s.finetune, 1, n)} | ${fmtStat(s.probeCls)} | ` +
-        `${fmtStat(s.probeMean)} | ${fmtStat(s.knnCls)} | ${fmtStat(s.knnMean)} | ` +
-        `${s.seeds.length} | ${fmtStat(s.pretrainS, 0)}${t} | ${fmtStat(s.evalS, 0)} |`;
+      const parts = Object.entries(s.times).filter(([, v]) => v > 0)
+        .map(([k, v]) => `${k} ${v.toFixed(0)}`).join(" · ");
+      return `| ${s.row} | ${s.recipe} | ${fmtStat(s.pretrainS, 0)}${t} | ${
+        fmtStat(s.evalS, 0)
+      } | ` +
+        `${parts || "–"} |`;
     }),
+    "",
+    "### Reading (generated from the figures above; rows below the gate are not ranked)",
+    "",
+    ...r.reading,
     "",
     "k-NN during pre-training (mean over seeds; cls / mean of patch tokens), one plot per row " +
     "in `curve-<row>.svg`, every row in `curves.svg`:",
@@ -357,10 +468,10 @@ export function renderMarkdown(r: Omit<ReproduceReport, "markdown">): string {
     ...r.rows.filter((s) => s.command).map((s) => `| ${s.row} | \`${s.command}\` |`),
     `| (teacher of dbot-distilled) | \`${r.teacherCommand}\` |`,
     "",
-    "Equivalent fine-tuning command of each row (`CKPT`: the row's checkpoint, `S`: its seed; " +
-      "the reproduction does not keep the classifier):",
+    "Equivalent fine-tuning commands of each row (`CKPT`: the row's checkpoint, `S`: its " +
+      "seed, which also fixes the label subset; the reproduction does not keep the classifier):",
     "",
-    `\`${finetuneCommand(o.data, b)}\``,
+    ...b.finetuneLabels.map((_, i) => `- \`${finetuneCommand(o.data, b, i)}\``),
     "",
   );
   return lines.join("\n");

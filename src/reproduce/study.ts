@@ -1,14 +1,18 @@
 /**
  * The paper's comparison at small scale on Fashion-MNIST: the same small ViT pre-trained for
- * the same total epochs with different targets, ranked first by fine-tuning, then by linear
- * probe and k-NN on the cls token and on the mean of the patch tokens, plus the CKA /
- * attention-distance similarity between rows.
+ * the same total epochs with different targets; first the gate (each row's gain over the
+ * random init on k-NN and linear probe, paired by seed: a row under 3 standard errors is not
+ * ranked), then linear probes and fine-tuning with 1%, 10% and every label, k-NN on the cls
+ * token and on the mean of the patch tokens, plus the CKA / attention-distance similarity
+ * between rows.
  *
  * Rows: random init; `mae` (MSE on per-patch normalised pixels, masked patches only); dBOT
  * from a random teacher for 1, 2 and 3 stages at equal total epochs; dBOT distilled from a
  * larger pre-trained teacher (trained first, on its own budget); raw pixels as a baseline.
- * Every pre-training follows the reference schedule's proportions: base LR × batch/256,
- * linear warmup over 5% of each stage, cosine to 0 per stage.
+ * Every pre-training follows the reference schedule at its batch: steps of 256 images
+ * (accumulated micro-batches where a budget says), base LR 1.5e-4 × 256/256, linear warmup
+ * over 5% of each stage, cosine to 0 per stage. Each checkpoint is embedded once; k-NN and
+ * every probe reuse those features.
  *
  * Every row is a resumable run: a rerun skips finished rows and evaluations, resumes an
  * unfinished pre-training from its last saved step, and can be stopped at any time
@@ -30,6 +34,7 @@ import { writeJsonAtomic } from "../io/atomic.ts";
 import { vitFromPreset } from "../models/vit_config.ts";
 import { PRESETS } from "../models/vit_config.ts";
 import {
+  checkBudget,
   FINETUNE_KEYS,
   REPRODUCE_BUDGETS,
   type ReproduceBudget,
@@ -68,6 +73,7 @@ export async function reproduce(
   const t0 = performance.now();
   const log = hooks.log ?? console.log;
   const b: ReproduceBudget = { ...REPRODUCE_BUDGETS[opts.budget], ...opts.finetune };
+  checkBudget(opts.budget, b);
   if (!Object.hasOwn(PRESETS, b.teacherModel)) {
     throw new RangeError(`Cannot reproduce: unknown teacher preset "${b.teacherModel}"`);
   }

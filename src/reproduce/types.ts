@@ -50,6 +50,23 @@ export interface SeedPlan {
   teacher: RowPlan | null;
 }
 
+/** Top-1 (%) by label count: "600", "6000", "all" (see `labelKey`). */
+export type LabelFigures = Record<string, number>;
+
+/** Where a row's evaluation seconds went. */
+export interface EvalTimes {
+  /** k-NN curve points during pre-training. */
+  curve: number;
+  /** Embedding the pool and the test set once (raw pixels: gathering them). */
+  embed: number;
+  /** k-NN on the bank (cls and mean). */
+  knn: number;
+  /** Every linear probe (each label count, cls and mean). */
+  probe: number;
+  /** Each fine-tuning, by label key. */
+  finetune: Record<string, number>;
+}
+
 /** One row's figures for one seed (null: does not apply, e.g. fine-tuning raw pixels). */
 export interface RowResult {
   /** Row name. */
@@ -66,13 +83,13 @@ export interface RowResult {
   boundaries: number[];
   /** k-NN during pre-training. */
   curve: CurvePoint[];
-  /** Fine-tuning test top-1 (%). */
-  finetune: number | null;
-  /** Linear probe test top-1 (%), cls token. */
-  probeCls: number | null;
-  /** Linear probe test top-1 (%), mean of the patch tokens. */
-  probeMean: number | null;
-  /** k-NN test top-1 (%), cls token. */
+  /** Fine-tuning test top-1 (%) by label count (from the random init: from scratch). */
+  finetune: LabelFigures | null;
+  /** Linear probe test top-1 (%) by label count, cls token. */
+  probeCls: LabelFigures | null;
+  /** Linear probe test top-1 (%) by label count, mean of the patch tokens. */
+  probeMean: LabelFigures | null;
+  /** k-NN test top-1 (%), cls token, the budget's pre-training images as the bank. */
   knnCls: number | null;
   /** k-NN test top-1 (%), mean of the patch tokens. */
   knnMean: number | null;
@@ -80,8 +97,10 @@ export interface RowResult {
   pretrainS: number;
   /** Wall seconds of the larger teacher's pre-training (distilled row only, else 0). */
   teacherS: number;
-  /** Evaluation wall seconds (curve points and the final evaluation). */
+  /** Evaluation wall seconds (the sum of `times`). */
   evalS: number;
+  /** Where the evaluation seconds went. */
+  times: EvalTimes;
 }
 
 /** A pre-trained (or initialised) encoder and its curve. */

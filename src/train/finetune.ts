@@ -52,6 +52,7 @@ import { Rng } from "../util/rng.ts";
 import { AdamW } from "./adamw.ts";
 import { NonFiniteLossError, type StepResult, TrainStep } from "./step.ts";
 import { writeJsonAtomic } from "../io/atomic.ts";
+import { balancedSubset } from "../data/label_subset.ts";
 import { channelStats, deriveSeed, ImagePipeline, permutation } from "../data/pipeline.ts";
 import { effectiveLr, lrAt } from "./schedule.ts";
 
@@ -103,6 +104,13 @@ export interface FinetuneConfig {
   switchProb: number;
   /** Train on the first N training images (0: all). */
   trainLimit: number;
+  /**
+   * Labelled images: a class-balanced subset of N of the `trainLimit` images, fixed by
+   * `labelSeed` (low-label evaluation; 0: every one).
+   */
+  labels: number;
+  /** Seed of the `labels` subset (the same seed, the same images; 600 ⊂ 6000). */
+  labelSeed: number;
   /** Evaluate on the first N test images (0: all). */
   testLimit: number;
   /** Heads when the checkpoint does not store them (0: stored or D/64). */
@@ -140,6 +148,8 @@ export const FINETUNE_DEFAULTS: Readonly<FinetuneConfig> = Object.freeze({
   cutmix: 1.0,
   switchProb: 0.5,
   trainLimit: 0,
+  labels: 0,
+  labelSeed: 0,
   testLimit: 0,
   heads: 0,
   seed: 0,
@@ -241,6 +251,11 @@ export const FINETUNE_CONFIG: Config<FinetuneConfig> = defineConfig<FinetuneConf
     cutmix: { help: "CutMix Beta(α, α) (0: off)", check: nonNegative },
     switchProb: { help: "probability of CutMix instead of mixup", check: probability },
     trainLimit: { help: "train on the first N training images (0: all)", check: nonNegativeInt },
+    labels: {
+      help: "train on a class-balanced subset of N of those images (low-label; 0: all)",
+      check: nonNegativeInt,
+    },
+    labelSeed: { help: "seed of the --labels subset", check: nonNegativeInt },
     testLimit: { help: "evaluate on the first N test images (0: all)", check: nonNegativeInt },
     heads: {
       help: "attention heads when the checkpoint does not store them (0: stored or D/64)",
@@ -361,6 +376,8 @@ interface FinetuneData {
   stats: { mean: number[]; std: number[] };
   /** Classes K. */
   numClasses: number;
+  /** Training images used: `trainDs` indices (all of the first `trainLimit`, or a subset). */
+  trainIndices: Int32Array;
   nTrain: number;
   nTest: number;
 }
@@ -501,7 +518,7 @@ class FinetuneRun {
     const B = cfg.batch, C = vit.inChans, H = vit.imgSize, W = vit.imgSize;
     const images = this.#images, labels = this.#labels;
     for (let b = 0; b < B; b++) {
-      const i = draw.order[it * B + b];
+      const i = data.trainIndices[draw.order[it * B + b]];
       images.set(data.train.train(i, draw.rng), b * C * H * W);
       labels[b] = data.trainDs.labels[i];
     }
@@ -614,9 +631,16 @@ async function openFinetuneData(
     cropPct: cfg.cropPct,
   });
   const numClasses = trainDs.classNames.length;
-  const nTrain = Math.min(trainDs.count, cfg.trainLimit || Infinity);
+  const pool = Math.min(trainDs.count, cfg.trainLimit || Infinity);
+  const trainIndices = balancedSubset(trainDs.labels, {
+    n: cfg.labels,
+    pool,
+    numClasses,
+    seed: cfg.labelSeed,
+  });
+  const nTrain = trainIndices.length;
   const nTest = Math.min(testDs.count, cfg.testLimit || Infinity);
-  return { trainDs, testDs, train, test, stats, numClasses, nTrain, nTest };
+  return { trainDs, testDs, train, test, stats, numClasses, trainIndices, nTrain, nTest };
 }
 
 /** Top-1 (%) of `model` on `count` eval images (the last batch is padded with zeros). */
