@@ -260,3 +260,50 @@ Deno.test("finetune() with the ImageNet recipe's augmentation (RandAugment, eras
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("finetune() with --labels trains on the class-balanced subset of the seed, and refuses too many", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const small: VitConfig = { ...vit, imgSize: 32, patchSize: 8, inChans: 3, embedDim: 16 };
+    const ps = new ParamSet(new CpuBackend(), vitParamSpecs(small), { grads: false, label: "p" });
+    ps.init(new Rng(0));
+    await writeCheckpoint(`${dir}/enc.safetensors`, ps, { vit: small });
+    const cfg = (labels: number, labelSeed: number) =>
+      resolveFinetune({
+        checkpoint: `${dir}/enc.safetensors`,
+        data: "shapes:64",
+        runsDir: dir,
+        epochs: 2,
+        warmupEpochs: 0,
+        batch: 10,
+        trainLimit: 50,
+        labels,
+        labelSeed,
+        mixup: 0,
+        cutmix: 0,
+        testLimit: 8,
+        logEvery: 1,
+        save: false,
+      });
+    const losses = async (labels: number, labelSeed: number) => {
+      const lines: string[] = [];
+      const s = await finetune(new CpuBackend(), cfg(labels, labelSeed), {
+        log: (l) => lines.push(l),
+      });
+      return { s, lines };
+    };
+    const a = await losses(20, 1);
+    assertEquals([a.s.train, a.s.steps], [20, 4], "20 labelled images: 2 steps of 10 an epoch");
+    assert(a.lines[0].startsWith("finetune: 20 train / 8 test images"), a.lines[0]);
+    assertEquals((await losses(20, 1)).lines, a.lines, "the same seed, the same images");
+    assert((await losses(20, 2)).lines.join() !== a.lines.join(), "another seed, other images");
+    assertEquals((await losses(0, 1)).s.train, 50, "0: every image of the pool");
+    // more labels than the pool holds: a clear error, not every image silently
+    await finetune(new CpuBackend(), cfg(60, 0), { log: () => {} }).then(
+      () => assert(false, "60 labels of 50 images were accepted"),
+      (e) => assert(String(e).includes("give at most 50 (0: all)"), String(e)),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

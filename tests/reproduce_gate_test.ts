@@ -180,8 +180,14 @@ Deno.test("label subsets: class-balanced, fixed per seed, nested, inside the poo
   assertEquals(perClassCounts(65, 10), [7, 7, 7, 7, 7, 6, 6, 6, 6, 6]);
   const inBig = new Set(s300);
   assert(s65.every((i) => inBig.has(i)), "nested");
-  // 0 or the whole pool: every pool image, in order
+  // 0 or the whole pool: every pool image, in order; more than the pool: an error
   assertEquals(balancedSubset(labels, { n: 0, pool: 10, numClasses: 10, seed: 0 }).length, 10);
+  assertEquals(balancedSubset(labels, { n: 10, pool: 10, numClasses: 10, seed: 0 }).length, 10);
+  assertThrows(
+    () => balancedSubset(labels, { n: 11, pool: 10, numClasses: 10, seed: 0 }),
+    RangeError,
+    "give at most 10",
+  );
   // too few of a class in the pool: a clear error naming the class and the fix
   assertThrows(
     () => balancedSubset(labels, { n: 900, pool: 1000, numClasses: 10, seed: 0 }),

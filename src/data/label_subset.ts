@@ -20,8 +20,8 @@ export function perClassCounts(n: number, numClasses: number): number[] {
 
 /**
  * Indices (ascending) of a class-balanced subset of `n` images among the first `pool` of
- * `labels`, fixed by `seed`; `n` 0 or ≥ `pool` gives every one of the `pool` images.
- * A class with too few images in the pool is a RangeError naming it.
+ * `labels`, fixed by `seed`; `n` 0 or `pool` gives every one of the `pool` images. More
+ * than `pool`, or a class with too few images in the pool, is a RangeError naming the fix.
  */
 export function balancedSubset(
   labels: Int32Array,
@@ -31,7 +31,12 @@ export function balancedSubset(
   if (!Number.isInteger(o.n) || o.n < 0) {
     throw new RangeError(`Cannot draw ${o.n} labelled images: give a non-negative integer`);
   }
-  if (o.n === 0 || o.n >= pool) return Int32Array.from({ length: pool }, (_, i) => i);
+  if (o.n > pool) {
+    throw new RangeError(
+      `Cannot draw ${o.n} labelled images from the first ${pool}: give at most ${pool} (0: all)`,
+    );
+  }
+  if (o.n === 0 || o.n === pool) return Int32Array.from({ length: pool }, (_, i) => i);
   const byClass: number[][] = Array.from({ length: o.numClasses }, () => []);
   for (let i = 0; i < pool; i++) {
     const y = labels[i];
