@@ -16,7 +16,7 @@ import {
   type ReproduceOptions,
   WARMUP_FRACTION,
 } from "./budgets.ts";
-import { fmtGain, GATE_SE, type GateRow, gateRows, readingLines } from "./gate.ts";
+import { fmtGain, GATE_BASELINE, GATE_SE, type GateRow, gateRows, readingLines } from "./gate.ts";
 import type { CurvePoint, LabelFigures, RowResult } from "./types.ts";
 import { effectiveLr } from "../train/schedule.ts";
 
@@ -319,9 +319,8 @@ export function renderMarkdown(r: Omit<ReproduceReport, "markdown">): string {
   const gateOf = (row: string) => r.gate.find((g) => g.row === row);
   const mark = (row: string) => {
     const g = gateOf(row);
-    return !g
-      ? ""
-      : g.verdict === "passes"
+    if (!g) return row === GATE_BASELINE ? "baseline" : "–";
+    return g.verdict === "passes"
       ? `passes (${g.feature})`
       : g.verdict === "below"
       ? "⚑ below: not ranked"
