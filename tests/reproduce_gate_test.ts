@@ -205,6 +205,7 @@ Deno.test("budgets: the reference batch and LR, enough distinct images, stages t
     checkBudget(name, b);
     if (name === "tiny") continue;
     assertEquals(b.batch, 256, `${name}: steps of 256 images`);
+    assertEquals(b.batch / b.accum, 64, `${name}: as micro-batches of 64`);
     assert(b.knnBank === b.trainLimit, `${name}: the bank is the pre-training images`);
     assertEquals(b.evalTest, 0, `${name}: the whole test set`);
   }
@@ -214,7 +215,8 @@ Deno.test("budgets: the reference batch and LR, enough distinct images, stages t
   assert(medium.trainLimit === 60000 && medium.epochs >= 30, "medium: 60 000 × ≥ 30 ep");
   assert(long.trainLimit === 60000 && long.epochs >= 300, "long: 60 000 × ≥ 300 ep");
   assertEquals(small.probeLabels, [600, 6000, 0], "1%, 10% and every label");
-  assertEquals(small.finetuneLabels, [600, 6000, 0]);
+  assertEquals(small.finetuneLabels, [600, 6000], "small: low-label fine-tuning only");
+  assertEquals(medium.finetuneLabels, [600, 6000, 0]);
   assertThrows(
     () => checkBudget("x", { ...small, finetuneEpochs: [1] }),
     RangeError,

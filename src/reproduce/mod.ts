@@ -23,6 +23,7 @@ export {
   finetuneProtocol,
   type FinetuneSettings,
   labelKey,
+  MICRO_BATCHES,
   REFERENCE_BASE_LR,
   REFERENCE_BATCH,
   REPRODUCE_BUDGETS,
