@@ -6,8 +6,9 @@
  *   workgroup, `TM×TN` outputs per invocation in registers, `BK`-deep slabs of A
  *   and B staged in double-buffered workgroup memory (one barrier per slab; the
  *   next slab is fetched into registers while the current one is multiplied).
- * - {@link MATMUL_SIMPLE}: one output per invocation, 16×16 tiles. For tiny and
- *   awkward shapes, and as the benchmark baseline.
+ * - {@link MATMUL_SIMPLE}: one output per invocation, no workgroup memory. For tiny and
+ *   awkward shapes, as the benchmark baseline, and for every shape on Mesa's software
+ *   OpenGL (see `chooseMatmul`).
  * - {@link MATMUL_SPLITK_REDUCE}: with split-K the tiled kernel writes raw partial
  *   products `[batch, S, M, N]` into scratch and this kernel sums the `S` splits
  *   and applies the epilogue.
@@ -274,12 +275,17 @@ export const MATMUL_TILED_64: string = matmulTiled(TILE_64);
 /** Tiled kernel with {@link TILE_128}. */
 export const MATMUL_TILED_128: string = matmulTiled(TILE_128);
 
-/** One output per invocation, 16×16 workgroup, 16×16 A and B tiles in workgroup memory. */
+/**
+ * One output per invocation, 16×16 workgroup, A and B read straight from storage: the
+ * kernel for outputs under one 64×64 tile or with a side under 16, where staging tiles in
+ * workgroup memory buys little. Without workgroup memory it needs no barrier, which keeps
+ * it cheap to compile everywhere: on Mesa's software OpenGL (llvmpipe) a kernel with a
+ * barrier is compiled as an LLVM coroutine in time quadratic in its size, and the earlier
+ * version of this kernel (2 × 256 f32 tiles) took ~50× longer to compile there than this
+ * one. It sums k in order with `fma`, as the tiled kernels do (the same bits per output).
+ */
 export const MATMUL_SIMPLE: string = /* wgsl */ `
 ${HEADER}
-var<workgroup> As: array<f32, 256>;  // [m][k]
-var<workgroup> Bs: array<f32, 256>;  // [k][n]
-
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
   let z = wid.z;
@@ -291,15 +297,10 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let kEnd = min(P.K, kBegin + P.k_split);
   let m = wid.y * 16u + lid.y;
   let n = wid.x * 16u + lid.x;
+  if (m >= P.M || n >= P.N) { return; }
   var acc = 0.0;
-  for (var k0 = kBegin; k0 < kEnd; k0 += 16u) {
-    As[lid.y * 16u + lid.x] = loadA(baseA, m, k0 + lid.x, kEnd);
-    Bs[lid.y * 16u + lid.x] = loadB(baseB, k0 + lid.y, n, kEnd);
-    workgroupBarrier();
-    for (var kk = 0u; kk < 16u; kk++) {
-      acc = fma(As[lid.y * 16u + kk], Bs[kk * 16u + lid.x], acc);
-    }
-    workgroupBarrier();
+  for (var k = kBegin; k < kEnd; k++) {
+    acc = fma(loadA(baseA, m, k, kEnd), loadB(baseB, k, n, kEnd), acc);
   }
   storeOut(P.off_out + z * P.M * P.N, m, n, acc);
 }

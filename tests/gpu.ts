@@ -7,7 +7,7 @@
  * @module
  */
 import { WebGpuBackend } from "../src/backend/webgpu/backend.ts";
-import { GpuContext } from "../src/backend/webgpu/context.ts";
+import { GpuContext, isSoftwareGl } from "../src/backend/webgpu/context.ts";
 import { requires } from "./requires.ts";
 
 const webgpu = await requires("webgpu");
@@ -19,33 +19,15 @@ export const requireGpu: boolean = webgpu.required;
 /**
  * The adapter is Mesa's software OpenGL driver (llvmpipe through EGL): what wgpu finds on a
  * Linux machine with Mesa's GL but no Vulkan driver (most desktop and CI images as they
- * ship). wgpu's GL path reports no subgroup sizes of its own (its placeholders 4 and 128;
- * Vulkan reports the driver's, 8 and 8 on lavapipe); `DENO_WEBGPU_BACKEND=gl` says it too.
- *
- * There, a pipeline pays for its workgroup arrays when it is compiled: naga's GLSL writer
- * zero-initialises each with one array constructor (`As = vec4[512](vec4(0.0), …)`) and
- * Mesa's GLSL compiler takes time quadratic in its length (measured on this 2-core VM,
- * CPU time per pipeline: array<vec4f, 256> 0.9 s, array<vec4f, 1024> 16 s; on lavapipe
- * 0.03 s). A tiled matmul pipeline (2 × 512 vec4) costs ~13 s there, ~0.5 s on lavapipe.
+ * ship). See `isSoftwareGl` and `AdapterFacts.softwareGl` in the context: there each
+ * pipeline with workgroup memory takes seconds to a minute to compile, so the backend uses
+ * its kernels without workgroup memory where it has them, and tests that force the others
+ * (`notOnSoftwareGl`) are skipped with the reason printed.
  */
-export const softwareGl: boolean = await isSoftwareGl();
-
-async function isSoftwareGl(): Promise<boolean> {
-  if (!hasGpu) return false;
-  let asked: string | undefined;
-  try {
-    asked = Deno.env.get("DENO_WEBGPU_BACKEND");
-  } catch {
-    asked = undefined; // no --allow-env
-  }
-  if (asked !== undefined) return asked === "gl";
-  const info = (await GpuContext.adapter())?.info as
-    | (GPUAdapterInfo & { subgroupMinSize?: number; subgroupMaxSize?: number })
-    | undefined;
-  return Boolean(
-    info?.isFallbackAdapter && info.subgroupMinSize === 4 && info.subgroupMaxSize === 128,
-  );
-}
+export const softwareGl: boolean = await (async () => {
+  const adapter = hasGpu ? await GpuContext.adapter() : null;
+  return adapter !== null && isSoftwareGl(adapter.info);
+})();
 
 let shared: Promise<WebGpuBackend> | null = null;
 

@@ -1,5 +1,8 @@
-/** The GPU context reports WGSL compile errors with the kernel label, line and column. */
-import { GpuError, type KernelSpec } from "../src/backend/webgpu/context.ts";
+/**
+ * The GPU context reports WGSL compile errors with the kernel label, line and column, and
+ * recognises Mesa's software OpenGL adapter.
+ */
+import { GpuError, isSoftwareGl, type KernelSpec } from "../src/backend/webgpu/context.ts";
 import { Params } from "../src/backend/webgpu/backend.ts";
 import { assert } from "../src/util/assert.ts";
 import { gpuTest } from "./gpu.ts";
@@ -35,3 +38,12 @@ gpuTest(
     await be.sync(); // the error is reported once; the backend stays usable
   },
 );
+
+Deno.test("isSoftwareGl() is true for llvmpipe through wgpu's GL backend only", () => {
+  const info = (isFallbackAdapter: boolean, subgroupMinSize: number, subgroupMaxSize: number) =>
+    ({ isFallbackAdapter, subgroupMinSize, subgroupMaxSize }) as unknown as GPUAdapterInfo;
+  assert(isSoftwareGl(info(true, 4, 128)), "llvmpipe through GL (wgpu's placeholders 4, 128)");
+  assert(!isSoftwareGl(info(true, 8, 8)), "lavapipe through Vulkan");
+  assert(!isSoftwareGl(info(false, 4, 128)), "a hardware GPU through GL");
+  assert(!isSoftwareGl({} as GPUAdapterInfo), "an adapter that reports nothing");
+});

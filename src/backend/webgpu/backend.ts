@@ -133,6 +133,11 @@ export class WebGpuBackend implements Backend, Dispatcher {
     return describeBackend(this.facts);
   }
 
+  /** True on Mesa's software OpenGL (see {@link Dispatcher.preferSimpleKernels}). */
+  get preferSimpleKernels(): boolean {
+    return this.ctx.facts.softwareGl;
+  }
+
   /** The adapter, and whether it is a software one. */
   get facts(): BackendFacts {
     const f = this.ctx.facts;

@@ -81,10 +81,32 @@ export interface AdapterFacts {
   vendor: string;
   /** True for software adapters (lavapipe, SwiftShader, WARP). */
   isFallbackAdapter: boolean;
+  /**
+   * True for Mesa's software OpenGL (llvmpipe through wgpu's GL backend): what a Linux machine
+   * with Mesa's GL but no Vulkan driver offers. There a kernel with a workgroup barrier (and
+   * every kernel with workgroup memory: wgpu zero-fills it, then waits at a barrier) is
+   * compiled as an LLVM coroutine, in time quadratic in its size: seconds to a minute per
+   * pipeline for the tiled matmuls (see {@link isSoftwareGl}).
+   */
+  softwareGl: boolean;
   /** `shader-f16` is available. */
   shaderF16: boolean;
   /** `timestamp-query` is available. */
   timestampQuery: boolean;
+}
+
+/**
+ * Whether `info` describes Mesa's software OpenGL adapter: a fallback (CPU) adapter with
+ * the subgroup sizes wgpu's GL backend reports for every GL adapter (its placeholders 4 and
+ * 128; Vulkan reports the driver's, 8 and 8 on lavapipe).
+ */
+export function isSoftwareGl(info: GPUAdapterInfo): boolean {
+  const i = info as GPUAdapterInfo & {
+    isFallbackAdapter?: boolean;
+    subgroupMinSize?: number;
+    subgroupMaxSize?: number;
+  };
+  return Boolean(i.isFallbackAdapter && i.subgroupMinSize === 4 && i.subgroupMaxSize === 128);
 }
 
 /** Owns adapter + device; creates and caches pipelines; collects device errors. */
@@ -174,6 +196,7 @@ export class GpuContext {
       description: info.description || info.device || "unknown adapter",
       vendor: info.vendor,
       isFallbackAdapter: Boolean((info as { isFallbackAdapter?: boolean }).isFallbackAdapter),
+      softwareGl: isSoftwareGl(info),
       shaderF16: device.features.has("shader-f16"),
       timestampQuery: device.features.has("timestamp-query"),
     });

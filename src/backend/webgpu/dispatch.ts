@@ -22,6 +22,12 @@ export interface Dispatcher {
   scratch(key: string, size: number, dtype?: DType): Tensor;
   /** Sets every element of `t` to `value`. */
   fill(t: Tensor, value: number): void;
+  /**
+   * Whether an op takes a kernel without workgroup memory where it has one (matmul: the
+   * simple kernel for every shape): true on Mesa's software OpenGL, where each pipeline with
+   * workgroup memory takes seconds to a minute to compile (`AdapterFacts.softwareGl`).
+   */
+  readonly preferSimpleKernels: boolean;
 }
 
 /** Builder for a kernel's own uniform params (after the tensor offsets). */

@@ -62,16 +62,18 @@ const MAX_GROUPS = 65535;
 /**
  * The kernel the backend uses for `dims` (a heuristic; `bench/h100_matmul.sh` times
  * every variant so it can be revised on real hardware):
- * - `simple` when a side is under 16 or the whole output is under one 64×64 tile;
+ * - `simple` when a side is under 16 or the whole output is under one 64×64 tile, and for
+ *   every shape with `tiled: false` (the backend passes it on Mesa's software OpenGL, where
+ *   one tiled pipeline takes up to a minute to compile; see `Dispatcher.preferSimpleKernels`);
  * - `tiled128` when that still gives ≥ 256 workgroups (enough to fill a large GPU);
  * - otherwise `tiled64`, with split-K when there are under 512 workgroups (≈ 4 per SM of
  *   an H100) and K ≥ 2048 (e.g. a 768×768 weight gradient over 12608 rows): enough
  *   splits for ~1024 workgroups, at most 16, each ≥ 512 deep.
  */
-export function chooseMatmul(dims: MatmulDims): MatmulPlan {
+export function chooseMatmul(dims: MatmulDims, { tiled = true } = {}): MatmulPlan {
   const { M, N, K } = dims;
   const batch = dims.batch ?? 1;
-  if (M < 16 || N < 16 || M * N < 64 * 64) return { kernel: "simple", splits: 1 };
+  if (!tiled || M < 16 || N < 16 || M * N < 64 * 64) return { kernel: "simple", splits: 1 };
   const tiles = (bm: number, bn: number) => Math.ceil(M / bm) * Math.ceil(N / bn) * batch;
   if (tiles(128, 128) >= 256) return { kernel: "tiled128", splits: 1 };
   const t64 = tiles(64, 64);
@@ -128,7 +130,7 @@ export function matmul(
   }
   if (batch * M * N === 0) return;
 
-  const plan = chooseMatmul(dims);
+  const plan = chooseMatmul(dims, { tiled: !be.preferSimpleKernels });
   const kernel = opts.kernel ?? plan.kernel;
   const { spec, BM, BN, BK } = SPECS[kernel];
   // A split covers a whole number of slabs; recount so that no split is empty.
