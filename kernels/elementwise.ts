@@ -148,7 +148,9 @@ struct Params { off_part: u32, ${offs}rows: u32, C: u32, rowsPer: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> part: array<f32>;
 ${binds}
-var<workgroup> lanes: array<f32, 256>;
+// Row lanes 1..3 only: lane 0 keeps its sum in a register (less workgroup memory, which
+// wgpu's GL backend zero-fills at a compile-time cost: see foldedTree in common.ts).
+var<workgroup> lanes: array<f32, 192>;
 
 @compute @workgroup_size(64, 4)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -162,10 +164,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       acc += ${term};
     }
   }
-  lanes[lid.y * 64u + lid.x] = acc;
+  // Row lanes 1..3 hand their sums to lane 0, which keeps its own in a register.
+  if (lid.y > 0u) { lanes[(lid.y - 1u) * 64u + lid.x] = acc; }
   workgroupBarrier();
   if (lid.y == 0u && c < P.C) {
-    let s = (lanes[lid.x] + lanes[64u + lid.x]) + (lanes[128u + lid.x] + lanes[192u + lid.x]);
+    let s = (acc + lanes[lid.x]) + (lanes[64u + lid.x] + lanes[128u + lid.x]);
     part[P.off_part + g * P.C + c] = s;
   }
 }
@@ -183,7 +186,9 @@ struct Params { off_dst: u32, off_part: u32, C: u32, G: u32, stride: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<storage, read> part: array<f32>;
-var<workgroup> lanes: array<f32, 256>;
+// Row lanes 1..3 only: lane 0 keeps its sum in a register (less workgroup memory, which
+// wgpu's GL backend zero-fills at a compile-time cost: see foldedTree in common.ts).
+var<workgroup> lanes: array<f32, 192>;
 
 @compute @workgroup_size(64, 4)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u) {
@@ -194,10 +199,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
       acc += part[P.off_part + g * P.stride + c];
     }
   }
-  lanes[lid.y * 64u + lid.x] = acc;
+  // Row lanes 1..3 hand their sums to lane 0, which keeps its own in a register.
+  if (lid.y > 0u) { lanes[(lid.y - 1u) * 64u + lid.x] = acc; }
   workgroupBarrier();
   if (lid.y == 0u && c < P.C) {
-    let s = (lanes[lid.x] + lanes[64u + lid.x]) + (lanes[128u + lid.x] + lanes[192u + lid.x]);
+    let s = (acc + lanes[lid.x]) + (lanes[64u + lid.x] + lanes[128u + lid.x]);
     dst[P.off_dst + c] += s;
   }
 }

@@ -4,7 +4,7 @@
  * Dispatch contract as in `src/backend/webgpu/backend.ts` (binding 0 = uniform params whose
  * first fields are the bound tensors' element offsets; bindings 1..n storage, inputs `read`).
  * Every kernel has an override `WG` (64, 128 or 256, a power of two): the workgroup size and
- * the length of the workgroup reduction array, chosen by the host from `C`.
+ * twice the length of the workgroup reduction array, chosen by the host from `C`.
  *
  * | kernel               | bindings                                    | params (after offsets)           | dispatch                         |
  * | -------------------- | ------------------------------------------- | -------------------------------- | -------------------------------- |
@@ -18,21 +18,25 @@
  *
  * @module
  */
+import { foldedTree } from "./common.ts";
 
-/** Workgroup tree reduction of a `vec2f` (two sums per barrier round). */
+/** Workgroup tree reduction of a `vec2f` (two sums per barrier round; see `foldedTree`). */
 const BLOCK_SUM2 = /* wgsl */ `
 override WG: u32 = 256u;
-var<workgroup> red: array<vec2f, WG>;
+var<workgroup> red: array<vec2f, WG / 2u>;
 
 // Called from uniform control flow by every invocation of the workgroup. The tree order
 // (pairs WG/2 apart) sums ~C/WG values per lane first, so f32 error grows ~log2(WG), not C.
 fn block_sum2(v: vec2f, tid: u32) -> vec2f {
-  red[tid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s >>= 1u) {
-    if (tid < s) { red[tid] += red[tid + s]; }
-    workgroupBarrier();
-  }
+  ${
+  foldedTree({
+    red: "red",
+    lane: "tid",
+    value: "v",
+    half: "(WG / 2u)",
+    combine: (a, b) => `${a} + ${b}`,
+  })
+}
   let total = red[0];
   workgroupBarrier(); // red is reused by the next call
   return total;

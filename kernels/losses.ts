@@ -31,6 +31,7 @@
  *
  * @module
  */
+import { foldedTree } from "./common.ts";
 
 /** Row id of a one-workgroup-per-row pass over a 2-D grid. */
 const ROW_ID = /* wgsl */ `
@@ -39,14 +40,20 @@ const ROW_ID = /* wgsl */ `
   if (r >= P.rows) { return; }
 `;
 
-/** Tree reduction of `red` (64 slots, `red[lid]` already written) into `red[0]`. */
-const REDUCE_SUM_64 = /* wgsl */ `
-  workgroupBarrier();
-  for (var s = 32u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-`;
+/** Tree sum of `v` over the 64 invocations into `red[0]` (32 slots, see `foldedTree`). */
+function sum64(v: string): string {
+  return foldedTree({ red: "red", lane: "lid", value: v, half: "32u", combine: plus });
+}
+
+/** `a + b` in WGSL. */
+function plus(a: string, b: string): string {
+  return `${a} + ${b}`;
+}
+
+/** `max(a, b)` in WGSL. */
+function max(a: string, b: string): string {
+  return `max(${a}, ${b})`;
+}
 
 /** Per-row mean of the SmoothL1 elements. */
 export const SMOOTH_L1_ROWS: string = /* wgsl */ `
@@ -55,7 +62,7 @@ struct Params { off_rowv: u32, off_inp: u32, off_tgt: u32, rows: u32, C: u32, be
 @group(0) @binding(1) var<storage, read_write> rowv: array<f32>;
 @group(0) @binding(2) var<storage, read> inp: array<f32>;
 @group(0) @binding(3) var<storage, read> tgt: array<f32>;
-var<workgroup> red: array<f32, 64>;
+var<workgroup> red: array<f32, 32>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -69,8 +76,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     // PyTorch smooth_l1_loss: quadratic inside |d| < beta, linear outside, continuous at beta.
     acc += select(ad - 0.5 * P.beta, 0.5 * d * d / P.beta, ad < P.beta);
   }
-  red[lid] = acc;
-  ${REDUCE_SUM_64}
+  ${sum64("acc")}
   if (lid == 0u) { rowv[P.off_rowv + r] = red[0] / f32(P.C); }
 }
 `;
@@ -115,7 +121,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> coef: array<f32>;
 @group(0) @binding(3) var<storage, read> inp: array<f32>;
 @group(0) @binding(4) var<storage, read> tgt: array<f32>;
-var<workgroup> red: array<vec3f, 64>;
+var<workgroup> red: array<vec3f, 32>;
 
 
 @compute @workgroup_size(64)
@@ -129,8 +135,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     let y = tgt[P.off_tgt + base + c];
     acc += vec3f(x * x, y * y, x * y);
   }
-  red[lid] = acc;
-  ${REDUCE_SUM_64}
+  ${sum64("acc")}
   if (lid == 0u) {
     let s = red[0];
     // norms clamped to eps as torch 1.13 F.cosine_similarity; its gradient keeps the
@@ -181,7 +186,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> rowv: array<f32>;
 @group(0) @binding(3) var<storage, read> logits: array<f32>;
 @group(0) @binding(4) var<storage, read> tgt: array<f32>;
-var<workgroup> red: array<f32, 64>;
+var<workgroup> red: array<f32, 32>;
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -192,18 +197,12 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   // -FLT_MAX as bits: Tint (Chrome) rejects the decimal literal -3.40282347e38, naga accepts it
   var mx = bitcast<f32>(0xff7fffffu);
   for (var c = lid; c < P.C; c += 64u) { mx = max(mx, logits[P.off_logits + base + c]); }
-  red[lid] = mx;
-  workgroupBarrier();
-  for (var s = 32u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
-    workgroupBarrier();
-  }
+  ${foldedTree({ red: "red", lane: "lid", value: "mx", half: "32u", combine: max })}
   mx = red[0];
   workgroupBarrier();
   var se = 0.0;
   for (var c = lid; c < P.C; c += 64u) { se += exp(logits[P.off_logits + base + c] - mx); }
-  red[lid] = se;
-  ${REDUCE_SUM_64}
+  ${sum64("se")}
   let lse = mx + log(red[0]);
   workgroupBarrier();
   var acc = 0.0;
@@ -214,8 +213,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     if (t != 0.0) { acc -= t * logp; }
     dlogits[P.off_dlogits + base + c] = (exp(logp) - t) * P.inv_rows;
   }
-  red[lid] = acc;
-  ${REDUCE_SUM_64}
+  ${sum64("acc")}
   if (lid == 0u) { rowv[P.off_rowv + r] = red[0]; }
 }
 `;
@@ -227,7 +225,7 @@ struct Params { off_partials: u32, off_rowv: u32, off_weight: u32, rows: u32, ha
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(2) var<storage, read> rowv: array<f32>;
 @group(0) @binding(3) var<storage, read> weight: array<f32>;
-var<workgroup> red: array<vec2f, 256>;
+var<workgroup> red: array<vec2f, 128>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -238,12 +236,7 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     if (P.has_weight != 0u) { w = weight[P.off_weight + r]; }
     acc += vec2f(w, w * rowv[P.off_rowv + r]);
   }
-  red[lid] = acc;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
+  ${foldedTree({ red: "red", lane: "lid", value: "acc", half: "128u", combine: plus })}
   if (lid == 0u) {
     partials[P.off_partials + 2u * wid.x] = red[0].x;
     partials[P.off_partials + 2u * wid.x + 1u] = red[0].y;
@@ -258,7 +251,7 @@ struct Params { off_stats: u32, off_loss: u32, off_partials: u32, G: u32 }
 @group(0) @binding(1) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(2) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(3) var<storage, read> partials: array<f32>;
-var<workgroup> red: array<vec2f, 256>;
+var<workgroup> red: array<vec2f, 128>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32) {
@@ -266,12 +259,7 @@ fn main(@builtin(local_invocation_index) lid: u32) {
   for (var g = lid; g < P.G; g += 256u) {
     acc += vec2f(partials[P.off_partials + 2u * g], partials[P.off_partials + 2u * g + 1u]);
   }
-  red[lid] = acc;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
+  ${foldedTree({ red: "red", lane: "lid", value: "acc", half: "128u", combine: plus })}
   if (lid == 0u) {
     stats[P.off_stats] = red[0].x;
     stats[P.off_stats + 1u] = red[0].y;

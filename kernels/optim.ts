@@ -20,6 +20,7 @@
  *
  * @module
  */
+import { foldedTree } from "./common.ts";
 
 /** Pass 1 of the gradient norm: per-workgroup partial sums of squares. */
 export const GRAD_NORM_PARTIALS: string = /* wgsl */ `
@@ -27,7 +28,7 @@ struct Params { off_partials: u32, off_grad: u32, n: u32 }
 @group(0) @binding(0) var<uniform> P: Params;
 @group(0) @binding(1) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
-var<workgroup> red: array<f32, 256>;
+var<workgroup> red: array<f32, 128>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
@@ -40,12 +41,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
     let g = grad[P.off_grad + i];
     acc = fma(g, g, acc);
   }
-  red[lid] = acc;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
+  ${
+  foldedTree({
+    red: "red",
+    lane: "lid",
+    value: "acc",
+    half: "128u",
+    combine: (a, b) => `${a} + ${b}`,
+  })
+}
   if (lid == 0u) { partials[P.off_partials + wid.x] = red[0]; }
 }
 `;
@@ -57,18 +61,21 @@ struct Params { off_norm: u32, off_clip: u32, off_partials: u32, G: u32, has_max
 @group(0) @binding(1) var<storage, read_write> norm: array<f32>;
 @group(0) @binding(2) var<storage, read_write> clip: array<f32>;
 @group(0) @binding(3) var<storage, read> partials: array<f32>;
-var<workgroup> red: array<f32, 256>;
+var<workgroup> red: array<f32, 128>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32) {
   var acc = 0.0;
   for (var g = lid; g < P.G; g += 256u) { acc += partials[P.off_partials + g]; }
-  red[lid] = acc;
-  workgroupBarrier();
-  for (var s = 128u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
+  ${
+  foldedTree({
+    red: "red",
+    lane: "lid",
+    value: "acc",
+    half: "128u",
+    combine: (a, b) => `${a} + ${b}`,
+  })
+}
   if (lid == 0u) {
     let nrm = sqrt(red[0]);
     norm[P.off_norm] = nrm;

@@ -15,36 +15,35 @@
  *
  * @module
  */
+import { foldedTree } from "./common.ts";
 
-/** Segmented (per-row) max and sum over `TPR` consecutive invocations. */
+/** The segment's slots of `red` (the names `seg_max` and `seg_sum` use). */
+const SEGMENT = { red: "red", lane: "lane", half: "(TPR / 2u)", base: "base" };
+
+/**
+ * Segmented (per-row) max and sum over `TPR` consecutive invocations: segment `tid / TPR`
+ * reduces in its `TPR / 2` slots of `red` (see `foldedTree`).
+ */
 const SEGMENT_REDUCE = /* wgsl */ `
 override TPR: u32 = 64u;
-var<workgroup> red: array<f32, 256>;
+var<workgroup> red: array<f32, 128>;
 
 // Every invocation of the workgroup calls these from uniform control flow (rows past the
 // end take part with empty loops). The result is read from the segment's first slot.
 fn seg_max(v: f32, tid: u32) -> f32 {
-  red[tid] = v;
-  workgroupBarrier();
   let lane = tid % TPR;
-  for (var s = TPR / 2u; s > 0u; s >>= 1u) {
-    if (lane < s) { red[tid] = max(red[tid], red[tid + s]); }
-    workgroupBarrier();
-  }
-  let r = red[tid - lane];
+  let base = (tid / TPR) * (TPR / 2u);
+  ${foldedTree({ ...SEGMENT, value: "v", combine: (a, b) => `max(${a}, ${b})` })}
+  let r = red[base];
   workgroupBarrier();
   return r;
 }
 
 fn seg_sum(v: f32, tid: u32) -> f32 {
-  red[tid] = v;
-  workgroupBarrier();
   let lane = tid % TPR;
-  for (var s = TPR / 2u; s > 0u; s >>= 1u) {
-    if (lane < s) { red[tid] += red[tid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[tid - lane];
+  let base = (tid / TPR) * (TPR / 2u);
+  ${foldedTree({ ...SEGMENT, value: "v", combine: (a, b) => `${a} + ${b}` })}
+  let r = red[base];
   workgroupBarrier();
   return r;
 }
