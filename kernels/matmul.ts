@@ -6,9 +6,9 @@
  *   workgroup, `TM×TN` outputs per invocation in registers, `BK`-deep slabs of A
  *   and B staged in double-buffered workgroup memory (one barrier per slab; the
  *   next slab is fetched into registers while the current one is multiplied).
- * - {@link MATMUL_SIMPLE}: one output per invocation, no workgroup memory. For tiny and
- *   awkward shapes, as the benchmark baseline, and for every shape on Mesa's software
- *   OpenGL (see `chooseMatmul`).
+ * - {@link MATMUL_SIMPLE}: a 64×64 tile per workgroup, 4×4 outputs per invocation, no
+ *   workgroup memory. For tiny and awkward shapes, as the benchmark baseline, and for
+ *   every shape on Mesa's software OpenGL (see `chooseMatmul`).
  * - {@link MATMUL_SPLITK_REDUCE}: with split-K the tiled kernel writes raw partial
  *   products `[batch, S, M, N]` into scratch and this kernel sums the `S` splits
  *   and applies the epilogue.
@@ -276,13 +276,16 @@ export const MATMUL_TILED_64: string = matmulTiled(TILE_64);
 export const MATMUL_TILED_128: string = matmulTiled(TILE_128);
 
 /**
- * One output per invocation, 16×16 workgroup, A and B read straight from storage: the
- * kernel for outputs under one 64×64 tile or with a side under 16, where staging tiles in
- * workgroup memory buys little. Without workgroup memory it needs no barrier, which keeps
- * it cheap to compile everywhere: on Mesa's software OpenGL (llvmpipe) a kernel with a
- * barrier is compiled as an LLVM coroutine in time quadratic in its size, and the earlier
- * version of this kernel (2 × 256 f32 tiles) took ~50× longer to compile there than this
- * one. It sums k in order with `fma`, as the tiled kernels do (the same bits per output).
+ * A 64×64 output tile per 16×16 workgroup, 4×4 outputs per invocation in registers, A and B
+ * read straight from storage (4 + 4 loads per k for 16 FMAs): the kernel for outputs under
+ * one 64×64 tile or with a side under 16, where staging tiles in workgroup memory buys
+ * little, and for every shape on Mesa's software OpenGL. Without workgroup memory it needs
+ * no barrier, which keeps it cheap to compile everywhere: on llvmpipe a kernel with a
+ * barrier is compiled as an LLVM coroutine in time quadratic in its size (the earlier
+ * simple kernel, one output per invocation over 2 × 256 f32 of workgroup tiles, took ~50×
+ * longer to compile on the GL path). On llvmpipe it also runs faster than the tiled kernels
+ * (`bench/webgpu_compile.ts` has both figures). It sums k in order with `fma`, as the tiled
+ * kernels do: the same bits per output.
  */
 export const MATMUL_SIMPLE: string = /* wgsl */ `
 ${HEADER}
@@ -295,14 +298,28 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: ve
   let baseB = P.off_b + batch * P.K * P.N;
   let kBegin = split * P.k_split;
   let kEnd = min(P.K, kBegin + P.k_split);
-  let m = wid.y * 16u + lid.y;
-  let n = wid.x * 16u + lid.x;
-  if (m >= P.M || n >= P.N) { return; }
-  var acc = 0.0;
+  // This invocation's outputs: rows m0 + 16·i, columns n0 + 16·j (i, j < 4); c<i>[j].
+  let m0 = wid.y * 64u + lid.y;
+  let n0 = wid.x * 64u + lid.x;
+  if (m0 >= P.M || n0 >= P.N) { return; }
+  var c0 = vec4f(0.0); var c1 = vec4f(0.0); var c2 = vec4f(0.0); var c3 = vec4f(0.0);
   for (var k = kBegin; k < kEnd; k++) {
-    acc = fma(loadA(baseA, m, k, kEnd), loadB(baseB, k, n, kEnd), acc);
+    let av = vec4f(loadA(baseA, m0, k, kEnd), loadA(baseA, m0 + 16u, k, kEnd),
+                   loadA(baseA, m0 + 32u, k, kEnd), loadA(baseA, m0 + 48u, k, kEnd));
+    let bv = vec4f(loadB(baseB, k, n0, kEnd), loadB(baseB, k, n0 + 16u, kEnd),
+                   loadB(baseB, k, n0 + 32u, kEnd), loadB(baseB, k, n0 + 48u, kEnd));
+    c0 = fma(vec4f(av.x), bv, c0);
+    c1 = fma(vec4f(av.y), bv, c1);
+    c2 = fma(vec4f(av.z), bv, c2);
+    c3 = fma(vec4f(av.w), bv, c3);
   }
-  storeOut(P.off_out + z * P.M * P.N, m, n, acc);
+  let ob = P.off_out + z * P.M * P.N;
+  for (var j = 0u; j < 4u; j++) {
+    storeOut(ob, m0, n0 + 16u * j, c0[j]);
+    storeOut(ob, m0 + 16u, n0 + 16u * j, c1[j]);
+    storeOut(ob, m0 + 32u, n0 + 16u * j, c2[j]);
+    storeOut(ob, m0 + 48u, n0 + 16u * j, c3[j]);
+  }
 }
 `;
 

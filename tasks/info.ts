@@ -25,9 +25,11 @@ await main(async () => {
         : "none"
     }`,
   );
-  const { backend, reason, facts } = await backendFromFlags(flags);
+  // info prints the details itself: not again through --debug
+  const { backend, reason, facts } = await backendFromFlags({ ...flags, debug: false });
   console.log(`backend: ${reason}`);
-  for (const d of facts.details) console.log(`  ${d}`);
+  // (the adapter has its own line above)
+  for (const d of facts.details) if (!d.startsWith("WebGPU adapter:")) console.log(`  ${d}`);
   backend.dispose();
   const jpeg = jpegDecoder();
   console.log(`jpeg decoder: ${jpeg.name}${jpeg.hint ? ` (${jpeg.hint})` : ""}`);

@@ -2,7 +2,7 @@
  * Matmul on WebGPU: `out[M,N] (=|+=) epilogue(op(a)·op(b) + bias[N])`, `batch` times,
  * with the kernels of `kernels/matmul.ts` and a chooser between them.
  *
- * Variants: `simple` (one output per invocation), `tiled64` (64×64 tile, 4×4 per
+ * Variants: `simple` (4×4 outputs per invocation, no workgroup memory), `tiled64` (64×64 tile, 4×4 per
  * invocation), `tiled128` (128×128 tile, 8×8 per invocation), each optionally with
  * split-K (partial products into scratch, then a reduction that applies the
  * epilogue) for products with few output tiles and a long K (weight gradients).
@@ -38,8 +38,8 @@ export interface MatmulPlan {
 const SPECS: Record<MatmulKernel, { spec: KernelSpec; BM: number; BN: number; BK: number }> = {
   simple: {
     spec: { label: "matmul_simple", code: MATMUL_SIMPLE, storageBindings: 5 },
-    BM: 16,
-    BN: 16,
+    BM: 64,
+    BN: 64,
     BK: 16,
   },
   tiled64: {
