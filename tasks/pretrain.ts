@@ -5,7 +5,7 @@
  * @module
  */
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
-import { PRETRAIN_CONFIG } from "../src/train/pretrain_config.ts";
+import { PRETRAIN_CONFIG, summarizePretrain } from "../src/train/pretrain_config.ts";
 import { limitOpenBlasThreads } from "../src/backend/cpu/blas_threads.ts";
 import { parseDistributed, runAsRank, startRank } from "../src/parallel/launch.ts";
 import type { MpiCollective } from "../src/parallel/mpi.ts";
@@ -98,7 +98,7 @@ async function run(
         ? new CpuBackend({ threads, nativeLibrary: nativeLib })
         : null,
   });
-  if (writer) console.log(`config: ${JSON.stringify(cfg)}`);
+  if (writer) console.log(`config: ${summarizePretrain(cfg, ranks)}`);
   const quiet = flags.quiet || !writer;
   let summary;
   try {

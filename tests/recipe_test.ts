@@ -15,6 +15,7 @@ import {
   PRETRAIN_DEFAULTS,
   PRETRAIN_RECIPES,
   resolvePretrain,
+  summarizePretrain,
 } from "../src/train/pretrain_config.ts";
 import { adamwConfig } from "../src/train/stages.ts";
 import { type MetricLine, pretrain } from "../src/train/pretrain.ts";
@@ -398,4 +399,19 @@ Deno.test("pretrain() runs --recipe clip-b16 end to end with a CLIP-format teach
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("summarizePretrain() is one short line naming model, data, batch, lr and config.json", () => {
+  const line = summarizePretrain(resolvePretrain({ accum: 2, boundaries: [0, 2, 3] }), 2);
+  assert(line.length < 240 && !line.includes("\n"), line);
+  for (
+    const part of [
+      "vit-micro (patch 4) on shapes",
+      "batch 64 × 2 micro-batches × 2 ranks",
+      "2 stage(s) to epoch 3",
+      `lr ${effectiveLr(PRETRAIN_DEFAULTS.baseLr, 256).toExponential(2)}`,
+      "backend auto",
+      "runs/default/config.json",
+    ]
+  ) assert(line.includes(part), `"${line}" lacks "${part}"`);
 });

@@ -20,7 +20,7 @@ import {
   positiveInt,
   type RecipeTable,
 } from "../util/config_schema.ts";
-import { checkBoundaries, stageBoundaries } from "./schedule.ts";
+import { checkBoundaries, effectiveLr, stageBoundaries } from "./schedule.ts";
 
 /** Everything a pre-training run needs (saved as `runs/<name>/config.json`). */
 export interface PretrainConfig {
@@ -452,4 +452,28 @@ export function planBoundaries(c: PretrainConfig): number[] {
   return c.boundaries.length
     ? checkBoundaries(c.boundaries)
     : stageBoundaries(c.stages, c.epochsPerStage);
+}
+
+/**
+ * One line a person reads at the start of a run: model, data, batch, stages, LR, teacher,
+ * seed, backend, and where the whole configuration is (`config.json` of the run).
+ *
+ * @example
+ * ```ts
+ * import { resolvePretrain, summarizePretrain } from "./pretrain_config.ts";
+ * console.log(summarizePretrain(resolvePretrain({})));
+ * ```
+ */
+export function summarizePretrain(c: PretrainConfig, ranks = 1): string {
+  const images = c.batch * c.accum * ranks;
+  const batch = `batch ${c.batch}${c.accum > 1 ? ` × ${c.accum} micro-batches` : ""}${
+    ranks > 1 ? ` × ${ranks} ranks` : ""
+  }`;
+  const size = c.imgSize ? `${c.imgSize} px` : "native size";
+  const b = planBoundaries(c);
+  const stages = `${b.length - 1} stage(s) to epoch ${b[b.length - 1]}`;
+  const lr = `lr ${effectiveLr(c.baseLr, images).toExponential(2)}`;
+  return `${c.model} (patch ${c.patchSize}) on ${c.data} at ${size}, ${batch}, ${stages}, ` +
+    `${lr}, teacher ${c.teacher}, seed ${c.seed}, backend ${c.backend}; ` +
+    `every setting: ${c.runsDir}/${c.name}/config.json`;
 }
