@@ -77,9 +77,10 @@ export const REFERENCE_BASE_LR = 1.5e-4;
 export const REFERENCE_BATCH = 256;
 
 /**
- * Micro-batches of a 256-image step on the CPU: 4 × 64 images (gradients accumulated) ran
- * ~1.5× faster than one micro-batch of 256 on the 2-core VM (interleaved, one epoch of 10 000
- * images each: docs/RESULTS.md); the step, its LR and its images are the same.
+ * Micro-batches of a 256-image step on the CPU: 4 × 64 images (gradients accumulated). On the
+ * loaded 2-core VM they ran ~1.35× faster than one micro-batch of 256; on a quiet one, after the
+ * fused CPU attention, the two are equal within noise (docs/RESULTS.md). The step, its LR and its
+ * images are the same either way, and 64-image micro-batches hold a quarter of the activations.
  */
 export const MICRO_BATCHES = 4;
 
