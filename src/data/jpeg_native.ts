@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { ffiGranted } from "../util/ffi.ts";
+import { ffiGranted, isPermissionError, libraryPathFromEnv } from "../util/ffi.ts";
 
 /** The Debian package that installs `libturbojpeg.so.0`. */
 export const TURBOJPEG_APT_COMMAND = "apt-get install libturbojpeg0";
@@ -51,22 +51,6 @@ export interface NativeTurbo {
   handle: Deno.PointerObject;
 }
 
-/** `$DBOT_TURBOJPEG`, or undefined when unset, empty or not readable (no `--allow-env`). */
-function envPath(): string | undefined {
-  try {
-    return Deno.env.get("DBOT_TURBOJPEG") || undefined;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-      return undefined;
-    }
-    throw e;
-  }
-}
-
-function isPermissionError(e: unknown): boolean {
-  return e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied;
-}
-
 /** Opens libturbojpeg at `path` and makes a decompressor. Throws when it does not load. */
 export function openTurboJpeg(path: string): NativeTurbo {
   const lib = Deno.dlopen(path, SYMBOLS).symbols;
@@ -81,7 +65,7 @@ export function openTurboJpeg(path: string): NativeTurbo {
  * allows them.
  */
 export function loadTurboJpeg(): NativeTurbo | { reason: string } {
-  const env = envPath();
+  const env = libraryPathFromEnv("DBOT_TURBOJPEG");
   if (env) {
     try {
       return openTurboJpeg(env);

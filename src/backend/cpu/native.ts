@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { ffiGranted } from "../../util/ffi.ts";
+import { ffiGranted, isPermissionError } from "../../util/ffi.ts";
 import type { CpuKernels } from "./kernels.ts";
 
 const SYMBOLS = {
@@ -134,7 +134,7 @@ function openNative(path: string): CpuKernels | { reason: string } {
   try {
     lib = Deno.dlopen(path, SYMBOLS);
   } catch (e) {
-    const why = e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied
+    const why = isPermissionError(e)
       ? `no FFI permission for ${path}`
       : `${path} did not load (run deno task build-native): ${(e as Error).message}`;
     return { reason: why };

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { ffiGranted } from "../../util/ffi.ts";
+import { ffiGranted, isPermissionError, libraryPathFromEnv } from "../../util/ffi.ts";
 import { type Gemm, type GemmArgs, scaleC, validateGemmArgs } from "./gemm_types.ts";
 
 // CBLAS enum values.
@@ -73,31 +73,15 @@ export const OPENBLAS_DEFAULT_PATHS: readonly string[] = Object.freeze([
   "libopenblas.dylib",
 ]);
 
-/** `$DBOT_OPENBLAS`, or undefined when unset, empty or not readable (no `--allow-env`). */
-function envPath(): string | undefined {
-  try {
-    return Deno.env.get("DBOT_OPENBLAS") || undefined;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-      return undefined;
-    }
-    throw e;
-  }
-}
-
 /** The paths {@link loadOpenBlas} tries, in order: `$DBOT_OPENBLAS` first when set. */
 export function openBlasSearchPaths(): string[] {
-  const env = envPath();
+  const env = libraryPathFromEnv("DBOT_OPENBLAS");
   return env ? [env, ...OPENBLAS_DEFAULT_PATHS] : [...OPENBLAS_DEFAULT_PATHS];
 }
 
 const loaded = new Map<string, Gemm>();
 
 type SgemvTArgs = Parameters<NonNullable<Gemm["sgemvT"]>>[0];
-
-function isPermissionError(e: unknown): boolean {
-  return e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied;
-}
 
 function reasonOf(e: unknown): string {
   if (isPermissionError(e)) return "no FFI permission (run with --allow-ffi)";
@@ -190,7 +174,7 @@ export function openOpenBlas(path: string): Gemm {
  * ```
  */
 export function loadOpenBlas(failures: string[] = []): Gemm | null {
-  const env = envPath();
+  const env = libraryPathFromEnv("DBOT_OPENBLAS");
   if (env) {
     if (!ffiGranted(env)) {
       throw new Error(
