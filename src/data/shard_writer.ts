@@ -12,7 +12,6 @@
  *
  * @module
  */
-import { writeFileAtomic, writeTextAtomic } from "../io/atomic.ts";
 import { listFolder } from "./folder.ts";
 import { decodeImageFile, loadPngDecoder, readHeader } from "./image_file.ts";
 import { indexShard } from "./shards.ts";
@@ -41,6 +40,13 @@ export interface ShardReport {
   kept: Record<Split, number>;
   /** Samples per split. */
   samples: Record<Split, number>;
+}
+
+async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
+  const tmp = `${path}.tmp-${Deno.pid}`;
+  if (typeof data === "string") await Deno.writeTextFile(tmp, data);
+  else await Deno.writeFile(tmp, data);
+  await Deno.rename(tmp, path);
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -118,12 +124,12 @@ export async function writeShards(o: ShardOptions): Promise<ShardReport> {
           data: new TextEncoder().encode(String(list.labels[i])),
         });
       }
-      await writeFileAtomic(name, writeTar(members));
-      await writeTextAtomic(`${name}.idx.json`, JSON.stringify(indexShard(name)));
+      await writeAtomic(name, writeTar(members));
+      await writeAtomic(`${name}.idx.json`, JSON.stringify(indexShard(name)));
       report.written[split]++;
       o.log?.(`wrote ${name} (${members.length / 2} samples)`);
     }
   }
-  await writeTextAtomic(`${o.out}/classes.json`, JSON.stringify(classNames));
+  await writeAtomic(`${o.out}/classes.json`, JSON.stringify(classNames));
   return report;
 }
