@@ -205,3 +205,44 @@ async function assertRejects(f: () => Promise<unknown>, text: string): Promise<v
   }
   throw new Error(`expected a rejection with "${text}"`);
 }
+
+Deno.test("reproduce: --rows runs a subset with the random init, and a rerun adds rows", async () => {
+  const root = await Deno.makeTempDir({ prefix: "reproduce_rows_" });
+  try {
+    const be = new CpuBackend();
+    const opts = (rows: string) => ({
+      ...resolveReproduce({ budget: "tiny", data: "shapes", runsDir: root, name: "r", rows }),
+      backend: "cpu",
+    });
+    const first = await reproduce(be, opts("mae"), { log: () => {}, prefetch: false });
+    assertEquals(first?.results.map((r) => r.row), ["raw pixels", "random init", "mae"]);
+    assertEquals(first?.analysis?.labels, ["random init", "mae"], "the subset is analysed");
+
+    const log: string[] = [];
+    const second = await reproduce(be, opts("dbot-1,mae"), {
+      log: (l) => log.push(l),
+      prefetch: false,
+    });
+    assert(
+      log.some((l) => l.startsWith("mae: pre-training done") && l.endsWith("skipped")),
+      log.join("\n"),
+    );
+    assert(log.some((l) => l.startsWith("dbot-1: deno task pretrain")), log.join("\n"));
+    assertEquals(second?.results.map((r) => r.row), ["raw pixels", "random init", "mae", "dbot-1"]);
+    assertEquals(second?.analysis?.labels, ["random init", "mae", "dbot-1"], "analysed again");
+    assertEquals(
+      figures(second).results.slice(0, 3),
+      figures(first).results,
+      "the rows already measured are read back unchanged",
+    );
+    assert(second!.command.endsWith("--rows dbot-1,mae"), second!.command);
+
+    assertThrows(
+      () => resolveReproduce({ rows: "mae,dbot-4" }),
+      RangeError,
+      "give row names from random-init, mae, dbot-1",
+    );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -227,6 +227,28 @@ export interface ReproduceConfig {
   baseLr: number;
   /** Leave fine-tuning out (rows keep any fine-tuning already measured). */
   skipFinetune: boolean;
+  /**
+   * Only these rows, by folder name, comma-separated ("": every row); `random-init` always
+   * runs (the gate pairs every row with it). Rows can be added later in the same folder.
+   */
+  rows: string;
+}
+
+/** The rows' folder names, in table order (`--rows`). */
+export const ROW_NAMES: readonly string[] = Object.freeze([
+  "random-init",
+  "mae",
+  "dbot-1",
+  "dbot-2",
+  "dbot-3",
+  "dbot-distilled",
+]);
+
+/** The rows `rows` selects (`--rows`; "": all), random-init always among them, in table order. */
+export function selectedRows(rows: string): string[] {
+  if (rows.trim() === "") return [...ROW_NAMES];
+  const want = new Set(rows.split(",").map((r) => r.trim()).filter(Boolean));
+  return ROW_NAMES.filter((r) => r === "random-init" || want.has(r));
 }
 
 /** The defaults: the `small` budget on Fashion-MNIST, seed 0, the reference base LR. */
@@ -238,6 +260,7 @@ export const REPRODUCE_DEFAULTS: Readonly<ReproduceConfig> = Object.freeze({
   seeds: [0],
   baseLr: REFERENCE_BASE_LR,
   skipFinetune: false,
+  rows: "",
 });
 
 /** Help and checks of every reproduction setting: the resolver, `--flags` and `--help`. */
@@ -270,6 +293,16 @@ export const REPRODUCE_CONFIG: Config<ReproduceConfig> = defineConfig<ReproduceC
     baseLr: { help: "pre-training base LR of every row (× batch/256)", check: positive },
     skipFinetune: {
       help: "leave fine-tuning out (the slowest evaluation; rows keep what was measured)",
+    },
+    rows: {
+      help: `only these rows, e.g. mae,dbot-1 (of ${ROW_NAMES.join(", ")}; random-init always ` +
+        "runs, the gate pairs every row with it; default every row); rerun without it to add " +
+        "the rest in the same folder",
+      check: check(
+        (v) =>
+          v.split(",").map((r) => r.trim()).filter(Boolean).every((r) => ROW_NAMES.includes(r)),
+        `give row names from ${ROW_NAMES.join(", ")}, comma-separated`,
+      ),
     },
   },
 });
@@ -304,6 +337,7 @@ export function reproduceCommand(opts: ReproduceConfig): string {
   parts.push(`--seeds ${opts.seeds.join(",")}`);
   if (opts.baseLr !== REFERENCE_BASE_LR) parts.push(`--base-lr ${opts.baseLr}`);
   if (opts.skipFinetune) parts.push("--skip-finetune");
+  if (opts.rows) parts.push(`--rows ${opts.rows}`);
   return parts.join(" ");
 }
 

@@ -13,7 +13,7 @@ import type { Dataset } from "../data/dataset.ts";
 import { deriveSeed, ImagePipeline } from "../data/pipeline.ts";
 import { readProgressJson, writeJsonAtomic } from "../io/atomic.ts";
 import { readCheckpoint, vitWeights } from "../io/checkpoint_file.ts";
-import { analyzeCheckpoints } from "../eval/analyze.ts";
+import { type AnalysisReport, analyzeCheckpoints } from "../eval/analyze.ts";
 import { Embedder } from "../eval/embed.ts";
 import { knnClassify } from "../eval/knn.ts";
 import { similarityGemm } from "../eval/knn_file.ts";
@@ -485,11 +485,14 @@ export async function analyzeSeed(
   log: (line: string) => void,
 ): Promise<void> {
   const out = `${plan.seedDir}/analyze`;
-  if (await readProgressJson(`${out}/analysis.json`)) return;
+  const labels = plan.rows.map((r) => r.row);
+  const done = await readProgressJson<AnalysisReport>(`${out}/analysis.json`);
+  // rows added later (`--rows`) are analysed again with the rest
+  if (done && JSON.stringify(done.models.map((m) => m.label)) === JSON.stringify(labels)) return;
   log(`seed ${plan.seed}: analysing (attention distance, singular values, CKA)`);
   await analyzeCheckpoints(ctx.be, {
     checkpoints: plan.rows.map((r) => r.checkpoint),
-    labels: plan.rows.map((r) => r.row),
+    labels,
     data: ctx.data,
     limit: ctx.budget.analyzeImages,
     outDir: out,

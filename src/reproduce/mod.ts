@@ -36,6 +36,8 @@ export {
   reproduceDir,
   type ReproduceOptions,
   resolveReproduce,
+  ROW_NAMES,
+  selectedRows,
   WARMUP_FRACTION,
 } from "./budgets.ts";
 export { reproduce, type ReproduceHooks } from "./study.ts";

@@ -186,6 +186,10 @@ async function readAnalysis(dir: string, seeds: number[]): Promise<AnalysisSumma
   }
   if (!got.length) return null;
   const labels = got[0].a.models.map((m) => m.label);
+  // a seed analysed with other rows (`--rows`, a run in progress) is left out of the mean
+  const same = (a: AnalysisReport) =>
+    JSON.stringify(a.models.map((m) => m.label)) === JSON.stringify(labels);
+  got.splice(0, got.length, ...got.filter(({ a }) => same(a)));
   const pair = (a: AnalysisReport, i: number, j: number) =>
     i === j
       ? 1

@@ -18,7 +18,12 @@ import {
   resolvePretrain,
 } from "../train/pretrain_config.ts";
 import { pretrain } from "../train/pretrain.ts";
-import { type ReproduceBudget, type ReproduceConfig, WARMUP_FRACTION } from "./budgets.ts";
+import {
+  type ReproduceBudget,
+  type ReproduceConfig,
+  selectedRows,
+  WARMUP_FRACTION,
+} from "./budgets.ts";
 import type { EvalContext } from "./evaluate.ts";
 import type { CurvePoint, RowPlan, SeedPlan, TrainedRow } from "./types.ts";
 
@@ -123,7 +128,9 @@ export function planRows(o: {
       { teacherRun: true },
     ),
   ];
-  return { seed, seedDir, rows, teacher };
+  const keep = selectedRows(opts.rows ?? "");
+  const chosen = rows.filter((r) => keep.includes(r.dir.slice(r.dir.lastIndexOf("/") + 1)));
+  return { seed, seedDir, rows: chosen, teacher };
 }
 
 /** The progress file of a pre-training row. */
