@@ -1,7 +1,9 @@
 /** Linear probe: BatchNorm statistics, LARS, and learning separable toy features. */
 import { batchNormStats, larsStep, trainLinearProbe } from "../src/train/linprobe.ts";
 import { Rng } from "../src/util/rng.ts";
-import { assert } from "../src/util/assert.ts";
+import { assert, assertEquals } from "../src/util/assert.ts";
+import { lrAt } from "../src/train/schedule.ts";
+import { trainProbes } from "../src/reproduce/probes.ts";
 import { assertAllClose } from "./helpers.ts";
 
 /** `n` points per class around K well separated centres in D dims, plus a constant offset. */
@@ -81,4 +83,101 @@ Deno.test("trainLinearProbe() rejects out-of-range labels and mismatched sizes",
     }
   }
   assert(threw === 2, "both calls throw a RangeError");
+});
+
+/**
+ * The probe's loop one row at a time, as it was written before the two-row blocking: the
+ * blocked loop must give the same head and loss, bit for bit.
+ */
+function plainProbe(
+  x: Float32Array,
+  y: Int32Array,
+  D: number,
+  K: number,
+  o: { epochs: number; batch: number; lr: number; seed: number },
+) {
+  const { mean, rstd } = batchNormStats(x, D, 1e-6);
+  const xs = Float64Array.from(x, (v, i) => (v - mean[i % D]) * rstd[i % D]);
+  const rng = new Rng(o.seed);
+  const W = new Float64Array(K * D).map(() => 0.01 * rng.normal());
+  const b = new Float64Array(K);
+  const [muW, muB, gW, gB, p] = [K * D, K, K * D, K, K].map((n) => new Float64Array(n));
+  const N = y.length;
+  const iters = Math.ceil(N / o.batch);
+  const order = new Int32Array(N).map((_, i) => i);
+  let loss = 0;
+  for (let epoch = 0; epoch < o.epochs; epoch++) {
+    for (let i = N - 1; i > 0; i--) {
+      const j = Math.floor(rng.uniform() * (i + 1));
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    loss = 0;
+    for (let it = 0; it < iters; it++) {
+      const rows = Math.min(o.batch, N - it * o.batch);
+      gW.fill(0);
+      gB.fill(0);
+      for (let q = 0; q < rows; q++) {
+        const r = order[it * o.batch + q];
+        let max = -Infinity;
+        for (let k = 0; k < K; k++) {
+          let z = b[k];
+          for (let c = 0; c < D; c++) z += W[k * D + c] * xs[r * D + c];
+          p[k] = z;
+          max = Math.max(max, z);
+        }
+        let sum = 0;
+        for (let k = 0; k < K; k++) sum += p[k] = Math.exp(p[k] - max);
+        loss -= Math.log(p[y[r]] / sum);
+        for (let k = 0; k < K; k++) {
+          const g = (p[k] / sum - (k === y[r] ? 1 : 0)) / rows;
+          gB[k] += g;
+          for (let c = 0; c < D; c++) gW[k * D + c] += g * xs[r * D + c];
+        }
+      }
+      const lrNow = lrAt(epoch + it / iters, {
+        lr: o.lr,
+        warmupEpochs: 1,
+        stageEpochs: o.epochs,
+        minLr: 0,
+      });
+      const f = { lr: lrNow, wd: 0, mom: 0.9, trust: 0.001 };
+      larsStep(W, gW, muW, { ...f, lars: true });
+      larsStep(b, gB, muB, { ...f, lars: false });
+    }
+  }
+  return loss / N;
+}
+
+Deno.test("trainLinearProbe(): two rows at a time gives the plain loop's loss bit for bit", () => {
+  const rng = new Rng(5);
+  for (const [N, D, batch] of [[101, 13, 7], [64, 5, 64], [33, 96, 8]]) {
+    const x = new Float32Array(N * D).map(() => rng.normal());
+    const y = new Int32Array(N).map((_, i) => (i * 7) % 4);
+    const lastLoss = trainLinearProbe({ features: x, labels: y }, { features: x, labels: y }, D, {
+      epochs: 3,
+      warmupEpochs: 1,
+      batch,
+      baseLr: 20,
+      numClasses: 4,
+    }).lastLoss;
+    const want = plainProbe(x, y, D, 4, { epochs: 3, batch, lr: (20 * batch) / 256, seed: 0 });
+    assert(lastLoss === want, `[${N}, ${D}] batch ${batch}: ${lastLoss} vs ${want}`);
+  }
+});
+
+Deno.test("trainProbes(): probes on two workers give the inline results; errors say so", async () => {
+  const rng = new Rng(9);
+  const jobs = [[40, 6], [31, 9], [50, 3]].map(([N, D], j) => {
+    const x = new Float32Array(N * D).map(() => rng.normal());
+    const y = new Int32Array(N).map((_, i) => (i + j) % 3);
+    const set = { features: x, labels: y };
+    return { train: set, test: set, dim: D, config: { epochs: 4, seed: j, numClasses: 3 } };
+  });
+  const inline = await trainProbes(jobs, 1);
+  const side = await trainProbes(jobs, 2);
+  assertEquals(side, inline);
+  assertEquals(inline.length, 3);
+  const bad = { ...jobs[0], config: { numClasses: 2 } }; // a label 2 is out of range
+  const err = await trainProbes([jobs[1], bad], 2).then(() => null, (e) => e);
+  assert(String(err).includes("Linear probe failed: Cannot train a linear probe"), `${err}`);
 });

@@ -22,8 +22,8 @@ import { vitParamSpecs } from "../models/vit.ts";
 import { ParamSet } from "../nn/params.ts";
 import { Rng } from "../util/rng.ts";
 import { finetune, type FinetuneConfig, resolveFinetune } from "../train/finetune.ts";
-import { trainLinearProbe } from "../train/linprobe.ts";
 import { balancedSubset, gatherLabels, gatherRows } from "../data/label_subset.ts";
+import { type ProbeJob, trainProbes } from "./probes.ts";
 import { finetuneProtocol, labelKey, type ReproduceBudget, WARMUP_FRACTION } from "./budgets.ts";
 import type {
   CurvePoint,
@@ -244,26 +244,31 @@ interface EvalProgress {
   probeS?: number;
 }
 
-/** Linear probe test top-1 of pool features `[pool, D]` on the subset `idx`. */
-function probe(
+/** The linear probe of pool features `[pool, D]` on the subset `idx` (a job of `trainProbes`). */
+function probeJob(
   ctx: EvalContext,
   x: { train: Float32Array; test: Float32Array },
   o: { dim: number; seed: number; idx: Int32Array },
-): number {
-  return trainLinearProbe(
-    {
+): Omit<ProbeJob, "id"> {
+  return {
+    train: {
       features: gatherRows(x.train, o.dim, o.idx),
       labels: gatherLabels(ctx.labels("train", ctx.evalPool), o.idx),
     },
-    { features: x.test, labels: ctx.labels("test", ctx.evalTest) },
-    o.dim,
-    {
+    test: { features: x.test, labels: ctx.labels("test", ctx.evalTest) },
+    dim: o.dim,
+    config: {
       epochs: ctx.budget.probeEpochs,
       baseLr: ctx.budget.probeBaseLr,
       numClasses: ctx.numClasses,
       seed: o.seed,
     },
-  ).testTop1;
+  };
+}
+
+/** Probes side by side: one worker per core (each probe is single-threaded). */
+function probeWorkers(): number {
+  return navigator.hardwareConcurrency ?? 1;
 }
 
 /** k-NN top-1 with the pool's first `knnBank` features as the bank (one GEMM). */
@@ -280,28 +285,31 @@ function knn(ctx: EvalContext, x: { train: Float32Array; test: Float32Array }, d
  * The frozen-feature part of an evaluation from one embedding of the pool and the test set:
  * k-NN on the bank and a linear probe at each label count, for each feature (cls, mean).
  */
-function frozenPart(
+async function frozenPart(
   ctx: EvalContext,
   feats: { name: "cls" | "mean"; train: Float32Array; test: Float32Array }[],
   o: { dim: number; seed: number },
-): {
+): Promise<{
   knn: Record<string, number>;
   probe: Record<string, LabelFigures>;
   knnS: number;
   probeS: number;
-} {
+}> {
   const out = { knn: {} as Record<string, number>, probe: {} as Record<string, LabelFigures> };
   let t = performance.now();
   for (const f of feats) out.knn[f.name] = knn(ctx, f, o.dim);
   const knnS = (performance.now() - t) / 1000;
   t = performance.now();
-  for (const f of feats) {
-    out.probe[f.name] = {};
-    for (const n of ctx.budget.probeLabels) {
-      const idx = ctx.labelSubset(n, o.seed);
-      out.probe[f.name][labelKey(n)] = probe(ctx, f, { dim: o.dim, seed: o.seed, idx });
-    }
-  }
+  const jobs = feats.flatMap((f) =>
+    ctx.budget.probeLabels.map((n) => ({
+      feature: f.name,
+      key: labelKey(n),
+      job: probeJob(ctx, f, { dim: o.dim, seed: o.seed, idx: ctx.labelSubset(n, o.seed) }),
+    }))
+  );
+  const results = await trainProbes(jobs.map((j) => j.job), probeWorkers());
+  for (const f of feats) out.probe[f.name] = {};
+  jobs.forEach((j, i) => out.probe[j.feature][j.key] = results[i].testTop1);
   return { ...out, knnS, probeS: (performance.now() - t) / 1000 };
 }
 
@@ -334,7 +342,7 @@ export async function evaluateRow(
     const tr = await ctx.features(w, "train", ctx.evalPool);
     const te = await ctx.features(w, "test", ctx.evalTest);
     const embedS = (performance.now() - ts) / 1000;
-    const r = frozenPart(ctx, [
+    const r = await frozenPart(ctx, [
       { name: "cls", train: tr.cls, test: te.cls },
       { name: "mean", train: tr.mean, test: te.mean },
     ], { dim: ctx.student.embedDim, seed });
@@ -436,7 +444,7 @@ export async function evaluateRawPixels(
     const x = { train: ctx.pixels("train", ctx.evalPool), test: ctx.pixels("test", ctx.evalTest) };
     const P = x.train.length / Math.max(ctx.evalPool, 1);
     const embedS = (performance.now() - ts) / 1000;
-    const r = frozenPart(ctx, [{ name: "cls", ...x }], { dim: P, seed: o.seed });
+    const r = await frozenPart(ctx, [{ name: "cls", ...x }], { dim: P, seed: o.seed });
     ev = {
       knnCls: r.knn.cls,
       probeCls: r.probe.cls,
