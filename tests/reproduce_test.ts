@@ -246,3 +246,42 @@ Deno.test("reproduce: --rows runs a subset with the random init, and a rerun add
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("reproduce: one larger teacher, trained once with seed 0, serves every seed", async () => {
+  const root = await Deno.makeTempDir({ prefix: "reproduce_teacher_" });
+  try {
+    const be = new CpuBackend();
+    const opts = {
+      ...resolveReproduce({
+        budget: "tiny",
+        data: "shapes",
+        runsDir: root,
+        name: "t",
+        seeds: [1, 2],
+        rows: "dbot-distilled",
+      }),
+      backend: "cpu",
+      skipFinetune: true,
+    };
+    const log: string[] = [];
+    const r = await reproduce(be, opts, { log: (l) => log.push(l), prefetch: false });
+    const trained = log.filter((l) => l.startsWith("teacher: deno task pretrain"));
+    assertEquals(trained.length, 1, log.join("\n"));
+    const dir = reproduceDir(opts);
+    const teacher = `${dir}/teacher/final.safetensors`;
+    assert(await exists(teacher), "the teacher sits beside the seeds' folders");
+    const tcfg = JSON.parse(await Deno.readTextFile(`${dir}/teacher/config.json`));
+    assertEquals(tcfg.seed, 0, "the teacher's seed is 0 whatever the seeds");
+    const distilled = r!.results.filter((x) => x.row === "dbot-distilled");
+    assertEquals(distilled.map((x) => x.seed), [1, 2]);
+    for (const x of distilled) {
+      const cfg = JSON.parse(
+        await Deno.readTextFile(`${dir}/seed${x.seed}/dbot-distilled/config.json`),
+      );
+      assertEquals(cfg.teacher, teacher, `seed ${x.seed} distils from the shared teacher`);
+      assert(x.teacherS > 0, "the teacher's seconds are reported with the row");
+    }
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

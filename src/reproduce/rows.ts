@@ -42,6 +42,9 @@ export function pretrainCommand(cfg: PretrainConfig): string {
   return parts.join(" ");
 }
 
+/** The seed of the larger teacher, one for every seed of a reproduction. */
+export const TEACHER_SEED = 0;
+
 /** The rows of one seed: random init, mae, dBOT 1/2/3 stages, dBOT from a larger teacher. */
 export function planRows(o: {
   opts: ReproduceConfig & { backend: string };
@@ -92,12 +95,23 @@ export function planRows(o: {
       ...more,
     };
   };
+  // one larger teacher for every seed (trained with TEACHER_SEED, beside the seeds' folders):
+  // like a released checkpoint, it is an input of the distilled row, not a source of its noise
+  const teacherDir = seedDir.slice(0, seedDir.lastIndexOf("/"));
   const teacher: RowPlan = {
-    ...pre("teacher", `${b.teacherModel}, dBOT random teacher, 1 stage × ${b.teacherEpochs} ep`, {
-      model: b.teacherModel,
-      epochsPerStage: b.teacherEpochs,
-      trainLimit: b.teacherLimit,
-    }),
+    ...pre(
+      "teacher",
+      `${b.teacherModel}, dBOT random teacher, 1 stage × ${b.teacherEpochs} ep, seed ` +
+        `${TEACHER_SEED}`,
+      {
+        model: b.teacherModel,
+        epochsPerStage: b.teacherEpochs,
+        trainLimit: b.teacherLimit,
+        runsDir: teacherDir,
+        seed: TEACHER_SEED,
+      },
+      { dir: `${teacherDir}/teacher`, checkpoint: `${teacherDir}/teacher/final.safetensors` },
+    ),
     curve: false,
   };
   const rows: RowPlan[] = [
@@ -123,7 +137,7 @@ export function planRows(o: {
     pre(
       "dbot-distilled",
       `dBOT from a pre-trained ${b.teacherModel} (${b.teacherEpochs} ep on ${b.teacherLimit} ` +
-        `images), 1 stage × ${E} ep`,
+        `images; one teacher for every seed), 1 stage × ${E} ep`,
       { teacher: teacher.checkpoint, epochsPerStage: E },
       { teacherRun: true },
     ),
