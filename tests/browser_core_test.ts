@@ -159,7 +159,7 @@ Deno.test("walk() names the Deno API use and the Deno-only module it finds", asy
   );
   assert(
     file.problems.some((p) =>
-      p.startsWith("src/io/atomic.ts (imported by src/io/safetensors_file.ts)")
+      p.startsWith("src/util/atomic.ts (imported by src/io/safetensors_file.ts)")
     ),
     file.problems.join("\n"),
   );

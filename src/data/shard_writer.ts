@@ -17,6 +17,7 @@ import { decodeImageFile, loadPngDecoder, readHeader } from "./image_file.ts";
 import { indexShard } from "./shards.ts";
 import { writeTar } from "./tar.ts";
 import type { Split } from "./types.ts";
+import { writeFileAtomic, writeTextAtomic } from "../util/atomic.ts";
 
 /** Options for {@link writeShards}. */
 export interface ShardOptions {
@@ -40,13 +41,6 @@ export interface ShardReport {
   kept: Record<Split, number>;
   /** Samples per split. */
   samples: Record<Split, number>;
-}
-
-async function writeAtomic(path: string, data: Uint8Array | string): Promise<void> {
-  const tmp = `${path}.tmp-${Deno.pid}`;
-  if (typeof data === "string") await Deno.writeTextFile(tmp, data);
-  else await Deno.writeFile(tmp, data);
-  await Deno.rename(tmp, path);
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -124,12 +118,12 @@ export async function writeShards(o: ShardOptions): Promise<ShardReport> {
           data: new TextEncoder().encode(String(list.labels[i])),
         });
       }
-      await writeAtomic(name, writeTar(members));
-      await writeAtomic(`${name}.idx.json`, JSON.stringify(indexShard(name)));
+      await writeFileAtomic(name, writeTar(members));
+      await writeTextAtomic(`${name}.idx.json`, JSON.stringify(indexShard(name)));
       report.written[split]++;
       o.log?.(`wrote ${name} (${members.length / 2} samples)`);
     }
   }
-  await writeAtomic(`${o.out}/classes.json`, JSON.stringify(classNames));
+  await writeTextAtomic(`${o.out}/classes.json`, JSON.stringify(classNames));
   return report;
 }

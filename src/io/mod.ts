@@ -39,5 +39,5 @@ export {
 } from "./checkpoint_file.ts";
 export { clipTeacherConfig, loadClipWeights } from "./clip_checkpoint.ts";
 export { presetHeads } from "./checkpoint_file.ts";
-export { writeFileAtomic, writeJsonAtomic, writeTextAtomic } from "./atomic.ts";
+export { writeFileAtomic, writeJsonAtomic, writeTextAtomic } from "../util/atomic.ts";
 export { acquireRunLock, type RunLock, RunLockedError } from "./lock.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { writeFileAtomic } from "./atomic.ts";
+import { writeFileAtomic } from "../util/atomic.ts";
 import {
   decodeSafetensors,
   encodeSafetensors,

@@ -11,7 +11,7 @@
 import type { Backend } from "../backend/backend.ts";
 import type { Dataset } from "../data/dataset.ts";
 import { deriveSeed, ImagePipeline } from "../data/pipeline.ts";
-import { readProgressJson, writeJsonAtomic } from "../io/atomic.ts";
+import { readProgressJson, writeJsonAtomic } from "../util/atomic.ts";
 import { readCheckpoint, vitWeights } from "../io/checkpoint_file.ts";
 import { type AnalysisReport, analyzeCheckpoints } from "../eval/analyze.ts";
 import { Embedder } from "../eval/embed.ts";

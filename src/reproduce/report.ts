@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { readProgressJson, writeJsonAtomic, writeTextAtomic } from "../io/atomic.ts";
+import { readProgressJson, writeJsonAtomic, writeTextAtomic } from "../util/atomic.ts";
 import { lineChartSvg } from "../eval/chart.ts";
 import type { AnalysisReport } from "../eval/analyze.ts";
 import {

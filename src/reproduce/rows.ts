@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { readProgressJson, writeJsonAtomic } from "../io/atomic.ts";
+import { readProgressJson, writeJsonAtomic } from "../util/atomic.ts";
 import { readCheckpoint, vitWeights, writeCheckpoint } from "../io/checkpoint_file.ts";
 import { readRunState, readRunStateMeta } from "../io/run_state.ts";
 import type { VitConfig } from "../models/vit_config.ts";

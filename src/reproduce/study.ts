@@ -30,7 +30,7 @@
 import type { Backend } from "../backend/backend.ts";
 import { openDataset } from "../data/dataset.ts";
 import { channelStats } from "../data/pipeline.ts";
-import { writeJsonAtomic } from "../io/atomic.ts";
+import { writeJsonAtomic } from "../util/atomic.ts";
 import { vitFromPreset } from "../models/vit_config.ts";
 import { PRESETS } from "../models/vit_config.ts";
 import {

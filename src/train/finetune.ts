@@ -51,7 +51,7 @@ import { mixBatch } from "../data/mixup.ts";
 import { Rng } from "../util/rng.ts";
 import { AdamW } from "./adamw.ts";
 import { NonFiniteLossError, type StepResult, TrainStep } from "./step.ts";
-import { writeJsonAtomic } from "../io/atomic.ts";
+import { writeJsonAtomic } from "../util/atomic.ts";
 import { balancedSubset } from "../data/label_subset.ts";
 import { channelStats, deriveSeed, ImagePipeline, permutation } from "../data/pipeline.ts";
 import { effectiveLr, lrAt } from "./schedule.ts";

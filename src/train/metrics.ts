@@ -5,7 +5,7 @@
  * @module
  */
 import type { BackendSummary } from "../backend/backend.ts";
-import { writeJsonAtomic, writeTextAtomic } from "../io/atomic.ts";
+import { writeJsonAtomic, writeTextAtomic } from "../util/atomic.ts";
 import { lineChartSvg } from "../eval/chart.ts";
 
 /** One line of metrics.jsonl. */

@@ -22,7 +22,7 @@
  * @module
  */
 import { type Backend, backendSummary, DeviceFaultError, type Tensor } from "../backend/backend.ts";
-import { removeStaleTemps, writeJsonAtomic } from "../io/atomic.ts";
+import { removeStaleTemps, writeJsonAtomic } from "../util/atomic.ts";
 import { writeCheckpoint } from "../io/checkpoint_file.ts";
 import type { KnnResult } from "../eval/knn.ts";
 import { acquireRunLock, type RunLock } from "../io/lock.ts";
