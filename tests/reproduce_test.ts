@@ -217,6 +217,7 @@ Deno.test("reproduce: --rows runs a subset with the random init, and a rerun add
     const first = await reproduce(be, opts("mae"), { log: () => {}, prefetch: false });
     assertEquals(first?.results.map((r) => r.row), ["raw pixels", "random init", "mae"]);
     assertEquals(first?.analysis?.labels, ["random init", "mae"], "the subset is analysed");
+    assert(!first!.markdown.includes("teacher of dbot-distilled"), "no teacher without its row");
 
     const log: string[] = [];
     const second = await reproduce(be, opts("dbot-1,mae"), {
@@ -272,6 +273,7 @@ Deno.test("reproduce: one larger teacher, trained once with seed 0, serves every
     assert(await exists(teacher), "the teacher sits beside the seeds' folders");
     const tcfg = JSON.parse(await Deno.readTextFile(`${dir}/teacher/config.json`));
     assertEquals(tcfg.seed, 0, "the teacher's seed is 0 whatever the seeds");
+    assert(r!.markdown.includes("| (teacher of dbot-distilled, every seed) |"), r!.markdown);
     const distilled = r!.results.filter((x) => x.row === "dbot-distilled");
     assertEquals(distilled.map((x) => x.seed), [1, 2]);
     for (const x of distilled) {

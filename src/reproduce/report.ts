@@ -469,7 +469,9 @@ export function renderMarkdown(r: Omit<ReproduceReport, "markdown">): string {
     "| row | command |",
     "|---|---|",
     ...r.rows.filter((s) => s.command).map((s) => `| ${s.row} | \`${s.command}\` |`),
-    `| (teacher of dbot-distilled) | \`${r.teacherCommand}\` |`,
+    ...(r.teacherCommand
+      ? [`| (teacher of dbot-distilled, every seed) | \`${r.teacherCommand}\` |`]
+      : []),
     "",
     "Equivalent fine-tuning commands of each row (`CKPT`: the row's checkpoint, `S`: its " +
       "seed, which also fixes the label subset; the reproduction does not keep the classifier):",

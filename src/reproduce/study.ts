@@ -117,7 +117,8 @@ export async function reproduce(
     for (const seed of opts.seeds) {
       const seedDir = `${dir}/seed${seed}`;
       const plans = planRows({ opts, budget: b, seed, seedDir, stats, student });
-      teacherCommand ||= plans.teacher?.command ?? "";
+      // the larger teacher's command, where a row distils from it (`--rows` may leave it out)
+      if (plans.rows.some((r) => r.teacherRun)) teacherCommand ||= plans.teacher?.command ?? "";
       log(`seed ${seed}: ${plans.rows.map((r) => r.row).join(", ")} in ${seedDir}`);
       for (const plan of plans.rows) {
         if (plan.teacherRun) {
