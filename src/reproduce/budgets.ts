@@ -124,8 +124,8 @@ type PretrainSizes =
  * images ({@link MICRO_BATCHES} accumulated micro-batches of 64) at base LR 1.5e-4 × 256/256,
  * warmup 5% of each stage, cosine to 0 per stage.
  * `tiny`: seconds, for tests (its figures mean nothing; micro-batches of 8 exercise
- * accumulation). `small`: 12 epochs a row on the first 10 000 images (468 steps; dbot-2 2 × 6,
- * dbot-3 3 × 4). `medium`: 30 epochs a row on all 60 000 (7020 steps; 2 × 15, 3 × 10).
+ * accumulation). `small`: 24 epochs a row on the first 10 000 images (936 steps; dbot-2 2 × 12,
+ * dbot-3 3 × 8). `medium`: 30 epochs a row on all 60 000 (7020 steps; 2 × 15, 3 × 10).
  * `long`: 300 epochs a row on all 60 000 (3 × 100), a vit-tiny teacher, the reference
  * fine-tuning recipe (days on 2 CPU cores: run it over several invocations). The k-NN bank is
  * the pre-training images, the test set is whole; evaluation is `EVAL_LOW_LABEL` (`small`:
@@ -164,12 +164,12 @@ export const REPRODUCE_BUDGETS: Readonly<Record<ReproduceBudgetName, ReproduceBu
       trainLimit: 10000,
       batch: REFERENCE_BATCH,
       accum: MICRO_BATCHES,
-      epochs: 12,
-      evalEvery: 3,
+      epochs: 24,
+      evalEvery: 4,
       curveTrain: 2000,
       curveTest: 1000,
       teacherModel: "vit-mini",
-      teacherEpochs: 12,
+      teacherEpochs: 24,
       teacherLimit: 10000,
       ...EVAL_LOW_LABEL,
       knnBank: 10000,
@@ -269,7 +269,7 @@ export const REPRODUCE_CONFIG: Config<ReproduceConfig> = defineConfig<ReproduceC
   defaults: REPRODUCE_DEFAULTS,
   settings: {
     budget: {
-      help: "small (10 000 images × 12 epochs a row) | medium (60 000 × 30) | long (60 000 × " +
+      help: "small (10 000 images × 24 epochs a row) | medium (60 000 × 30) | long (60 000 × " +
         "300, resumable over days) | tiny (seconds, for tests)",
       check: oneOf("tiny", "small", "medium", "long"),
     },
