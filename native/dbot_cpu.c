@@ -372,3 +372,172 @@ KERNEL void dbot_attention_backward(float* dqkv, float* dlogits, const float* do
     mm_nn(dq + D, ld, gt, Np, q, ld, N, HS, N);
   }
 }
+
+// ---- GEMM -----------------------------------------------------------------------------
+// C [M, N] = alpha·op(A)·op(B) + beta·C (row-major BLAS semantics, beta 0 ignores C), then
+// the matmul epilogue (c += bias; with gelu: pre = c, c = gelu(c)) on each finished tile.
+// For the ViT's products, whose inner dimension is small (K = 64 … 384 forward) or whose
+// outputs are small (weight gradients): op(B) is packed a block of KC rows at a time into
+// panels of 16 columns (the packed block stays in L2), and each 6 × 16 tile of C is summed in
+// 12 vector registers over the block, reading A in place (6 rows, or with transA 6 adjacent
+// columns, a few KB that stay in L1 across the panels). Each element of C is summed in k
+// order whatever the caller's split of rows or columns, so results do not depend on threads.
+enum { GEMM_MR = 6, GEMM_NR = 16, GEMM_PACK_FLOATS = 49152 };
+
+static inline int32_t gemm_npad(int32_t N) { return (N + GEMM_NR - 1) / GEMM_NR * GEMM_NR; }
+
+// Rows of op(B) per packed block: the block (kc × N rounded up to 16) fits 192 KB, and
+// the blocks of K are of equal length.
+static inline int32_t gemm_kc(int32_t N, int32_t K) {
+  int32_t cap = GEMM_PACK_FLOATS / gemm_npad(N);
+  cap = cap < 64 ? 64 : cap > 512 ? 512 : cap;
+  int32_t blocks = (K + cap - 1) / cap;
+  return (K + blocks - 1) / blocks;
+}
+
+// Floats of the packing scratch that dbot_sgemm needs for N columns and inner size K.
+KERNEL int32_t dbot_sgemm_scratch(int32_t N, int32_t K) {
+  int32_t kc = gemm_kc(N, K > 0 ? K : 1);
+  return kc * gemm_npad(N);
+}
+
+// 1 when this CPU runs the x86-64-v3 (AVX2 + FMA) clone of the kernels, else 0.
+__attribute__((visibility("default"))) int32_t dbot_gemm_vector_bits(void) {
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 256 : 128;
+#else
+  return 128;
+#endif
+}
+
+// bp [panel][k][16] = op(B)[k0 + k, j] for k < kc, every column j < N (zeros past N).
+__attribute__((always_inline)) static inline void gemm_pack(float* bp, const float* b, int32_t ldb,
+                                                            int32_t transB, int32_t N, int32_t k0,
+                                                            int32_t kc) {
+  for (int32_t j0 = 0; j0 < N; j0 += GEMM_NR) {
+    float* d = bp + (int64_t)j0 * kc;
+    int32_t w = N - j0 < GEMM_NR ? N - j0 : GEMM_NR;
+    if (transB) {
+      for (int32_t j = 0; j < w; j++) {
+        const float* s = b + (int64_t)(j0 + j) * ldb + k0;
+        for (int32_t k = 0; k < kc; k++) d[(int64_t)k * GEMM_NR + j] = s[k];
+      }
+    } else {
+      for (int32_t k = 0; k < kc; k++) {
+        const float* s = b + (int64_t)(k0 + k) * ldb + j0;
+        for (int32_t j = 0; j < w; j++) d[(int64_t)k * GEMM_NR + j] = s[j];
+      }
+    }
+    for (int32_t k = 0; k < kc && w < GEMM_NR; k++)
+      for (int32_t j = w; j < GEMM_NR; j++) d[(int64_t)k * GEMM_NR + j] = 0.0f;
+  }
+}
+
+// One tile: rows × cols (≤ 6 × 16) of C at c from the kc-block of A at a (op(A)[i, k] at
+// a[i·si + k·sk]) and a packed panel bp. first: the block k0 = 0 (beta applies); last: the
+// final block (the epilogue applies). Rows past `rows` are computed from row 0 and dropped.
+__attribute__((always_inline)) static inline void gemm_tile(
+    float* c, int32_t ldc, const float* a, int64_t si, int64_t sk, const float* bp, int32_t kc,
+    int32_t rows, int32_t cols, float alpha, float beta, int32_t first, int32_t last,
+    const float* bias, float* pre, int32_t gelu) {
+  const float* a0 = a;
+  const float* a1 = a + (rows > 1 ? si : 0);
+  const float* a2 = a + (rows > 2 ? 2 * si : 0);
+  const float* a3 = a + (rows > 3 ? 3 * si : 0);
+  const float* a4 = a + (rows > 4 ? 4 * si : 0);
+  const float* a5 = a + (rows > 5 ? 5 * si : 0);
+  v8 x0 = {0}, x1 = {0}, y0 = {0}, y1 = {0}, z0 = {0}, z1 = {0};
+  v8 u0 = {0}, u1 = {0}, v0 = {0}, v1 = {0}, w0 = {0}, w1 = {0};
+  for (int32_t k = 0; k < kc; k++) {
+    const v8 b0 = *(const v8*)(bp + (int64_t)k * GEMM_NR);
+    const v8 b1 = *(const v8*)(bp + (int64_t)k * GEMM_NR + 8);
+    const int64_t o = k * sk;
+    x0 += a0[o] * b0, x1 += a0[o] * b1;
+    y0 += a1[o] * b0, y1 += a1[o] * b1;
+    z0 += a2[o] * b0, z1 += a2[o] * b1;
+    u0 += a3[o] * b0, u1 += a3[o] * b1;
+    v0 += a4[o] * b0, v1 += a4[o] * b1;
+    w0 += a5[o] * b0, w1 += a5[o] * b1;
+  }
+  if (cols == GEMM_NR) {
+    // a full tile: combine, add the bias, GELU on 16 values at a time, store
+    v8 acc[2 * GEMM_MR] = {x0, x1, y0, y1, z0, z1, u0, u1, v0, v1, w0, w1};
+    v8 bias0 = {0}, bias1 = {0};
+    if (last && bias) bias0 = *(const v8*)bias, bias1 = *(const v8*)(bias + 8);
+    for (int32_t r = 0; r < rows; r++) {
+      v8* cr = (v8*)(c + (int64_t)r * ldc);
+      v8 s0 = acc[2 * r], s1 = acc[2 * r + 1];
+      if (alpha != 1.0f) s0 *= alpha, s1 *= alpha;
+      if (!first) s0 += cr[0], s1 += (cr + 1)[0];
+      else if (beta != 0.0f) s0 += beta * cr[0], s1 += beta * (cr + 1)[0];
+      if (last && bias) s0 += bias0, s1 += bias1;
+      if (last && gelu) {
+        float g[GEMM_NR] __attribute__((aligned(32)));
+        memcpy(g, &s0, 32), memcpy(g + 8, &s1, 32);
+        if (pre) memcpy(pre + (int64_t)r * ldc, g, sizeof g);
+        for (int32_t j = 0; j < GEMM_NR; j++) g[j] = gelu_f(g[j]);
+        memcpy(&s0, g, 32), memcpy(&s1, g + 8, 32);
+      }
+      cr[0] = s0, (cr + 1)[0] = s1;
+    }
+    return;
+  }
+  float t[GEMM_MR][GEMM_NR] __attribute__((aligned(32)));
+  memcpy(t[0], &x0, 32), memcpy(t[0] + 8, &x1, 32), memcpy(t[1], &y0, 32);
+  memcpy(t[1] + 8, &y1, 32), memcpy(t[2], &z0, 32), memcpy(t[2] + 8, &z1, 32);
+  memcpy(t[3], &u0, 32), memcpy(t[3] + 8, &u1, 32), memcpy(t[4], &v0, 32);
+  memcpy(t[4] + 8, &v1, 32), memcpy(t[5], &w0, 32), memcpy(t[5] + 8, &w1, 32);
+  for (int32_t r = 0; r < rows; r++) {
+    float* cr = c + (int64_t)r * ldc;
+    float* tr = t[r];
+    if (!first) {
+      for (int32_t j = 0; j < cols; j++) tr[j] = alpha * tr[j] + cr[j];
+    } else if (beta != 0.0f) {
+      for (int32_t j = 0; j < cols; j++) tr[j] = alpha * tr[j] + beta * cr[j];
+    } else if (alpha != 1.0f) {
+      for (int32_t j = 0; j < cols; j++) tr[j] = alpha * tr[j];
+    }
+    if (last && bias) for (int32_t j = 0; j < cols; j++) tr[j] += bias[j];
+    if (last && gelu) {
+      if (pre) memcpy(pre + (int64_t)r * ldc, tr, sizeof(float) * (size_t)cols);
+      for (int32_t j = 0; j < cols; j++) tr[j] = gelu_f(tr[j]);
+    }
+    memcpy(cr, tr, sizeof(float) * (size_t)cols);
+  }
+}
+
+// C = alpha·op(A)·op(B) + beta·C with the epilogue (bias and pre may be 0; pre has C's
+// layout). work: dbot_sgemm_scratch(N, K) floats. K = 0 is the caller's (BLAS scales C).
+KERNEL void dbot_sgemm(int32_t transA, int32_t transB, int32_t M, int32_t N, int32_t K,
+                       float alpha, const float* a, int32_t lda, const float* b, int32_t ldb,
+                       float beta, float* c, int32_t ldc, const float* bias, float* pre,
+                       int32_t gelu, float* work) {
+  const int64_t si = transA ? 1 : lda, sk = transA ? lda : 1;
+  const int32_t kcmax = gemm_kc(N, K);
+  float ap[GEMM_MR * 512] __attribute__((aligned(32)));
+  for (int32_t k0 = 0; k0 < K; k0 += kcmax) {
+    const int32_t kc = K - k0 < kcmax ? K - k0 : kcmax;
+    const int32_t first = k0 == 0, last = k0 + kc == K;
+    gemm_pack(work, b, ldb, transB, N, k0, kc);
+    for (int32_t i0 = 0; i0 < M; i0 += GEMM_MR) {
+      const int32_t rows = M - i0 < GEMM_MR ? M - i0 : GEMM_MR;
+      const float* ai = a + i0 * si + k0 * sk;
+      int64_t ti = si, tk = sk;
+      if (transA) {
+        // op(A)'s 6 rows are 6 adjacent columns of A, one cache line per k: copy them to
+        // ap [k][6], read contiguously by every panel
+        for (int32_t k = 0; k < kc; k++)
+          for (int32_t r = 0; r < GEMM_MR; r++) ap[k * GEMM_MR + r] = ai[k * sk + (r < rows ? r : 0)];
+        ai = ap, ti = 1, tk = GEMM_MR;
+      }
+      for (int32_t j0 = 0; j0 < N; j0 += GEMM_NR) {
+        const int32_t cols = N - j0 < GEMM_NR ? N - j0 : GEMM_NR;
+        float* cij = c + (int64_t)i0 * ldc + j0;
+        gemm_tile(cij, ldc, ai, ti, tk, work + (int64_t)j0 * kc, kc, rows, cols, alpha, beta,
+                  first, last, bias ? bias + j0 : 0, pre ? pre + (int64_t)i0 * ldc + j0 : 0,
+                  gelu);
+      }
+    }
+  }
+}

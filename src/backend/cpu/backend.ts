@@ -91,7 +91,7 @@ import {
   checkSplitHeadsBackward,
   checkStandardizeRows,
 } from "../checks.ts";
-import { loadGemm } from "./gemm.ts";
+import { loadGemm, withSmallGemm } from "./gemm.ts";
 import type { Gemm } from "./gemm_types.ts";
 import {
   type CpuKernels,
@@ -258,13 +258,16 @@ export class CpuBackend implements Backend {
         `Cannot create CpuBackend: threads must be an integer >= 1, current value is ${threads}`,
       );
     }
-    this.#gemm = options.gemm === "ref" ? REF_GEMM : loadGemm(options.gemm ?? "auto");
-    const gemm = this.#gemm;
-    this.#sgemm = (args) => gemm.sgemm(args);
     const choice = options.kernels ?? "auto";
     const loaded = typeof choice === "string"
       ? loadKernels(choice, options.nativeLibrary)
       : { kernels: choice, nativeReason: "" };
+    const base = options.gemm === "ref" ? REF_GEMM : loadGemm(options.gemm ?? "auto");
+    // "auto": the small-K products on the native GEMM where it is built (and AVX2 is there)
+    const smallGemm = (options.gemm ?? "auto") === "auto";
+    this.#gemm = smallGemm ? withSmallGemm(base, loaded.kernels) : base;
+    const gemm = this.#gemm;
+    this.#sgemm = (args) => gemm.sgemm(args);
     this.#ops = withGemm(kernelOps(loaded.kernels), gemm); // the main thread's pool shares use this GEMM
     this.#nativeReason = loaded.nativeReason;
     this.#minWork = options.minParallelWork ?? DEFAULT_MIN_PARALLEL_WORK;
@@ -274,6 +277,7 @@ export class CpuBackend implements Backend {
         ops: this.#ops,
         nativeLibrary: options.nativeLibrary,
         blasPath: gemm.path,
+        smallGemm: gemm !== base,
       })
       : null;
     this.#pool = pool instanceof CpuPool ? pool : null;

@@ -7,7 +7,8 @@
  *
  * @module
  */
-import type { Gemm } from "./gemm_types.ts";
+import type { Gemm, GemmArgs, GemmEpilogue } from "./gemm_types.ts";
+import type { CpuKernels } from "./kernels.ts";
 import { tsGemm } from "./gemm_ts.ts";
 import { loadOpenBlas, openOpenBlas } from "./openblas.ts";
 import { WASM_GEMM_PATHS, wasmGemm, type WasmGemmVariant } from "./wasm_gemm/wasm_gemm.ts";
@@ -86,4 +87,57 @@ export function openThreadGemm(path: string): Gemm {
     return gemm;
   }
   return openOpenBlas(path);
+}
+
+/**
+ * Floats of packed `op(B)` (`K` × `N` rounded up to 16) up to which {@link withSmallGemm}
+ * runs a product on the native GEMM: the whole of `op(B)` then fits one packed block in a
+ * core's L2 (192 KB, `GEMM_PACK_FLOATS` in `native/dbot_cpu.c`).
+ */
+export const SMALL_GEMM_PACK_FLOATS = 49152;
+
+/**
+ * Whether {@link withSmallGemm} runs `args` on the native GEMM: `op(A)` read in place
+ * (not transposed) and `op(B)` packed whole within {@link SMALL_GEMM_PACK_FLOATS}: the
+ * ViT's forward products (K = D or the MLP width) and input gradients. Weight gradients
+ * (`transA`, K = tokens) stay on the base GEMM, which was faster there.
+ */
+export function smallGemmFits({ transA, N, K }: Pick<GemmArgs, "transA" | "N" | "K">): boolean {
+  return !transA && K * (Math.ceil(N / 16) * 16) <= SMALL_GEMM_PACK_FLOATS;
+}
+
+/**
+ * `base` with the products of {@link smallGemmFits} (and their fused epilogue) run by the
+ * native kernels' GEMM, which beat OpenBLAS 1.2–1.8× on the ViT's small-K shapes
+ * (`bench/gemm_small_bench.ts`); everything else, and every other member (threads, batched
+ * calls, `sgemvT`, `path`), is `base`'s. Returns `base` where the kernels have no GEMM or
+ * no 256-bit vectors (AVX2 + FMA).
+ *
+ * @example
+ * ```ts
+ * import { loadGemm, withSmallGemm } from "./gemm.ts";
+ * import { loadKernels } from "./kernels.ts";
+ * const gemm = withSmallGemm(loadGemm(), loadKernels().kernels);
+ * console.log(gemm.name);
+ * ```
+ */
+export function withSmallGemm(base: Gemm, kernels: CpuKernels | null): Gemm {
+  const native = kernels?.sgemm;
+  if (!native || kernels.gemmVectorBits !== 256) return base;
+  const separate = (args: GemmArgs, epi: GemmEpilogue): void => {
+    base.sgemm(args);
+    const { M, N, c, ldc } = args;
+    if (ldc !== N) throw new RangeError("Cannot run a GEMM epilogue on C with ldc != N");
+    kernels.biasGelu(c as Float32Array, epi.bias, epi.pre, M, N, epi.gelu ?? false);
+  };
+  return Object.freeze({
+    ...base,
+    name: `${base.name}; small-K products: native AVX2 GEMM`,
+    sgemm: (args: GemmArgs) => smallGemmFits(args) ? native(args) : base.sgemm(args),
+    sgemmEpilogue(args: GemmArgs, epi: GemmEpilogue) {
+      if (smallGemmFits(args)) return native(args, epi);
+      if (base.sgemmEpilogue) return base.sgemmEpilogue(args, epi);
+      separate(args, epi);
+    },
+  });
 }

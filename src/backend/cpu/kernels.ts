@@ -41,7 +41,7 @@ import { layernormBackward, layernormForward } from "./ref/layernorm.ts";
 import { type MatmulEpilogue, matmulEpilogue } from "./ref/matmul.ts";
 import { softmaxBackward, softmaxForward } from "./ref/softmax.ts";
 import type { FloatArray } from "./ref/types.ts";
-import type { Gemm } from "./gemm_types.ts";
+import type { Gemm, GemmArgs, GemmEpilogue } from "./gemm_types.ts";
 import { wasmKernels } from "./simd/simd.ts";
 import { loadNativeKernels } from "./native.ts";
 
@@ -102,6 +102,15 @@ export interface CpuKernels {
     C: number,
     accumulate: boolean,
   ): void;
+  /**
+   * Native only: `C = alpha·op(A)·op(B) + beta·C` then the epilogue, single-threaded, on
+   * f32 arrays (`native/dbot_cpu.c`: op(B) packed in blocks that stay in L2, 6 × 16 tiles in
+   * vector registers, the epilogue on each finished tile; every element summed in k order
+   * whatever the split). `withSmallGemm` in `gemm.ts` routes the products it wins on here.
+   */
+  sgemm?(args: GemmArgs, epilogue?: GemmEpilogue): void;
+  /** Vector width of {@link CpuKernels.sgemm} on this CPU: 256 (AVX2 + FMA) or 128. */
+  gemmVectorBits?: number;
   /** `out[i] = a[i] + b[i mod m]` (`m = b.length` divides `a.length`); absent: the JS loop. */
   add?(out: Float32Array, a: Float32Array, b: Float32Array): void;
   /** `out[r, :] = scale[r] · inp[r, :]` over `[rows, C]`; absent: the JS loop. */

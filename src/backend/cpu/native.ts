@@ -13,6 +13,7 @@
  */
 import { ffiGranted, isPermissionError } from "../../util/ffi.ts";
 import type { CpuKernels } from "./kernels.ts";
+import { type GemmArgs, type GemmEpilogue, validateGemmArgs } from "./gemm_types.ts";
 
 const SYMBOLS = {
   dbot_gelu: { parameters: ["buffer", "buffer", "i32"], result: "void" },
@@ -70,6 +71,30 @@ const SYMBOLS = {
       "i32",
       "i32",
       "f32",
+    ],
+    result: "void",
+  },
+  dbot_sgemm_scratch: { parameters: ["i32", "i32"], result: "i32" },
+  dbot_gemm_vector_bits: { parameters: [], result: "i32" },
+  dbot_sgemm: {
+    parameters: [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+      "buffer",
+      "i32",
+      "f32",
+      "buffer",
+      "i32",
+      "buffer",
+      "buffer",
+      "i32",
+      "buffer",
     ],
     result: "void",
   },
@@ -148,8 +173,66 @@ function openNative(path: string): CpuKernels | { reason: string } {
     if (work.length < n) work = new Float32Array(n);
     return work;
   };
+  // the GEMM's packing scratch, grown likewise
+  let packed = new Float32Array(0);
+  const sgemm = (args: GemmArgs, epi: GemmEpilogue = {}): void => {
+    validateGemmArgs(args);
+    const { M, N, K, c, ldc } = args;
+    if (M === 0 || N === 0) return;
+    if (K === 0) {
+      // C = beta·C (BLAS), then the epilogue
+      for (let i = 0; i < M; i++) {
+        const row = c.subarray(i * ldc, i * ldc + N);
+        if (args.beta === 0) row.fill(0);
+        else for (let j = 0; j < N; j++) row[j] *= args.beta;
+      }
+    }
+    const n = k.dbot_sgemm_scratch(N, K);
+    if (packed.length < n) packed = new Float32Array(n);
+    const { bias, pre, gelu = false } = epi;
+    if (bias && bias.length < N) {
+      throw new RangeError(`Cannot run GEMM as bias has ${bias.length} elements, needs ${N}`);
+    }
+    if (gelu && pre && pre.length < (M - 1) * ldc + N) {
+      throw new RangeError(`Cannot run GEMM as pre is too short for [${M}, ${N}] with ldc=${ldc}`);
+    }
+    if (K === 0) {
+      if (bias || gelu) {
+        k.dbot_bias_gelu(
+          c as Float32Array,
+          bias ?? NULL,
+          gelu && pre ? pre : NULL,
+          M,
+          N,
+          gelu ? 1 : 0,
+        );
+      }
+      return;
+    }
+    k.dbot_sgemm(
+      args.transA ? 1 : 0,
+      args.transB ? 1 : 0,
+      M,
+      N,
+      K,
+      args.alpha,
+      args.a as Float32Array,
+      args.lda,
+      args.b as Float32Array,
+      args.ldb,
+      args.beta,
+      c as Float32Array,
+      ldc,
+      bias ?? NULL,
+      gelu && pre ? pre : NULL,
+      gelu ? 1 : 0,
+      packed,
+    );
+  };
   return {
     name: "native",
+    sgemm,
+    gemmVectorBits: k.dbot_gemm_vector_bits(),
     gelu: (out, inp) => k.dbot_gelu(out, inp, inp.length),
     geluBackward: (dinp, dout, inp) => k.dbot_gelu_backward(dinp, dout, inp, inp.length),
     biasGelu: (c, bias, pre, M, N, gelu) =>

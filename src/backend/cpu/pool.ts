@@ -66,6 +66,8 @@ export interface PoolOptions {
   nativeLibrary?: string;
   /** `Gemm.path` of the GEMM the workers open for the matmul shares (absent: none). */
   blasPath?: string;
+  /** Whether the workers route small-K products to the native GEMM (`withSmallGemm`). */
+  smallGemm?: boolean;
 }
 
 /** One generation of workers: a control block, the workers, and the ids they know. */
@@ -259,6 +261,7 @@ export class CpuPool {
           control,
           share: t,
           blasPath: this.#opts.blasPath,
+          smallGemm: this.#opts.smallGemm,
           kernels: this.#opts.ops.name,
           nativeLibrary: this.#opts.nativeLibrary,
           seen: 0,

@@ -30,7 +30,7 @@ import {
   writeError,
 } from "./pool_wire.ts";
 import { POOL_OP_LIST } from "./pool_ops.ts";
-import { openThreadGemm } from "./gemm.ts";
+import { openThreadGemm, withSmallGemm } from "./gemm.ts";
 import { type KernelOps, kernelOps, loadKernels, withGemm } from "./kernels.ts";
 
 const buffers = new Map<number, SharedArrayBuffer>();
@@ -106,9 +106,12 @@ self.onmessage = (e: MessageEvent<RegisterMessage>) => {
     params = new Float64Array(control, PARAMS_BYTE, MAX_PARAMS);
     share = msg.share!;
     seen = msg.seen!;
-    const kernels = kernelOps(loadKernels(msg.kernels ?? "js", msg.nativeLibrary).kernels);
-    // OpenBLAS or this thread's own WebAssembly GEMM, for the matmul and attention shares
-    ops = withGemm(kernels, msg.blasPath ? openThreadGemm(msg.blasPath) : undefined);
+    const loaded = loadKernels(msg.kernels ?? "js", msg.nativeLibrary).kernels;
+    // OpenBLAS or this thread's own WebAssembly GEMM, for the matmul and attention shares,
+    // with the small-K products on the native GEMM where the main thread does so too
+    const base = msg.blasPath ? openThreadGemm(msg.blasPath) : undefined;
+    const gemm = base && msg.smallGemm ? withSmallGemm(base, loaded) : base;
+    ops = withGemm(kernelOps(loaded), gemm);
   }
   for (const [id, sab] of msg.add) buffers.set(id, sab);
   for (const id of msg.drop) buffers.delete(id);
