@@ -42,6 +42,9 @@ const SHAPES: Shape[] = [
   [4160, 576, 192, false, true, "bias"], // vit-tiny qkv
   [4160, 768, 192, false, true, "gelu"], // vit-tiny fc1
   [4160, 192, 768, false, true, "bias"], // vit-tiny fc2
+  [4160, 192, 768, false, false, ""], // vit-tiny fc1 dX
+  [4160, 768, 192, false, false, ""], // vit-tiny fc2 dX
+  [192, 576, 4160, true, false, ""], // vit-tiny qkv dW
 ];
 
 function rand(n: number, seed: number): Float32Array {

@@ -376,29 +376,37 @@ KERNEL void dbot_attention_backward(float* dqkv, float* dlogits, const float* do
 // ---- GEMM -----------------------------------------------------------------------------
 // C [M, N] = alpha·op(A)·op(B) + beta·C (row-major BLAS semantics, beta 0 ignores C), then
 // the matmul epilogue (c += bias; with gelu: pre = c, c = gelu(c)) on each finished tile.
-// For the ViT's products, whose inner dimension is small (K = 64 … 384 forward) or whose
-// outputs are small (weight gradients): op(B) is packed a block of KC rows at a time into
-// panels of 16 columns (the packed block stays in L2), and each 6 × 16 tile of C is summed in
-// 12 vector registers over the block, reading A in place (6 rows, or with transA 6 adjacent
-// columns, a few KB that stay in L1 across the panels). Each element of C is summed in k
-// order whatever the caller's split of rows or columns, so results do not depend on threads.
-enum { GEMM_MR = 6, GEMM_NR = 16, GEMM_PACK_FLOATS = 49152 };
+// For the ViT's products, whose inner dimension is small (K = 64 … 768 forward) or whose
+// outputs are small: op(B) is packed a block at a time (kc rows × nc columns, at most 192 KB,
+// so it stays in L2) into panels of 16 columns, and each 6 × 16 tile of C is summed in 12
+// vector registers over the block, reading A in place (6 rows, or with transA 6 adjacent
+// columns, a few KB that stay in L1 across the panels). The whole K is one block up to
+// GEMM_KC_MAX (then C is finished tile by tile); wider products take several column blocks.
+// Each element of C is summed in k order whatever the caller's split of rows or columns, so
+// results do not depend on threads.
+enum { GEMM_MR = 6, GEMM_NR = 16, GEMM_PACK_FLOATS = 49152, GEMM_KC_MAX = 1024 };
 
 static inline int32_t gemm_npad(int32_t N) { return (N + GEMM_NR - 1) / GEMM_NR * GEMM_NR; }
 
-// Rows of op(B) per packed block: the block (kc × N rounded up to 16) fits 192 KB, and
-// the blocks of K are of equal length.
-static inline int32_t gemm_kc(int32_t N, int32_t K) {
-  int32_t cap = GEMM_PACK_FLOATS / gemm_npad(N);
-  cap = cap < 64 ? 64 : cap > 512 ? 512 : cap;
-  int32_t blocks = (K + cap - 1) / cap;
+// Rows of op(B) per packed block: all of K up to GEMM_KC_MAX, else equal blocks of at most
+// GEMM_KC_MAX / 2.
+static inline int32_t gemm_kc(int32_t K) {
+  if (K <= GEMM_KC_MAX) return K > 0 ? K : 1;
+  int32_t blocks = (K + GEMM_KC_MAX / 2 - 1) / (GEMM_KC_MAX / 2);
   return (K + blocks - 1) / blocks;
+}
+
+// Columns of op(B) per packed block (a multiple of 16): as many as fit GEMM_PACK_FLOATS.
+static inline int32_t gemm_nc(int32_t N, int32_t kc) {
+  int32_t nc = GEMM_PACK_FLOATS / kc / GEMM_NR * GEMM_NR;
+  nc = nc < GEMM_NR ? GEMM_NR : nc;
+  return nc < gemm_npad(N) ? nc : gemm_npad(N);
 }
 
 // Floats of the packing scratch that dbot_sgemm needs for N columns and inner size K.
 KERNEL int32_t dbot_sgemm_scratch(int32_t N, int32_t K) {
-  int32_t kc = gemm_kc(N, K > 0 ? K : 1);
-  return kc * gemm_npad(N);
+  int32_t kc = gemm_kc(K);
+  return kc * gemm_nc(N, kc);
 }
 
 // 1 when this CPU runs the x86-64-v3 (AVX2 + FMA) clone of the kernels, else 0.
@@ -411,13 +419,14 @@ __attribute__((visibility("default"))) int32_t dbot_gemm_vector_bits(void) {
 #endif
 }
 
-// bp [panel][k][16] = op(B)[k0 + k, j] for k < kc, every column j < N (zeros past N).
+// bp [panel][k][16] = op(B)[k0 + k, jc + j] for k < kc, columns jc … jc + n − 1 (zeros
+// past them, up to the panel's 16).
 __attribute__((always_inline)) static inline void gemm_pack(float* bp, const float* b, int32_t ldb,
-                                                            int32_t transB, int32_t N, int32_t k0,
-                                                            int32_t kc) {
-  for (int32_t j0 = 0; j0 < N; j0 += GEMM_NR) {
-    float* d = bp + (int64_t)j0 * kc;
-    int32_t w = N - j0 < GEMM_NR ? N - j0 : GEMM_NR;
+                                                            int32_t transB, int32_t jc, int32_t n,
+                                                            int32_t k0, int32_t kc) {
+  for (int32_t p0 = 0; p0 < n; p0 += GEMM_NR) {
+    float* d = bp + (int64_t)p0 * kc;
+    const int32_t j0 = jc + p0, w = n - p0 < GEMM_NR ? n - p0 : GEMM_NR;
     if (transB) {
       for (int32_t j = 0; j < w; j++) {
         const float* s = b + (int64_t)(j0 + j) * ldb + k0;
@@ -514,29 +523,33 @@ KERNEL void dbot_sgemm(int32_t transA, int32_t transB, int32_t M, int32_t N, int
                        float beta, float* c, int32_t ldc, const float* bias, float* pre,
                        int32_t gelu, float* work) {
   const int64_t si = transA ? 1 : lda, sk = transA ? lda : 1;
-  const int32_t kcmax = gemm_kc(N, K);
-  float ap[GEMM_MR * 512] __attribute__((aligned(32)));
-  for (int32_t k0 = 0; k0 < K; k0 += kcmax) {
-    const int32_t kc = K - k0 < kcmax ? K - k0 : kcmax;
-    const int32_t first = k0 == 0, last = k0 + kc == K;
-    gemm_pack(work, b, ldb, transB, N, k0, kc);
-    for (int32_t i0 = 0; i0 < M; i0 += GEMM_MR) {
-      const int32_t rows = M - i0 < GEMM_MR ? M - i0 : GEMM_MR;
-      const float* ai = a + i0 * si + k0 * sk;
-      int64_t ti = si, tk = sk;
-      if (transA) {
-        // op(A)'s 6 rows are 6 adjacent columns of A, one cache line per k: copy them to
-        // ap [k][6], read contiguously by every panel
-        for (int32_t k = 0; k < kc; k++)
-          for (int32_t r = 0; r < GEMM_MR; r++) ap[k * GEMM_MR + r] = ai[k * sk + (r < rows ? r : 0)];
-        ai = ap, ti = 1, tk = GEMM_MR;
-      }
-      for (int32_t j0 = 0; j0 < N; j0 += GEMM_NR) {
-        const int32_t cols = N - j0 < GEMM_NR ? N - j0 : GEMM_NR;
-        float* cij = c + (int64_t)i0 * ldc + j0;
-        gemm_tile(cij, ldc, ai, ti, tk, work + (int64_t)j0 * kc, kc, rows, cols, alpha, beta,
-                  first, last, bias ? bias + j0 : 0, pre ? pre + (int64_t)i0 * ldc + j0 : 0,
-                  gelu);
+  const int32_t kcmax = gemm_kc(K), ncmax = gemm_nc(N, kcmax);
+  float ap[GEMM_MR * GEMM_KC_MAX] __attribute__((aligned(32)));
+  for (int32_t jc = 0; jc < N; jc += ncmax) {
+    const int32_t nc = N - jc < ncmax ? N - jc : ncmax;
+    for (int32_t k0 = 0; k0 < K; k0 += kcmax) {
+      const int32_t kc = K - k0 < kcmax ? K - k0 : kcmax;
+      const int32_t first = k0 == 0, last = k0 + kc == K;
+      gemm_pack(work, b, ldb, transB, jc, nc, k0, kc);
+      for (int32_t i0 = 0; i0 < M; i0 += GEMM_MR) {
+        const int32_t rows = M - i0 < GEMM_MR ? M - i0 : GEMM_MR;
+        const float* ai = a + i0 * si + k0 * sk;
+        int64_t ti = si, tk = sk;
+        if (transA) {
+          // op(A)'s 6 rows are 6 adjacent columns of A, one cache line per k: copy them to
+          // ap [k][6], read contiguously by every panel
+          for (int32_t k = 0; k < kc; k++)
+            for (int32_t r = 0; r < GEMM_MR; r++)
+              ap[k * GEMM_MR + r] = ai[k * sk + (r < rows ? r : 0)];
+          ai = ap, ti = 1, tk = GEMM_MR;
+        }
+        for (int32_t p0 = 0; p0 < nc; p0 += GEMM_NR) {
+          const int32_t j0 = jc + p0, cols = nc - p0 < GEMM_NR ? nc - p0 : GEMM_NR;
+          float* cij = c + (int64_t)i0 * ldc + j0;
+          gemm_tile(cij, ldc, ai, ti, tk, work + (int64_t)p0 * kc, kc, rows, cols, alpha, beta,
+                    first, last, bias ? bias + j0 : 0, pre ? pre + (int64_t)i0 * ldc + j0 : 0,
+                    gelu);
+        }
       }
     }
   }

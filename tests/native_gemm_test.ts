@@ -11,7 +11,12 @@ import { loadNativeKernels } from "../src/backend/cpu/native.ts";
 import type { CpuKernels } from "../src/backend/cpu/kernels.ts";
 import { gemmRef, matmulEpilogue } from "../src/backend/cpu/ref/matmul.ts";
 import type { Gemm, GemmArgs } from "../src/backend/cpu/gemm_types.ts";
-import { SMALL_GEMM_PACK_FLOATS, smallGemmFits, withSmallGemm } from "../src/backend/cpu/gemm.ts";
+import {
+  SMALL_GEMM_KC_MAX,
+  SMALL_GEMM_PACK_FLOATS,
+  smallGemmFits,
+  withSmallGemm,
+} from "../src/backend/cpu/gemm.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 
 const native = loadNativeKernels();
@@ -99,8 +104,9 @@ function assertClose(
   }
 }
 
-// M around the 6-row tile, N around the 16-column panel, K across packed blocks: with
-// N = 100 (112 padded) a block holds 438 rows of op(B), so K = 600 takes two
+// M around the 6-row tile, N around the 16-column panel, K across packed blocks: a block
+// holds 49152 floats of op(B), all of K up to 1024 (so K = 600 packs 80 columns at a time,
+// K = 900 48) and K = 1500 takes two blocks of 750
 const SHAPES: [number, number, number][] = [
   [1, 1, 1],
   [5, 15, 7],
@@ -110,6 +116,8 @@ const SHAPES: [number, number, number][] = [
   [50, 96, 32],
   [19, 100, 600],
   [3, 1, 1000],
+  [7, 70, 900], // 16-column panels in blocks of 48: two column blocks
+  [5, 20, 1500], // two K blocks of 750
 ];
 
 nativeTest("sgemm matches the reference GEMM for every transpose, stride and beta", (k) => {
@@ -219,19 +227,18 @@ nativeTest("sgemm refuses short operands with a RangeError naming them", (k) => 
   assertThrows(() => k.sgemm!(args, { bias: new Float32Array(4) }), RangeError, "bias");
 });
 
-Deno.test("smallGemmFits: no transposed A, and op(B) packed whole within the block", () => {
-  assert(smallGemmFits({ transA: false, N: 384, K: 96 }), "vit-micro fc1");
-  assert(smallGemmFits({ transA: false, N: 96, K: 384 }), "fc2 and its input gradient");
-  assert(!smallGemmFits({ transA: true, N: 96, K: 96 }), "a weight gradient");
-  assert(!smallGemmFits({ transA: false, N: 768, K: 192 }), "vit-tiny fc1: two blocks");
-  assert(
-    smallGemmFits({ transA: false, N: 16, K: SMALL_GEMM_PACK_FLOATS / 16 }),
-    "smallGemmFits({ transA: false, N: 16, K: SMALL_GEMM_PACK_FLOATS / 16 })",
-  );
-  assert(
-    !smallGemmFits({ transA: false, N: 17, K: SMALL_GEMM_PACK_FLOATS / 32 + 1 }),
-    "!smallGemmFits({ transA: false, N: 17, K: SMALL_GEMM_PACK_FLOATS / 32 + 1 })",
-  );
+Deno.test("smallGemmFits: forward products up to K = 1024, input gradients whose W packs whole", () => {
+  const fits = (transA: boolean, transB: boolean, N: number, K: number) =>
+    smallGemmFits({ transA, transB, N, K });
+  assert(fits(false, true, 384, 96), "vit-micro fc1");
+  assert(fits(false, true, 768, 192), "vit-tiny fc1: column blocks");
+  assert(fits(false, true, 16, SMALL_GEMM_KC_MAX), "K at the block's limit");
+  assert(!fits(false, true, 16, SMALL_GEMM_KC_MAX + 1), "K past one block");
+  assert(fits(false, false, 96, 384), "vit-micro fc2's input gradient");
+  assert(!fits(false, false, 768, 192), "vit-tiny fc2's input gradient: W in column blocks");
+  assert(fits(false, false, 16, SMALL_GEMM_PACK_FLOATS / 16), "W packed whole");
+  assert(!fits(false, false, 17, SMALL_GEMM_PACK_FLOATS / 32 + 1), "W past one block");
+  assert(!fits(true, false, 96, 96), "a weight gradient");
 });
 
 nativeTest(

@@ -90,20 +90,25 @@ export function openThreadGemm(path: string): Gemm {
 }
 
 /**
- * Floats of packed `op(B)` (`K` × `N` rounded up to 16) up to which {@link withSmallGemm}
- * runs a product on the native GEMM: the whole of `op(B)` then fits one packed block in a
- * core's L2 (192 KB, `GEMM_PACK_FLOATS` in `native/dbot_cpu.c`).
+ * Floats of one packed block of `op(B)` in the native GEMM (192 KB: it stays in a core's
+ * L2; `GEMM_PACK_FLOATS` in `native/dbot_cpu.c`).
  */
 export const SMALL_GEMM_PACK_FLOATS = 49152;
 
+/** Largest `K` the native GEMM sums in one packed block (`GEMM_KC_MAX`). */
+export const SMALL_GEMM_KC_MAX = 1024;
+
 /**
- * Whether {@link withSmallGemm} runs `args` on the native GEMM: `op(A)` read in place
- * (not transposed) and `op(B)` packed whole within {@link SMALL_GEMM_PACK_FLOATS}: the
- * ViT's forward products (K = D or the MLP width) and input gradients. Weight gradients
- * (`transA`, K = tokens) stay on the base GEMM, which was faster there.
+ * Whether {@link withSmallGemm} runs `args` on the native GEMM, where `bench/gemm_small_bench.ts`
+ * measured it at least level with OpenBLAS: forward products `x·Wᵀ` (`transB`) with
+ * `K ≤ 1024`, and input gradients `dY·W` whose `W` packs whole into one block. Weight
+ * gradients (`transA`, K = tokens) stay on the base GEMM, which was faster there.
  */
-export function smallGemmFits({ transA, N, K }: Pick<GemmArgs, "transA" | "N" | "K">): boolean {
-  return !transA && K * (Math.ceil(N / 16) * 16) <= SMALL_GEMM_PACK_FLOATS;
+export function smallGemmFits(
+  { transA, transB, N, K }: Pick<GemmArgs, "transA" | "transB" | "N" | "K">,
+): boolean {
+  if (transA) return false;
+  return transB ? K <= SMALL_GEMM_KC_MAX : K * (Math.ceil(N / 16) * 16) <= SMALL_GEMM_PACK_FLOATS;
 }
 
 /**
