@@ -45,7 +45,7 @@ const { values } = parseArgs({
 const be = new CpuBackend({
   threads: Number(values.threads),
   splitGemm: !values["no-split"],
-  gemm: values.gemm as "auto" | "openblas" | "wasm" | "ts",
+  gemm: values.gemm as "auto" | "openblas" | "native" | "wasm" | "ts",
   kernels: values.kernels as "auto" | "native" | "wasm" | "js",
 });
 const totals = new Map<string, { ms: number; cpu: number; calls: number; flop: number }>();

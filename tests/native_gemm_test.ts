@@ -3,7 +3,7 @@
  * epilogue of src/backend/cpu/ref/matmul.ts on awkward shapes: every transpose, sizes
  * around the 6 × 16 tile, inner sizes that take several packed blocks, row strides above
  * the minimum, beta 0 over NaN, alpha ≠ 1, and the fused bias/GELU epilogue. Then the
- * routing of `withSmallGemm` and a CPU backend built with it against the reference backend.
+ * routing of `withNativeGemm` and a CPU backend built with it against the reference backend.
  * Fails, not skips, under `DBOT_REQUIRE_NATIVE=1` (CI) when the library is missing.
  */
 import { assert, assertEquals, assertThrows } from "../src/util/assert.ts";
@@ -15,7 +15,7 @@ import {
   SMALL_GEMM_KC_MAX,
   SMALL_GEMM_PACK_FLOATS,
   smallGemmFits,
-  withSmallGemm,
+  withNativeGemm,
 } from "../src/backend/cpu/gemm.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
 
@@ -242,7 +242,7 @@ Deno.test("smallGemmFits: forward products up to K = 1024, input gradients whose
 });
 
 nativeTest(
-  "withSmallGemm sends the small-K products to the native GEMM, the rest to the base",
+  "withNativeGemm sends the small-K products to the native GEMM, the rest to the base",
   (k) => {
     const calls: string[] = [];
     const base: Gemm = {
@@ -253,7 +253,7 @@ nativeTest(
         gemmRef(args);
       },
     };
-    const gemm = withSmallGemm(base, k);
+    const gemm = withNativeGemm(base, k, "small");
     if (k.gemmVectorBits !== 256) {
       assertEquals(gemm, base, "no AVX2: the base GEMM unchanged");
       return;
@@ -305,38 +305,71 @@ nativeTest(
   },
 );
 
-nativeTest(
-  "a 2-thread CPU backend on the small-K GEMM matches the reference backend's matmul",
-  async () => {
-    const be = new CpuBackend({ threads: 2, kernels: "native", minParallelWork: 1 });
-    const ref = CpuBackend.reference();
-    try {
-      const shapes = [[600, 96, 64, true], [130, 288, 96, false], [37, 20, 384, true]] as const;
-      for (const [M, N, K, gelu] of shapes) {
-        const [a, w, bias] = [rand(M * K, M), rand(N * K, N), rand(N, K)];
-        const run = async (b: CpuBackend): Promise<Float32Array> => {
-          const t = (x: Float32Array, shape: number[]) => {
-            const tt = b.tensor(shape);
-            b.upload(tt, x);
-            return tt;
-          };
-          const out = b.tensor([M, N]);
-          const pre = b.tensor([M, N]);
-          b.matmul({
-            out,
-            a: t(a, [M, K]),
-            b: t(w, [N, K]),
-            bias: t(bias, [N]),
-            pre: gelu ? pre : undefined,
-          }, { M, N, K, transB: true, gelu });
-          return (await b.download(out)) as Float32Array;
-        };
-        const [got, want] = [await run(be), await run(ref)];
-        assertClose(got, Float64Array.from(want), { M, N, ldc: N }, 1e-5, `${M}x${N}x${K}`);
+nativeTest("withNativeGemm 'all' runs every product natively and keeps the base's members", (k) => {
+  const calls: string[] = [];
+  const base: Gemm = {
+    name: "WebAssembly SIMD GEMM (relaxed)",
+    path: "wasm:relaxed",
+    note: "OpenBLAS not found (apt-get install libopenblas0-pthread: ~2.5× faster matmul)",
+    sgemm: (args) => {
+      calls.push(`base ${args.M}x${args.N}x${args.K}`);
+      gemmRef(args);
+    },
+  };
+  const gemm = withNativeGemm(base, k, "all");
+  if (k.gemmVectorBits !== 256) return assertEquals(gemm, base, "no AVX2: the base unchanged");
+  assertEquals(
+    gemm.name,
+    "native AVX2 GEMM (WebAssembly SIMD GEMM (relaxed) for batched products)",
+  );
+  assertEquals(gemm.path, "wasm:relaxed");
+  assert(gemm.note?.includes("faster weight gradients"), `note: ${gemm.note}`);
+  const c: Case = { M: 8, N: 40, K: 24, transA: true, transB: false, alpha: 1, beta: 1, pad: 2 };
+  const wide = operands(c, 6);
+  const want = reference(wide);
+  gemm.sgemm(wide);
+  assertEquals(calls, [], "the base GEMM is not called");
+  assertClose(wide.c as Float32Array, want, wide, 1e-5, "wide");
+});
+
+for (const gemm of ["auto", "native"] as const) {
+  nativeTest(
+    `a 2-thread CPU backend (gemm ${gemm}) matches the reference backend's matmul`,
+    async () => {
+      const be = new CpuBackend({ threads: 2, kernels: "native", gemm, minParallelWork: 1 });
+      const ref = CpuBackend.reference();
+      try {
+        if (gemm === "native") assert(be.description.includes("native AVX2 GEMM"), be.description);
+        const shapes = [[600, 96, 64, true], [130, 288, 96, false], [37, 20, 384, true]] as const;
+        for (const [M, N, K, gelu] of shapes) {
+          for (const transA of [false, true]) {
+            const [a, w, bias] = [rand(M * K, M), rand(N * K, N), rand(N, K)];
+            const run = async (b: CpuBackend): Promise<Float32Array> => {
+              const t = (x: Float32Array, shape: number[]) => {
+                const tt = b.tensor(shape);
+                b.upload(tt, x);
+                return tt;
+              };
+              const out = b.tensor([M, N]);
+              const pre = b.tensor([M, N]);
+              b.matmul({
+                out,
+                a: t(a, transA ? [K, M] : [M, K]),
+                b: t(w, transA ? [K, N] : [N, K]),
+                bias: t(bias, [N]),
+                pre: gelu ? pre : undefined,
+              }, { M, N, K, transA, transB: !transA, gelu });
+              return (await b.download(out)) as Float32Array;
+            };
+            const [got, want] = [await run(be), await run(ref)];
+            const what = `${M}x${N}x${K} transA ${transA}`;
+            assertClose(got, Float64Array.from(want), { M, N, ldc: N }, 1e-5, what);
+          }
+        }
+      } finally {
+        be.dispose();
+        ref.dispose();
       }
-    } finally {
-      be.dispose();
-      ref.dispose();
-    }
-  },
-);
+    },
+  );
+}

@@ -91,7 +91,7 @@ import {
   checkSplitHeadsBackward,
   checkStandardizeRows,
 } from "../checks.ts";
-import { loadGemm, withSmallGemm } from "./gemm.ts";
+import { isOpenBlas, loadGemm, type NativeGemmUse, withNativeGemm } from "./gemm.ts";
 import type { Gemm } from "./gemm_types.ts";
 import {
   type CpuKernels,
@@ -152,11 +152,14 @@ export class CpuStorage implements Storage {
 /** Options of {@link CpuBackend}. */
 export interface CpuBackendOptions {
   /**
-   * GEMM to use: `"auto"` (OpenBLAS when it loads, else the WebAssembly SIMD GEMM;
-   * default), `"openblas"` (required), `"wasm"` (the WebAssembly SIMD GEMM of `wasm_gemm/`),
-   * `"ts"` (the blocked TypeScript GEMM) or `"ref"` (the reference loops of `ref/matmul.ts`).
+   * GEMM to use: `"auto"` (default: OpenBLAS when it loads, with the native kernels' GEMM
+   * for the small-K products where those kernels are built and the CPU has AVX2 + FMA; else
+   * that native GEMM for every product, else the WebAssembly SIMD GEMM; see `withNativeGemm`
+   * in `gemm.ts`), `"openblas"` (OpenBLAS alone, required), `"native"` (the native GEMM for
+   * every product, required), `"wasm"` (the WebAssembly SIMD GEMM of `wasm_gemm/`), `"ts"`
+   * (the blocked TypeScript GEMM) or `"ref"` (the reference loops of `ref/matmul.ts`).
    */
-  gemm?: "auto" | "openblas" | "wasm" | "ts" | "ref";
+  gemm?: "auto" | "openblas" | "native" | "wasm" | "ts" | "ref";
   /**
    * The fast f32 kernels of the elementwise and row ops: a choice (`"auto"`, default:
    * native when built, else WebAssembly SIMD; `"native"`; `"wasm"`; `"js"`: the reference
@@ -262,10 +265,22 @@ export class CpuBackend implements Backend {
     const loaded = typeof choice === "string"
       ? loadKernels(choice, options.nativeLibrary)
       : { kernels: choice, nativeReason: "" };
-    const base = options.gemm === "ref" ? REF_GEMM : loadGemm(options.gemm ?? "auto");
-    // "auto": the small-K products on the native GEMM where it is built (and AVX2 is there)
-    const smallGemm = (options.gemm ?? "auto") === "auto";
-    this.#gemm = smallGemm ? withSmallGemm(base, loaded.kernels) : base;
+    const want = options.gemm ?? "auto";
+    const base = want === "ref" ? REF_GEMM : loadGemm(want === "native" ? "wasm" : want);
+    // "auto": the native GEMM where it is built (and AVX2 is there) for the small-K
+    // products beside OpenBLAS, or for every product instead of the WebAssembly GEMM
+    const use: NativeGemmUse | undefined =
+      want === "native" || (want === "auto" && !isOpenBlas(base))
+        ? "all"
+        : want === "auto"
+        ? "small"
+        : undefined;
+    this.#gemm = use ? withNativeGemm(base, loaded.kernels, use) : base;
+    if (want === "native" && this.#gemm === base) {
+      throw new Error(
+        `Cannot use the native GEMM: ${loaded.nativeReason || "this CPU has no AVX2 and FMA"}`,
+      );
+    }
     const gemm = this.#gemm;
     this.#sgemm = (args) => gemm.sgemm(args);
     this.#ops = withGemm(kernelOps(loaded.kernels), gemm); // the main thread's pool shares use this GEMM
@@ -277,7 +292,7 @@ export class CpuBackend implements Backend {
         ops: this.#ops,
         nativeLibrary: options.nativeLibrary,
         blasPath: gemm.path,
-        smallGemm: gemm !== base,
+        nativeGemm: gemm !== base ? use : undefined,
       })
       : null;
     this.#pool = pool instanceof CpuPool ? pool : null;

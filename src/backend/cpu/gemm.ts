@@ -111,38 +111,53 @@ export function smallGemmFits(
   return transB ? K <= SMALL_GEMM_KC_MAX : K * (Math.ceil(N / 16) * 16) <= SMALL_GEMM_PACK_FLOATS;
 }
 
+/** Which products {@link withNativeGemm} runs on the native GEMM. */
+export type NativeGemmUse = "small" | "all";
+
 /**
- * `base` with the products of {@link smallGemmFits} (and their fused epilogue) run by the
- * native kernels' GEMM, which beat OpenBLAS 1.2–1.8× on the ViT's small-K shapes
- * (`bench/gemm_small_bench.ts`); everything else, and every other member (threads, batched
- * calls, `sgemvT`, `path`), is `base`'s. Returns `base` where the kernels have no GEMM or
- * no 256-bit vectors (AVX2 + FMA).
+ * `base` with products run by the native kernels' GEMM: with `"small"` (beside OpenBLAS)
+ * those of {@link smallGemmFits}, where it beat OpenBLAS 1.2–1.7× on vit-micro's products;
+ * with `"all"` (beside the WebAssembly GEMM, which it beat 1.7–2.4× on every ViT shape)
+ * every product. Their fused epilogue goes with them. Everything else (threads, batched
+ * calls, `sgemvT`, `path`) is `base`'s. Returns `base` where the kernels have no GEMM or
+ * no 256-bit vectors (AVX2 + FMA). Measured by `bench/gemm_small_bench.ts`.
  *
  * @example
  * ```ts
- * import { loadGemm, withSmallGemm } from "./gemm.ts";
+ * import { loadGemm, withNativeGemm } from "./gemm.ts";
  * import { loadKernels } from "./kernels.ts";
- * const gemm = withSmallGemm(loadGemm(), loadKernels().kernels);
+ * const gemm = withNativeGemm(loadGemm(), loadKernels().kernels, "small");
  * console.log(gemm.name);
  * ```
  */
-export function withSmallGemm(base: Gemm, kernels: CpuKernels | null): Gemm {
+export function withNativeGemm(base: Gemm, kernels: CpuKernels | null, use: NativeGemmUse): Gemm {
   const native = kernels?.sgemm;
   if (!native || kernels.gemmVectorBits !== 256) return base;
+  const fits = use === "all" ? () => true : smallGemmFits;
   const separate = (args: GemmArgs, epi: GemmEpilogue): void => {
     base.sgemm(args);
     const { M, N, c, ldc } = args;
     if (ldc !== N) throw new RangeError("Cannot run a GEMM epilogue on C with ldc != N");
     kernels.biasGelu(c as Float32Array, epi.bias, epi.pre, M, N, epi.gelu ?? false);
   };
+  const noBlas = base.note &&
+    `OpenBLAS not found (${OPENBLAS_APT_COMMAND}: faster weight gradients)`;
   return Object.freeze({
     ...base,
-    name: `${base.name}; small-K products: native AVX2 GEMM`,
-    sgemm: (args: GemmArgs) => smallGemmFits(args) ? native(args) : base.sgemm(args),
+    name: use === "all"
+      ? `native AVX2 GEMM (${base.name} for batched products)`
+      : `${base.name}; native AVX2 GEMM for small-K products`,
+    ...(use === "all" && noBlas ? { note: noBlas } : {}),
+    sgemm: (args: GemmArgs) => fits(args) ? native(args) : base.sgemm(args),
     sgemmEpilogue(args: GemmArgs, epi: GemmEpilogue) {
-      if (smallGemmFits(args)) return native(args, epi);
+      if (fits(args)) return native(args, epi);
       if (base.sgemmEpilogue) return base.sgemmEpilogue(args, epi);
       separate(args, epi);
     },
   });
+}
+
+/** Whether `gemm` is OpenBLAS (not the WebAssembly or the TypeScript GEMM). */
+export function isOpenBlas(gemm: Gemm): boolean {
+  return gemm.path !== undefined && !Object.values<string>(WASM_GEMM_PATHS).includes(gemm.path);
 }

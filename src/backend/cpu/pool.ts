@@ -10,6 +10,7 @@
  * @module
  */
 import type { KernelOps } from "./kernels.ts";
+import type { NativeGemmUse } from "./gemm.ts";
 import {
   POOL_OP_CODES,
   POOL_OPS,
@@ -66,8 +67,8 @@ export interface PoolOptions {
   nativeLibrary?: string;
   /** `Gemm.path` of the GEMM the workers open for the matmul shares (absent: none). */
   blasPath?: string;
-  /** Whether the workers route small-K products to the native GEMM (`withSmallGemm`). */
-  smallGemm?: boolean;
+  /** Which products the workers run on the native GEMM (`withNativeGemm`; absent: none). */
+  nativeGemm?: NativeGemmUse;
 }
 
 /** One generation of workers: a control block, the workers, and the ids they know. */
@@ -261,7 +262,7 @@ export class CpuPool {
           control,
           share: t,
           blasPath: this.#opts.blasPath,
-          smallGemm: this.#opts.smallGemm,
+          nativeGemm: this.#opts.nativeGemm,
           kernels: this.#opts.ops.name,
           nativeLibrary: this.#opts.nativeLibrary,
           seen: 0,

@@ -177,8 +177,8 @@ export interface RegisterMessage {
   share?: number;
   /** `Gemm.path` of the matmul shares' GEMM (first message only; absent: none). */
   blasPath?: string;
-  /** Whether that GEMM's small-K products run on the native GEMM (first message only). */
-  smallGemm?: boolean;
+  /** Which of that GEMM's products run on the native GEMM (first message only). */
+  nativeGemm?: "small" | "all";
   /** The backend's kernels, loaded again by the worker (first message only). */
   kernels?: "native" | "wasm" | "js";
   /** The native library path of those kernels (first message only; absent: the default). */

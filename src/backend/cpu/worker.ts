@@ -30,7 +30,7 @@ import {
   writeError,
 } from "./pool_wire.ts";
 import { POOL_OP_LIST } from "./pool_ops.ts";
-import { openThreadGemm, withSmallGemm } from "./gemm.ts";
+import { openThreadGemm, withNativeGemm } from "./gemm.ts";
 import { type KernelOps, kernelOps, loadKernels, withGemm } from "./kernels.ts";
 
 const buffers = new Map<number, SharedArrayBuffer>();
@@ -110,7 +110,7 @@ self.onmessage = (e: MessageEvent<RegisterMessage>) => {
     // OpenBLAS or this thread's own WebAssembly GEMM, for the matmul and attention shares,
     // with the small-K products on the native GEMM where the main thread does so too
     const base = msg.blasPath ? openThreadGemm(msg.blasPath) : undefined;
-    const gemm = base && msg.smallGemm ? withSmallGemm(base, loaded) : base;
+    const gemm = base && msg.nativeGemm ? withNativeGemm(base, loaded, msg.nativeGemm) : base;
     ops = withGemm(kernelOps(loaded), gemm);
   }
   for (const [id, sab] of msg.add) buffers.set(id, sab);
