@@ -403,10 +403,12 @@ static inline int32_t gemm_nc(int32_t N, int32_t kc) {
   return nc < gemm_npad(N) ? nc : gemm_npad(N);
 }
 
-// Floats of the packing scratch that dbot_sgemm needs for N columns and inner size K.
-KERNEL int32_t dbot_sgemm_scratch(int32_t N, int32_t K) {
+// Floats of the packing scratch that dbot_sgemm needs: a block of op(B), and with transA
+// the block of op(A) (M rounded up to 6 rows × kc).
+KERNEL int32_t dbot_sgemm_scratch(int32_t transA, int32_t M, int32_t N, int32_t K) {
   int32_t kc = gemm_kc(K);
-  return kc * gemm_nc(N, kc);
+  int32_t mp = (M + GEMM_MR - 1) / GEMM_MR * GEMM_MR;
+  return kc * gemm_nc(N, kc) + (transA ? mp * kc : 0);
 }
 
 // 1 when this CPU runs the x86-64-v3 (AVX2 + FMA) clone of the kernels, else 0.
@@ -517,32 +519,35 @@ __attribute__((always_inline)) static inline void gemm_tile(
 }
 
 // C = alpha·op(A)·op(B) + beta·C with the epilogue (bias and pre may be 0; pre has C's
-// layout). work: dbot_sgemm_scratch(N, K) floats. K = 0 is the caller's (BLAS scales C).
+// layout). work: dbot_sgemm_scratch(transA, M, N, K) floats. K = 0 is the caller's (BLAS scales C).
 KERNEL void dbot_sgemm(int32_t transA, int32_t transB, int32_t M, int32_t N, int32_t K,
                        float alpha, const float* a, int32_t lda, const float* b, int32_t ldb,
                        float beta, float* c, int32_t ldc, const float* bias, float* pre,
                        int32_t gelu, float* work) {
   const int64_t si = transA ? 1 : lda, sk = transA ? lda : 1;
   const int32_t kcmax = gemm_kc(K), ncmax = gemm_nc(N, kcmax);
-  float ap[GEMM_MR * GEMM_KC_MAX] __attribute__((aligned(32)));
-  for (int32_t jc = 0; jc < N; jc += ncmax) {
-    const int32_t nc = N - jc < ncmax ? N - jc : ncmax;
-    for (int32_t k0 = 0; k0 < K; k0 += kcmax) {
-      const int32_t kc = K - k0 < kcmax ? K - k0 : kcmax;
-      const int32_t first = k0 == 0, last = k0 + kc == K;
+  float* ap = work + (int64_t)kcmax * ncmax; // with transA: op(A)'s block, [M / 6][kc][6]
+  for (int32_t k0 = 0; k0 < K; k0 += kcmax) {
+    const int32_t kc = K - k0 < kcmax ? K - k0 : kcmax;
+    const int32_t first = k0 == 0, last = k0 + kc == K;
+    if (transA) {
+      // op(A)'s rows are A's columns: each 6 of them, one cache line per k, copied once per
+      // block to [k][6] and read contiguously by every panel
+      for (int32_t i0 = 0; i0 < M; i0 += GEMM_MR) {
+        const int32_t rows = M - i0 < GEMM_MR ? M - i0 : GEMM_MR;
+        const float* ai = a + i0 + (int64_t)k0 * lda;
+        float* d = ap + (int64_t)i0 * kc;
+        for (int32_t k = 0; k < kc; k++)
+          for (int32_t r = 0; r < GEMM_MR; r++) d[k * GEMM_MR + r] = ai[k * sk + (r < rows ? r : 0)];
+      }
+    }
+    for (int32_t jc = 0; jc < N; jc += ncmax) {
+      const int32_t nc = N - jc < ncmax ? N - jc : ncmax;
       gemm_pack(work, b, ldb, transB, jc, nc, k0, kc);
       for (int32_t i0 = 0; i0 < M; i0 += GEMM_MR) {
         const int32_t rows = M - i0 < GEMM_MR ? M - i0 : GEMM_MR;
-        const float* ai = a + i0 * si + k0 * sk;
-        int64_t ti = si, tk = sk;
-        if (transA) {
-          // op(A)'s 6 rows are 6 adjacent columns of A, one cache line per k: copy them to
-          // ap [k][6], read contiguously by every panel
-          for (int32_t k = 0; k < kc; k++)
-            for (int32_t r = 0; r < GEMM_MR; r++)
-              ap[k * GEMM_MR + r] = ai[k * sk + (r < rows ? r : 0)];
-          ai = ap, ti = 1, tk = GEMM_MR;
-        }
+        const float* ai = transA ? ap + (int64_t)i0 * kc : a + i0 * si + k0 * sk;
+        const int64_t ti = transA ? 1 : si, tk = transA ? GEMM_MR : sk;
         for (int32_t p0 = 0; p0 < nc; p0 += GEMM_NR) {
           const int32_t j0 = jc + p0, cols = nc - p0 < GEMM_NR ? nc - p0 : GEMM_NR;
           float* cij = c + (int64_t)i0 * ldc + j0;

@@ -74,7 +74,7 @@ const SYMBOLS = {
     ],
     result: "void",
   },
-  dbot_sgemm_scratch: { parameters: ["i32", "i32"], result: "i32" },
+  dbot_sgemm_scratch: { parameters: ["i32", "i32", "i32", "i32"], result: "i32" },
   dbot_gemm_vector_bits: { parameters: [], result: "i32" },
   dbot_sgemm: {
     parameters: [
@@ -187,7 +187,7 @@ function openNative(path: string): CpuKernels | { reason: string } {
         else for (let j = 0; j < N; j++) row[j] *= args.beta;
       }
     }
-    const n = k.dbot_sgemm_scratch(N, K);
+    const n = k.dbot_sgemm_scratch(args.transA ? 1 : 0, M, N, K);
     if (packed.length < n) packed = new Float32Array(n);
     const { bias, pre, gelu = false } = epi;
     if (bias && bias.length < N) {
