@@ -258,7 +258,7 @@ nativeTest(
       assertEquals(gemm, base, "no AVX2: the base GEMM unchanged");
       return;
     }
-    assert(gemm.name.startsWith("base; "), gemm.name);
+    assertEquals(gemm.name, "base + native AVX2 GEMM (small-K products; base)");
     assertEquals(gemm.path, "/base");
     const small = operands({
       M: 8,
@@ -320,7 +320,7 @@ nativeTest("withNativeGemm 'all' runs every product natively and keeps the base'
   if (k.gemmVectorBits !== 256) return assertEquals(gemm, base, "no AVX2: the base unchanged");
   assertEquals(
     gemm.name,
-    "native AVX2 GEMM (WebAssembly SIMD GEMM (relaxed) for batched products)",
+    "native AVX2 GEMM (batched products: WebAssembly SIMD GEMM (relaxed))",
   );
   assertEquals(gemm.path, "wasm:relaxed");
   assert(gemm.note?.includes("faster weight gradients"), `note: ${gemm.note}`);
@@ -339,7 +339,7 @@ for (const gemm of ["auto", "native"] as const) {
       const be = new CpuBackend({ threads: 2, kernels: "native", gemm, minParallelWork: 1 });
       const ref = CpuBackend.reference();
       try {
-        if (gemm === "native") assert(be.description.includes("native AVX2 GEMM"), be.description);
+        assert(be.description.includes("native AVX2 GEMM, 2 threads"), be.description);
         const shapes = [[600, 96, 64, true], [130, 288, 96, false], [37, 20, 384, true]] as const;
         for (const [M, N, K, gelu] of shapes) {
           for (const transA of [false, true]) {

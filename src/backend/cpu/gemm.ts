@@ -144,9 +144,10 @@ export function withNativeGemm(base: Gemm, kernels: CpuKernels | null, use: Nati
     `OpenBLAS not found (${OPENBLAS_APT_COMMAND}: faster weight gradients)`;
   return Object.freeze({
     ...base,
+    // the part before " (" is the backend line's engine: "OpenBLAS + native AVX2 GEMM"
     name: use === "all"
-      ? `native AVX2 GEMM (${base.name} for batched products)`
-      : `${base.name}; native AVX2 GEMM for small-K products`,
+      ? `native AVX2 GEMM (batched products: ${base.name})`
+      : `${base.name.replace(/ \(.*$/, "")} + native AVX2 GEMM (small-K products; ${base.name})`,
     ...(use === "all" && noBlas ? { note: noBlas } : {}),
     sgemm: (args: GemmArgs) => fits(args) ? native(args) : base.sgemm(args),
     sgemmEpilogue(args: GemmArgs, epi: GemmEpilogue) {
