@@ -39,6 +39,8 @@ const SYMBOLS = {
   // Optional so that another CBLAS without it still loads; then the name says "? threads".
   openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
   openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
+  // The kernel set a DYNAMIC_ARCH build picked for this CPU ("Zen", "SkylakeX", "Haswell", …).
+  openblas_get_corename: { parameters: [], result: "pointer", optional: true },
   cblas_sgemv: {
     // order, trans, M, N, alpha, A, lda, X, incX, beta, Y, incY
     parameters: [
@@ -99,8 +101,10 @@ export function openOpenBlas(path: string): Gemm {
   const threads = lib.symbols.openblas_get_num_threads?.();
   const setThreads = lib.symbols.openblas_set_num_threads;
   const sgemv = lib.symbols.cblas_sgemv;
+  const core = lib.symbols.openblas_get_corename?.();
+  const kernels = core ? `, ${Deno.UnsafePointerView.getCString(core)} kernels` : "";
   const gemm: Gemm = Object.freeze({
-    name: `OpenBLAS (${path}, ${threads ?? "?"} threads)`,
+    name: `OpenBLAS (${path}, ${threads ?? "?"} threads${kernels})`,
     path,
     threads,
     setThreads: setThreads ? (n: number) => setThreads(n) : undefined,
