@@ -10,12 +10,12 @@ import { trainLinearProbe } from "../train/linprobe.ts";
 import type { ProbeJob, ProbeReply } from "./probes.ts";
 
 self.onmessage = (e: MessageEvent<ProbeJob>) => {
-  const { id, train, test, dim, config } = e.data;
+  const { train, test, dim, config } = e.data;
   let reply: ProbeReply;
   try {
-    reply = { id, result: trainLinearProbe(train, test, dim, config) };
+    reply = { result: trainLinearProbe(train, test, dim, config) };
   } catch (err) {
-    reply = { id, error: err instanceof Error ? err.message : String(err) };
+    reply = { error: err instanceof Error ? err.message : String(err) };
   }
   self.postMessage(reply);
 };

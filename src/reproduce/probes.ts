@@ -11,8 +11,6 @@ import { type LinprobeConfig, type LinprobeResult, trainLinearProbe } from "../t
 
 /** One probe to train. */
 export interface ProbeJob {
-  /** Its place in the batch of jobs. */
-  id: number;
   /** Training features `[N, dim]` and labels. */
   train: LabeledFeatures;
   /** Test features and labels. */
@@ -24,25 +22,27 @@ export interface ProbeJob {
 }
 
 /** A worker's answer: the result, or the error's message. */
-export type ProbeReply = { id: number; result: LinprobeResult } | { id: number; error: string };
+export type ProbeReply = { result: LinprobeResult } | { error: string };
 
 /**
  * Trains every job and returns the results in the jobs' order, on up to `workers` workers
- * (≤ 1: here, one after the other). A probe's error is thrown here with its message.
+ * (≤ 1: here, one after the other). A probe's error is thrown here with its message, and
+ * no worker starts another probe after it.
  */
 export async function trainProbes(
-  jobs: Omit<ProbeJob, "id">[],
+  jobs: ProbeJob[],
   workers: number,
 ): Promise<LinprobeResult[]> {
   const n = Math.min(Math.floor(workers), jobs.length);
   if (n <= 1) return jobs.map((j) => trainLinearProbe(j.train, j.test, j.dim, j.config));
   const out: LinprobeResult[] = new Array(jobs.length);
   let next = 0;
+  let failed = false;
   const url = new URL("./probe_worker.ts", import.meta.url);
   const run = async () => {
     const w = new Worker(url, { type: "module", name: "dbot-probe" });
     try {
-      while (next < jobs.length) {
+      while (next < jobs.length && !failed) {
         const id = next++;
         out[id] = await new Promise<LinprobeResult>((resolve, reject) => {
           w.onmessage = (e: MessageEvent<ProbeReply>) => {
@@ -54,9 +54,12 @@ export async function trainProbes(
             e.preventDefault();
             reject(new Error(`Linear probe worker failed: ${e.message}`));
           };
-          w.postMessage({ id, ...jobs[id] } satisfies ProbeJob);
+          w.postMessage(jobs[id] satisfies ProbeJob);
         });
       }
+    } catch (e) {
+      failed = true;
+      throw e;
     } finally {
       w.terminate();
     }
