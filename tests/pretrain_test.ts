@@ -184,6 +184,12 @@ gpuTest("pretrain() lowers the loss on a tiny run", lossGoesDown);
 Deno.test("resolvePretrain() rejects unknown settings and bad values with the fix", () => {
   assertThrows(() => resolvePretrain({ batchSize: 3 }), TypeError, 'unknown setting "batchSize"');
   assertThrows(() => resolvePretrain({ batch: 0 }), RangeError, "give a positive integer");
+  // a setting the command line takes is named by its flag too
+  assertThrows(
+    () => resolvePretrain({ baseLr: -1 }),
+    RangeError,
+    "Cannot use baseLr -1 (--base-lr): give",
+  );
   assertThrows(() => resolvePretrain({ model: "vit-giant" }), TypeError, "use one of vit-micro");
   assertThrows(
     () => resolvePretrain({ boundaries: [0, 5, 3] }),

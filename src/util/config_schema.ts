@@ -7,7 +7,7 @@
  * Every failure has one wording:
  * - an unknown key: `Cannot configure pre-training: unknown setting "batchSize"` (TypeError);
  * - a wrong type: `Cannot configure pre-training: "strict" must be a boolean, got "yes"`;
- * - a failed check: `Cannot use batch 0: give a positive integer` (RangeError for numbers
+ * - a failed check: `Cannot use batch 0 (--batch): give a positive integer` (RangeError for numbers
  *   out of range, TypeError for a value of the wrong kind, e.g. an unknown choice).
  *
  * @example
@@ -22,7 +22,7 @@
  * assertEquals(toy.resolve({ batch: 8 }).batch, 8);
  * assertEquals(toy.resolve(toy.fromFlags({ batch: "16" })).batch, 16);
  * assertEquals(Object.keys(toy.flags()), ["batch", "name"]);
- * assertThrows(() => toy.resolve({ batch: 0 }), RangeError, "Cannot use batch 0: give a positive integer");
+ * assertThrows(() => toy.resolve({ batch: 0 }), RangeError, "Cannot use batch 0 (--batch): give a positive integer");
  * assertThrows(() => toy.resolve({ size: 1 }), TypeError, 'unknown setting "size"');
  * ```
  *
@@ -179,7 +179,9 @@ export function defineConfig<T extends { [K in keyof T]: SettingValue }>(
           const v = cfg[k] as T[typeof k];
           if (c.ok(v)) continue;
           const Err = c.kind === "type" ? TypeError : RangeError;
-          throw new Err(`Cannot use ${k} ${show(v)}: ${c.give}`);
+          // a command-line setting is named by its flag too, for the person who typed it
+          const flag = flagKeys.includes(k) ? ` (--${kebab(k)})` : "";
+          throw new Err(`Cannot use ${k} ${show(v)}${flag}: ${c.give}`);
         }
       }
       const c = cfg as T;
