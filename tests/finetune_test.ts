@@ -203,7 +203,26 @@ Deno.test("finetune() lowers the training loss and saves a classifier that reloa
       testLimit: 32,
       logEvery: 4,
     });
-    const s = await finetune(new CpuBackend(), cfg, { log: () => {} });
+    // count what the run allocates and frees: a reproduction fine-tunes many times on one backend
+    const be = new CpuBackend();
+    const live = new Set<unknown>();
+    const [tensor, free] = [be.tensor.bind(be), be.free.bind(be)];
+    be.tensor = (...a: Parameters<CpuBackend["tensor"]>) => {
+      const t = tensor(...a);
+      live.add(t.storage);
+      return t;
+    };
+    be.free = (t) => {
+      live.delete(t.storage);
+      free(t);
+    };
+    const s = await finetune(be, cfg, { log: () => {} });
+    const left = [...live].map((st) => (st as { label?: string }).label);
+    assertEquals(
+      left.filter((l) => l?.startsWith("ft.")),
+      [],
+      "the classifier's buffers are freed",
+    );
     assert(s.loss_last < s.loss_first - 0.5, `loss ${s.loss_first} → ${s.loss_last}`);
     assert(s.top1 >= 0 && s.top1 <= 100 && s.test === 32, `top-1 ${s.top1}`);
     const r = await readClassifier(s.classifier);

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { type Backend, type Tensor, view } from "../backend/backend.ts";
+import { type Backend, freeTensors, type Tensor, view } from "../backend/backend.ts";
 import { type DropScales, LN_EPS } from "../nn/block.ts";
 import { linearBackward, linearForward } from "../nn/linear.ts";
 import type { Rng } from "../util/rng.ts";
@@ -180,6 +180,29 @@ export class VitClassifier {
       ? t([cfg.depth * 2 * B], "dropScales")
       : null;
     if (this.#dropTable) be.fill(this.#dropTable, 1); // no drop until setBatch draws scales
+  }
+
+  /** Frees the parameters, the encoder's buffers and the classifier's own. */
+  dispose(): void {
+    this.encoder.dispose();
+    this.ps.dispose();
+    freeTensors(this.#be, [
+      this.images,
+      this.target,
+      this.logits,
+      this.loss,
+      this.#index,
+      this.#pool,
+      this.#pooled,
+      this.#fc,
+      this.#fcMean,
+      this.#fcRstd,
+      this.#dlogits,
+      this.#dfc,
+      this.#dpooled,
+      this.#dx,
+      this.#dropTable,
+    ]);
   }
 
   /** Initialises every parameter from its spec (head included), drawing from `rng`. */

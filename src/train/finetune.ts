@@ -580,10 +580,11 @@ class FinetuneRun {
     return path;
   }
 
-  /** Frees the step's and the optimiser's buffers. */
+  /** Frees the step's, the optimiser's and the model's buffers. */
   close(): void {
     this.step.dispose();
     this.opt.dispose();
+    this.model.dispose();
   }
 }
 
