@@ -16,7 +16,7 @@
  *
  * @module
  */
-import type { Backend, Tensor } from "../backend/backend.ts";
+import { type Backend, freeTensors, type Tensor } from "../backend/backend.ts";
 import { imageBatches } from "../data/batches.ts";
 import { openDataset } from "../data/dataset.ts";
 import { inferVitConfig, readCheckpoint, vitWeights } from "../io/checkpoint_file.ts";
@@ -259,26 +259,33 @@ export async function analyzeEncoder(
   const attSum = Array.from({ length: cfg.depth }, () => new Float64Array(NH * N * N));
   const svSum = Array.from({ length: cfg.depth }, () => new Float64Array(SV_TOP_K));
   const layerFeatures = Array.from({ length: cfg.depth }, () => new Float32Array(count * D));
-  for await (const { start, n, data } of imageBatches(count, B, imgLen, image)) {
-    be.upload(input, data);
-    enc.patchify(input);
-    enc.forward(index);
-    for (let layer = 0; layer < cfg.depth; layer++) {
-      const att = (await be.download(enc.attention(layer))) as Float32Array; // [B, NH, N, N]
-      const acc = attSum[layer];
-      for (let i = 0; i < n * NH * N * N; i++) acc[i % (NH * N * N)] += att[i];
-      const x = (await be.download(enc.blockOutput(layer))) as Float32Array; // [B, N, D]
-      const feats = layerFeatures[layer];
-      for (let b = 0; b < n; b++) {
-        const patches = x.subarray((b * N + 1) * D, (b + 1) * N * D); // [L, D]
-        const share = singularValueShare(patches, { rows: L, cols: D }, SV_TOP_K);
-        for (let k = 0; k < SV_TOP_K; k++) svSum[layer][k] += share[k];
-        const row = feats.subarray((start + b) * D, (start + b + 1) * D);
-        for (let l = 0; l < L; l++) {
-          for (let c = 0; c < D; c++) row[c] += patches[l * D + c] / L;
+  try {
+    for await (const { start, n, data } of imageBatches(count, B, imgLen, image)) {
+      be.upload(input, data);
+      enc.patchify(input);
+      enc.forward(index);
+      for (let layer = 0; layer < cfg.depth; layer++) {
+        const att = (await be.download(enc.attention(layer))) as Float32Array; // [B, NH, N, N]
+        const acc = attSum[layer];
+        for (let i = 0; i < n * NH * N * N; i++) acc[i % (NH * N * N)] += att[i];
+        const x = (await be.download(enc.blockOutput(layer))) as Float32Array; // [B, N, D]
+        const feats = layerFeatures[layer];
+        for (let b = 0; b < n; b++) {
+          const patches = x.subarray((b * N + 1) * D, (b + 1) * N * D); // [L, D]
+          const share = singularValueShare(patches, { rows: L, cols: D }, SV_TOP_K);
+          for (let k = 0; k < SV_TOP_K; k++) svSum[layer][k] += share[k];
+          const row = feats.subarray((start + b) * D, (start + b + 1) * D);
+          for (let l = 0; l < L; l++) {
+            for (let c = 0; c < D; c++) row[c] += patches[l * D + c] / L;
+          }
         }
       }
     }
+  } finally {
+    // the encoder, its weights and buffers: a reproduction analyses many checkpoints on one backend
+    enc.dispose();
+    ps.dispose();
+    freeTensors(be, [index, input]);
   }
   return {
     mad: attSum.map((a) =>
