@@ -91,6 +91,16 @@ function reasonOf(e: unknown): string {
 }
 
 /**
+ * `", Zen kernels"`: the kernel set a DYNAMIC_ARCH OpenBLAS picked, read from its C string
+ * only where FFI is granted without a path scope (reading memory through a pointer needs
+ * it; a scoped `--allow-ffi` would otherwise prompt or fail), else "".
+ */
+function coreName(core: Deno.PointerValue): string {
+  if (!core || Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return "";
+  return `, ${Deno.UnsafePointerView.getCString(core)} kernels`;
+}
+
+/**
  * Opens OpenBLAS at `path` (cached per path; a pool worker opens the library the main
  * thread found). Throws when it does not load.
  */
@@ -101,8 +111,7 @@ export function openOpenBlas(path: string): Gemm {
   const threads = lib.symbols.openblas_get_num_threads?.();
   const setThreads = lib.symbols.openblas_set_num_threads;
   const sgemv = lib.symbols.cblas_sgemv;
-  const core = lib.symbols.openblas_get_corename?.();
-  const kernels = core ? `, ${Deno.UnsafePointerView.getCString(core)} kernels` : "";
+  const kernels = coreName(lib.symbols.openblas_get_corename?.() ?? null);
   const gemm: Gemm = Object.freeze({
     name: `OpenBLAS (${path}, ${threads ?? "?"} threads${kernels})`,
     path,
