@@ -13,6 +13,8 @@ import {
 import {
   checkBudget,
   fmtGain,
+  gateProbe,
+  gateProbeLabels,
   gateRows,
   pairedGain,
   readingLines,
@@ -76,8 +78,9 @@ function result(row: string, seed: number, knn: [number, number], probe: [number
     boundaries: [0, 12],
     curve: [],
     finetune: { "600": 50 + knn[0] / 10, all: 80 },
-    probeCls: { "600": 60, all: probe[0] },
-    probeMean: { "600": 60, all: probe[1] },
+    // the gate's probe is the largest subset short of every label (here 6000)
+    probeCls: { "600": 60, "6000": probe[0], all: 75 },
+    probeMean: { "600": 60, "6000": probe[1], all: 75 },
     knnCls: knn[0],
     knnMean: knn[1],
     pretrainS: 10,
@@ -143,6 +146,15 @@ Deno.test("gate: rows pass on one feature, are flagged below, and only passing r
   assert(md.includes("| dbot-2 | +3.0 ± 2.1 ⚑ |"), md);
   assert(md.includes("| mae | +5.1 ± 0.1 |"), md);
   assert(md.includes("⚑ below: not ranked"), md);
+});
+
+Deno.test("gate: the probe it uses is the largest subset short of every label", () => {
+  assertEquals(gateProbe({ "600": 61, "6000": 72, all: 77 }), 72);
+  assertEquals(gateProbe({ "20": 40, all: 50 }), 40);
+  assertEquals(gateProbe({ all: 50 }), 50);
+  assertEquals(gateProbe(null), null);
+  assertEquals(gateProbeLabels([600, 6000, 0]), "6000 labels");
+  assertEquals(gateProbeLabels([0]), "every label");
 });
 
 Deno.test("gate: with one seed nothing is gated and nothing is ranked", () => {

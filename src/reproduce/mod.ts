@@ -46,6 +46,8 @@ export {
   type Gain,
   GATE_BASELINE,
   GATE_SE,
+  gateProbe,
+  gateProbeLabels,
   type GateRow,
   gateRows,
   pairedGain,

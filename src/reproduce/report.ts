@@ -16,7 +16,15 @@ import {
   type ReproduceOptions,
   WARMUP_FRACTION,
 } from "./budgets.ts";
-import { fmtGain, GATE_BASELINE, GATE_SE, type GateRow, gateRows, readingLines } from "./gate.ts";
+import {
+  fmtGain,
+  GATE_BASELINE,
+  GATE_SE,
+  gateProbeLabels,
+  type GateRow,
+  gateRows,
+  readingLines,
+} from "./gate.ts";
 import type { CurvePoint, LabelFigures, RowResult } from "./types.ts";
 import { effectiveLr } from "../train/schedule.ts";
 
@@ -359,11 +367,13 @@ export function renderMarkdown(r: Omit<ReproduceReport, "markdown">): string {
     `### The gate: gain over the random init, paired by seed (mean ± standard error)`,
     "",
     `A row passes when its k-NN and its linear-probe gain (${
-      probeKeys.includes("all") ? "every label" : `${probeKeys[probeKeys.length - 1]} labels`
+      gateProbeLabels(b.probeLabels)
     }) are both positive and ≥ ${GATE_SE} SE on one feature; ⚑ marks a gain under ` +
     `${GATE_SE} SE. A row below the gate is not ranked; with one seed nothing is gated.`,
     "",
-    "| row | k-NN cls | k-NN mean | probe cls | probe mean | n | gate |",
+    `| row | k-NN cls | k-NN mean | probe cls (${
+      gateProbeLabels(b.probeLabels)
+    }) | probe mean | n | gate |`,
     "|---|---:|---:|---:|---:|---:|---|",
     ...r.gate.map((g) =>
       `| ${g.row} | ${fmtGain(g.knnCls)} | ${fmtGain(g.knnMean)} | ${fmtGain(g.probeCls)} | ` +
