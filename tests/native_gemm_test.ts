@@ -209,6 +209,24 @@ nativeTest("sgemm with K = 0 scales C by beta and applies the epilogue", (k) => 
     ldc: 2,
   }, { bias: new Float32Array([10, 20]) });
   assertEquals(Array.from(c), [10.5, 21, 11.5, 22]);
+  // rows ldc apart: the padding between them is left alone
+  const padded = new Float32Array([1, 2, 99, 3, 4]);
+  k.sgemm!({
+    transA: false,
+    transB: false,
+    M: 2,
+    N: 2,
+    K: 0,
+    alpha: 1,
+    a: new Float32Array(0),
+    lda: 1,
+    b: new Float32Array(0),
+    ldb: 2,
+    beta: 1,
+    c: padded,
+    ldc: 3,
+  }, { bias: new Float32Array([1, 1]) });
+  assertEquals(Array.from(padded), [2, 3, 99, 4, 5]);
 });
 
 nativeTest("sgemm refuses short operands with a RangeError naming them", (k) => {
@@ -225,6 +243,8 @@ nativeTest("sgemm refuses short operands with a RangeError naming them", (k) => 
   assertThrows(() => k.sgemm!({ ...args, a: args.a.subarray(1) }), RangeError, "a is too short");
   assertThrows(() => k.sgemm!({ ...args, ldc: 4 }), RangeError, "ldc");
   assertThrows(() => k.sgemm!(args, { bias: new Float32Array(4) }), RangeError, "bias");
+  const f64 = { ...args, c: new Float64Array(args.c.length) };
+  assertThrows(() => k.sgemm!(f64), TypeError, "f64");
 });
 
 Deno.test("smallGemmFits: forward products up to K = 1024, input gradients whose W packs whole", () => {

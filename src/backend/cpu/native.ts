@@ -177,18 +177,10 @@ function openNative(path: string): CpuKernels | { reason: string } {
   let packed = new Float32Array(0);
   const sgemm = (args: GemmArgs, epi: GemmEpilogue = {}): void => {
     validateGemmArgs(args);
-    const { M, N, K, c, ldc } = args;
-    if (M === 0 || N === 0) return;
-    if (K === 0) {
-      // C = beta·C (BLAS), then the epilogue
-      for (let i = 0; i < M; i++) {
-        const row = c.subarray(i * ldc, i * ldc + N);
-        if (args.beta === 0) row.fill(0);
-        else for (let j = 0; j < N; j++) row[j] *= args.beta;
-      }
+    const { M, N, K, a, b, c, ldc } = args;
+    if (!(a instanceof Float32Array && b instanceof Float32Array && c instanceof Float32Array)) {
+      throw new TypeError("Cannot run the native GEMM on f64 arrays: it is single precision");
     }
-    const n = k.dbot_sgemm_scratch(args.transA ? 1 : 0, M, N, K);
-    if (packed.length < n) packed = new Float32Array(n);
     const { bias, pre, gelu = false } = epi;
     if (bias && bias.length < N) {
       throw new RangeError(`Cannot run GEMM as bias has ${bias.length} elements, needs ${N}`);
@@ -196,19 +188,21 @@ function openNative(path: string): CpuKernels | { reason: string } {
     if (gelu && pre && pre.length < (M - 1) * ldc + N) {
       throw new RangeError(`Cannot run GEMM as pre is too short for [${M}, ${N}] with ldc=${ldc}`);
     }
+    if (M === 0 || N === 0) return;
     if (K === 0) {
-      if (bias || gelu) {
-        k.dbot_bias_gelu(
-          c as Float32Array,
-          bias ?? NULL,
-          gelu && pre ? pre : NULL,
-          M,
-          N,
-          gelu ? 1 : 0,
-        );
+      // C = beta·C (BLAS), then the epilogue, row by row (C's rows are ldc apart)
+      for (let i = 0; i < M; i++) {
+        const row = c.subarray(i * ldc, i * ldc + N);
+        if (args.beta === 0) row.fill(0);
+        else for (let j = 0; j < N; j++) row[j] *= args.beta;
+        if (!bias && !gelu) continue;
+        const p = gelu && pre ? pre.subarray(i * ldc, i * ldc + N) : NULL;
+        k.dbot_bias_gelu(row, bias ?? NULL, p, 1, N, gelu ? 1 : 0);
       }
       return;
     }
+    const n = k.dbot_sgemm_scratch(args.transA ? 1 : 0, M, N, K);
+    if (packed.length < n) packed = new Float32Array(n);
     k.dbot_sgemm(
       args.transA ? 1 : 0,
       args.transB ? 1 : 0,
@@ -216,12 +210,12 @@ function openNative(path: string): CpuKernels | { reason: string } {
       N,
       K,
       args.alpha,
-      args.a as Float32Array,
+      a,
       args.lda,
-      args.b as Float32Array,
+      b,
       args.ldb,
       args.beta,
-      c as Float32Array,
+      c,
       ldc,
       bias ?? NULL,
       gelu && pre ? pre : NULL,
