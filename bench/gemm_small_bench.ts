@@ -16,6 +16,7 @@ import { loadOpenBlas } from "../src/backend/cpu/openblas.ts";
 import { loadNativeKernels } from "../src/backend/cpu/native.ts";
 import { smallGemmFits } from "../src/backend/cpu/gemm.ts";
 import type { GemmArgs } from "../src/backend/cpu/gemm_types.ts";
+import { Rng } from "../src/util/rng.ts";
 
 const blas = loadOpenBlas([]);
 const native = loadNativeKernels();
@@ -47,15 +48,7 @@ const SHAPES: Shape[] = [
   [192, 576, 4160, true, false, ""], // vit-tiny qkv dW
 ];
 
-function rand(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = 2 * (s / 2 ** 32) - 1;
-  }
-  return out;
-}
+const rand = (n: number, seed: number) => new Rng(seed).uniformArray(n, -1, 1);
 
 console.log(`OpenBLAS: ${blas.name}, 1 thread; native GEMM: ${native.gemmVectorBits}-bit vectors`);
 console.log(

@@ -18,57 +18,34 @@ import {
   withNativeGemm,
 } from "../src/backend/cpu/gemm.ts";
 import { CpuBackend } from "../src/backend/cpu/backend.ts";
+import { Rng } from "../src/util/rng.ts";
+import { requires } from "./requires.ts";
 
-const native = loadNativeKernels();
-const requireNative = (() => {
-  try {
-    return Deno.env.get("DBOT_REQUIRE_NATIVE") === "1";
-  } catch {
-    return false;
-  }
-})();
+const native = await requires("native");
+const loaded = loadNativeKernels();
 
-/** A test that needs the native kernels: ignored without them, failed under DBOT_REQUIRE_NATIVE. */
+/** A test that needs the native kernels (skipped without them, failed under DBOT_REQUIRE_NATIVE). */
 function nativeTest(name: string, fn: (k: CpuKernels) => void | Promise<void>): void {
-  Deno.test({
-    name: `[native] ${name}`,
-    ignore: "reason" in native && !requireNative,
-    fn: () => {
-      if ("reason" in native) {
-        throw new Error(
-          `DBOT_REQUIRE_NATIVE=1 but the native kernels did not load: ${native.reason}`,
-        );
-      }
-      return fn(native);
-    },
-  });
+  native.test(`[native] ${name}`, () => fn(loaded as CpuKernels));
 }
 
 /** Seeded uniform [-1, 1) f32 values. */
-function rand(n: number, seed: number): Float32Array {
-  let s = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = 2 * (s / 2 ** 32) - 1;
-  }
-  return out;
-}
+const rand = (n: number, seed: number): Float32Array => new Rng(seed).uniformArray(n, -1, 1);
 
 interface Case {
   M: number;
   N: number;
   K: number;
-  transA: boolean;
-  transB: boolean;
-  alpha: number;
-  beta: number;
-  pad: number; // extra elements per row stride
+  transA?: boolean;
+  transB?: boolean;
+  alpha?: number; // default 1
+  beta?: number; // default 0
+  pad?: number; // extra elements per row stride, default 0
 }
 
 /** The operands of a case (row strides `pad` above the minimum), C filled with `fill`. */
 function operands(c: Case, seed: number, fill?: number): GemmArgs {
-  const { M, N, K, transA, transB, alpha, beta, pad } = c;
+  const { M, N, K, transA = false, transB = false, alpha = 1, beta = 0, pad = 0 } = c;
   const lda = (transA ? M : K) + pad;
   const ldb = (transB ? K : N) + pad;
   const ldc = N + pad;
@@ -147,11 +124,7 @@ nativeTest("sgemm matches the reference GEMM for every transpose, stride and bet
 
 nativeTest("sgemm with beta 0 overwrites a C full of NaN", (k) => {
   for (const [M, N, K] of SHAPES) {
-    const args = operands(
-      { M, N, K, transA: false, transB: true, alpha: 1, beta: 0, pad: 0 },
-      7,
-      NaN,
-    );
+    const args = operands({ M, N, K, transB: true }, 7, NaN);
     const want = reference({ ...args, c: new Float32Array(args.c.length) });
     k.sgemm!(args);
     assertClose(args.c as Float32Array, want, args, 4e-7 * K, `${M}x${N}x${K}`);
@@ -163,10 +136,7 @@ nativeTest("sgemm's fused bias and GELU equal the reference epilogue, pre includ
   for (const [M, N, K] of SHAPES) {
     for (const gelu of [false, true]) {
       for (const transB of [false, true]) {
-        const args = operands(
-          { M, N, K, transA: false, transB, alpha: 1, beta: 0, pad: 0 },
-          seed++,
-        );
+        const args = operands({ M, N, K, transB }, seed++);
         const bias = rand(N, seed++);
         const pre = new Float32Array(M * N).fill(NaN);
         const want = reference(args);
@@ -178,10 +148,7 @@ nativeTest("sgemm's fused bias and GELU equal the reference epilogue, pre includ
         if (gelu) assertClose(pre, wantPre, args, 4e-7 * K, `${what} pre`);
         else assert(pre.every(Number.isNaN), `${what}: pre written without GELU`);
         // the same as the GEMM then the kernels' own epilogue pass, bit for bit
-        const again = operands(
-          { M, N, K, transA: false, transB, alpha: 1, beta: 0, pad: 0 },
-          seed - 2,
-        );
+        const again = operands({ M, N, K, transB }, seed - 2);
         const pre2 = new Float32Array(M * N).fill(NaN);
         k.sgemm!(again);
         k.biasGelu(again.c as Float32Array, bias, gelu ? pre2 : undefined, M, N, gelu);
@@ -230,16 +197,7 @@ nativeTest("sgemm with K = 0 scales C by beta and applies the epilogue", (k) => 
 });
 
 nativeTest("sgemm refuses short operands with a RangeError naming them", (k) => {
-  const args = operands({
-    M: 4,
-    N: 5,
-    K: 6,
-    transA: false,
-    transB: false,
-    alpha: 1,
-    beta: 0,
-    pad: 0,
-  }, 3);
+  const args = operands({ M: 4, N: 5, K: 6 }, 3);
   assertThrows(() => k.sgemm!({ ...args, a: args.a.subarray(1) }), RangeError, "a is too short");
   assertThrows(() => k.sgemm!({ ...args, ldc: 4 }), RangeError, "ldc");
   assertThrows(() => k.sgemm!(args, { bias: new Float32Array(4) }), RangeError, "bias");
@@ -280,48 +238,27 @@ nativeTest(
     }
     assertEquals(gemm.name, "base + native AVX2 GEMM (small-K products; base)");
     assertEquals(gemm.path, "/base");
-    const small = operands({
-      M: 8,
-      N: 40,
-      K: 24,
-      transA: false,
-      transB: true,
-      alpha: 1,
-      beta: 0,
-      pad: 0,
-    }, 5);
-    const wide = operands({
-      M: 8,
-      N: 40,
-      K: 24,
-      transA: true,
-      transB: false,
-      alpha: 1,
-      beta: 0,
-      pad: 0,
-    }, 6);
+    const small = operands({ M: 8, N: 40, K: 24, transB: true }, 5);
+    const wide = operands({ M: 8, N: 40, K: 24, transA: true }, 6);
     const [ws, ww] = [reference(small), reference(wide)];
     gemm.sgemm(small);
     gemm.sgemm(wide);
     assertEquals(calls, ["base 8x40x24"], "only the transposed-A product reaches the base");
     assertClose(small.c as Float32Array, ws, small, 1e-5, "small");
     assertClose(wide.c as Float32Array, ww, wide, 1e-5, "wide");
-    // an epilogue on a product the native GEMM does not take: the base, then the kernels' pass
+    // with an epilogue: fused on the native GEMM (true); a product it does not take is not
+    // fused where the base fuses none (false, nothing ran: the caller's blocked pass runs it)
     const bias = rand(40, 9);
-    const w2 = reference(wide);
-    matmulEpilogue({ c: w2, bias: Float64Array.from(bias) }, { M: 8, N: 40, gelu: true });
-    const again = operands({
-      M: 8,
-      N: 40,
-      K: 24,
-      transA: true,
-      transB: false,
-      alpha: 1,
-      beta: 0,
-      pad: 0,
-    }, 6);
-    gemm.sgemmEpilogue!(again, { bias, gelu: true });
-    assertClose(again.c as Float32Array, w2, again, 1e-5, "wide with epilogue");
+    const fused = operands({ M: 8, N: 40, K: 24, transB: true }, 5);
+    const want = reference(fused);
+    matmulEpilogue({ c: want, bias: Float64Array.from(bias) }, { M: 8, N: 40, gelu: true });
+    assertEquals(gemm.sgemmEpilogue!(fused, { bias, gelu: true }), true);
+    assertClose(fused.c as Float32Array, want, fused, 1e-5, "small with epilogue");
+    const again = operands({ M: 8, N: 40, K: 24, transA: true }, 6);
+    const before = Array.from(again.c);
+    assertEquals(gemm.sgemmEpilogue!(again, { bias, gelu: true }), false);
+    assertEquals(Array.from(again.c), before, "nothing ran");
+    assertEquals(calls, ["base 8x40x24"], "and the base was not called");
   },
 );
 
@@ -344,8 +281,7 @@ nativeTest("withNativeGemm 'all' runs every product natively and keeps the base'
   );
   assertEquals(gemm.path, "wasm:relaxed");
   assert(gemm.note?.includes("faster weight gradients"), `note: ${gemm.note}`);
-  const c: Case = { M: 8, N: 40, K: 24, transA: true, transB: false, alpha: 1, beta: 1, pad: 2 };
-  const wide = operands(c, 6);
+  const wide = operands({ M: 8, N: 40, K: 24, transA: true, beta: 1, pad: 2 }, 6);
   const want = reference(wide);
   gemm.sgemm(wide);
   assertEquals(calls, [], "the base GEMM is not called");

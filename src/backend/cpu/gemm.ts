@@ -99,7 +99,7 @@ export const SMALL_GEMM_PACK_FLOATS = 49152;
 export const SMALL_GEMM_KC_MAX = 1024;
 
 /**
- * Whether {@link withSmallGemm} runs `args` on the native GEMM, where `bench/gemm_small_bench.ts`
+ * Whether {@link withNativeGemm} (`"small"`) runs `args` on the native GEMM, where `bench/gemm_small_bench.ts`
  * measured it at least level with OpenBLAS: forward products `x·Wᵀ` (`transB`) with
  * `K ≤ 1024`, and input gradients `dY·W` whose `W` packs whole into one block. Weight
  * gradients (`transA`, K = tokens) stay on the base GEMM, which was faster there.
@@ -134,12 +134,6 @@ export function withNativeGemm(base: Gemm, kernels: CpuKernels | null, use: Nati
   const native = kernels?.sgemm;
   if (!native || kernels.gemmVectorBits !== 256) return base;
   const fits = use === "all" ? () => true : smallGemmFits;
-  const separate = (args: GemmArgs, epi: GemmEpilogue): void => {
-    base.sgemm(args);
-    const { M, N, c, ldc } = args;
-    if (ldc !== N) throw new RangeError("Cannot run a GEMM epilogue on C with ldc != N");
-    kernels.biasGelu(c as Float32Array, epi.bias, epi.pre, M, N, epi.gelu ?? false);
-  };
   const noBlas = base.note &&
     `OpenBLAS not found (${OPENBLAS_APT_COMMAND}: faster weight gradients)`;
   return Object.freeze({
@@ -150,10 +144,11 @@ export function withNativeGemm(base: Gemm, kernels: CpuKernels | null, use: Nati
       : `${base.name.replace(/ \(.*$/, "")} + native AVX2 GEMM (small-K products; ${base.name})`,
     ...(use === "all" && noBlas ? { note: noBlas } : {}),
     sgemm: (args: GemmArgs) => fits(args) ? native(args) : base.sgemm(args),
+    // a product the native GEMM does not take is fused only where the base fuses it
     sgemmEpilogue(args: GemmArgs, epi: GemmEpilogue) {
-      if (fits(args)) return native(args, epi);
-      if (base.sgemmEpilogue) return base.sgemmEpilogue(args, epi);
-      separate(args, epi);
+      if (!fits(args)) return base.sgemmEpilogue?.(args, epi) ?? false;
+      native(args, epi);
+      return true;
     },
   });
 }

@@ -66,9 +66,10 @@ export interface Gemm {
   /**
    * {@link Gemm.sgemm} followed by `epilogue`, fused (the WebAssembly GEMM applies it to
    * each block of rows of C once it is final, while it is in cache, and before copying C
-   * out of its memory); absent where the GEMM cannot fuse it.
+   * out of its memory): true. False when this GEMM does not fuse this product (nothing
+   * ran: the caller runs the GEMM and the epilogue); absent where it fuses none.
    */
-  sgemmEpilogue?(args: GemmArgs, epilogue: GemmEpilogue): void;
+  sgemmEpilogue?(args: GemmArgs, epilogue: GemmEpilogue): boolean;
   /**
    * `batch` products stored one after another, each `args` shifted by one stored matrix:
    * product `p` reads `a` from `p·rows·lda` (`rows` = K when `transA`, else M), `b` from

@@ -106,7 +106,7 @@ export interface CpuKernels {
    * Native only: `C = alpha·op(A)·op(B) + beta·C` then the epilogue, single-threaded, on
    * f32 arrays (`native/dbot_cpu.c`: op(B) packed in blocks that stay in L2, 6 × 16 tiles in
    * vector registers, the epilogue on each finished tile; every element summed in k order
-   * whatever the split). `withSmallGemm` in `gemm.ts` routes the products it wins on here.
+   * whatever the split). `withNativeGemm` in `gemm.ts` routes the products it wins on here.
    */
   sgemm?(args: GemmArgs, epilogue?: GemmEpilogue): void;
   /** Vector width of {@link CpuKernels.sgemm} on this CPU: 256 (AVX2 + FMA) or 128. */

@@ -516,11 +516,9 @@ export const POOL_OPS = {
       };
       const bias = b.bias && f(b.bias);
       const gelu = p.gelu === 1;
-      if ((bias || gelu) && gemm.sgemmEpilogue) {
-        const pre = b.pre && rowsOf(b.pre, lo, hi, N);
-        gemm.sgemmEpilogue(args, { bias, pre, gelu }); // the epilogue inside the GEMM, on rows in cache
-        return;
-      }
+      // the epilogue inside the GEMM, on rows in cache, where the GEMM fuses this product
+      const pre = b.pre && rowsOf(b.pre, lo, hi, N);
+      if ((bias || gelu) && gemm.sgemmEpilogue?.(args, { bias, pre, gelu })) return;
       if (!bias && !gelu) return gemm.sgemm(args);
       // The GEMM in row blocks of ~EPILOGUE_BLOCK floats of C, each block's epilogue right
       // after its product, while the block is still in this core's L2.

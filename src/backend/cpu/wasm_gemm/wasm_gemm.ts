@@ -351,7 +351,10 @@ function makeGemm(ex: Exports, variant: WasmGemmVariant, chunks: WasmGemmChunks)
     name: NAMES[variant],
     path: WASM_GEMM_PATHS[variant],
     sgemm: (args: GemmArgs) => run(args),
-    sgemmEpilogue: run,
+    sgemmEpilogue: (args: GemmArgs, epi: GemmEpilogue) => {
+      run(args, epi);
+      return true;
+    },
     sgemmBatch,
   });
 }
