@@ -126,7 +126,7 @@ Deno.test("gate: rows pass on one feature, are flagged below, and only passing r
   // a question with a row below the gate is not answered; one with both passing is
   assert(text.includes("Do 2 stages beat 1 at equal epochs? Not answered: dbot-2 is below"), text);
   const q = reading.find((l) => l.startsWith("- Does dBOT-1 reach MAE?"))!;
-  assert(/probe cls dbot-1 − mae -4\.\d ± 0\.\d \(mae ahead\)/.test(q), q);
+  assert(/probe cls \(6000 labels\) dbot-1 − mae -4\.\d ± 0\.\d \(mae ahead\)/.test(q), q);
   assert(q.includes("fine-tune 600"), q);
 
   // the table: the gate first, the flag on the row below it

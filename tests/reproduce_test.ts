@@ -13,7 +13,9 @@ import {
   resolveReproduce,
 } from "../src/reproduce/mod.ts";
 import { finetuneCommand, fmtStat, stat } from "../src/reproduce/report.ts";
-import { nextCurveEpoch } from "../src/reproduce/rows.ts";
+import { nextCurveEpoch, planRows } from "../src/reproduce/rows.ts";
+import { ROW_NAMES } from "../src/reproduce/budgets.ts";
+import { vitFromPreset } from "../src/models/mod.ts";
 import { rowFinetuneConfig } from "../src/reproduce/evaluate.ts";
 import { FINETUNE_CONFIG } from "../src/train/finetune.ts";
 import { parseFlags } from "../src/util/cli.ts";
@@ -157,6 +159,25 @@ Deno.test("reproduce: curve epochs, mean ± sd and the settings' checks", () => 
   assertEquals(stat([null]), null);
   assertThrows(() => resolveReproduce({ seeds: [] }), RangeError, "0,1,2");
   assertThrows(() => resolveReproduce({ budget: "full" }), TypeError, "medium");
+});
+
+Deno.test("reproduce: the rows' folders are the --rows names; the teacher sits beside the seeds", () => {
+  const opts = { ...resolveReproduce({ budget: "small", rows: "" }), backend: "cpu" };
+  const plan = (rows: string) =>
+    planRows({
+      opts: { ...opts, rows },
+      budget: REPRODUCE_BUDGETS.small,
+      seed: 2,
+      dir: "runs/x",
+      stats: { mean: [0.5], std: [0.25] },
+      student: vitFromPreset("vit-micro", { imgSize: 28, patchSize: 4, inChans: 1 }),
+    });
+  const all = plan("");
+  assertEquals(all.rows.map((r) => r.folder), [...ROW_NAMES]);
+  assertEquals(all.rows.map((r) => r.dir), ROW_NAMES.map((n) => `runs/x/seed2/${n}`));
+  assertEquals(all.seedDir, "runs/x/seed2");
+  assertEquals(all.teacher?.dir, "runs/x/teacher");
+  assertEquals(plan("dbot-2").rows.map((r) => r.folder), ["random-init", "dbot-2"]);
 });
 
 Deno.test("reproduce: the report's fine-tuning command is the fine-tuning each row runs", () => {

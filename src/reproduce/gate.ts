@@ -206,9 +206,13 @@ export function readingLines(
       continue;
     }
     const f = ga.feature === gb.feature ? ga.feature! : "cls";
+    const probeOf = f === "cls" ? "probeCls" : "probeMean";
+    const labels = gateProbeLabels(
+      results.flatMap((r) => Object.keys(r[probeOf] ?? {}).map((k) => Number(k) || 0)),
+    );
     const diff = (m: Metric) => pairedGain(values(results, a, m), values(results, b, m));
     const parts: [string, Gain | null][] = [
-      [`probe ${f}`, diff(f === "cls" ? METRICS.probeCls : METRICS.probeMean)],
+      [`probe ${f} (${labels})`, diff(f === "cls" ? METRICS.probeCls : METRICS.probeMean)],
       [`k-NN ${f}`, diff(f === "cls" ? METRICS.knnCls : METRICS.knnMean)],
     ];
     if (lowest) parts.push([`fine-tune ${lowest}`, diff((r) => r.finetune?.[lowest] ?? null)]);

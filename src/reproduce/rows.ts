@@ -50,11 +50,13 @@ export function planRows(o: {
   opts: ReproduceConfig & { backend: string };
   budget: ReproduceBudget;
   seed: number;
-  seedDir: string;
+  /** The reproduction's folder: the seed's rows go in `<dir>/seed<seed>`, the teacher in it. */
+  dir: string;
   stats: { mean: number[]; std: number[] };
   student: VitConfig;
 }): SeedPlan {
-  const { opts, budget: b, seed, seedDir } = o;
+  const { opts, budget: b, seed, dir } = o;
+  const seedDir = `${dir}/seed${seed}`;
   const E = b.epochs;
   const base = {
     runsDir: seedDir,
@@ -84,6 +86,7 @@ export function planRows(o: {
     });
     return {
       row,
+      folder: row,
       recipe,
       pretrain: cfg,
       boundaries: planBoundaries(cfg),
@@ -97,7 +100,6 @@ export function planRows(o: {
   };
   // one larger teacher for every seed (trained with TEACHER_SEED, beside the seeds' folders):
   // like a released checkpoint, it is an input of the distilled row, not a source of its noise
-  const teacherDir = seedDir.slice(0, seedDir.lastIndexOf("/"));
   const teacher: RowPlan = {
     ...pre(
       "teacher",
@@ -107,16 +109,17 @@ export function planRows(o: {
         model: b.teacherModel,
         epochsPerStage: b.teacherEpochs,
         trainLimit: b.teacherLimit,
-        runsDir: teacherDir,
+        runsDir: dir,
         seed: TEACHER_SEED,
       },
-      { dir: `${teacherDir}/teacher`, checkpoint: `${teacherDir}/teacher/final.safetensors` },
+      { dir: `${dir}/teacher`, checkpoint: `${dir}/teacher/final.safetensors` },
     ),
     curve: false,
   };
   const rows: RowPlan[] = [
     {
       row: "random init",
+      folder: "random-init",
       recipe: "no training (the pre-training rows' stage-0 student)",
       pretrain: null,
       boundaries: [0],
@@ -143,7 +146,7 @@ export function planRows(o: {
     ),
   ];
   const keep = selectedRows(opts.rows ?? "");
-  const chosen = rows.filter((r) => keep.includes(r.dir.slice(r.dir.lastIndexOf("/") + 1)));
+  const chosen = rows.filter((r) => keep.includes(r.folder));
   return { seed, seedDir, rows: chosen, teacher };
 }
 

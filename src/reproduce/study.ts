@@ -115,11 +115,10 @@ export async function reproduce(
     await report(); // a partial table after every row: `long` spans several invocations
     if (stopped()) return null;
     for (const seed of opts.seeds) {
-      const seedDir = `${dir}/seed${seed}`;
-      const plans = planRows({ opts, budget: b, seed, seedDir, stats, student });
+      const plans = planRows({ opts, budget: b, seed, dir, stats, student });
       // the larger teacher's command, where a row distils from it (`--rows` may leave it out)
       if (plans.rows.some((r) => r.teacherRun)) teacherCommand ||= plans.teacher?.command ?? "";
-      log(`seed ${seed}: ${plans.rows.map((r) => r.row).join(", ")} in ${seedDir}`);
+      log(`seed ${seed}: ${plans.rows.map((r) => r.row).join(", ")} in ${plans.seedDir}`);
       for (const plan of plans.rows) {
         if (plan.teacherRun) {
           const t = await runPretrainRow(ctx, plans.teacher!, { ...hooks, log });

@@ -18,8 +18,10 @@ export interface CurvePoint {
 
 /** How one row is made. */
 export interface RowPlan {
-  /** Row name (also its folder under the seed's folder). */
+  /** Row name, as the table shows it. */
   row: string;
+  /** Its folder under the seed's folder: one of `ROW_NAMES` (`--rows`), or "teacher". */
+  folder: string;
   /** How it was pre-trained, in words. */
   recipe: string;
   /** Its pre-training (null: the random init, not trained). */
