@@ -223,6 +223,65 @@ Deno.test("a data worker that keeps crashing ends the run with its error, never 
   }
 });
 
+/** `p`, or a failure after `ms` (a test of a hang must fail, not hang). */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing after ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("a data worker that exits without a word is found by its silence and restarted", async () => {
+  const init = { data: "shapes:40", strict: false, size: 16, channels: 3, mean: MEAN, std: STD };
+  const ds = await openDataset("shapes:40", "train", NOTES);
+  const pipe = new ImagePipeline(ds, 16, 3, MEAN, STD);
+  const jobs = [0, 1, 2].map((j) =>
+    [Int32Array.from([j, j + 4, j + 8, j + 12]), Uint32Array.from([j, 7, 8, 9])] as const
+  );
+  const want = jobs.map((job) => renderBatch(pipe, ...job));
+  const warnings: string[] = [];
+  // silent for 2 s with a job: exited (a live worker says "alive" every 200 ms here, idle or
+  // between samples; 2 s is also above a fresh worker's start)
+  const pf = Prefetcher.create(init, 2, (m) => warnings.push(m), 2000)!;
+  try {
+    pf.request(...jobs[0]);
+    assertEquals((await pf.next()).images, want[0].images);
+    pf.crashForTest(1, "exit");
+    pf.request(...jobs[1]);
+    pf.request(...jobs[2]);
+    for (const w of want.slice(1)) {
+      const got = await within(pf.next(), 30_000, "a batch after a silent exit");
+      assertEquals(got.images, w.images);
+      assertEquals(got.rngStates, w.rngStates);
+    }
+    assertEquals(pf.restarts, 1);
+    assertEquals(warnings.length, 1, warnings.join("\n"));
+    assert(warnings[0].includes("data worker 1 crashed (it exited or hangs"), warnings[0]);
+    assert(warnings[0].includes("2 unfinished job(s)"), warnings[0]);
+  } finally {
+    pf.dispose();
+  }
+  // a worker that keeps exiting ends the run with what happened, never a wait forever
+  const one = Prefetcher.create(init, 1, () => {}, 2000)!;
+  try {
+    for (let k = 0; k <= MAX_WORKER_RESTARTS; k++) {
+      one.crashForTest(0, "exit");
+      one.request(...jobs[0]);
+      if (k < MAX_WORKER_RESTARTS) await within(one.next(), 30_000, `restart ${k + 1}`);
+    }
+    const err = await within(one.next(), 30_000, "the last exit").then(() => null, (e) => e);
+    assert(err?.message.includes(`crashed ${MAX_WORKER_RESTARTS + 1} times`), String(err));
+    assert(err?.message.includes("it exited or hangs"), String(err));
+  } finally {
+    one.dispose();
+  }
+});
+
 Deno.test("defaultDataWorkers: the cores training leaves free, at least 1, at most 8", () => {
   assertEquals(defaultDataWorkers({ cores: 2, trainThreads: 2 }), 1); // CPU training here
   assertEquals(defaultDataWorkers({ cores: 16, trainThreads: 1 }), 8); // WebGPU, 16 cores

@@ -13,6 +13,9 @@
  * indices and seeds, so the batch is the same); after {@link MAX_WORKER_RESTARTS} crashes
  * of one worker, or on a job's own error (a `DataError` under `--strict-data`), every
  * pending batch fails with the message: the run ends with that error, never waits forever.
+ * A worker that ends without an error (code that calls `self.close()` or `Deno.exit()` in
+ * it) or hangs sends no heartbeat: silent for {@link DATA_WORKER_STALL_MS} while it has jobs,
+ * it is treated as crashed.
  *
  * {@link defaultDataWorkers} is the pool size a run uses when not told.
  *
@@ -44,6 +47,15 @@ export interface PrefetchInit {
 /** Crashes of one worker that are restarted; the next one ends the run with its error. */
 export const MAX_WORKER_RESTARTS = 3;
 
+/** A worker says "alive" at most this often (ms; or a tenth of the stall): idle, or per sample. */
+export const HEARTBEAT_MS = 1000;
+
+/**
+ * A worker with unfinished jobs that has said nothing for this long (ms) — not even between
+ * two samples — has exited or hangs: it is restarted like a crashed one.
+ */
+export const DATA_WORKER_STALL_MS = 120_000;
+
 /** Most data workers {@link defaultDataWorkers} picks. */
 export const MAX_DEFAULT_DATA_WORKERS = 8;
 
@@ -68,11 +80,15 @@ export function defaultDataWorkers(
   return Math.max(1, Math.min(MAX_DEFAULT_DATA_WORKERS, mine - o.trainThreads));
 }
 
-/** A message to a worker (`crash` is for tests: the worker throws outside any job). */
+/**
+ * A message to a worker (`crash` and `exit` are for tests: the worker throws outside any job,
+ * or closes itself without a word).
+ */
 export type PrefetchRequest =
-  | { kind: "init"; init: PrefetchInit }
+  | { kind: "init"; init: PrefetchInit; heartbeatMs: number }
   | { kind: "job"; id: number; indices: Int32Array; seed: number | Uint32Array }
-  | { kind: "crash" };
+  | { kind: "crash" }
+  | { kind: "exit" };
 
 /** A message from a worker. */
 export type PrefetchReply =
@@ -84,7 +100,8 @@ export type PrefetchReply =
     rngStates?: Uint32Array;
     skipped?: string[];
   }
-  | { kind: "error"; id: number; message: string };
+  | { kind: "error"; id: number; message: string }
+  | { kind: "alive" };
 
 /** One requested batch: its parts as they come back. */
 interface Pending {
@@ -112,6 +129,11 @@ export class Prefetcher {
   /** Per worker: its unfinished jobs by part id, in the order they were sent. */
   readonly #inflight: Map<number, PrefetchRequest>[];
   readonly #restarts: number[];
+  /** Per worker: when it last said anything (performance.now()). */
+  readonly #lastHeard: number[];
+  readonly #stallMs: number;
+  readonly #watch: ReturnType<typeof setInterval>;
+  #lastTick = performance.now();
   readonly #pending = new Map<number, Pending>();
   readonly #order: number[] = [];
   #nextId = 0;
@@ -122,12 +144,15 @@ export class Prefetcher {
     init: PrefetchInit,
     workers: number,
     warn: (msg: string) => void,
+    stallMs: number,
   ) {
     this.#url = url;
     this.#init = init;
     this.#warn = warn;
+    this.#stallMs = stallMs;
     this.#inflight = Array.from({ length: workers }, () => new Map());
     this.#restarts = new Array(workers).fill(0);
+    this.#lastHeard = new Array(workers).fill(performance.now());
     this.#workers = [];
     try {
       for (let k = 0; k < workers; k++) this.#workers.push(this.#start(k));
@@ -135,17 +160,27 @@ export class Prefetcher {
       for (const w of this.#workers) w.terminate();
       throw e;
     }
+    const every = Math.max(10, Math.min(5000, stallMs / 4));
+    this.#watch = setInterval(() => this.#checkStalls(every), every);
+    // (a ref'd timer: while a batch waits on a worker that exited, only this keeps the
+    // process alive to find it; dispose() clears it)
   }
 
   /** Starts worker k and sends it the init message. */
   #start(k: number): Worker {
     const w = new Worker(this.#url, { type: "module", name: `dbot-data-${k}` });
-    w.onmessage = (e: MessageEvent<PrefetchReply>) => this.#reply(k, e.data);
+    this.#lastHeard[k] = performance.now();
+    w.onmessage = (e: MessageEvent<PrefetchReply>) => {
+      this.#lastHeard[k] = performance.now();
+      const r = e.data;
+      if (r.kind !== "alive") this.#reply(k, r);
+    };
     w.onerror = (e) => {
       e.preventDefault();
       this.#crashed(k, e.message);
     };
-    w.postMessage({ kind: "init", init: this.#init } satisfies PrefetchRequest);
+    const heartbeatMs = Math.min(HEARTBEAT_MS, this.#stallMs / 10);
+    w.postMessage({ kind: "init", init: this.#init, heartbeatMs } satisfies PrefetchRequest);
     return w;
   }
 
@@ -161,19 +196,21 @@ export class Prefetcher {
 
   /**
    * A pool of `workers` (≥ 1) for `init`, or null when workers cannot start here (use the
-   * inline path). `warn` hears of each restarted worker.
+   * inline path). `warn` hears of each restarted worker; `stallMs` is how long a worker with
+   * jobs may stay silent before it counts as crashed.
    */
   static create(
     init: PrefetchInit,
     workers = 1,
     warn: (msg: string) => void = () => {},
+    stallMs = DATA_WORKER_STALL_MS,
   ): Prefetcher | null {
     if (typeof Worker === "undefined") return null;
     const url = new URL("./prefetch_worker.ts", import.meta.url);
     if (url.protocol !== "file:") return null;
     try {
       if (Deno.permissions.querySync({ name: "read", path: url }).state !== "granted") return null;
-      return new Prefetcher(url, init, Math.max(1, workers), warn);
+      return new Prefetcher(url, init, Math.max(1, workers), warn, stallMs);
     } catch {
       return null;
     }
@@ -221,18 +258,47 @@ export class Prefetcher {
     }
   }
 
-  /** For tests: makes worker `k` throw outside any job, as a crash would. */
-  crashForTest(k: number): void {
-    this.#workers[k].postMessage({ kind: "crash" } satisfies PrefetchRequest);
+  /**
+   * For tests: makes worker `k` throw outside any job, as a crash would, or (`"exit"`) close
+   * itself without a word.
+   */
+  crashForTest(k: number, how: "crash" | "exit" = "crash"): void {
+    this.#workers[k].postMessage({ kind: how } satisfies PrefetchRequest);
   }
 
   /** Stops the workers; pending batches are dropped. */
   dispose(): void {
+    clearInterval(this.#watch);
     for (const w of this.#workers) w.terminate();
     for (const p of this.#pending.values()) p.done.promise.catch(() => {}); // nobody awaits them
     this.#pending.clear();
     this.#order.length = 0;
     for (const m of this.#inflight) m.clear();
+  }
+
+  /**
+   * The watch: a worker with jobs that said nothing for `stallMs` exited or hangs. A tick
+   * that comes late means this thread was busy (a long synchronous step) and could not hear
+   * the workers' messages either: that tick checks nothing.
+   */
+  #checkStalls(every: number): void {
+    if (this.#failed) return;
+    const now = performance.now();
+    const late = now - this.#lastTick > 2 * every + 50;
+    this.#lastTick = now;
+    for (let k = 0; k < this.#workers.length; k++) {
+      if (late || this.#inflight[k].size === 0) {
+        this.#lastHeard[k] = Math.max(this.#lastHeard[k], now - every);
+        continue;
+      }
+      const silent = now - this.#lastHeard[k];
+      if (silent < this.#stallMs) continue;
+      this.#crashed(
+        k,
+        `it exited or hangs: nothing from it for ${(silent / 1000).toFixed(1)} s with ` +
+          `${this.#inflight[k].size} unfinished job(s)`,
+      );
+    }
   }
 
   /** Worker k died of an uncaught error: restart it with its unfinished jobs, or fail. */
@@ -262,7 +328,7 @@ export class Prefetcher {
     for (const job of jobs) this.#workers[k].postMessage(job);
   }
 
-  #reply(worker: number, r: PrefetchReply): void {
+  #reply(worker: number, r: Exclude<PrefetchReply, { kind: "alive" }>): void {
     // a part answered twice (by a worker that crashed after replying, then its successor)
     if (!this.#inflight[worker].delete(r.id)) return;
     const id = Math.floor(r.id / 64), k = r.id % 64;

@@ -14,6 +14,18 @@ let pipe: Promise<ImagePipeline> | null = null;
 
 let dead = false;
 
+// The heartbeat: "alive" at most every `heartbeatMs` (the init message's) — from a timer
+// while this worker waits (or reads asynchronously) and after each sample while it renders —
+// so that the pool can tell a worker that exited or hangs from a slow one.
+let heartbeatMs = Infinity;
+let lastBeat = 0;
+function beat(): void {
+  const now = performance.now();
+  if (now - lastBeat < heartbeatMs) return;
+  lastBeat = now;
+  self.postMessage({ kind: "alive" } satisfies PrefetchReply);
+}
+
 self.onmessage = (e: MessageEvent<PrefetchRequest>) => {
   const msg = e.data;
   if (dead) return;
@@ -22,11 +34,20 @@ self.onmessage = (e: MessageEvent<PrefetchRequest>) => {
     dead = true;
     throw new Error("a crash asked for by a test");
   }
+  if (msg.kind === "exit") {
+    // as a worker that some code ends quietly: no error event, no reply, ever
+    dead = true;
+    self.close();
+    return;
+  }
   void handle(msg);
 };
 
-async function handle(msg: Exclude<PrefetchRequest, { kind: "crash" }>): Promise<void> {
+async function handle(msg: Exclude<PrefetchRequest, { kind: "crash" | "exit" }>): Promise<void> {
   if (msg.kind === "init") {
+    heartbeatMs = msg.heartbeatMs;
+    setInterval(beat, heartbeatMs);
+    beat();
     const { data, strict, size, channels, mean, std, augment } = msg.init;
     // The main thread already said what it had to about the dataset: stay quiet here.
     pipe = openDataset(data, "train", { strict, warn: () => {} })
@@ -36,7 +57,13 @@ async function handle(msg: Exclude<PrefetchRequest, { kind: "crash" }>): Promise
   let reply: PrefetchReply;
   try {
     if (!pipe) throw new Error("the data worker got a job before its init");
-    const { images, rngState, rngStates, skipped } = renderBatch(await pipe, msg.indices, msg.seed);
+    const { images, rngState, rngStates, skipped } = renderBatch(
+      await pipe,
+      msg.indices,
+      msg.seed,
+      undefined,
+      beat,
+    );
     reply = { kind: "batch", id: msg.id, images, rngState, rngStates, skipped };
     self.postMessage(reply, [images.buffer as ArrayBuffer]);
   } catch (err) {

@@ -22,13 +22,15 @@ export interface PreparedBatch {
 /**
  * Renders one batch on this thread (the synchronous path, and the worker's body): one RNG
  * stream from `seed`, or with one seed per sample, sample b from `new Rng(seed[b])` (its
- * state after the augmentation in `rngStates[b]`).
+ * state after the augmentation in `rngStates[b]`). `onSample` runs after each sample (a data
+ * worker's heartbeat).
  */
 export function renderBatch(
   pipe: ImagePipeline,
   indices: Int32Array,
   seed: number | Uint32Array,
   out?: Float32Array,
+  onSample?: () => void,
 ): PreparedBatch {
   const per = pipe.channels * pipe.size * pipe.size;
   const images = out ?? new Float32Array(indices.length * per);
@@ -42,10 +44,14 @@ export function renderBatch(
       rng = new Rng(seed[b]);
       images.set(pipe.train(indices[b], rng), b * per);
       rngStates[b] = rng.state;
+      onSample?.();
     }
     return { images, rngState: rng.state, rngStates, skipped: pipe.takeSkipped() };
   }
   const rng = new Rng(seed);
-  for (let b = 0; b < indices.length; b++) images.set(pipe.train(indices[b], rng), b * per);
+  for (let b = 0; b < indices.length; b++) {
+    images.set(pipe.train(indices[b], rng), b * per);
+    onSample?.();
+  }
   return { images, rngState: rng.state, skipped: pipe.takeSkipped() };
 }
