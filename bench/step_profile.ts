@@ -52,6 +52,7 @@ const totals = new Map<string, { ms: number; cpu: number; calls: number; flop: n
 let active = false;
 let depth = 0;
 let cpu0 = 0;
+let dispatches0 = 0;
 const SKIP = new Set(["tensor", "upload", "download", "submit", "sync", "dispose", "description"]);
 // Count the warm-up step's submit, then time everything after it.
 const WARMUP = 1;
@@ -62,6 +63,7 @@ be.submit = () => {
   if (++submits === WARMUP) {
     active = true;
     cpu0 = cpuMs();
+    dispatches0 = be.poolDispatches;
   }
 };
 const proto = Object.getPrototypeOf(be);
@@ -112,6 +114,7 @@ const bench = stepBench(be as Backend, {
 });
 const r = await bench;
 const cpuStep = (cpuMs() - cpu0) / steps;
+const dispatchesStep = (be.poolDispatches - dispatches0) / steps;
 active = false;
 const all = [...totals.values()].reduce((s, e) => s + e.ms, 0) / steps;
 console.log(
@@ -135,4 +138,10 @@ for (const [k, e] of [...totals].sort((a, b) => b[1].ms - a[1].ms)) {
     } ${gc.padStart(9)}`,
   );
 }
+const opsStep = [...totals.values()].reduce((s, e) => s + e.calls, 0) / steps;
+console.log(
+  `pool: ${dispatchesStep.toFixed(0)} dispatches/step for ${opsStep.toFixed(0)} top-level ops ` +
+    "(GEMM splits and nested ops count as dispatches; ops under the work threshold run " +
+    "inline; the cost of one: bench/pool_sync_bench.ts)",
+);
 be.dispose();

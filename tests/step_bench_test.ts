@@ -27,8 +27,24 @@ Deno.test("stepBench() on the CPU reports images/s, step time, memory and the co
     assertEquals([r.model, r.batch, r.img_size, r.patch_size], ["vit-micro", 2, 16, 4]);
     assert(r.backend.startsWith("cpu"), r.backend);
     assertEquals(r.dispatches_per_step, undefined);
+    assert(typeof r.pool_dispatches_per_step === "number", "pool dispatches counted");
   } finally {
     be.dispose();
+  }
+});
+
+Deno.test("stepBench() on the CPU counts the ops handed to the thread pool", async () => {
+  const pooled = new CpuBackend({ threads: 2, minParallelWork: 1 });
+  const inline = new CpuBackend({ threads: 1 });
+  try {
+    const p = await stepBench(pooled, opts), i = await stepBench(inline, opts);
+    // every op of a step above the (here: no) threshold goes to the pool: hundreds a step
+    assert((p.pool_dispatches_per_step ?? 0) > 100, `pooled: ${p.pool_dispatches_per_step}`);
+    assert(Number.isInteger(p.pool_dispatches_per_step), "the same ops every step");
+    assertEquals(i.pool_dispatches_per_step, 0);
+  } finally {
+    pooled.dispose();
+    inline.dispose();
   }
 });
 

@@ -47,6 +47,8 @@ export interface StepBenchResult {
   patch_size: number;
   /** Peak resident memory of this process in MiB (host side). */
   peak_rss_mib: number;
+  /** CPU: ops run in shares on the thread pool per step (each a post, wake-up and join). */
+  pool_dispatches_per_step?: number;
   /** WebGPU: dispatches recorded per step. */
   dispatches_per_step?: number;
   /** WebGPU: host milliseconds to record one step (JS overhead, no waiting). */
@@ -101,6 +103,8 @@ export async function stepBench(be: Backend, o: StepBenchOptions): Promise<StepB
   for (let i = 0; i < o.warmup; i++) await step();
   await be.download(lossTensor);
   const dispatches0 = (be as { dispatchCount?: number }).dispatchCount;
+  const poolDispatches = () => (be as { poolDispatches?: number }).poolDispatches;
+  const pool0 = poolDispatches();
   const record0 = recorded();
   const t0 = performance.now();
   for (let i = 0; i < o.steps; i++) {
@@ -122,6 +126,7 @@ export async function stepBench(be: Backend, o: StepBenchOptions): Promise<StepB
     patch_size: o.patchSize,
     peak_rss_mib: peak / 2 ** 20,
   };
+  if (pool0 !== undefined) result.pool_dispatches_per_step = (poolDispatches()! - pool0) / o.steps;
   if (dispatches0 !== undefined) {
     result.dispatches_per_step =
       ((be as unknown as { dispatchCount: number }).dispatchCount - dispatches0) / o.steps;

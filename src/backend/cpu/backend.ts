@@ -366,6 +366,11 @@ export class CpuBackend implements Backend {
     return pool && !pool.broken ? pool.threads : 1;
   }
 
+  /** Ops run in shares on the pool so far (the rest ran inline); 0 without a pool. */
+  get poolDispatches(): number {
+    return this.#pool?.dispatches ?? 0;
+  }
+
   /** Which fast kernels the ops run: `"native"`, `"wasm"` or `"js"` (the reference loops). */
   get kernels(): "native" | "wasm" | "js" {
     return this.#ops.name;

@@ -110,6 +110,7 @@ export class CpuPool {
   #nextId = 1;
   #scratch = new Float64Array(new SharedArrayBuffer(8 * 1024));
   #disposed = false;
+  #dispatches = 0;
   #broken: string | null = null;
 
   private constructor(threads: number, url: URL, opts: PoolOptions) {
@@ -138,6 +139,11 @@ export class CpuPool {
   /** Null while the pool works; else why it fell back to one thread. */
   get broken(): string | null {
     return this.#broken;
+  }
+
+  /** Ops handed to the workers so far (each one post, wake-up and join: the per-op cost). */
+  get dispatches(): number {
+    return this.#dispatches;
   }
 
   /** A zeroed-on-demand f64 scratch of at least `n` elements on shared memory. */
@@ -191,6 +197,7 @@ export class CpuPool {
     ctrl[NEXT] = 0;
     ctrl[ERROR] = 0;
     this.#flushRegistrations(crew);
+    this.#dispatches++;
     Atomics.add(ctrl, SEQ, 1);
     Atomics.notify(ctrl, SEQ);
     let mainError: unknown = null;
