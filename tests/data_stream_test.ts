@@ -197,32 +197,6 @@ Deno.test("a data worker that crashes mid-run is restarted with its jobs: the ba
   }
 });
 
-Deno.test("a data worker that keeps crashing ends the run with its error, never a stall", async () => {
-  const pf = Prefetcher.create(
-    { data: "shapes:40", strict: false, size: 16, channels: 3, mean: MEAN, std: STD },
-    1,
-  )!;
-  try {
-    const seeds = Uint32Array.from([1, 2, 3, 4]);
-    for (let k = 0; k <= MAX_WORKER_RESTARTS; k++) {
-      pf.crashForTest(0);
-      pf.request(Int32Array.from([0, 1, 2, 3]), seeds);
-      if (k < MAX_WORKER_RESTARTS) await pf.next(); // restarted: the batch comes
-    }
-    const err = await pf.next().then(() => null, (e: Error) => e);
-    assert(err !== null, "the last crash did not fail the batch");
-    assert(
-      err.message.includes(`crashed ${MAX_WORKER_RESTARTS + 1} times`) &&
-        err.message.includes("a crash asked for by a test"),
-      err.message,
-    );
-    pf.request(Int32Array.from([0]), Uint32Array.from([1]));
-    await pf.next().then(() => assert(false, "a batch after the failure"), () => {});
-  } finally {
-    pf.dispose();
-  }
-});
-
 /** `p`, or a failure after `ms` (a test of a hang must fail, not hang). */
 async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -235,6 +209,35 @@ async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
     clearTimeout(timer);
   }
 }
+
+Deno.test("a data worker that keeps crashing or exiting ends the run with its error, never a stall", async () => {
+  const init = { data: "shapes:40", strict: false, size: 16, channels: 3, mean: MEAN, std: STD };
+  // an uncaught error, or an exit without a word (found by its silence: 2 s here)
+  const ways = [["crash", "a crash asked for by a test"], ["exit", "it exited or hangs"]] as const;
+  for (const [how, said] of ways) {
+    const pf = Prefetcher.create(init, 1, () => {}, 2000)!;
+    try {
+      const seeds = Uint32Array.from([1, 2, 3, 4]);
+      for (let k = 0; k <= MAX_WORKER_RESTARTS; k++) {
+        pf.crashForTest(0, how);
+        pf.request(Int32Array.from([0, 1, 2, 3]), seeds);
+        // restarted: the batch comes
+        if (k < MAX_WORKER_RESTARTS) await within(pf.next(), 30_000, `${how}: restart ${k + 1}`);
+      }
+      const err = await within(pf.next(), 30_000, `${how}: the last`).then(() => null, (e) => e);
+      assert(err !== null, `the last ${how} did not fail the batch`);
+      assert(
+        err.message.includes(`crashed ${MAX_WORKER_RESTARTS + 1} times`) &&
+          err.message.includes(said),
+        err.message,
+      );
+      pf.request(Int32Array.from([0]), Uint32Array.from([1]));
+      await pf.next().then(() => assert(false, "a batch after the failure"), () => {});
+    } finally {
+      pf.dispose();
+    }
+  }
+});
 
 Deno.test("a data worker that exits without a word is found by its silence and restarted", async () => {
   const init = { data: "shapes:40", strict: false, size: 16, channels: 3, mean: MEAN, std: STD };
@@ -265,20 +268,6 @@ Deno.test("a data worker that exits without a word is found by its silence and r
     assert(warnings[0].includes("2 unfinished job(s)"), warnings[0]);
   } finally {
     pf.dispose();
-  }
-  // a worker that keeps exiting ends the run with what happened, never a wait forever
-  const one = Prefetcher.create(init, 1, () => {}, 2000)!;
-  try {
-    for (let k = 0; k <= MAX_WORKER_RESTARTS; k++) {
-      one.crashForTest(0, "exit");
-      one.request(...jobs[0]);
-      if (k < MAX_WORKER_RESTARTS) await within(one.next(), 30_000, `restart ${k + 1}`);
-    }
-    const err = await within(one.next(), 30_000, "the last exit").then(() => null, (e) => e);
-    assert(err?.message.includes(`crashed ${MAX_WORKER_RESTARTS + 1} times`), String(err));
-    assert(err?.message.includes("it exited or hangs"), String(err));
-  } finally {
-    one.dispose();
   }
 });
 

@@ -11,10 +11,10 @@ import {
   reproduceDir,
   type ReproduceReport,
   resolveReproduce,
+  ROW_NAMES,
 } from "../src/reproduce/mod.ts";
 import { finetuneCommand, fmtStat, stat } from "../src/reproduce/report.ts";
 import { nextCurveEpoch, planRows } from "../src/reproduce/rows.ts";
-import { ROW_NAMES } from "../src/reproduce/budgets.ts";
 import { vitFromPreset } from "../src/models/mod.ts";
 import { rowFinetuneConfig } from "../src/reproduce/evaluate.ts";
 import { FINETUNE_CONFIG } from "../src/train/finetune.ts";
