@@ -130,6 +130,7 @@ Deno.test("reproduce: stopped mid-row, a rerun resumes and ends with the same ta
       "20 labels: measured again",
     );
     assertEquals(JSON.parse(evalJson.finetune.all.protocol).epochs, 1, "every label: kept");
+    assertEquals(JSON.parse(evalJson.finetune.all.protocol).crop, [1, 1], "the crop is recorded");
 
     // other settings in the same folder are refused, naming the fix
     await assertRejects(
@@ -204,7 +205,8 @@ Deno.test("reproduce: the report's fine-tuning command is the fine-tuning each r
   assertEquals(
     finetuneCommand("fashion-mnist", REPRODUCE_BUDGETS.small, 0),
     "deno task finetune --checkpoint CKPT --data fashion-mnist --labels 600 --label-seed S " +
-      "--epochs 50 --warmup-epochs 2.5 --batch 64 --base-lr 0.01 --mixup 0 --cutmix 0 --seed S",
+      "--epochs 50 --warmup-epochs 2.5 --batch 64 --base-lr 0.01 --mixup 0 --cutmix 0 " +
+      "--crop-scale 1,1 --seed S",
   );
 });
 

@@ -207,6 +207,7 @@ export function rowFinetuneConfig(
     batch: b.finetuneBatch,
     baseLr: b.finetuneBaseLr,
     ...(b.finetuneMix ? {} : { mixup: 0, cutmix: 0 }),
+    cropScale: [...b.finetuneCropScale],
     trainLimit: b.evalPool,
     labels: b.finetuneLabels[i],
     labelSeed: b.finetuneLabels[i] ? o.seed : 0, // (no subset: the seed draws nothing)

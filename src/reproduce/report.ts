@@ -223,6 +223,12 @@ async function readAnalysis(dir: string, seeds: number[]): Promise<AnalysisSumma
   };
 }
 
+/** "whole-image crops" for [1, 1], else "crops of 20–100% of the image". */
+function cropText([lo, hi]: readonly number[]): string {
+  if (lo === 1 && hi === 1) return "whole-image crops";
+  return `crops of ${lo * 100}–${hi * 100}% of the image`;
+}
+
 /**
  * The `deno task finetune` command the `i`-th fine-tuning figure of a row equals (checkpoint
  * CKPT, seed S: the label subset's seed too).
@@ -238,6 +244,7 @@ export function finetuneCommand(data: string, b: ReproduceBudget, i: number): st
     `--epochs ${epochs} --warmup-epochs ${warmup} --batch ${b.finetuneBatch}`,
     `--base-lr ${b.finetuneBaseLr}`,
     ...(b.finetuneMix ? [] : ["--mixup 0 --cutmix 0"]),
+    `--crop-scale ${b.finetuneCropScale.join(",")}`,
     ...(b.evalTest ? [`--test-limit ${b.evalTest}`] : []),
     "--seed S",
   ].join(" ");
@@ -359,7 +366,8 @@ export function renderMarkdown(r: Omit<ReproduceReport, "markdown">): string {
     `${probeKeys.join(" / ")} labelled images, fixed per seed; fine-tuning (mean-pooled patch ` +
     `tokens, AdamW, batch ${b.finetuneBatch}, base LR ${b.finetuneBaseLr} × ` +
     `${b.finetuneBatch}/256, layer decay 0.75, drop path 0.1, label smoothing 0.1, ` +
-    `${b.finetuneMix ? "mixup 0.8 / cutmix 1.0" : "no mixup/cutmix"}) on the same subsets: ` +
+    `${b.finetuneMix ? "mixup 0.8 / cutmix 1.0" : "no mixup/cutmix"}, ` +
+    `${cropText(b.finetuneCropScale)}) on the same subsets: ` +
     ftKeys.map((k, i) => `${k} labels × ${b.finetuneEpochs[i]} ep`).join(", ") +
     "; the random init fine-tuned alike is the from-scratch baseline. Larger teacher: " +
     `${b.teacherModel}, ${b.teacherEpochs} ep on ${b.teacherLimit} images.`,
