@@ -391,7 +391,9 @@ mpiTest(
     assert(/interrupted: saved the state (after step|at the end of epoch) \d+/.test(r.out), r.out);
     const s = await readState(`${dir}/t/state.safetensors`);
     assert(s !== null, `no state was saved: ${r.out}`);
-    assert(s.step >= 5 && s.step < 400, `saved at step ${s.step}`);
+    // at least the step in flight when SIGINT came (on a loaded machine that may be the first:
+    // `>= 5` here failed under load), never the whole run (400 steps)
+    assert(s.step >= 1 && s.step < 400, `saved at step ${s.step}`);
     assert(s.iter > 0 || s.step % 2 === 0, `a mid-epoch state records its iteration`);
     await Deno.remove(dir, { recursive: true });
   },
