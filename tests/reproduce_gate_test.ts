@@ -146,6 +146,22 @@ Deno.test("gate: rows pass on one feature, are flagged below, and only passing r
   assert(md.includes("| dbot-2 | +3.0 ± 2.1 ⚑ |"), md);
   assert(md.includes("| mae | +5.1 ± 0.1 |"), md);
   assert(md.includes("⚑ below: not ranked"), md);
+  // the protocol line names the fine-tuning crop
+  assert(md.includes("no mixup/cutmix, whole-image crops) on the same subsets"), md);
+  const long = renderMarkdown({
+    opts: { ...REPRODUCE_DEFAULTS, budget: "long", seeds: [0], backend: "cpu" },
+    budget: REPRODUCE_BUDGETS.long,
+    command: "deno task reproduce --budget long --seeds 0",
+    teacherCommand: "",
+    backend: "cpu",
+    wallS: 1,
+    rows: [],
+    results: constructed(1),
+    gate: gateRows(constructed(1)),
+    reading: [],
+    analysis: null,
+  });
+  assert(long.includes("mixup 0.8 / cutmix 1.0, crops of 20–100% of the image)"), long);
 });
 
 Deno.test("gate: the probe it uses is the largest subset short of every label", () => {

@@ -97,7 +97,7 @@ export const MICRO_BATCHES = 4;
  * (937 steps): the same order of steps for the two low-label figures, from every row and from
  * the random init (the from-scratch baseline). Whole-image crops: with the recipe's 0.2–1 a
  * 28-px image keeps too little for these few steps, every row fine-tuned below its own linear
- * probe and nothing was ranked (docs/RESULTS.md, "Fine-tuning with whole-image crops").
+ * probe and nothing was ranked (docs/RESULTS.md, "The fine-tuning protocol").
  */
 const EVAL_LOW_LABEL: Readonly<Omit<ReproduceBudget, "trainLimit" | PretrainSizes>> = {
   knnBank: 0,

@@ -226,7 +226,8 @@ async function readAnalysis(dir: string, seeds: number[]): Promise<AnalysisSumma
 /** "whole-image crops" for [1, 1], else "crops of 20–100% of the image". */
 function cropText([lo, hi]: readonly number[]): string {
   if (lo === 1 && hi === 1) return "whole-image crops";
-  return `crops of ${lo * 100}–${hi * 100}% of the image`;
+  const pct = (x: number) => +(x * 100).toPrecision(6); // 0.2 · 100 is 20.000000000000004
+  return `crops of ${pct(lo)}–${pct(hi)}% of the image`;
 }
 
 /**
