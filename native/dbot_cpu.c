@@ -125,6 +125,15 @@ KERNEL void dbot_add(float* out, const float* a, const float* b, int32_t n, int3
     for (int32_t i = 0; i < m; i++) out[o + i] = a[o + i] + b[i];
 }
 
+// acc[c] += Σ_r dout[r, c] for rows × C, in f64 and in row order (the bias gradient's
+// column sums, bit-identical to the JS reference's f64 loop on an f64 accumulator).
+KERNEL void dbot_bias_grad_f64(double* acc, const float* dout, int32_t rows, int32_t C) {
+  for (int32_t r = 0; r < rows; r++) {
+    const float* d = dout + (int64_t)r * C;
+    for (int32_t c = 0; c < C; c++) acc[c] += (double)d[c];
+  }
+}
+
 // out[r, :] = scale[r] · inp[r, :] for rows × C; out may alias inp.
 KERNEL void dbot_scale_rows(float* out, const float* inp, const float* scale, int32_t rows,
                             int32_t C) {

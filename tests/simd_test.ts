@@ -16,6 +16,7 @@ import {
 } from "../src/backend/cpu/simd/kernels_wasm.ts";
 import { gelu, geluGrad } from "../src/backend/cpu/ref/gelu.ts";
 import { adamw } from "../src/backend/cpu/ref/adamw.ts";
+import { biasGrad } from "../src/backend/cpu/ref/bias_grad.ts";
 import { layernormBackward, layernormForward } from "../src/backend/cpu/ref/layernorm.ts";
 import { softmaxBackward, softmaxForward } from "../src/backend/cpu/ref/softmax.ts";
 import { assertAllClose } from "./helpers.ts";
@@ -489,6 +490,35 @@ Deno.test({
       const b0 = Float32Array.from(b);
       native.add(b, a, b); // out aliases b
       assertEquals(Float32Array.from(b), Float32Array.from(a, (v, i) => v + b0[i]), "add in place");
+    }
+  },
+});
+
+Deno.test({
+  name: "[native] the bias gradient's f64 column sums equal the JS reference bit for bit",
+  ignore: "reason" in native && !requireNative,
+  fn: () => {
+    if ("reason" in native) {
+      throw new Error(
+        `DBOT_REQUIRE_NATIVE=1 but the native kernels did not load: ${native.reason}`,
+      );
+    }
+    assert(native.biasGradF64, "the native kernels have biasGradF64");
+    const ops = kernelOps(native);
+    for (const [rows, C] of [[1, 1], [3, 5], [7, 130], [70, 3], [257, 96]]) {
+      const dout = sharedView(uniform(rows * C, -4, 4, rows + C));
+      const start = Float64Array.from(uniform(C, -1, 1, C)); // accumulates onto what is there
+      const want = Float64Array.from(start);
+      biasGrad({ dbias: want, dout }, { rows, C });
+      const got = Float64Array.from(start);
+      ops.biasGrad({ dbias: got, dout }, { rows, C });
+      assertEquals(got, want, `rows=${rows} C=${C}`);
+      // an f32 dbias takes the reference loop
+      const f = Float32Array.from(start);
+      const fWant = Float32Array.from(start);
+      ops.biasGrad({ dbias: f, dout }, { rows, C });
+      biasGrad({ dbias: fWant, dout }, { rows, C });
+      assertEquals(f, fWant, `f32 rows=${rows} C=${C}`);
     }
   },
 });

@@ -104,7 +104,6 @@ import {
 import { composedAttention, composedAttentionBackward } from "../attention.ts";
 import { attentionBackwardUnits, attentionUnits } from "./attention.ts";
 import { attentionBackward, attentionForward } from "./ref/attention.ts";
-import { biasGrad } from "./ref/bias_grad.ts";
 import { cosineLoss } from "./ref/cosine_loss.ts";
 import { crossEntropyLoss } from "./ref/cross_entropy.ts";
 import { clipFactor, gradNorm } from "./ref/grad_norm.ts";
@@ -623,9 +622,11 @@ export class CpuBackend implements Backend {
     const { rows, C } = dims;
     const gemv = this.#gemm.sgemvT;
     if (gemv && rows * C >= this.#minWork) {
-      // OpenBLAS's sgemv: dbias += doutᵀ·1 (6× the pool's JS column sums). Single-threaded
-      // beside a pool: OpenBLAS's woken threads spin after the call and slow the pool's
-      // next op (measured: step CPU time -14% with OpenBLAS at one thread, vit-micro).
+      // OpenBLAS's sgemv: dbias += doutᵀ·1 (6× the pool's JS column sums; level with the
+      // pool's native f64 sums in wall time, 14–16 vs 16–20 ms a vit-micro b256 step, for
+      // less CPU time). Single-threaded beside a pool: OpenBLAS's woken threads spin after
+      // the call and slow the pool's next op (measured: step CPU time -14% with OpenBLAS at
+      // one thread, vit-micro).
       if (this.#ones.length < rows) this.#ones = new Float32Array(rows).fill(1);
       const gemm = this.#gemm;
       if (this.#pool) gemm.setThreads?.(1);
@@ -636,6 +637,8 @@ export class CpuBackend implements Backend {
       }
       return;
     }
+    // without OpenBLAS: each thread's rows summed by the kernels (native: f64 column sums in
+    // C, 1.6–2.3× the JS loop's pooled time), the partials added in thread order
     const T = this.#pool?.threads ?? 1;
     const part = this.#pool?.scratch(T * C);
     if (
@@ -644,7 +647,10 @@ export class CpuBackend implements Backend {
       addPartials(db, part, T, C);
       return;
     }
-    biasGrad({ dbias: db, dout: d }, dims);
+    // one thread: the kernels' f64 column sums (what ref/bias_grad.ts computes, bit for bit)
+    const acc = new Float64Array(C);
+    this.#ops.biasGrad({ dbias: acc, dout: d }, dims);
+    for (let c = 0; c < C; c++) db[c] += acc[c];
   }
 
   // ---- elementwise ----------------------------------------------------------------

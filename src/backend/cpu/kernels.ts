@@ -12,6 +12,7 @@ import type {
   AdamwDims,
   AddBufs,
   AttentionDims,
+  BiasGradBufs,
   GeluBackwardBufs,
   LayernormBackwardBufs,
   LayernormBackwardDims,
@@ -25,6 +26,7 @@ import type {
 } from "../backend.ts";
 import {
   checkAdd,
+  checkBiasGrad,
   checkGelu,
   checkGeluBackward,
   checkLayernorm,
@@ -35,6 +37,7 @@ import {
 } from "../checks.ts";
 import { adamw, type AdamwSegment } from "./ref/adamw.ts";
 import { add } from "./ref/add.ts";
+import { biasGrad } from "./ref/bias_grad.ts";
 import { scaleRows } from "./ref/rows.ts";
 import { geluBackward, geluForward } from "./ref/gelu.ts";
 import { layernormBackward, layernormForward } from "./ref/layernorm.ts";
@@ -113,6 +116,11 @@ export interface CpuKernels {
   gemmVectorBits?: number;
   /** `out[i] = a[i] + b[i mod m]` (`m = b.length` divides `a.length`); absent: the JS loop. */
   add?(out: Float32Array, a: Float32Array, b: Float32Array): void;
+  /**
+   * `acc[c] += Σ_r dout[r, c]` over `[rows, C]`, summed in f64 in row order (what the JS
+   * reference computes on an f64 accumulator, bit for bit); absent: the JS loop.
+   */
+  biasGradF64?(acc: Float64Array, dout: Float32Array, rows: number, C: number): void;
   /** `out[r, :] = scale[r] · inp[r, :]` over `[rows, C]`; absent: the JS loop. */
   scaleRows?(
     out: Float32Array,
@@ -227,6 +235,8 @@ export interface KernelOps {
   add(bufs: AddBufs<FloatArray>): void;
   /** See `scaleRows` (`ref/rows.ts`). */
   scaleRows(bufs: ScaleRowsBufs<FloatArray>, dims: RowsDims): void;
+  /** See `biasGrad` (`ref/bias_grad.ts`). */
+  biasGrad(bufs: BiasGradBufs<FloatArray>, dims: RowsDims): void;
   /** See `geluForward`. */
   geluForward(bufs: OutInpBufs<FloatArray>): void;
   /** See `geluBackward`. */
@@ -254,6 +264,7 @@ export const REF_OPS: KernelOps = Object.freeze<KernelOps>({
   name: "js",
   add,
   scaleRows,
+  biasGrad,
   geluForward,
   geluBackward,
   matmulEpilogue,
@@ -308,6 +319,14 @@ export function kernelOps(k: CpuKernels | null): KernelOps {
       if (!k.add || !f32(b.out, b.a, b.b)) return add(b);
       checkAdd(b);
       k.add(b.out as Float32Array, b.a as Float32Array, b.b as Float32Array);
+    },
+    biasGrad(b: BiasGradBufs<FloatArray>, d: RowsDims) {
+      // the kernel accumulates into f64 (the pool's partials); an f32 dbias takes the loop
+      if (!k.biasGradF64 || !(b.dbias instanceof Float64Array) || !f32(b.dout)) {
+        return biasGrad(b, d);
+      }
+      checkBiasGrad(b, d);
+      k.biasGradF64(b.dbias, b.dout as Float32Array, d.rows, d.C);
     },
     scaleRows(b: ScaleRowsBufs<FloatArray>, d: RowsDims) {
       if (!k.scaleRows || !f32(b.out, b.inp, b.scale)) return scaleRows(b, d);

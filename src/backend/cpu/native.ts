@@ -48,6 +48,7 @@ const SYMBOLS = {
     result: "void",
   },
   dbot_add: { parameters: ["buffer", "buffer", "buffer", "i32", "i32"], result: "void" },
+  dbot_bias_grad_f64: { parameters: ["buffer", "buffer", "i32", "i32"], result: "void" },
   dbot_scale_rows: {
     parameters: ["buffer", "buffer", "buffer", "i32", "i32"],
     result: "void",
@@ -257,6 +258,7 @@ function openNative(path: string): CpuKernels | { reason: string } {
       }
     },
     add: (out, a, b) => k.dbot_add(out, a, b, a.length, b.length),
+    biasGradF64: (acc, dout, rows, C) => k.dbot_bias_grad_f64(acc, dout, rows, C),
     scaleRows: (out, inp, scale, rows, C) => k.dbot_scale_rows(out, inp, scale, rows, C),
     attentionUnits({ out, att, qkv }, { N, NH, HS, scale }, lo, hi) {
       k.dbot_attention(out, att, qkv, scratch(N, HS), lo, hi, N, NH, HS, scale);

@@ -7,7 +7,6 @@
  * @module
  */
 import { attentionBackwardUnits, attentionUnits } from "./attention.ts";
-import { biasGrad } from "./ref/bias_grad.ts";
 import { sumOfSquares } from "./ref/grad_norm.ts";
 import {
   mergeHeadsBackward,
@@ -342,11 +341,11 @@ export const POOL_OPS = {
     optional: [],
     params: ["C"],
     shares: "static",
-    kernel: (b, p, lo, hi, t) => {
+    kernel: (b, p, lo, hi, t, ops) => {
       const C = p.C | 0;
       const part = d(b.partials).subarray(t * C, (t + 1) * C);
       part.fill(0);
-      biasGrad({ dbias: part, dout: rowsOf(b.dout, lo, hi, C) }, { rows: hi - lo, C });
+      ops.biasGrad({ dbias: part, dout: rowsOf(b.dout, lo, hi, C) }, { rows: hi - lo, C });
     },
   }),
   // units: images
