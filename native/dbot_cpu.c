@@ -134,6 +134,36 @@ KERNEL void dbot_bias_grad_f64(double* acc, const float* dout, int32_t rows, int
   }
 }
 
+// The weighted SmoothL1 loss of src/backend/cpu/ref/smooth_l1.ts on f32 arrays: the same f64
+// operations in the same order, with no FMA contraction, so loss[0] and dinp (assigned) are
+// bit-identical to the JS loop's. NaN propagates (the sign of NaN is NaN, as Math.sign).
+__attribute__((optimize("fp-contract=off"))) KERNEL void dbot_smooth_l1(
+    double* loss, float* dinp, const float* inp, const float* target, const float* weight,
+    int32_t rows, int32_t C, double beta) {
+  double wsum = 0.0;
+  for (int32_t r = 0; r < rows; r++) wsum += (double)weight[r];
+  double total = 0.0;
+  for (int32_t r = 0; r < rows; r++) {
+    const int64_t o = (int64_t)r * C;
+    const double w = (double)weight[r];
+    const double g = w / (wsum * (double)C); // ∂loss/∂e for each element of row r
+    double row = 0.0;
+    for (int32_t c = 0; c < C; c++) {
+      const double d = (double)inp[o + c] - (double)target[o + c];
+      const double ad = __builtin_fabs(d);
+      if (ad < beta) {
+        row += 0.5 * d * d / beta;
+        dinp[o + c] = (float)(g * d / beta);
+      } else {
+        row += ad - 0.5 * beta;
+        dinp[o + c] = (float)(g * (d > 0.0 ? 1.0 : d < 0.0 ? -1.0 : d));
+      }
+    }
+    total += w * row;
+  }
+  loss[0] = total / (wsum * (double)C);
+}
+
 // out[r, :] = scale[r] · inp[r, :] for rows × C; out may alias inp.
 KERNEL void dbot_scale_rows(float* out, const float* inp, const float* scale, int32_t rows,
                             int32_t C) {

@@ -17,6 +17,7 @@ import {
 import { gelu, geluGrad } from "../src/backend/cpu/ref/gelu.ts";
 import { adamw } from "../src/backend/cpu/ref/adamw.ts";
 import { biasGrad } from "../src/backend/cpu/ref/bias_grad.ts";
+import { smoothL1Loss } from "../src/backend/cpu/ref/smooth_l1.ts";
 import { layernormBackward, layernormForward } from "../src/backend/cpu/ref/layernorm.ts";
 import { softmaxBackward, softmaxForward } from "../src/backend/cpu/ref/softmax.ts";
 import { assertAllClose } from "./helpers.ts";
@@ -519,6 +520,43 @@ Deno.test({
       ops.biasGrad({ dbias: f, dout }, { rows, C });
       biasGrad({ dbias: fWant, dout }, { rows, C });
       assertEquals(f, fWant, `f32 rows=${rows} C=${C}`);
+    }
+  },
+});
+
+Deno.test({
+  name: "[native] the SmoothL1 loss and its gradient equal the JS reference bit for bit",
+  ignore: "reason" in native && !requireNative,
+  fn: () => {
+    if ("reason" in native) {
+      throw new Error(
+        `DBOT_REQUIRE_NATIVE=1 but the native kernels did not load: ${native.reason}`,
+      );
+    }
+    assert(native.smoothL1, "the native kernels have smoothL1");
+    const ops = kernelOps(native);
+    for (
+      const [rows, C, beta] of [[1, 1, 2], [3, 5, 2], [50, 96, 2], [7, 130, 0.5], [9, 33, 0.7]]
+    ) {
+      const inp = sharedView(uniform(rows * C, -6, 6, rows + C));
+      const target = sharedView(uniform(rows * C, -3, 3, rows * C), 1);
+      const weight = sharedView(uniform(rows, 0, 1, rows).map((w) => (w < 0.3 ? 0 : 1)), 2);
+      weight[0] = 1; // some row counts
+      if (rows * C > 4) {
+        inp[1] = target[1]; // d = 0
+        inp[2] = -0;
+        target[2] = 0; // d = −0
+      }
+      if (C === 130) inp[3] = NaN; // propagates into the loss and its element's gradient
+      const run = (f: typeof smoothL1Loss) => {
+        const loss = new Float32Array(1);
+        const dinp = new Float32Array(rows * C);
+        f({ loss, dinp, inp, target, weight }, { rows, C, beta });
+        return { loss, dinp };
+      };
+      const want = run(smoothL1Loss);
+      const got = run((b, d) => ops.smoothL1Loss(b, d));
+      assertEquals(got, want, `rows=${rows} C=${C} beta=${beta}`);
     }
   },
 });

@@ -117,7 +117,6 @@ import { gemmRef, matmulForward } from "./ref/matmul.ts";
 import type { MatmulEpilogue, SplitMatmul } from "./ref/matmul.ts";
 import { patchify } from "./ref/patchify.ts";
 import { gatherRowsBackward, gatherRowsForward } from "./ref/rows.ts";
-import { smoothL1Loss } from "./ref/smooth_l1.ts";
 import { quickGeluBackward, quickGeluForward } from "./ref/quickgelu.ts";
 import { relPosBiasBackward, relPosBiasForward } from "./ref/relpos.ts";
 import { relPosBiasBackwardFast, relPosBiasFast } from "./relpos.ts";
@@ -940,7 +939,7 @@ export class CpuBackend implements Backend {
   /** See {@link Backend.smoothL1Loss}. */
   smoothL1Loss(bufs: RowLossBufs, dims: SmoothL1Dims): void {
     checkRowLoss("smoothL1Loss", bufs, dims);
-    smoothL1Loss(this.#views("smoothL1Loss", bufs), dims);
+    this.#ops.smoothL1Loss(this.#views("smoothL1Loss", bufs), dims);
   }
 
   /** See {@link Backend.cosineLoss}. */

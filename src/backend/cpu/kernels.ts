@@ -19,8 +19,10 @@ import type {
   LayernormBufs,
   NormDims,
   OutInpBufs,
+  RowLossBufs,
   RowsDims,
   ScaleRowsBufs,
+  SmoothL1Dims,
   SoftmaxBackwardBufs,
   SoftmaxDims,
 } from "../backend.ts";
@@ -31,6 +33,7 @@ import {
   checkGeluBackward,
   checkLayernorm,
   checkLayernormBackward,
+  checkRowLoss,
   checkScaleRows,
   checkSoftmax,
   checkSoftmaxBackward,
@@ -38,6 +41,7 @@ import {
 import { adamw, type AdamwSegment } from "./ref/adamw.ts";
 import { add } from "./ref/add.ts";
 import { biasGrad } from "./ref/bias_grad.ts";
+import { smoothL1Loss } from "./ref/smooth_l1.ts";
 import { scaleRows } from "./ref/rows.ts";
 import { geluBackward, geluForward } from "./ref/gelu.ts";
 import { layernormBackward, layernormForward } from "./ref/layernorm.ts";
@@ -121,6 +125,20 @@ export interface CpuKernels {
    * reference computes on an f64 accumulator, bit for bit); absent: the JS loop.
    */
   biasGradF64?(acc: Float64Array, dout: Float32Array, rows: number, C: number): void;
+  /**
+   * The weighted SmoothL1 loss of `ref/smooth_l1.ts` (`loss[0]`, `dinp` assigned), the same
+   * f64 operations in the same order (bit-identical); absent: the JS loop.
+   */
+  smoothL1?(
+    loss: Float32Array,
+    dinp: Float32Array,
+    inp: Float32Array,
+    target: Float32Array,
+    weight: Float32Array,
+    rows: number,
+    C: number,
+    beta: number,
+  ): void;
   /** `out[r, :] = scale[r] · inp[r, :]` over `[rows, C]`; absent: the JS loop. */
   scaleRows?(
     out: Float32Array,
@@ -237,6 +255,8 @@ export interface KernelOps {
   scaleRows(bufs: ScaleRowsBufs<FloatArray>, dims: RowsDims): void;
   /** See `biasGrad` (`ref/bias_grad.ts`). */
   biasGrad(bufs: BiasGradBufs<FloatArray>, dims: RowsDims): void;
+  /** See `smoothL1Loss` (`ref/smooth_l1.ts`). */
+  smoothL1Loss(bufs: RowLossBufs<FloatArray>, dims: SmoothL1Dims): void;
   /** See `geluForward`. */
   geluForward(bufs: OutInpBufs<FloatArray>): void;
   /** See `geluBackward`. */
@@ -265,6 +285,7 @@ export const REF_OPS: KernelOps = Object.freeze<KernelOps>({
   add,
   scaleRows,
   biasGrad,
+  smoothL1Loss,
   geluForward,
   geluBackward,
   matmulEpilogue,
@@ -319,6 +340,20 @@ export function kernelOps(k: CpuKernels | null): KernelOps {
       if (!k.add || !f32(b.out, b.a, b.b)) return add(b);
       checkAdd(b);
       k.add(b.out as Float32Array, b.a as Float32Array, b.b as Float32Array);
+    },
+    smoothL1Loss(b: RowLossBufs<FloatArray>, d: SmoothL1Dims) {
+      if (!k.smoothL1 || !f32(b.loss, b.dinp, b.inp, b.target, b.weight)) {
+        return smoothL1Loss(b, d);
+      }
+      checkRowLoss("smoothL1Loss", b, d);
+      const [loss, dinp, inp, target, weight] = [
+        b.loss,
+        b.dinp,
+        b.inp,
+        b.target,
+        b.weight,
+      ] as Float32Array[];
+      k.smoothL1(loss, dinp, inp, target, weight, d.rows, d.C, d.beta);
     },
     biasGrad(b: BiasGradBufs<FloatArray>, d: RowsDims) {
       // the kernel accumulates into f64 (the pool's partials); an f32 dbias takes the loop
