@@ -164,6 +164,27 @@ __attribute__((optimize("fp-contract=off"))) KERNEL void dbot_smooth_l1(
   loss[0] = total / (wsum * (double)C);
 }
 
+// out[r, :] = (inp[r, :] − mean) / sqrt(var + eps) per row, var unbiased (÷ (C − 1)): the
+// target normalisation of src/backend/cpu/ref/standardize.ts, the same f64 operations in the
+// same order with no FMA contraction (bit-identical to it); out may alias inp.
+__attribute__((optimize("fp-contract=off"))) KERNEL void dbot_standardize_rows(
+    float* out, const float* inp, int32_t rows, int32_t C, double eps) {
+  for (int32_t r = 0; r < rows; r++) {
+    const float* x = inp + (int64_t)r * C;
+    float* y = out + (int64_t)r * C;
+    double m = 0.0;
+    for (int32_t c = 0; c < C; c++) m += (double)x[c];
+    m /= (double)C;
+    double v = 0.0;
+    for (int32_t c = 0; c < C; c++) {
+      const double d = (double)x[c] - m;
+      v += d * d;
+    }
+    const double s = 1.0 / __builtin_sqrt(v / (double)(C - 1) + eps);
+    for (int32_t c = 0; c < C; c++) y[c] = (float)(((double)x[c] - m) * s);
+  }
+}
+
 // out[r, :] = scale[r] · inp[r, :] for rows × C; out may alias inp.
 KERNEL void dbot_scale_rows(float* out, const float* inp, const float* scale, int32_t rows,
                             int32_t C) {

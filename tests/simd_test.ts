@@ -18,6 +18,7 @@ import { gelu, geluGrad } from "../src/backend/cpu/ref/gelu.ts";
 import { adamw } from "../src/backend/cpu/ref/adamw.ts";
 import { biasGrad } from "../src/backend/cpu/ref/bias_grad.ts";
 import { smoothL1Loss } from "../src/backend/cpu/ref/smooth_l1.ts";
+import { standardizeRows } from "../src/backend/cpu/ref/standardize.ts";
 import { layernormBackward, layernormForward } from "../src/backend/cpu/ref/layernorm.ts";
 import { softmaxBackward, softmaxForward } from "../src/backend/cpu/ref/softmax.ts";
 import { assertAllClose } from "./helpers.ts";
@@ -557,6 +558,32 @@ Deno.test({
       const want = run(smoothL1Loss);
       const got = run((b, d) => ops.smoothL1Loss(b, d));
       assertEquals(got, want, `rows=${rows} C=${C} beta=${beta}`);
+    }
+  },
+});
+
+Deno.test({
+  name: "[native] the target standardisation equals the JS reference bit for bit",
+  ignore: "reason" in native && !requireNative,
+  fn: () => {
+    if ("reason" in native) {
+      throw new Error(
+        `DBOT_REQUIRE_NATIVE=1 but the native kernels did not load: ${native.reason}`,
+      );
+    }
+    assert(native.standardizeRows, "the native kernels have standardizeRows");
+    const ops = kernelOps(native);
+    for (const [rows, C] of [[1, 2], [3, 5], [50, 96], [7, 130], [4, 768]]) {
+      // an offset (+3) so that the mean matters, as in a transformer's hidden states
+      const inp = sharedView(uniform(rows * C, -2, 4, rows + C));
+      const want = new Float32Array(rows * C);
+      standardizeRows({ out: want, inp }, { rows, C, eps: 1e-6 });
+      const got = new Float32Array(rows * C);
+      ops.standardizeRows({ out: got, inp }, { rows, C, eps: 1e-6 });
+      assertEquals(got, want, `rows=${rows} C=${C}`);
+      const same = Float32Array.from(inp); // in place
+      ops.standardizeRows({ out: same, inp: same }, { rows, C, eps: 1e-6 });
+      assertEquals(same, want, `in place rows=${rows} C=${C}`);
     }
   },
 });

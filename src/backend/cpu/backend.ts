@@ -121,7 +121,6 @@ import { quickGeluBackward, quickGeluForward } from "./ref/quickgelu.ts";
 import { relPosBiasBackward, relPosBiasForward } from "./ref/relpos.ts";
 import { relPosBiasBackwardFast, relPosBiasFast } from "./relpos.ts";
 import { scaleColsBackward, scaleColsForward } from "./ref/scale_cols.ts";
-import { standardizeRows } from "./ref/standardize.ts";
 import { CpuPool } from "./pool.ts";
 import type { PoolBufs, PoolOpName, PoolParams } from "./pool_ops.ts";
 
@@ -755,7 +754,7 @@ export class CpuBackend implements Backend {
     const v = this.#views("standardizeRows", bufs);
     const { rows, C } = dims;
     if (this.#par("standardizeRows", v, { C, eps: dims.eps }, rows, rows * C)) return;
-    standardizeRows(v, dims);
+    this.#ops.standardizeRows(v, dims);
   }
 
   // ---- attention --------------------------------------------------------------------

@@ -37,11 +37,13 @@ import {
   checkScaleRows,
   checkSoftmax,
   checkSoftmaxBackward,
+  checkStandardizeRows,
 } from "../checks.ts";
 import { adamw, type AdamwSegment } from "./ref/adamw.ts";
 import { add } from "./ref/add.ts";
 import { biasGrad } from "./ref/bias_grad.ts";
 import { smoothL1Loss } from "./ref/smooth_l1.ts";
+import { standardizeRows } from "./ref/standardize.ts";
 import { scaleRows } from "./ref/rows.ts";
 import { geluBackward, geluForward } from "./ref/gelu.ts";
 import { layernormBackward, layernormForward } from "./ref/layernorm.ts";
@@ -125,6 +127,17 @@ export interface CpuKernels {
    * reference computes on an f64 accumulator, bit for bit); absent: the JS loop.
    */
   biasGradF64?(acc: Float64Array, dout: Float32Array, rows: number, C: number): void;
+  /**
+   * The target normalisation of `ref/standardize.ts` over `[rows, C]` (unbiased variance),
+   * the same f64 operations in the same order (bit-identical); absent: the JS loop.
+   */
+  standardizeRows?(
+    out: Float32Array,
+    inp: Float32Array,
+    rows: number,
+    C: number,
+    eps: number,
+  ): void;
   /**
    * The weighted SmoothL1 loss of `ref/smooth_l1.ts` (`loss[0]`, `dinp` assigned), the same
    * f64 operations in the same order (bit-identical); absent: the JS loop.
@@ -255,6 +268,8 @@ export interface KernelOps {
   scaleRows(bufs: ScaleRowsBufs<FloatArray>, dims: RowsDims): void;
   /** See `biasGrad` (`ref/bias_grad.ts`). */
   biasGrad(bufs: BiasGradBufs<FloatArray>, dims: RowsDims): void;
+  /** See `standardizeRows` (`ref/standardize.ts`). */
+  standardizeRows(bufs: OutInpBufs<FloatArray>, dims: NormDims): void;
   /** See `smoothL1Loss` (`ref/smooth_l1.ts`). */
   smoothL1Loss(bufs: RowLossBufs<FloatArray>, dims: SmoothL1Dims): void;
   /** See `geluForward`. */
@@ -286,6 +301,7 @@ export const REF_OPS: KernelOps = Object.freeze<KernelOps>({
   scaleRows,
   biasGrad,
   smoothL1Loss,
+  standardizeRows,
   geluForward,
   geluBackward,
   matmulEpilogue,
@@ -340,6 +356,11 @@ export function kernelOps(k: CpuKernels | null): KernelOps {
       if (!k.add || !f32(b.out, b.a, b.b)) return add(b);
       checkAdd(b);
       k.add(b.out as Float32Array, b.a as Float32Array, b.b as Float32Array);
+    },
+    standardizeRows(b: OutInpBufs<FloatArray>, d: NormDims) {
+      if (!k.standardizeRows || !f32(b.out, b.inp)) return standardizeRows(b, d);
+      checkStandardizeRows(b, d);
+      k.standardizeRows(b.out as Float32Array, b.inp as Float32Array, d.rows, d.C, d.eps);
     },
     smoothL1Loss(b: RowLossBufs<FloatArray>, d: SmoothL1Dims) {
       if (!k.smoothL1 || !f32(b.loss, b.dinp, b.inp, b.target, b.weight)) {

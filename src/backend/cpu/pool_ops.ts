@@ -17,7 +17,6 @@ import {
 import { gemmProduct } from "./ref/matmul.ts";
 import { patchify } from "./ref/patchify.ts";
 import { gatherRowsForward } from "./ref/rows.ts";
-import { standardizeRows } from "./ref/standardize.ts";
 import {
   type AnyPoolOp,
   MAX_BUFS,
@@ -174,9 +173,9 @@ export const POOL_OPS = {
     optional: [],
     params: ["C", "eps"],
     shares: "chunked",
-    kernel: (b, p, lo, hi) => {
+    kernel: (b, p, lo, hi, _t, ops) => {
       const C = p.C | 0;
-      standardizeRows(
+      ops.standardizeRows(
         { out: rowsOf(b.out, lo, hi, C), inp: rowsOf(b.inp, lo, hi, C) },
         { rows: hi - lo, C, eps: p.eps },
       );
