@@ -185,6 +185,23 @@ __attribute__((optimize("fp-contract=off"))) KERNEL void dbot_standardize_rows(
   }
 }
 
+// out [B, L, C·P·P] = the P × P patches of inp [B, C, H, W] (channel-major within a patch,
+// row-major over the grid), as src/backend/cpu/ref/patchify.ts: a copy of P-float runs.
+KERNEL void dbot_patchify(float* out, const float* inp, int32_t B, int32_t C, int32_t H,
+                          int32_t W, int32_t P) {
+  const int32_t GH = H / P, GW = W / P, D = C * P * P;
+  for (int32_t b = 0; b < B; b++)
+    for (int32_t gh = 0; gh < GH; gh++)
+      for (int32_t gw = 0; gw < GW; gw++) {
+        float* o = out + ((int64_t)b * GH * GW + (int64_t)gh * GW + gw) * D;
+        for (int32_t c = 0; c < C; c++)
+          for (int32_t i = 0; i < P; i++)
+            memcpy(o + (c * P + i) * P,
+                   inp + (((int64_t)b * C + c) * H + gh * P + i) * W + (int64_t)gw * P,
+                   sizeof(float) * (size_t)P);
+      }
+}
+
 // out[r, :] = scale[r] · inp[r, :] for rows × C; out may alias inp.
 KERNEL void dbot_scale_rows(float* out, const float* inp, const float* scale, int32_t rows,
                             int32_t C) {

@@ -19,6 +19,7 @@ import { adamw } from "../src/backend/cpu/ref/adamw.ts";
 import { biasGrad } from "../src/backend/cpu/ref/bias_grad.ts";
 import { smoothL1Loss } from "../src/backend/cpu/ref/smooth_l1.ts";
 import { standardizeRows } from "../src/backend/cpu/ref/standardize.ts";
+import { patchify } from "../src/backend/cpu/ref/patchify.ts";
 import { layernormBackward, layernormForward } from "../src/backend/cpu/ref/layernorm.ts";
 import { softmaxBackward, softmaxForward } from "../src/backend/cpu/ref/softmax.ts";
 import { assertAllClose } from "./helpers.ts";
@@ -584,6 +585,36 @@ Deno.test({
       const same = Float32Array.from(inp); // in place
       ops.standardizeRows({ out: same, inp: same }, { rows, C, eps: 1e-6 });
       assertEquals(same, want, `in place rows=${rows} C=${C}`);
+    }
+  },
+});
+
+Deno.test({
+  name: "[native] patchify equals the JS reference",
+  ignore: "reason" in native && !requireNative,
+  fn: () => {
+    if ("reason" in native) {
+      throw new Error(
+        `DBOT_REQUIRE_NATIVE=1 but the native kernels did not load: ${native.reason}`,
+      );
+    }
+    assert(native.patchify, "the native kernels have patchify");
+    const ops = kernelOps(native);
+    for (
+      const [B, C, H, W, P] of [[1, 1, 4, 4, 4], [2, 3, 6, 4, 2], [3, 1, 28, 28, 4], [
+        1,
+        3,
+        32,
+        16,
+        16,
+      ]]
+    ) {
+      const inp = sharedView(uniform(B * C * H * W, -1, 1, B + C + H + W + P));
+      const want = new Float32Array(B * C * H * W);
+      patchify({ out: want, inp }, { B, C, H, W, P });
+      const got = new Float32Array(B * C * H * W);
+      ops.patchify({ out: got, inp }, { B, C, H, W, P });
+      assertEquals(got, want, `B=${B} C=${C} H=${H} W=${W} P=${P}`);
     }
   },
 });

@@ -115,7 +115,6 @@ import {
 } from "./ref/heads.ts";
 import { gemmRef, matmulForward } from "./ref/matmul.ts";
 import type { MatmulEpilogue, SplitMatmul } from "./ref/matmul.ts";
-import { patchify } from "./ref/patchify.ts";
 import { gatherRowsBackward, gatherRowsForward } from "./ref/rows.ts";
 import { quickGeluBackward, quickGeluForward } from "./ref/quickgelu.ts";
 import { relPosBiasBackward, relPosBiasForward } from "./ref/relpos.ts";
@@ -930,7 +929,7 @@ export class CpuBackend implements Backend {
     const v = this.#views("patchify", bufs);
     const { B, C, H, W, P } = dims;
     if (this.#par("patchify", v, { C, H, W, P }, B, 2 * v.inp.length)) return;
-    patchify(v, dims);
+    this.#ops.patchify(v, dims);
   }
 
   // ---- losses ------------------------------------------------------------------------------

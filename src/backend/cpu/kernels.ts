@@ -19,6 +19,7 @@ import type {
   LayernormBufs,
   NormDims,
   OutInpBufs,
+  PatchifyDims,
   RowLossBufs,
   RowsDims,
   ScaleRowsBufs,
@@ -33,6 +34,7 @@ import {
   checkGeluBackward,
   checkLayernorm,
   checkLayernormBackward,
+  checkPatchify,
   checkRowLoss,
   checkScaleRows,
   checkSoftmax,
@@ -44,6 +46,7 @@ import { add } from "./ref/add.ts";
 import { biasGrad } from "./ref/bias_grad.ts";
 import { smoothL1Loss } from "./ref/smooth_l1.ts";
 import { standardizeRows } from "./ref/standardize.ts";
+import { patchify } from "./ref/patchify.ts";
 import { scaleRows } from "./ref/rows.ts";
 import { geluBackward, geluForward } from "./ref/gelu.ts";
 import { layernormBackward, layernormForward } from "./ref/layernorm.ts";
@@ -127,6 +130,8 @@ export interface CpuKernels {
    * reference computes on an f64 accumulator, bit for bit); absent: the JS loop.
    */
   biasGradF64?(acc: Float64Array, dout: Float32Array, rows: number, C: number): void;
+  /** The patches of `ref/patchify.ts` (a copy); absent: the JS loop. */
+  patchify?(out: Float32Array, inp: Float32Array, dims: PatchifyDims): void;
   /**
    * The target normalisation of `ref/standardize.ts` over `[rows, C]` (unbiased variance),
    * the same f64 operations in the same order (bit-identical); absent: the JS loop.
@@ -268,6 +273,8 @@ export interface KernelOps {
   scaleRows(bufs: ScaleRowsBufs<FloatArray>, dims: RowsDims): void;
   /** See `biasGrad` (`ref/bias_grad.ts`). */
   biasGrad(bufs: BiasGradBufs<FloatArray>, dims: RowsDims): void;
+  /** See `patchify` (`ref/patchify.ts`). */
+  patchify(bufs: OutInpBufs<FloatArray>, dims: PatchifyDims): void;
   /** See `standardizeRows` (`ref/standardize.ts`). */
   standardizeRows(bufs: OutInpBufs<FloatArray>, dims: NormDims): void;
   /** See `smoothL1Loss` (`ref/smooth_l1.ts`). */
@@ -302,6 +309,7 @@ export const REF_OPS: KernelOps = Object.freeze<KernelOps>({
   biasGrad,
   smoothL1Loss,
   standardizeRows,
+  patchify,
   geluForward,
   geluBackward,
   matmulEpilogue,
@@ -356,6 +364,11 @@ export function kernelOps(k: CpuKernels | null): KernelOps {
       if (!k.add || !f32(b.out, b.a, b.b)) return add(b);
       checkAdd(b);
       k.add(b.out as Float32Array, b.a as Float32Array, b.b as Float32Array);
+    },
+    patchify(b: OutInpBufs<FloatArray>, d: PatchifyDims) {
+      if (!k.patchify || !f32(b.out, b.inp)) return patchify(b, d);
+      checkPatchify(b, d);
+      k.patchify(b.out as Float32Array, b.inp as Float32Array, d);
     },
     standardizeRows(b: OutInpBufs<FloatArray>, d: NormDims) {
       if (!k.standardizeRows || !f32(b.out, b.inp)) return standardizeRows(b, d);

@@ -49,6 +49,10 @@ const SYMBOLS = {
   },
   dbot_add: { parameters: ["buffer", "buffer", "buffer", "i32", "i32"], result: "void" },
   dbot_bias_grad_f64: { parameters: ["buffer", "buffer", "i32", "i32"], result: "void" },
+  dbot_patchify: {
+    parameters: ["buffer", "buffer", "i32", "i32", "i32", "i32", "i32"],
+    result: "void",
+  },
   dbot_standardize_rows: {
     parameters: ["buffer", "buffer", "i32", "i32", "f64"],
     result: "void",
@@ -267,6 +271,7 @@ function openNative(path: string): CpuKernels | { reason: string } {
     },
     add: (out, a, b) => k.dbot_add(out, a, b, a.length, b.length),
     biasGradF64: (acc, dout, rows, C) => k.dbot_bias_grad_f64(acc, dout, rows, C),
+    patchify: (out, inp, { B, C, H, W, P }) => k.dbot_patchify(out, inp, B, C, H, W, P),
     standardizeRows: (out, inp, rows, C, eps) => k.dbot_standardize_rows(out, inp, rows, C, eps),
     smoothL1(loss, dinp, inp, target, weight, rows, C, beta) {
       const total = new Float64Array(1);

@@ -15,7 +15,6 @@ import {
   splitHeadsForward,
 } from "./ref/heads.ts";
 import { gemmProduct } from "./ref/matmul.ts";
-import { patchify } from "./ref/patchify.ts";
 import { gatherRowsForward } from "./ref/rows.ts";
 import {
   type AnyPoolOp,
@@ -353,9 +352,9 @@ export const POOL_OPS = {
     optional: [],
     params: ["C", "H", "W", "P"],
     shares: "chunked",
-    kernel: (b, p, lo, hi) => {
+    kernel: (b, p, lo, hi, _t, ops) => {
       const per = (p.C * p.H * p.W) | 0;
-      patchify(
+      ops.patchify(
         { out: rowsOf(b.out, lo, hi, per), inp: rowsOf(b.inp, lo, hi, per) },
         { B: hi - lo, C: p.C | 0, H: p.H | 0, W: p.W | 0, P: p.P | 0 },
       );
