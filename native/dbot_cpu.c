@@ -6,9 +6,11 @@
 //
 // Semantics follow the JS ops in src/backend/cpu/ref/: NaN propagates (the clamps are
 // written so that a comparison with NaN keeps NaN), any length and any aliasing of an
-// output with its input is allowed (no `restrict`). Beyond the WebAssembly set: add and
-// scaleRows. The attention's helpers are always_inline: GCC does not clone a static callee
-// of a target_clones function, and a call left out of line ran the baseline SSE code.
+// output with its input is allowed (no `restrict`). Beyond the WebAssembly set: add,
+// scaleRows, the bias gradient's column sums, the SmoothL1 loss, the target standardisation
+// and patchify (the f64 ones bit-identical to their JS loops). The attention's helpers are
+// always_inline: GCC does not clone a static callee of a target_clones function, and a call
+// left out of line ran the baseline SSE code.
 #include <stdint.h>
 #include <string.h>
 
