@@ -41,6 +41,11 @@ function kernelTest(name: string, fn: (k: CpuKernels) => void): void {
     assert(wasm, "WebAssembly SIMD kernels did not instantiate (Deno always supports SIMD)");
     fn(wasm);
   });
+  nativeTest(name, fn);
+}
+
+/** Registers `fn` for the native kernels only: `[native] name`. */
+function nativeTest(name: string, fn: (k: CpuKernels) => void): void {
   Deno.test({
     name: `[native] ${name}`,
     ignore: "reason" in native && !requireNative,
@@ -463,158 +468,113 @@ Deno.test("kernels_wasm.ts is not stale: its hash matches kernels.c and build.sh
   assertEquals(hex, KERNELS_WASM_SOURCE_SHA256, `${fix} (kernels.c changed)`);
 });
 
-Deno.test({
-  name: "[native] add and scaleRows match the f32 loops exactly, broadcast and in place",
-  ignore: "reason" in native && !requireNative,
-  fn: () => {
-    if ("reason" in native) {
-      throw new Error(
-        `DBOT_REQUIRE_NATIVE=1 but the native kernels did not load: ${native.reason}`,
-      );
-    }
-    assert(native.add && native.scaleRows, "the native kernels have add and scaleRows");
-    for (const [rows, C] of [[1, 1], [3, 5], [7, 130], [70, 3], [2, BLOCK + 3]]) {
-      const a = sharedView(uniform(rows * C, -4, 4, rows + C));
-      const b = sharedView(uniform(rows * C, -4, 4, rows * C + 1), 1);
-      const row = sharedView(uniform(C, -1, 1, C), 2);
-      const scale = sharedView(uniform(rows, 0, 2, rows));
-      const sum = Float32Array.from(a, (v, i) => v + b[i]);
-      const bcast = Float32Array.from(a, (v, i) => v + row[i % C]);
-      const scaled = Float32Array.from(a, (v, i) => v * scale[Math.floor(i / C)]);
-      const out = new Float32Array(rows * C);
-      native.add(out, a, b);
-      assertEquals(out, sum, `add rows=${rows} C=${C}`);
-      native.add(out, a, row);
-      assertEquals(out, bcast, `add broadcast rows=${rows} C=${C}`);
-      native.scaleRows(out, a, scale, rows, C);
-      assertEquals(out, scaled, `scaleRows rows=${rows} C=${C}`);
-      native.scaleRows(a, a, scale, rows, C); // in place
-      assertEquals(Float32Array.from(a), scaled, `scaleRows in place rows=${rows} C=${C}`);
-      const b0 = Float32Array.from(b);
-      native.add(b, a, b); // out aliases b
-      assertEquals(Float32Array.from(b), Float32Array.from(a, (v, i) => v + b0[i]), "add in place");
-    }
-  },
+nativeTest("add and scaleRows match the f32 loops exactly, broadcast and in place", (native) => {
+  assert(native.add && native.scaleRows, "the native kernels have add and scaleRows");
+  for (const [rows, C] of [[1, 1], [3, 5], [7, 130], [70, 3], [2, BLOCK + 3]]) {
+    const a = sharedView(uniform(rows * C, -4, 4, rows + C));
+    const b = sharedView(uniform(rows * C, -4, 4, rows * C + 1), 1);
+    const row = sharedView(uniform(C, -1, 1, C), 2);
+    const scale = sharedView(uniform(rows, 0, 2, rows));
+    const sum = Float32Array.from(a, (v, i) => v + b[i]);
+    const bcast = Float32Array.from(a, (v, i) => v + row[i % C]);
+    const scaled = Float32Array.from(a, (v, i) => v * scale[Math.floor(i / C)]);
+    const out = new Float32Array(rows * C);
+    native.add(out, a, b);
+    assertEquals(out, sum, `add rows=${rows} C=${C}`);
+    native.add(out, a, row);
+    assertEquals(out, bcast, `add broadcast rows=${rows} C=${C}`);
+    native.scaleRows(out, a, scale, rows, C);
+    assertEquals(out, scaled, `scaleRows rows=${rows} C=${C}`);
+    native.scaleRows(a, a, scale, rows, C); // in place
+    assertEquals(Float32Array.from(a), scaled, `scaleRows in place rows=${rows} C=${C}`);
+    const b0 = Float32Array.from(b);
+    native.add(b, a, b); // out aliases b
+    assertEquals(Float32Array.from(b), Float32Array.from(a, (v, i) => v + b0[i]), "add in place");
+  }
 });
 
-Deno.test({
-  name: "[native] the bias gradient's f64 column sums equal the JS reference bit for bit",
-  ignore: "reason" in native && !requireNative,
-  fn: () => {
-    if ("reason" in native) {
-      throw new Error(
-        `DBOT_REQUIRE_NATIVE=1 but the native kernels did not load: ${native.reason}`,
-      );
-    }
-    assert(native.biasGradF64, "the native kernels have biasGradF64");
-    const ops = kernelOps(native);
-    for (const [rows, C] of [[1, 1], [3, 5], [7, 130], [70, 3], [257, 96]]) {
-      const dout = sharedView(uniform(rows * C, -4, 4, rows + C));
-      const start = Float64Array.from(uniform(C, -1, 1, C)); // accumulates onto what is there
-      const want = Float64Array.from(start);
-      biasGrad({ dbias: want, dout }, { rows, C });
-      const got = Float64Array.from(start);
-      ops.biasGrad({ dbias: got, dout }, { rows, C });
-      assertEquals(got, want, `rows=${rows} C=${C}`);
-      // an f32 dbias takes the reference loop
-      const f = Float32Array.from(start);
-      const fWant = Float32Array.from(start);
-      ops.biasGrad({ dbias: f, dout }, { rows, C });
-      biasGrad({ dbias: fWant, dout }, { rows, C });
-      assertEquals(f, fWant, `f32 rows=${rows} C=${C}`);
-    }
-  },
+nativeTest("the bias gradient's f64 column sums equal the JS reference bit for bit", (native) => {
+  assert(native.biasGradF64, "the native kernels have biasGradF64");
+  const ops = kernelOps(native);
+  for (const [rows, C] of [[1, 1], [3, 5], [7, 130], [70, 3], [257, 96]]) {
+    const dout = sharedView(uniform(rows * C, -4, 4, rows + C));
+    const start = Float64Array.from(uniform(C, -1, 1, C)); // accumulates onto what is there
+    const want = Float64Array.from(start);
+    biasGrad({ dbias: want, dout }, { rows, C });
+    const got = Float64Array.from(start);
+    ops.biasGrad({ dbias: got, dout }, { rows, C });
+    assertEquals(got, want, `rows=${rows} C=${C}`);
+    // an f32 dbias (the one-thread path): the same f64 sums, added to f32
+    const f = Float32Array.from(start);
+    const fWant = Float32Array.from(start);
+    ops.biasGrad({ dbias: f, dout }, { rows, C });
+    biasGrad({ dbias: fWant, dout }, { rows, C });
+    assertEquals(f, fWant, `f32 rows=${rows} C=${C}`);
+  }
 });
 
-Deno.test({
-  name: "[native] the SmoothL1 loss and its gradient equal the JS reference bit for bit",
-  ignore: "reason" in native && !requireNative,
-  fn: () => {
-    if ("reason" in native) {
-      throw new Error(
-        `DBOT_REQUIRE_NATIVE=1 but the native kernels did not load: ${native.reason}`,
-      );
+nativeTest("the SmoothL1 loss and its gradient equal the JS reference bit for bit", (native) => {
+  assert(native.smoothL1, "the native kernels have smoothL1");
+  const ops = kernelOps(native);
+  for (
+    const [rows, C, beta] of [[1, 1, 2], [3, 5, 2], [50, 96, 2], [7, 130, 0.5], [9, 33, 0.7]]
+  ) {
+    const inp = sharedView(uniform(rows * C, -6, 6, rows + C));
+    const target = sharedView(uniform(rows * C, -3, 3, rows * C), 1);
+    const weight = sharedView(uniform(rows, 0, 1, rows).map((w) => (w < 0.3 ? 0 : 1)), 2);
+    weight[0] = 1; // some row counts
+    if (rows * C > 4) {
+      inp[1] = target[1]; // d = 0
+      inp[2] = -0;
+      target[2] = 0; // d = −0
     }
-    assert(native.smoothL1, "the native kernels have smoothL1");
-    const ops = kernelOps(native);
-    for (
-      const [rows, C, beta] of [[1, 1, 2], [3, 5, 2], [50, 96, 2], [7, 130, 0.5], [9, 33, 0.7]]
-    ) {
-      const inp = sharedView(uniform(rows * C, -6, 6, rows + C));
-      const target = sharedView(uniform(rows * C, -3, 3, rows * C), 1);
-      const weight = sharedView(uniform(rows, 0, 1, rows).map((w) => (w < 0.3 ? 0 : 1)), 2);
-      weight[0] = 1; // some row counts
-      if (rows * C > 4) {
-        inp[1] = target[1]; // d = 0
-        inp[2] = -0;
-        target[2] = 0; // d = −0
-      }
-      if (C === 130) inp[3] = NaN; // propagates into the loss and its element's gradient
-      const run = (f: typeof smoothL1Loss) => {
-        const loss = new Float32Array(1);
-        const dinp = new Float32Array(rows * C);
-        f({ loss, dinp, inp, target, weight }, { rows, C, beta });
-        return { loss, dinp };
-      };
-      const want = run(smoothL1Loss);
-      const got = run((b, d) => ops.smoothL1Loss(b, d));
-      assertEquals(got, want, `rows=${rows} C=${C} beta=${beta}`);
-    }
-  },
+    if (C === 130) inp[3] = NaN; // propagates into the loss and its element's gradient
+    const run = (f: typeof smoothL1Loss) => {
+      const loss = new Float32Array(1);
+      const dinp = new Float32Array(rows * C);
+      f({ loss, dinp, inp, target, weight }, { rows, C, beta });
+      return { loss, dinp };
+    };
+    const want = run(smoothL1Loss);
+    const got = run((b, d) => ops.smoothL1Loss(b, d));
+    assertEquals(got, want, `rows=${rows} C=${C} beta=${beta}`);
+  }
 });
 
-Deno.test({
-  name: "[native] the target standardisation equals the JS reference bit for bit",
-  ignore: "reason" in native && !requireNative,
-  fn: () => {
-    if ("reason" in native) {
-      throw new Error(
-        `DBOT_REQUIRE_NATIVE=1 but the native kernels did not load: ${native.reason}`,
-      );
-    }
-    assert(native.standardizeRows, "the native kernels have standardizeRows");
-    const ops = kernelOps(native);
-    for (const [rows, C] of [[1, 2], [3, 5], [50, 96], [7, 130], [4, 768]]) {
-      // an offset (+3) so that the mean matters, as in a transformer's hidden states
-      const inp = sharedView(uniform(rows * C, -2, 4, rows + C));
-      const want = new Float32Array(rows * C);
-      standardizeRows({ out: want, inp }, { rows, C, eps: 1e-6 });
-      const got = new Float32Array(rows * C);
-      ops.standardizeRows({ out: got, inp }, { rows, C, eps: 1e-6 });
-      assertEquals(got, want, `rows=${rows} C=${C}`);
-      const same = Float32Array.from(inp); // in place
-      ops.standardizeRows({ out: same, inp: same }, { rows, C, eps: 1e-6 });
-      assertEquals(same, want, `in place rows=${rows} C=${C}`);
-    }
-  },
+nativeTest("the target standardisation equals the JS reference bit for bit", (native) => {
+  assert(native.standardizeRows, "the native kernels have standardizeRows");
+  const ops = kernelOps(native);
+  for (const [rows, C] of [[1, 2], [3, 5], [50, 96], [7, 130], [4, 768]]) {
+    // an offset (+3) so that the mean matters, as in a transformer's hidden states
+    const inp = sharedView(uniform(rows * C, -2, 4, rows + C));
+    const want = new Float32Array(rows * C);
+    standardizeRows({ out: want, inp }, { rows, C, eps: 1e-6 });
+    const got = new Float32Array(rows * C);
+    ops.standardizeRows({ out: got, inp }, { rows, C, eps: 1e-6 });
+    assertEquals(got, want, `rows=${rows} C=${C}`);
+    const same = Float32Array.from(inp); // in place
+    ops.standardizeRows({ out: same, inp: same }, { rows, C, eps: 1e-6 });
+    assertEquals(same, want, `in place rows=${rows} C=${C}`);
+  }
 });
 
-Deno.test({
-  name: "[native] patchify equals the JS reference",
-  ignore: "reason" in native && !requireNative,
-  fn: () => {
-    if ("reason" in native) {
-      throw new Error(
-        `DBOT_REQUIRE_NATIVE=1 but the native kernels did not load: ${native.reason}`,
-      );
-    }
-    assert(native.patchify, "the native kernels have patchify");
-    const ops = kernelOps(native);
-    for (
-      const [B, C, H, W, P] of [[1, 1, 4, 4, 4], [2, 3, 6, 4, 2], [3, 1, 28, 28, 4], [
-        1,
-        3,
-        32,
-        16,
-        16,
-      ]]
-    ) {
-      const inp = sharedView(uniform(B * C * H * W, -1, 1, B + C + H + W + P));
-      const want = new Float32Array(B * C * H * W);
-      patchify({ out: want, inp }, { B, C, H, W, P });
-      const got = new Float32Array(B * C * H * W);
-      ops.patchify({ out: got, inp }, { B, C, H, W, P });
-      assertEquals(got, want, `B=${B} C=${C} H=${H} W=${W} P=${P}`);
-    }
-  },
+nativeTest("patchify equals the JS reference", (native) => {
+  assert(native.patchify, "the native kernels have patchify");
+  const ops = kernelOps(native);
+  for (
+    const [B, C, H, W, P] of [[1, 1, 4, 4, 4], [2, 3, 6, 4, 2], [3, 1, 28, 28, 4], [
+      1,
+      3,
+      32,
+      16,
+      16,
+    ]]
+  ) {
+    const inp = sharedView(uniform(B * C * H * W, -1, 1, B + C + H + W + P));
+    const want = new Float32Array(B * C * H * W);
+    patchify({ out: want, inp }, { B, C, H, W, P });
+    const got = new Float32Array(B * C * H * W);
+    ops.patchify({ out: got, inp }, { B, C, H, W, P });
+    assertEquals(got, want, `B=${B} C=${C} H=${H} W=${W} P=${P}`);
+  }
 });

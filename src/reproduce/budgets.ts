@@ -356,23 +356,14 @@ export function reproduceCommand(opts: ReproduceConfig): string {
  * fine-tuning (each row's eval.json records {@link finetuneProtocol} of each figure) and keeps
  * the rest.
  */
-export const FINETUNE_KEYS: readonly [
+export const FINETUNE_KEYS = [
   "finetuneLabels",
   "finetuneEpochs",
   "finetuneBatch",
   "finetuneBaseLr",
   "finetuneMix",
   "finetuneCropScale",
-] = Object.freeze(
-  [
-    "finetuneLabels",
-    "finetuneEpochs",
-    "finetuneBatch",
-    "finetuneBaseLr",
-    "finetuneMix",
-    "finetuneCropScale",
-  ] as const,
-);
+] as const;
 
 /** The fine-tuning settings of a budget ({@link FINETUNE_KEYS}). */
 export type FinetuneSettings = Pick<ReproduceBudget, typeof FINETUNE_KEYS[number]>;

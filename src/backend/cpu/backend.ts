@@ -644,10 +644,7 @@ export class CpuBackend implements Backend {
       addPartials(db, part, T, C);
       return;
     }
-    // one thread: the kernels' f64 column sums (what ref/bias_grad.ts computes, bit for bit)
-    const acc = new Float64Array(C);
-    this.#ops.biasGrad({ dbias: acc, dout: d }, dims);
-    for (let c = 0; c < C; c++) db[c] += acc[c];
+    this.#ops.biasGrad({ dbias: db, dout: d }, dims);
   }
 
   // ---- elementwise ----------------------------------------------------------------

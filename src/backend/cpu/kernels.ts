@@ -390,12 +390,12 @@ export function kernelOps(k: CpuKernels | null): KernelOps {
       k.smoothL1(loss, dinp, inp, target, weight, d.rows, d.C, d.beta);
     },
     biasGrad(b: BiasGradBufs<FloatArray>, d: RowsDims) {
-      // the kernel accumulates into f64 (the pool's partials); an f32 dbias takes the loop
-      if (!k.biasGradF64 || !(b.dbias instanceof Float64Array) || !f32(b.dout)) {
-        return biasGrad(b, d);
-      }
+      if (!k.biasGradF64 || !f32(b.dout)) return biasGrad(b, d);
       checkBiasGrad(b, d);
-      k.biasGradF64(b.dbias, b.dout as Float32Array, d.rows, d.C);
+      // as ref/bias_grad.ts: the column sums in f64 from 0, then added to dbias (f32 or f64)
+      const acc = new Float64Array(d.C);
+      k.biasGradF64(acc, b.dout as Float32Array, d.rows, d.C);
+      for (let c = 0; c < d.C; c++) b.dbias[c] += acc[c];
     },
     scaleRows(b: ScaleRowsBufs<FloatArray>, d: RowsDims) {
       if (!k.scaleRows || !f32(b.out, b.inp, b.scale)) return scaleRows(b, d);
