@@ -205,7 +205,7 @@ Deno.test("reproduce: the report's fine-tuning command is the fine-tuning each r
   assertEquals(
     finetuneCommand("fashion-mnist", REPRODUCE_BUDGETS.small, 0),
     "deno task finetune --checkpoint CKPT --data fashion-mnist --labels 600 --label-seed S " +
-      "--epochs 50 --warmup-epochs 2.5 --batch 64 --base-lr 0.01 --mixup 0 --cutmix 0 " +
+      "--epochs 20 --warmup-epochs 1 --batch 64 --base-lr 0.01 --mixup 0 --cutmix 0 " +
       "--crop-scale 1,1 --seed S",
   );
 });
