@@ -14,6 +14,12 @@ import type { VitConfig } from "../src/models/vit_config.ts";
 import { deriveVit } from "../src/models/vit_config.ts";
 import { fullIndex, VitEncoder, vitParamSpecs } from "../src/models/vit.ts";
 import { param, ParamSet, type ParamSpec } from "../src/nn/params.ts";
+import {
+  type BlockActs,
+  blockForward,
+  type BlockScratch,
+  type BlockWeights,
+} from "../src/nn/block.ts";
 import { assert, assertThrows } from "../src/util/assert.ts";
 import { Rng } from "../src/util/rng.ts";
 import { gpuTest } from "./gpu.ts";
@@ -178,6 +184,59 @@ for (const [name, cfg, maskToken] of [["CLIP", CLIP, false], ["BEiT", BEIT, true
   );
 }
 
+/** The output of a frozen encoder (one residual buffer, updated in place) on `m`'s weights and images. */
+async function frozenOut(m: Built, cfg: VitConfig, B = 2): Promise<ArrayLike<number>> {
+  const N = 1 + deriveVit(cfg).numPatches;
+  const enc = new VitEncoder(m.be, cfg, {
+    ps: m.ps,
+    B,
+    N,
+    trainable: false,
+    finalNorm: true,
+    label: "frozen",
+  });
+  enc.patchify(m.images);
+  enc.forward(m.index, null, null);
+  const out = await m.be.download(enc.out);
+  enc.dispose();
+  return out;
+}
+
+// Every block of a frozen encoder adds its branches into the one residual buffer (the
+// projection and fc2 products with `accumulate`; with layer scale, an add in place): the
+// same output as the trainable encoder's separate buffers, up to the order of one rounding.
+for (
+  const [name, cfg] of [
+    ["plain", { ...BASE, depth: 3 }],
+    ["CLIP", { ...CLIP, depth: 3 }],
+    ["BEiT", { ...BEIT, depth: 3 }],
+  ] as const
+) {
+  Deno.test(`a frozen VitEncoder (${name}, residual in place) gives the trainable one's output`, async () => {
+    for (const be of [CpuBackend.reference(), new CpuBackend({ threads: 2, minParallelWork: 1 })]) {
+      const m = build(be, cfg, false);
+      await lossOf(m); // the trainable forward
+      const want = await be.download(m.enc.out);
+      const got = await frozenOut(m, cfg);
+      assertAllClose(got, want, { atol: 1e-6, rtol: 1e-5 }, `${name} frozen out`);
+      assert(
+        maxAbsDiff(got, want) < 1e-5 && Array.from(got).some((v) => v !== 0),
+        `${name}: output`,
+      );
+    }
+  });
+
+  gpuTest(
+    `a frozen VitEncoder (${name}, residual in place) on WebGPU matches the CPU one`,
+    async (gpu) => {
+      const cpu = m0(cfg, false);
+      const want = await frozenOut(cpu, cfg);
+      const got = await frozenOut(build(gpu, cfg, false), cfg);
+      assertAllClose(got, want, { atol: 1e-5, rtol: 1e-4 }, `${name} frozen out (WebGPU)`);
+    },
+  );
+}
+
 function m0(cfg: VitConfig, maskToken: boolean): Built {
   return build(new CpuBackend({ threads: 1 }), cfg, maskToken);
 }
@@ -252,4 +311,22 @@ Deno.test("VitEncoder rejects bad option combinations with clear errors", () => 
   );
   assertThrows(() => deriveVit({ ...BASE, act: "relu" as "gelu" }), RangeError, "act must be");
   assertThrows(() => deriveVit({ ...BASE, projDim: 0 }), RangeError, "projDim must be");
+});
+
+Deno.test("blockForward refuses to run in place (out = inp) when the backward needs inp", () => {
+  const be = new CpuBackend({ threads: 1 });
+  const x = be.tensor([1, 2, 4]);
+  assertThrows(
+    () =>
+      blockForward(be, {
+        out: x,
+        inp: x,
+        w: {} as BlockWeights,
+        acts: {} as BlockActs,
+        s: {} as BlockScratch,
+        drop: null,
+      }, { B: 1, N: 2, D: 4, NH: 1, hidden: 8 }),
+    RangeError,
+    "pass noGrad or another out",
+  );
 });

@@ -166,7 +166,7 @@ export class VitEncoder {
   readonly #x0raw: Tensor | null; // [B, N, D] before norm_pre (preNorm)
   readonly #preMean: Tensor | null; // [B·N]
   readonly #preRstd: Tensor | null; // [B·N]
-  readonly #xs: Tensor[]; // residual stream: trainable depth+1 buffers; frozen ping-pong 2
+  readonly #xs: Tensor[]; // residual stream: trainable depth+1 buffers; frozen one, updated in place
   readonly #acts: BlockActs[];
   readonly #scratch: BlockScratch;
   readonly #bd: BlockDims;
@@ -218,7 +218,7 @@ export class VitEncoder {
     this.#x0raw = tIf(cfg.preNorm === true, [B, N, D], "x0raw");
     this.#preMean = tIf(cfg.preNorm === true, [B * N], "preMean");
     this.#preRstd = tIf(cfg.preNorm === true, [B * N], "preRstd");
-    const nx = this.#keep ? cfg.depth + 1 : Math.min(2, cfg.depth + 1);
+    const nx = this.#keep ? cfg.depth + 1 : 1;
     this.#xs = Array.from({ length: nx }, (_, i) => t([B, N, D], `x${i}`));
     this.#bd = {
       B,
@@ -591,11 +591,12 @@ export class VitEncoder {
   }
 
   #last(): number {
-    return this.#keep ? this.cfg.depth : this.cfg.depth % 2;
+    return this.#keep ? this.cfg.depth : 0;
   }
 
+  /** The residual stream after block i (frozen: the one buffer every block updates in place). */
   #x(i: number): Tensor {
-    return this.#keep ? this.#xs[i] : this.#xs[i % this.#xs.length];
+    return this.#keep ? this.#xs[i] : this.#xs[0];
   }
 
   #name(n: string): string {

@@ -209,6 +209,11 @@ export interface DropScales {
  * `out [B, N, D] = block(inp [B, N, D])`, caching what the backward needs in `acts`
  * (`noGrad`: a frozen teacher's forward, which skips keeping the MLP's pre-GELU values).
  * `rel`: the shared relative position bias (BEiT), added to the logits before softmax.
+ *
+ * In place (`out` = `inp`, only with `noGrad`: the backward would need `inp`): the residual
+ * stream is updated where it lies, each branch's last Linear adding its product to it
+ * (`accumulate`) instead of writing the branch for a separate add (with layer scale or drop
+ * path, the add runs in place).
  */
 export function blockForward(
   be: Backend,
@@ -228,6 +233,14 @@ export function blockForward(
   const HS = D / NH;
   const rows = B * N;
   const scale = 1 / Math.sqrt(HS);
+  const inPlace = out === inp;
+  if (inPlace && !noGrad) {
+    throw new RangeError(
+      "Cannot run blockForward in place (out = inp) with gradients: the backward needs inp; pass noGrad or another out",
+    );
+  }
+  // x2 [B, N, D]: the stream after the attention branch (in place: inp itself)
+  const x2 = inPlace ? inp : acts.x2;
   // attention branch
   be.layernorm(
     {
@@ -256,22 +269,30 @@ export function blockForward(
     },
     { B, N, NH, HS, scale },
   );
-  const proj = w.gamma1 ? acts.ls1 : s.branch; // [B, N, D]
-  linearForward(be, { out: proj, inp: acts.attnOut, weight: w.projW, bias: w.projB }, {
-    rows,
-    inF: D,
-    outF: D,
-  });
-  if (w.gamma1) be.scaleCols({ out: s.branch, inp: proj, scale: w.gamma1 }, { rows, C: D });
-  if (drop) be.scaleRows({ out: s.branch, inp: s.branch, scale: drop.attn }, { rows: B, C: N * D });
-  be.add({ out: acts.x2, a: inp, b: s.branch });
+  // in place without γ or drop path: x2 = inp + proj(attnOut) in the product itself
+  const projAdds = inPlace && !w.gamma1 && !drop;
+  const proj = projAdds ? x2 : w.gamma1 ? acts.ls1 : s.branch; // [B, N, D]
+  linearForward(
+    be,
+    { out: proj, inp: acts.attnOut, weight: w.projW, bias: w.projB },
+    { rows, inF: D, outF: D },
+    false,
+    projAdds,
+  );
+  if (!projAdds) {
+    if (w.gamma1) be.scaleCols({ out: s.branch, inp: proj, scale: w.gamma1 }, { rows, C: D });
+    if (drop) {
+      be.scaleRows({ out: s.branch, inp: s.branch, scale: drop.attn }, { rows: B, C: N * D });
+    }
+    be.add({ out: x2, a: inp, b: s.branch });
+  }
   // MLP branch
   be.layernorm(
     {
       out: acts.ln2,
       mean: acts.ln2Mean,
       rstd: acts.ln2Rstd,
-      inp: acts.x2,
+      inp: x2,
       weight: w.norm2w,
       bias: w.norm2b,
     },
@@ -299,15 +320,23 @@ export function blockForward(
       true,
     );
   }
-  const fc2 = w.gamma2 ? acts.ls2 : s.branch; // [B, N, D]
-  linearForward(be, { out: fc2, inp: acts.h, weight: w.fc2W, bias: w.fc2B }, {
-    rows,
-    inF: hidden,
-    outF: D,
-  });
-  if (w.gamma2) be.scaleCols({ out: s.branch, inp: fc2, scale: w.gamma2 }, { rows, C: D });
-  if (drop) be.scaleRows({ out: s.branch, inp: s.branch, scale: drop.mlp }, { rows: B, C: N * D });
-  be.add({ out, a: acts.x2, b: s.branch });
+  // in place without γ or drop path: out = x2 + fc2(h) in the product itself
+  const fc2Adds = inPlace && !w.gamma2 && !drop;
+  const fc2 = fc2Adds ? out : w.gamma2 ? acts.ls2 : s.branch; // [B, N, D]
+  linearForward(
+    be,
+    { out: fc2, inp: acts.h, weight: w.fc2W, bias: w.fc2B },
+    { rows, inF: hidden, outF: D },
+    false,
+    fc2Adds,
+  );
+  if (!fc2Adds) {
+    if (w.gamma2) be.scaleCols({ out: s.branch, inp: fc2, scale: w.gamma2 }, { rows, C: D });
+    if (drop) {
+      be.scaleRows({ out: s.branch, inp: s.branch, scale: drop.mlp }, { rows: B, C: N * D });
+    }
+    be.add({ out, a: x2, b: s.branch });
+  }
 }
 
 /** The qkv bias `[3D]`: timm's `qkv.bias`, or BEiT's `[q_bias | 0 | v_bias]` built in `s.qkvBias`. */

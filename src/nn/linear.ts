@@ -14,7 +14,8 @@ export interface LinearDims {
 
 /**
  * `out [rows, outF] = inp [rows, inF] · weightᵀ (+ bias)`; with `gelu`, `out = gelu(z)` and
- * `pre = z`. No `bias`: a Linear without one (CLIP's patch embedding and projection).
+ * `pre = z`; with `accumulate` (not with `gelu`), `out +=` that instead (a residual added by
+ * the product). No `bias`: a Linear without one (CLIP's patch embedding and projection).
  */
 export function linearForward(
   be: Backend,
@@ -27,6 +28,7 @@ export function linearForward(
   },
   { rows, inF, outF }: LinearDims,
   gelu = false,
+  accumulate = false,
 ): void {
   be.matmul({ out, a: inp, b: weight, bias, pre }, {
     M: rows,
@@ -34,6 +36,7 @@ export function linearForward(
     K: inF,
     transB: true,
     gelu,
+    accumulate,
   });
 }
 
