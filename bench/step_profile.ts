@@ -138,6 +138,20 @@ for (const [k, e] of [...totals].sort((a, b) => b[1].ms - a[1].ms)) {
     } ${gc.padStart(9)}`,
   );
 }
+// The products' share, and the step they bound: with every other op free, the step would
+// take the products' time alone (compare its GFLOP/s with bench/sgemm_rate.ts in one run).
+const products = [...totals].filter(([k]) => k.startsWith("matmul")).map(([, e]) => e);
+const prodMs = products.reduce((s, e) => s + e.ms, 0) / steps;
+const prodFlop = products.reduce((s, e) => s + e.flop, 0) / steps;
+const stepFlop = [...totals.values()].reduce((s, e) => s + e.flop, 0) / steps;
+console.log(
+  `products: ${prodMs.toFixed(1)} ms/step (${(100 * prodMs / r.step_ms).toFixed(1)}%) at ${
+    (prodFlop / prodMs / 1e6).toFixed(1)
+  } GFLOP/s; the step's ${(stepFlop / 1e9).toFixed(2)} GFLOP at ${
+    (stepFlop / r.step_ms / 1e6).toFixed(1)
+  } GFLOP/s; with every other op free: ${(r.images_per_s * r.step_ms / prodMs).toFixed(0)} img/s ` +
+    `at ${(stepFlop / prodMs / 1e6).toFixed(1)} GFLOP/s`,
+);
 const opsStep = [...totals.values()].reduce((s, e) => s + e.calls, 0) / steps;
 console.log(
   `pool: ${dispatchesStep.toFixed(0)} dispatches/step for ${opsStep.toFixed(0)} top-level ops ` +
