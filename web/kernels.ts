@@ -50,8 +50,9 @@ export const OVERRIDE_VALUES: Readonly<Record<string, readonly number[]>> = Obje
 
 /**
  * Matmul's six flags are not all combined: the model asks for three transposes (`x·Wᵀ`,
- * `dY·W`, `dYᵀ·X`, and the same for attention) and five epilogues (none, accumulate into a
- * gradient, bias, bias + GELU, bias + GELU keeping the pre-activation). The split-K
+ * `dY·W`, `dYᵀ·X`, and the same for attention) and six epilogues (none, accumulate into a
+ * gradient, bias, bias + GELU, bias + GELU keeping the pre-activation, bias accumulated into
+ * a frozen encoder's residual stream). The split-K
  * reduction gets no transposes. `tests/web_test.ts` checks that a training step and the
  * k-NN features ask for nothing outside this list.
  */
@@ -74,7 +75,14 @@ const IN_PLACE: Readonly<Record<string, readonly (readonly [number, number])[]>>
 
 const MATMUL_FLAGS = ["TRANS_A", "TRANS_B", "HAS_BIAS", "GELU", "HAS_PRE", "ACCUMULATE"];
 const TRANSPOSES = [[0, 0], [0, 1], [1, 0]];
-const EPILOGUES = [[0, 0, 0, 0], [0, 0, 0, 1], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0]];
+const EPILOGUES = [
+  [0, 0, 0, 0],
+  [0, 0, 0, 1],
+  [1, 0, 0, 0],
+  [1, 1, 0, 0],
+  [1, 1, 1, 0],
+  [1, 0, 0, 1],
+];
 
 function matmulCombos(label: string): Record<string, number>[] {
   const transposes = label === "matmul.MATMUL_SPLITK_REDUCE" ? [[0, 0]] : TRANSPOSES;
