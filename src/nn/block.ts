@@ -269,23 +269,17 @@ export function blockForward(
     },
     { B, N, NH, HS, scale },
   );
-  // in place without γ or drop path: x2 = inp + proj(attnOut) in the product itself
-  const projAdds = inPlace && !w.gamma1 && !drop;
-  const proj = projAdds ? x2 : w.gamma1 ? acts.ls1 : s.branch; // [B, N, D]
-  linearForward(
-    be,
-    { out: proj, inp: acts.attnOut, weight: w.projW, bias: w.projB },
-    { rows, inF: D, outF: D },
-    false,
-    projAdds,
-  );
-  if (!projAdds) {
-    if (w.gamma1) be.scaleCols({ out: s.branch, inp: proj, scale: w.gamma1 }, { rows, C: D });
-    if (drop) {
-      be.scaleRows({ out: s.branch, inp: s.branch, scale: drop.attn }, { rows: B, C: N * D });
-    }
-    be.add({ out: x2, a: inp, b: s.branch });
-  }
+  residualBranch(be, {
+    out: x2,
+    res: inp,
+    inp: acts.attnOut,
+    weight: w.projW,
+    bias: w.projB,
+    gamma: w.gamma1,
+    ls: acts.ls1,
+    drop: drop?.attn,
+    branch: s.branch,
+  }, { B, N, D, inF: D });
   // MLP branch
   be.layernorm(
     {
@@ -320,23 +314,47 @@ export function blockForward(
       true,
     );
   }
-  // in place without γ or drop path: out = x2 + fc2(h) in the product itself
-  const fc2Adds = inPlace && !w.gamma2 && !drop;
-  const fc2 = fc2Adds ? out : w.gamma2 ? acts.ls2 : s.branch; // [B, N, D]
-  linearForward(
-    be,
-    { out: fc2, inp: acts.h, weight: w.fc2W, bias: w.fc2B },
-    { rows, inF: hidden, outF: D },
-    false,
-    fc2Adds,
-  );
-  if (!fc2Adds) {
-    if (w.gamma2) be.scaleCols({ out: s.branch, inp: fc2, scale: w.gamma2 }, { rows, C: D });
-    if (drop) {
-      be.scaleRows({ out: s.branch, inp: s.branch, scale: drop.mlp }, { rows: B, C: N * D });
-    }
-    be.add({ out, a: x2, b: s.branch });
-  }
+  residualBranch(be, {
+    out,
+    res: x2,
+    inp: acts.h,
+    weight: w.fc2W,
+    bias: w.fc2B,
+    gamma: w.gamma2,
+    ls: acts.ls2,
+    drop: drop?.mlp,
+    branch: s.branch,
+  }, { B, N, D, inF: hidden });
+}
+
+/**
+ * `out [B, N, D] = res + dp(γ ⊙ (inp · weightᵀ + bias))`, a block's residual branch. In place
+ * (`out` = `res`) without γ or drop path, the product adds itself into the stream (`accumulate`);
+ * otherwise the branch goes through `ls` (with γ) and `branch`, then one add (in place or not).
+ */
+function residualBranch(
+  be: Backend,
+  { out, res, inp, weight, bias, gamma, ls, drop, branch }: {
+    out: Tensor;
+    res: Tensor;
+    inp: Tensor;
+    weight: Tensor;
+    bias?: Tensor;
+    gamma?: Tensor;
+    ls: Tensor;
+    drop?: Tensor;
+    branch: Tensor;
+  },
+  { B, N, D, inF }: { B: number; N: number; D: number; inF: number },
+): void {
+  const rows = B * N;
+  const adds = out === res && !gamma && !drop;
+  const y = adds ? out : gamma ? ls : branch; // [B, N, D]
+  linearForward(be, { out: y, inp, weight, bias }, { rows, inF, outF: D }, false, adds);
+  if (adds) return;
+  if (gamma) be.scaleCols({ out: branch, inp: y, scale: gamma }, { rows, C: D });
+  if (drop) be.scaleRows({ out: branch, inp: branch, scale: drop }, { rows: B, C: N * D });
+  be.add({ out, a: res, b: branch });
 }
 
 /** The qkv bias `[3D]`: timm's `qkv.bias`, or BEiT's `[q_bias | 0 | v_bias]` built in `s.qkvBias`. */
